@@ -1,0 +1,68 @@
+# Footprint: one entry point for every task. `make help` lists them.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+export ANSIBLE_CONFIG := $(abspath ansible.cfg)
+INVENTORY ?= inventory/local/hosts.yml
+DEMO_HOST := footprint-demo
+DEMO_IP := 10.77.0.10
+
+.PHONY: help deps venv artifacts lint test test-testbed test-app molecule demo demo-down smoke docs
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
+
+deps: ## install the machine packages the tests need (root; Debian/Ubuntu)
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	  debootstrap systemd-container iptables iproute2 postgresql openjdk-17-jre-headless maven >/dev/null
+
+venv: $(VENV)/.done ## the control-node venv from requirements.txt (+ the app, editable)
+$(VENV)/.done: requirements.txt app/pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q -e './app[test]'
+	touch $@
+
+artifacts: venv ## build (once, cached) the Debian 13 rootfs and the Kafka 4.0 distribution
+	testbed/host rootfs
+	testbed/kafka-dist/build
+
+lint: venv ## yamllint, ansible-lint (production), syntax checks, role docs, ruff, mypy
+	yamllint --strict .
+	ansible-lint --profile production
+	ansible-playbook --syntax-check -i $(INVENTORY) playbooks/*.yml
+	$(PY) tools/role-docs --check
+	ruff check app tests benchmarks tools testbed
+	mypy --config-file app/pyproject.toml app/src
+	mypy --ignore-missing-imports tests
+
+test-testbed: venv ## the test-host tool itself: several hosts, clean teardown also after a killed run
+	$(BIN)/pytest -p no:cacheprovider testbed/tests
+
+test-app: venv artifacts ## app unit + integration tests against real Kafka, PostgreSQL, ClickHouse engine
+	cd app && ../$(BIN)/pytest -p no:cacheprovider
+
+molecule: venv artifacts ## the offline molecule scenario: create, converge site.yml, idempotence, verify, destroy
+	molecule test
+
+test: lint test-testbed test-app molecule ## EVERYTHING (what CI runs)
+
+demo: venv artifacts ## deploy the whole stack into the local demo host and say where it is
+	testbed/host up $(DEMO_HOST) $(DEMO_IP)
+	ansible-playbook -i inventory/local/hosts.yml testbed/prepare-offline.yml
+	ansible-playbook -i inventory/local/hosts.yml playbooks/site.yml
+	ansible-playbook -i inventory/local/hosts.yml playbooks/where.yml
+
+demo-down: ## remove the local demo host
+	testbed/host down $(DEMO_HOST)
+
+smoke: venv ## smoke checks (testinfra + a synthetic event end to end) against INVENTORY=...
+	ansible-playbook -i $(INVENTORY) playbooks/smoke.yml
+
+docs: venv ## regenerate the variable tables in the role READMEs from meta/argument_specs.yml
+	$(PY) tools/role-docs

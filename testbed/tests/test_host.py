@@ -1,0 +1,141 @@
+"""testbed/host: real Debian 13 systemd hosts in nspawn, several at once, and a teardown
+that leaves nothing behind, also after the run that made a host was killed.
+
+Needs root (like the tool). Uses its own names and addresses (10.77.0.9x).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOL = str(ROOT / "testbed" / "host")
+CACHE = Path(os.environ.get("FOOTPRINT_CACHE", Path.home() / ".cache" / "footprint"))
+HOSTS = {"fp-test-a": "10.77.0.91", "fp-test-b": "10.77.0.92"}
+
+
+def tool(*args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run([TOOL, *args], text=True, capture_output=True, timeout=timeout)
+    if check:
+        assert res.returncode == 0, f"testbed/host {' '.join(args)}: {res.stderr}"
+    return res
+
+
+def inside(name: str, *cmd: str) -> str:
+    return tool("exec", name, *cmd).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def two_hosts() -> object:
+    for name, ip in HOSTS.items():
+        tool("up", name, ip)
+    yield HOSTS
+    for name in HOSTS:
+        tool("down", name)
+
+
+def test_hosts_run_systemd_on_debian_13(two_hosts: dict[str, str]) -> None:
+    for name in two_hosts:
+        assert inside(name, "cat", "/proc/1/comm") == "systemd"
+        assert inside(name, "systemctl", "is-system-running") in ("running", "degraded")
+        assert 'VERSION_ID="13"' in inside(name, "cat", "/etc/os-release")
+        assert inside(name, "hostname") == name
+
+
+def test_hosts_have_distinct_names_and_addresses(two_hosts: dict[str, str]) -> None:
+    listed = dict(line.split()[:2] for line in tool("list").stdout.splitlines())
+    for name, ip in two_hosts.items():
+        assert listed[name] == ip
+        assert f"inet {ip}/" in inside(name, "ip", "-4", "addr", "show", "dev", "host0")
+
+
+def test_control_node_reaches_host_ports(two_hosts: dict[str, str]) -> None:
+    name, ip = next(iter(two_hosts.items()))
+    server = subprocess.Popen([TOOL, "exec", name, "python3", "-m", "http.server", "18080", "--bind", ip])
+    try:
+        for _ in range(50):
+            res = subprocess.run(["curl", "-sf", "-o", "/dev/null", "-w", "%{http_code}", f"http://{ip}:18080/"],
+                                 text=True, capture_output=True)
+            if res.stdout == "200":
+                break
+            time.sleep(0.2)
+        assert res.stdout == "200"
+    finally:
+        server.terminate()
+        inside(name, "pkill", "-f", "http.server 18080") if server.wait(5) is None else None
+
+
+def test_hosts_reach_each_other(two_hosts: dict[str, str]) -> None:
+    (a, _), (_, ip_b) = list(two_hosts.items())
+    code = f"import socket,sys; s=socket.socket(); s.settimeout(3); sys.exit(s.connect_ex(('{ip_b}', 9)) not in (0, 111))"
+    assert tool("exec", a, "python3", "-c", code, check=False).returncode == 0  # refused = reachable
+
+
+def test_host_trusts_this_machines_ca_certificates(two_hosts: dict[str, str]) -> None:
+    name = next(iter(two_hosts))
+    bundle = inside(name, "cat", "/etc/ssl/certs/ca-certificates.crt")
+    cas = sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))
+    assert cas, "this machine has no extra CA certificates to copy"
+    for ca in cas:
+        assert tool("exec", name, "test", "-s", f"/usr/local/share/ca-certificates/{ca.name}", check=False).returncode == 0
+        body = "".join(ca.read_text().split("-----")[2].split())
+        assert body[:200] in "".join(bundle.split()), ca.name
+
+
+def test_host_has_its_own_apt_traffic(two_hosts: dict[str, str]) -> None:
+    """NAT lets a host reach the Debian archive for its own packages."""
+    name = next(iter(two_hosts))
+    res = tool("exec", name, "apt-get", "update", "-qq", check=False, timeout=300)
+    assert res.returncode == 0, res.stderr
+
+
+def test_teardown_after_a_killed_run_leaves_nothing() -> None:
+    name, ip = "fp-test-killed", "10.77.0.93"
+    proc = subprocess.Popen([TOOL, "up", name, ip], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pidfile = CACHE / "hosts" / name / "nspawn.pid"
+    deadline = time.monotonic() + 120
+    while not pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pidfile.exists(), "the container never started"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)  # the job that made the host dies; nspawn runs on, detached
+    proc.wait()
+    nspawn = int(pidfile.read_text())
+    assert Path(f"/proc/{nspawn}").exists(), "nspawn should outlive the killed run"
+    tool("down", name)
+    assert not Path(f"/proc/{nspawn}").exists()
+    assert [x for x in tool("leftovers", check=False).stdout.splitlines() if name in x] == []
+
+
+def test_teardown_without_state_files_finds_the_container() -> None:
+    """Even when the state dir is gone, `down` finds the nspawn process by its machine name."""
+    name, ip = "fp-test-orphan", "10.77.0.94"
+    tool("up", name, ip)
+    nspawn = int((CACHE / "hosts" / name / "nspawn.pid").read_text())
+    for f in ("nspawn.pid", "leader.pid"):
+        (CACHE / "hosts" / name / f).unlink()
+    tool("down", name)
+    assert not Path(f"/proc/{nspawn}").exists()
+    assert [x for x in tool("leftovers", check=False).stdout.splitlines() if name in x] == []
+
+
+def test_bad_input_is_refused() -> None:
+    assert tool("up", "Bad_Name", "10.77.0.95", check=False).returncode != 0
+    res = tool("up", "fp-test-badip", "192.0.2.50", check=False)
+    assert res.returncode != 0 and "not a free host address" in res.stderr
+
+
+def test_network_is_removed_with_the_last_host() -> None:
+    for name in HOSTS:
+        tool("down", name)
+    if tool("list").stdout.strip():
+        pytest.skip("other test hosts are running on this machine; the bridge stays for them")
+    assert subprocess.run(["ip", "link", "show", "fpbr0"], capture_output=True).returncode != 0
+    assert "footprint-testbed" not in subprocess.run(["iptables-save"], text=True, capture_output=True).stdout
+    assert tool("leftovers", check=False).stdout.strip() == ""
