@@ -42,7 +42,7 @@ lint: venv ## yamllint, ansible-lint (production), syntax checks, role docs, ruf
 	mypy --ignore-missing-imports tests
 
 test-testbed: venv ## the test-host tool itself: several hosts, clean teardown also after a killed run
-	$(BIN)/pytest -p no:cacheprovider testbed/tests
+	$(BIN)/pytest -p no:cacheprovider testbed/tests testbed/clickhouse-standin/tests
 
 test-app: venv artifacts ## app unit + integration tests against real Kafka, PostgreSQL, ClickHouse engine
 	cd app && ../$(BIN)/pytest -p no:cacheprovider
@@ -61,8 +61,8 @@ demo: venv artifacts ## deploy the whole stack into the local demo host and say 
 demo-down: ## remove the local demo host
 	testbed/host down $(DEMO_HOST)
 
-smoke: venv ## smoke checks (testinfra + a synthetic event end to end) against INVENTORY=...
-	ansible-playbook -i $(INVENTORY) playbooks/smoke.yml
+smoke: venv ## smoke checks (testinfra + synthetic events end to end) against INVENTORY=...
+	pytest -c tests/pytest.ini --hosts=ansible://footprint --ansible-inventory=$(INVENTORY) -m "not destructive" tests
 
 docs: venv ## regenerate the variable tables in the role READMEs from meta/argument_specs.yml
 	$(PY) tools/role-docs
