@@ -92,3 +92,29 @@ def secrets_dir(request: pytest.FixtureRequest) -> Path:
         pytest.fail("pass --ansible-inventory or set FOOTPRINT_SECRETS_DIR")
     path = Path(inventory).resolve()
     return (path if path.is_dir() else path.parent) / ".secrets"
+
+
+@pytest.fixture(scope="session")
+def component(request: pytest.FixtureRequest) -> Any:
+    """component(group) -> (address, inventory vars) of the first host of an inventory group."""
+    runner = ansible_runner.AnsibleRunner.get_runner(request.config.option.ansible_inventory)
+
+    def lookup(group: str) -> tuple[str, dict[str, Any]]:
+        hosts = runner.get_hosts(group)
+        if not hosts:
+            pytest.fail(f"the inventory has no host in group {group!r}")
+        hv = dict(runner.get_variables(hosts[0]))
+        return str(hv.get("ansible_host") or hosts[0]), hv
+
+    return lookup
+
+
+def secret(hostvars: dict[str, Any], variable: str, secrets_dir: Path, file_name: str) -> str:
+    """A secret: the inventory's value (e.g. from a vault) if it sets one, else the generated file."""
+    value = hostvars.get(variable)
+    if isinstance(value, str) and value and "{{" not in value:
+        return value
+    path = secrets_dir / file_name
+    if not path.is_file():
+        pytest.fail(f"secret {variable} is neither in the inventory nor generated at {path}")
+    return path.read_text().strip()

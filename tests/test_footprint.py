@@ -1,0 +1,123 @@
+"""testinfra checks of the footprint (app) role, run against an inventory.
+
+    .venv/bin/pytest tests/test_footprint.py --hosts=ansible://app --ansible-inventory=INVENTORY
+
+The collector is reached from the control node at the host's address from the inventory
+(`footprint_host_address`, else `ansible_host`). Settings not set in the inventory fall
+back to the role's defaults, read from the role.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml  # type: ignore[import-untyped]
+
+ROLE = Path(__file__).resolve().parent.parent / "roles" / "footprint"
+ROLE_DEFAULTS: dict[str, Any] = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+ROLE_VARS: dict[str, Any] = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
+SERVICES = (ROLE_VARS["__footprint_collector_service"], ROLE_VARS["__footprint_consumer_service"])
+
+
+@pytest.fixture(scope="module")
+def hostvars(host: Any) -> dict[str, Any]:
+    return dict(host.ansible.get_variables())
+
+
+def setting(hostvars: dict[str, Any], name: str) -> Any:
+    """The inventory's value of a role variable, else the role's default."""
+    return hostvars.get(name, ROLE_DEFAULTS[name])
+
+
+@pytest.fixture(scope="module")
+def address(hostvars: dict[str, Any]) -> str:
+    addr = hostvars.get("footprint_host_address") or hostvars.get("ansible_host")
+    if not addr:
+        pytest.fail("the inventory gives neither footprint_host_address nor ansible_host")
+    return str(addr)
+
+
+def test_app_user_is_a_system_user_without_login(host: Any, hostvars: dict[str, Any]) -> None:
+    user = host.user(setting(hostvars, "footprint_user"))
+    assert user.exists
+    assert user.group == setting(hostvars, "footprint_group")
+    assert user.uid < 1000
+    assert user.shell in ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false")
+
+
+def test_env_file_is_private_to_root(host: Any, hostvars: dict[str, Any]) -> None:
+    env = host.file(f"{setting(hostvars, 'footprint_config_dir')}/footprint.env")
+    assert env.is_file
+    assert env.mode == 0o600
+    assert env.user == "root"
+    assert env.group == "root"
+    # it is the file the services read their settings from
+    assert "FOOTPRINT_PG_DSN=" in env.content_string
+
+
+def test_code_is_not_writable_by_the_app(host: Any, hostvars: dict[str, Any]) -> None:
+    venv = host.file(f"{setting(hostvars, 'footprint_install_dir')}/venv")
+    assert venv.is_directory
+    assert venv.user == "root"
+    assert not venv.mode & 0o022
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_enabled_running_as_app_user(host: Any, hostvars: dict[str, Any], service: str) -> None:
+    svc = host.service(service)
+    assert svc.is_enabled
+    assert svc.is_running
+    props = dict(
+        line.split("=", 1)
+        for line in host.check_output(
+            f"systemctl show {service} -p MainPID -p User -p NoNewPrivileges -p ProtectSystem -p ProtectHome "
+            "-p PrivateTmp -p Restart -p EnvironmentFiles -p NRestarts"
+        ).splitlines()
+    )
+    assert props["User"] == setting(hostvars, "footprint_user")
+    assert props["NoNewPrivileges"] == "yes"
+    assert props["ProtectSystem"] == "strict"
+    assert props["ProtectHome"] == "yes"
+    assert props["PrivateTmp"] == "yes"
+    assert props["Restart"] == "on-failure"
+    assert props["EnvironmentFiles"].startswith(f"{setting(hostvars, 'footprint_config_dir')}/footprint.env")
+    assert props["NRestarts"] == "0", f"{service} has been restarted by systemd after failing"
+    # the process really runs as that user
+    uid = host.check_output(f"stat -c %u /proc/{props['MainPID']}")
+    assert uid == str(host.user(setting(hostvars, "footprint_user")).uid)
+
+
+def test_collector_runs_the_configured_workers(host: Any, hostvars: dict[str, Any]) -> None:
+    workers = int(setting(hostvars, "footprint_collector_workers"))
+    pid = host.check_output(f"systemctl show {SERVICES[0]} -p MainPID --value")
+    children = host.check_output(f"ps -o args= --ppid {pid}").splitlines()
+    spawned = [c for c in children if "spawn_main" in c]
+    # uvicorn runs a single worker in its own process, more as spawned children
+    assert len(spawned) == (workers if workers > 1 else 0)
+
+
+def test_collector_listens_on_the_configured_port(host: Any, hostvars: dict[str, Any]) -> None:
+    listen = setting(hostvars, "footprint_collector_host")
+    port = int(setting(hostvars, "footprint_collector_port"))
+    assert host.socket(f"tcp://{listen}:{port}").is_listening
+
+
+def test_healthz_answers_from_the_control_node(hostvars: dict[str, Any], address: str) -> None:
+    port = int(setting(hostvars, "footprint_collector_port"))
+    r = httpx.get(f"http://{address}:{port}/healthz", timeout=10)
+    assert r.status_code == 200
+    assert r.json()["status"] == "ok"
+
+
+def test_events_endpoint_refuses_a_wrong_key(hostvars: dict[str, Any], address: str) -> None:
+    port = int(setting(hostvars, "footprint_collector_port"))
+    r = httpx.post(
+        f"http://{address}:{port}/v1/events",
+        json={"batch": [{"type": "track", "event": "probe", "userId": "u1"}]},
+        headers={"Authorization": "Bearer not-a-key", "X-Footprint-Probe": "1"},
+        timeout=10,
+    )
+    assert r.status_code == 401
