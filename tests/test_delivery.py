@@ -159,7 +159,8 @@ def check_fields(rows: dict[str, dict[str, Any]], probe: dict[str, Any], decode:
     for event_id, sent in zip(probe["ids"], probe["batch"], strict=True):
         row = rows[event_id]
         assert row["type"] == sent["type"]
-        assert row["event"] == sent.get("event", "")
+        assert row["event"] == sent.get("event", sent.get("name", ""))  # a page's name is its event
+        assert row["link"] == sent.get("properties", {}).get("path", "")
         assert row["user_id"] == sent.get("userId", "")
         assert row["anonymous_id"] == sent.get("anonymousId", "")
         assert row["group_id"] == sent.get("groupId", "")

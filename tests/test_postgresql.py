@@ -11,7 +11,6 @@ own defaults, read from the role.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,16 +41,6 @@ def address(hostvars: dict[str, Any]) -> str:
     if not addr:
         pytest.fail("the inventory gives neither footprint_host_address nor ansible_host")
     return str(addr)
-
-
-@pytest.fixture(scope="module")
-def secrets_dir(request: pytest.FixtureRequest) -> Path:
-    if os.environ.get("FOOTPRINT_SECRETS_DIR"):
-        return Path(os.environ["FOOTPRINT_SECRETS_DIR"])
-    inventory = request.config.option.ansible_inventory
-    if not inventory:
-        pytest.fail("pass --ansible-inventory or set FOOTPRINT_SECRETS_DIR")
-    return Path(inventory).resolve().parent / ".secrets"
 
 
 @pytest.fixture(scope="module")

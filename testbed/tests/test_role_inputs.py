@@ -30,9 +30,11 @@ def tool(*args: str) -> str:
 @pytest.fixture(scope="module")
 def inventory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     tool("up", NAME, IP)
+    tool("exec", NAME, "apt-get", "update", "-qq")  # like any real server, it knows its package lists
     inv = json.loads(tool("inventory", NAME))
     hostvars = inv["all"]["hosts"][NAME]
-    inv = {"all": {"children": {"footprint": {"hosts": {NAME: hostvars}, "children": {g: {"hosts": {NAME: {}}} for g in GROUPS}}}}}
+    children = {g: {"hosts": {NAME: {}}} for g in GROUPS}
+    inv = {"all": {"children": {"footprint": {"hosts": {NAME: hostvars}, "children": children}}}}
     path = tmp_path_factory.mktemp("inv") / "hosts.yml"
     path.write_text(json.dumps(inv))
     yield path
@@ -43,7 +45,7 @@ def playbook(inventory: Path, play: str, *args: str) -> subprocess.CompletedProc
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
     return subprocess.run(
         [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), str(ROOT / "playbooks" / play), *args],
-        text=True, capture_output=True, cwd=ROOT, env=env, timeout=900,
+        text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, env=env, timeout=900,
     )
 
 
@@ -70,3 +72,24 @@ def test_java_that_is_not_the_required_major_fails(inventory: Path) -> None:
     )
     assert res.returncode != 0
     assert "must report Java 25" in res.stdout and 'version "21' in res.stdout, res.stdout[-3000:]
+
+
+@pytest.mark.parametrize(
+    ("play", "extra", "message"),
+    [
+        ("kafka.yml", {"kafka_port": 70000}, "kafka_port (70000)"),
+        ("kafka.yml", {"kafka_topics": [{"name": "web-logs-topic", "partitions": -1}]}, "partitions a positive integer (got -1)"),
+        ("clickhouse.yml", {"clickhouse_version": "26.9.1.1"}, "clickhouse_version 26.9.1.1 is not on a known LTS line"),
+        ("clickhouse.yml", {"clickhouse_channel": "beta"}, "clickhouse_channel"),
+        ("postgresql.yml", {"postgresql_version": "15"}, "postgresql_version=15 cannot be installed here"),
+    ],
+    ids=["kafka-port", "kafka-partitions", "clickhouse-version", "clickhouse-channel", "postgresql-version"],
+)
+def test_bad_variable_fails_early_naming_it(inventory: Path, play: str, extra: dict[str, object], message: str) -> None:
+    res = playbook(inventory, play, "--check", "-e", json.dumps(extra))
+    assert res.returncode != 0
+    assert message in " ".join(res.stdout.split()), res.stdout[-3000:]
+    role = play.removesuffix(".yml")
+    role_tasks = [t for t in res.stdout.split("TASK [")[1:] if t.startswith(f"{role} : ")]
+    assert role_tasks, f"no task of role {role} ran"
+    assert not [t.splitlines()[0] for t in role_tasks if "\nchanged: [" in t], "the role changed something before failing"
