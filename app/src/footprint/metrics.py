@@ -1,0 +1,47 @@
+"""Prometheus metrics, one registry per process object (no import-time globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+@dataclass
+class CollectorMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.requests = Counter("footprint_requests", "HTTP requests seen by the middleware", registry=r)
+        self.enqueued = Counter(
+            "footprint_events_enqueued", "events handed to the producer queue", ["type"], registry=r
+        )
+        self.dropped = Counter(
+            "footprint_events_dropped",
+            "events not enqueued (local producer queue full or producer error)",
+            ["reason"],
+            registry=r,
+        )
+        self.delivered = Counter("footprint_events_delivered", "events acknowledged by Kafka", registry=r)
+        self.delivery_failures = Counter(
+            "footprint_delivery_failures", "events Kafka did not acknowledge (delivery callback error)",
+            registry=r,
+        )
+        self.rejected = Counter(
+            "footprint_api_rejected", "POST /v1/events requests rejected", ["status"], registry=r
+        )
+        self.queue_len = Gauge("footprint_producer_queue_length", "messages waiting in the producer", registry=r)
+
+
+@dataclass
+class ConsumerMetrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.consumed = Counter("footprint_consumed", "messages consumed", registry=r)
+        self.stored = Counter("footprint_stored", "events accepted by both stores", registry=r)
+        self.dead_lettered = Counter("footprint_dead_lettered", "messages sent to the DLQ", registry=r)
+        self.store_errors = Counter("footprint_store_errors", "failed store writes", ["store"], registry=r)
+        self.batch_seconds = Histogram("footprint_batch_seconds", "batch write time", registry=r)

@@ -1,0 +1,66 @@
+"""All configuration comes from one settings object read from the environment."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_PG_BASE = "host=127.0.0.1 port=5432 dbname=footprint"
+
+
+class Settings(BaseSettings):
+    """Footprint settings; every field maps to ``FOOTPRINT_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="FOOTPRINT_", extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_topic: str = "web-logs-topic"
+    kafka_dlq_topic: str = "web-logs-topic.dlq"
+    kafka_group: str = "footprint-consumer"
+
+    pg_dsn: SecretStr = SecretStr(f"{_PG_BASE} user=footprint_writer")
+    pg_owner_dsn: SecretStr = SecretStr(f"{_PG_BASE} user=footprint_owner")
+    pg_reader_dsn: SecretStr = SecretStr(f"{_PG_BASE} user=footprint_reader")
+    pg_writer_role: str = "footprint_writer"
+    pg_reader_role: str = "footprint_reader"
+
+    ch_host: str = "127.0.0.1"
+    ch_port: int = Field(default=8123, ge=1, le=65535)
+    ch_database: str = "footprint"
+    ch_user: str = "footprint_writer"
+    ch_password: SecretStr = SecretStr("")
+    ch_owner_user: str = "footprint_owner"
+    ch_owner_password: SecretStr = SecretStr("")
+    ch_reader_user: str = "footprint_reader"
+    ch_reader_password: SecretStr = SecretStr("")
+
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    collector_host: str = "127.0.0.1"
+    collector_port: int = Field(default=8000, ge=1, le=65535)
+    collector_workers: int = Field(default=1, ge=1)
+    max_body_bytes: int = Field(default=512 * 1024, ge=1024)
+    max_batch_events: int = Field(default=500, ge=1)
+    max_property_depth: int = Field(default=5, ge=1)
+    producer_queue_max: int = Field(default=100_000, ge=1)
+
+    batch_max_events: int = Field(default=5000, ge=1)
+    batch_max_seconds: float = Field(default=1.0, gt=0)
+    retry_max_seconds: float = Field(default=30.0, gt=0)
+
+    log_level: str = "INFO"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("ch_database")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not value.replace("_", "").isalnum():
+            raise ValueError("must be a plain identifier (letters, digits, _)")
+        return value

@@ -1,0 +1,48 @@
+"""``footprint tail``: print events as they arrive on the topic."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import uuid
+from typing import TextIO
+
+from confluent_kafka import Consumer
+
+from footprint.schema import decode_event
+from footprint.settings import Settings
+
+
+def tail(
+    settings: Settings,
+    stop: threading.Event,
+    from_beginning: bool = False,
+    max_events: int | None = None,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Follow the topic with a throwaway group (commits nothing); returns events printed."""
+    consumer = Consumer({
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "group.id": f"footprint-tail-{uuid.uuid4()}",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest" if from_beginning else "latest",
+    })
+    consumer.subscribe([settings.kafka_topic])
+    printed = 0
+    try:
+        while not stop.is_set() and (max_events is None or printed < max_events):
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error() is not None:
+                continue
+            try:
+                line = decode_event(msg.value()).model_dump_json()
+            except ValueError as exc:
+                line = json.dumps({"invalid": True, "reason": str(exc)[:200], "partition": msg.partition(),
+                                   "offset": msg.offset()})
+            out.write(line + "\n")
+            out.flush()
+            printed += 1
+    finally:
+        consumer.close()
+    return printed

@@ -1,0 +1,162 @@
+"""Shared helpers for the integration tests (produce, read both stores, run the consumer)."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import clickhouse_connect
+import psycopg
+from confluent_kafka import Consumer, Producer
+
+from footprint.consumer import BatchConsumer
+from footprint.schema import encode_event, make_event
+from footprint.settings import Settings
+from footprint.sinks import ClickHouseSink, PostgresSink
+
+LINKS = ["/", "/pricing", "/docs", "/blog", "/blog/kafka", "/about", "/signup", "/login"]
+METHODS = ["GET", "GET", "GET", "POST", "HEAD", "PUT", "DELETE"]
+
+
+def gen_events(n: int, seed: int = 1, start: datetime | None = None, days: int = 3) -> list[dict[str, Any]]:
+    """Deterministic synthetic traffic (page-heavy, a few of each other type, a few probes)."""
+    rnd = random.Random(seed)
+    start = start or datetime(2026, 11, 1, tzinfo=UTC)
+    out = []
+    for i in range(n):
+        when = start + timedelta(seconds=rnd.randrange(days * 86400), microseconds=rnd.randrange(1_000_000))
+        kind = rnd.choices(["page", "track", "identify", "group"], [85, 9, 3, 3])[0]
+        out.append(make_event(
+            type=kind,
+            event_id=uuid.UUID(int=rnd.getrandbits(128), version=4),
+            event="Signed Up" if kind == "track" else None,
+            method=rnd.choice(METHODS) if kind == "page" else None,
+            link=rnd.choice(LINKS) + ("" if rnd.random() < 0.9 else f"?p={i % 7}") if kind == "page" else None,
+            anonymous_id=f"anon-{rnd.randrange(max(n // 5, 1))}",
+            user_id=f"user-{rnd.randrange(100)}" if rnd.random() < 0.2 else None,
+            group_id="acme" if kind == "group" else None,
+            properties={"plan": "pro"} if kind == "track" else {},
+            footprint_time=when,
+            received_at=when,
+            synthetic=rnd.random() < 0.01,
+        ))
+    return out
+
+
+def produce(settings: Settings, events: list[dict[str, Any]] | list[bytes], keys: list[str] | None = None) -> None:
+    p = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True, "acks": "all",
+                  "linger.ms": 20, "queue.buffering.max.messages": 1_000_000})
+    for i, e in enumerate(events):
+        if isinstance(e, bytes):
+            p.produce(settings.kafka_topic, value=e, key=(keys[i] if keys else None))
+        else:
+            p.produce(settings.kafka_topic, value=encode_event(e), key=e["event_id"])
+        if i % 10000 == 0:
+            p.poll(0)
+    assert p.flush(60) == 0
+
+
+def pg_ids(settings: Settings, ids: list[str]) -> dict[str, int]:
+    with psycopg.connect(settings.pg_owner_dsn.get_secret_value()) as c:
+        rows = c.execute("SELECT event_id::text, count(*) FROM events WHERE event_id::text = ANY(%s) GROUP BY 1",
+                         (ids,)).fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+def ch_client(settings: Settings) -> Any:
+    return clickhouse_connect.get_client(host=settings.ch_host, port=settings.ch_port,
+                                         username=settings.ch_owner_user,
+                                         password=settings.ch_owner_password.get_secret_value(),
+                                         database=settings.ch_database)
+
+
+def ch_ids(settings: Settings, ids: list[str], final: bool = True) -> dict[str, int]:
+    c = ch_client(settings)
+    try:
+        q = f"SELECT toString(event_id), count() FROM events {'FINAL' if final else ''}" \
+            " WHERE toString(event_id) IN {ids:Array(String)} GROUP BY 1"
+        out: dict[str, int] = {}
+        for i in range(0, len(ids), 1000):  # keep each request's parameter small
+            out.update({r[0]: r[1] for r in c.query(q, parameters={"ids": ids[i:i + 1000]}).result_rows})
+        return out
+    finally:
+        c.close()
+
+
+def committed(settings: Settings) -> dict[int, int]:
+    """Committed offsets of the test's consumer group per partition."""
+    from confluent_kafka import TopicPartition
+
+    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": settings.kafka_group,
+                  "enable.auto.commit": False})
+    try:
+        md = c.list_topics(settings.kafka_topic, timeout=10)
+        parts = [TopicPartition(settings.kafka_topic, p) for p in md.topics[settings.kafka_topic].partitions]
+        return {tp.partition: tp.offset for tp in c.committed(parts, timeout=10)}
+    finally:
+        c.close()
+
+
+class RunningConsumer:
+    """The real consumer in a background thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.consumer = BatchConsumer(settings, [PostgresSink(settings.pg_dsn.get_secret_value()),
+                                                 ClickHouseSink(settings)])
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.consumer.run()
+        except BaseException as exc:  # surfaced by stop()
+            self.error = exc
+
+    def __enter__(self) -> RunningConsumer:
+        self.thread.start()
+        return self
+
+    def stop(self, timeout: float = 60) -> None:
+        self.consumer.stop.set()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "consumer did not stop"
+        if self.error:
+            raise self.error
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def wait_for(pred: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def read_dlq(settings: Settings, n: int, timeout: float = 30) -> list[Any]:
+    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"dlq-{uuid.uuid4()}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([settings.kafka_dlq_topic])
+    out: list[Any] = []
+    end = time.monotonic() + timeout
+    try:
+        while len(out) < n and time.monotonic() < end:
+            m = c.poll(0.5)
+            if m is not None and m.error() is None:
+                out.append(m)
+    finally:
+        c.close()
+    return out
+
+
+def as_json(m: Any) -> dict[str, Any]:
+    return dict(json.loads(m.value()))

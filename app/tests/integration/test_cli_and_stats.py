@@ -1,0 +1,177 @@
+"""The CLI against the real services: SIGTERM, clear startup errors, stats on both stores."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import date
+from typing import Any
+
+import psycopg
+
+from footprint.settings import Settings
+from footprint.stats import run_stats
+from helpers import RunningConsumer, ch_client, committed, gen_events, pg_ids, produce, wait_for
+
+FOOTPRINT = [sys.executable, "-m", "footprint.cli"]
+
+
+def _env(settings: Settings, **override: str) -> dict[str, str]:
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if name == "api_keys":
+            value = ",".join(k.get_secret_value() for k in value)
+        elif hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"FOOTPRINT_{name.upper()}"] = str(value)
+    env.update(override)
+    return env
+
+
+def test_sigterm_finishes_the_batch_and_commits(settings: Settings) -> None:
+    events = gen_events(2000, seed=31)
+    ids = [e["event_id"] for e in events]
+    produce(settings, events)
+    proc = subprocess.Popen([*FOOTPRINT, "consume"], env=_env(settings, FOOTPRINT_BATCH_MAX_SECONDS="5"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: len(pg_ids(settings, ids)) > 0, what="consumer started storing")
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    stored = pg_ids(settings, ids)
+    offsets = committed(settings)
+    # what was committed is exactly what was stored (offsets 0..n-1 per partition)
+    assert sum(max(o, 0) for o in offsets.values()) == len(stored)
+    assert '"consumer stopped"' in err
+
+
+def test_wrong_credentials_give_one_clear_line(settings: Settings) -> None:
+    bad_pg = settings.pg_dsn.get_secret_value().replace("writer-pw", "nope")
+    res = subprocess.run([*FOOTPRINT, "consume"], env=_env(settings, FOOTPRINT_PG_DSN=bad_pg),
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    assert "PostgreSQL (writer)" in res.stderr and "password authentication failed" in res.stderr
+    assert "Traceback" not in res.stderr
+    res = subprocess.run([*FOOTPRINT, "check"], env=_env(settings, FOOTPRINT_CH_PASSWORD="nope"),
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "Traceback" not in res.stderr + res.stdout
+    assert '"pg": "ok"' in res.stdout and '"kafka": "ok"' in res.stdout and "ClickHouse (writer" in res.stdout
+    res = subprocess.run([*FOOTPRINT, "check", "--store", "kafka"],
+                         env=_env(settings, FOOTPRINT_KAFKA_BOOTSTRAP="127.0.0.1:1"),
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "Kafka (127.0.0.1:1)" in res.stdout
+
+
+def _truncate(settings: Settings) -> None:
+    with psycopg.connect(settings.pg_owner_dsn.get_secret_value()) as c:
+        c.execute("TRUNCATE events")
+    ch = ch_client(settings)
+    try:
+        ch.command("TRUNCATE TABLE events")
+        ch.command("TRUNCATE TABLE link_hourly")
+    finally:
+        ch.close()
+
+
+def test_both_stores_give_identical_stats(settings: Settings) -> None:
+    _truncate(settings)
+    events = gen_events(6000, seed=41, days=4)
+    produce(settings, events)
+    produce(settings, events[:1000])  # replays must not change any answer
+    with RunningConsumer(settings):
+        wait_for(lambda: sum(max(o, 0) for o in committed(settings).values()) == 7000, what="all consumed")
+    results = {r.name: r for r in run_stats(settings, date(1970, 1, 1), date(2100, 1, 1), top=5)}
+    for r in results.values():
+        assert r.pg_rows, r.name
+        assert r.pg_rows == r.ch_rows, f"{r.name}: {r.pg_rows[:5]} != {r.ch_rows[:5]}"
+    # and both agree with an independent count in Python
+    pages = [e for e in events if e["type"] == "page" and not e["synthetic"]]
+    per_day = Counter(e["footprint_time"][:10] for e in pages)
+    assert results["views_per_day"].pg_rows == sorted(per_day.items())
+    methods = Counter(e["method"] for e in pages)
+    assert dict(results["methods"].ch_rows) == dict(methods)
+    visitors: dict[str, set[str]] = {}
+    for e in pages:
+        visitors.setdefault(e["footprint_time"][:10], set()).add(e["visitor_id"])
+    assert results["unique_visitors_per_day"].ch_rows == sorted((d, len(v)) for d, v in visitors.items())
+    # date bounds are applied the same way
+    window = {r.name: r for r in run_stats(settings, date(2026, 11, 2), date(2026, 11, 3))}
+    assert all(r.same for r in window.values())
+    assert window["views_per_day"].pg_rows == [("2026-11-02", per_day["2026-11-02"])]
+    # the CLI exits 0 when the stores agree and prints both timings
+    res = subprocess.run([*FOOTPRINT, "stats", "--top", "3"], env=_env(settings), capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count("answers same") == 5
+
+
+def test_collector_to_both_stores(settings: Settings) -> None:
+    """The real collector (uvicorn, real producer) -> Kafka -> consumer -> both stores."""
+    import httpx
+
+    from services import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([*FOOTPRINT, "serve"], env=_env(settings, FOOTPRINT_COLLECTOR_PORT=str(port)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _up(base), what="collector up")
+        with httpx.Client(base_url=base) as http:
+            for i in range(20):
+                assert http.get(f"/page/{i}").status_code == 404  # unknown paths are still tracked
+            r = http.post("/v1/events", headers={"Authorization": "Bearer test-key"}, json={"batch": [
+                {"type": "track", "event": "Signed Up", "userId": "u1", "properties": {"plan": "pro"}},
+                {"type": "identify", "userId": "u1", "traits": {"email": "u1@example.test"}},
+                {"type": "group", "userId": "u1", "groupId": "acme"},
+                {"type": "page", "anonymousId": "a1", "properties": {"path": "/pricing"}},
+            ]})
+            assert r.status_code == 202, r.text
+            api_ids = r.json()["event_ids"]
+            metrics = http.get("/metrics").text
+        assert "footprint_events_enqueued_total" in metrics
+        with RunningConsumer(settings):
+            wait_for(lambda: len(pg_ids(settings, api_ids)) == 4, what="API events stored")
+            with psycopg.connect(settings.pg_owner_dsn.get_secret_value()) as c:
+                wait_for(lambda: c.execute("SELECT count(*) FROM events WHERE link LIKE '/page/%%'"
+                                           " AND ingested_at > now() - interval '5 minutes'").fetchone()[0] >= 20,
+                         what="page events stored")
+                row: Any = c.execute("SELECT type, event, user_id, properties->>'plan' FROM events"
+                                     " WHERE event_id = %s", (api_ids[0],)).fetchone()
+        assert row == ("track", "Signed Up", "u1", "pro")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _up(base: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(base + "/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        time.sleep(0.2)
+        return False
+
+
+def test_migrate_command_is_idempotent(settings: Settings) -> None:
+    import json
+
+    res = subprocess.run([*FOOTPRINT, "migrate"], env=_env(settings), capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == {"applied": {"postgres": [], "clickhouse": []}}
+    res = subprocess.run([*FOOTPRINT, "migrate", "--store", "ch"],
+                         env=_env(settings, FOOTPRINT_CH_OWNER_PASSWORD="wrong"), capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 2 and "ClickHouse (owner" in res.stderr and "Traceback" not in res.stderr

@@ -1,0 +1,88 @@
+"""Start the same real local services the app's integration tests use (PostgreSQL, Kafka 4.0, ClickHouse)."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "app" / "tests"))
+
+from footprint.migrate import migrate_clickhouse, migrate_postgres  # noqa: E402
+from footprint.settings import Settings  # noqa: E402
+from services import CH_PASSWORDS, LocalPostgres, private_kafka, start_clickhouse  # noqa: E402
+
+
+@contextlib.contextmanager
+def services(partitions: int = 3) -> Iterator[Settings]:
+    import signal
+
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    def _terminate(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)  # run the cleanup below on SIGTERM too
+
+    signal.signal(signal.SIGTERM, _terminate)
+    base = Path(tempfile.mkdtemp(prefix="fp-bench-"))
+    pg = LocalPostgres()
+    pg.init()
+    pg.start()
+    ch = None
+    try:
+        pg.setup_roles()
+        ch = start_clickhouse(base / "ch")
+        with private_kafka(base / "kafka", heap="512m") as kafka:  # type: ignore[attr-defined]
+            name = f"bench-{uuid.uuid4().hex[:8]}"
+            admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+            for f in admin.create_topics([NewTopic(name, partitions, 1), NewTopic(name + ".dlq", 1, 1)]).values():
+                f.result(30)
+            s = Settings(
+                kafka_bootstrap=kafka.bootstrap, kafka_topic=name, kafka_dlq_topic=name + ".dlq",
+                kafka_group=name + "-g",
+                pg_dsn=pg.dsn("footprint_writer"), pg_owner_dsn=pg.dsn("footprint_owner"),
+                pg_reader_dsn=pg.dsn("footprint_reader"),
+                ch_host=ch.host, ch_port=ch.http_port,  # type: ignore[attr-defined]
+                ch_password=CH_PASSWORDS["footprint_writer"], ch_owner_password=CH_PASSWORDS["footprint_owner"],
+                ch_reader_password=CH_PASSWORDS["footprint_reader"],
+            )
+            migrate_postgres(s)
+            migrate_clickhouse(s)
+            yield s
+    finally:
+        if ch is not None:
+            ch.stop()  # type: ignore[attr-defined]
+        pg.destroy()
+        import shutil
+
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def machine() -> str:
+    import os
+    import platform
+
+    cpu = "?"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"{platform.node()}: {os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.platform()}, " \
+           f"Python {platform.python_version()}; load average now {load} (machine shared with other jobs)"
+
+
+def committed_total(probe: Any, parts: list[Any]) -> int:
+    """Sum of the group's committed offsets (0 while the coordinator is still loading)."""
+    from confluent_kafka import KafkaException
+
+    try:
+        return sum(max(tp.offset, 0) for tp in probe.committed(parts, timeout=10))
+    except KafkaException:
+        return 0

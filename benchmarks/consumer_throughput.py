@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Benchmark (1): Footprint's batch consumer vs a re-creation of the hand-built one-row consumer.
+
+Same run, same services (PostgreSQL, Kafka 4.0 KRaft, ClickHouse engine, all on this machine):
+  footprint : batches (COPY + ON CONFLICT into PostgreSQL, one insert per batch into ClickHouse),
+              offsets committed after both stores accepted the batch
+  baseline  : for each message: INSERT into PostgreSQL + COMMIT, then a single-row INSERT into
+              ClickHouse; offsets auto-committed (the hand-built consumer)
+Each side drains its own pre-filled topic; the figure is events stored in BOTH stores per second.
+
+  python benchmarks/consumer_throughput.py [--events 200000] [--baseline-events 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
+
+from _services import committed_total as _committed
+from _services import machine, services
+from helpers import gen_events, produce
+
+
+def run_footprint(settings: Any, n: int) -> tuple[float, float]:
+    """(seconds from start incl. joining the group, seconds from the first batch read to the last commit)"""
+    import threading
+
+    from confluent_kafka import Consumer, TopicPartition
+    from footprint.consumer import BatchConsumer
+    from footprint.sinks import ClickHouseSink, PostgresSink
+
+    probe = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": settings.kafka_group})
+    parts = [TopicPartition(settings.kafka_topic, p) for p in range(3)]
+    c = BatchConsumer(settings, [PostgresSink(settings.pg_dsn.get_secret_value()), ClickHouseSink(settings)])
+    t = threading.Thread(target=c.run, daemon=True)
+    t0 = time.perf_counter()
+    t.start()
+    while c.metrics.consumed._value.get() == 0:
+        time.sleep(0.005)
+    t_first = time.perf_counter()
+    # done = the group's committed offsets cover every message (i.e. both stores accepted all)
+    while _committed(probe, parts) < n:
+        time.sleep(0.1)
+    t_end = time.perf_counter()
+    probe.close()
+    c.stop.set()
+    t.join()
+    return t_end - t0, t_end - t_first
+
+
+def run_baseline(settings: Any, n: int) -> float:
+    """The hand-built consumer, faithfully: one row, one commit, one ClickHouse insert per message."""
+    import json
+
+    import clickhouse_connect
+    import psycopg
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": settings.kafka_group + "-base",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": True})
+    consumer.subscribe([settings.kafka_topic])
+    pg = psycopg.connect(settings.pg_dsn.get_secret_value())
+    ch = clickhouse_connect.get_client(host=settings.ch_host, port=settings.ch_port, username=settings.ch_user,
+                                       password=settings.ch_password.get_secret_value(), database="footprint")
+    cols = ["event_id", "type", "method", "link", "anonymous_id", "visitor_id", "footprint_time", "received_at",
+            "schema_version"]
+    done = 0
+    t0 = None
+    while done < n:
+        msg = consumer.poll(1.0)
+        if msg is None or msg.error():
+            continue
+        if t0 is None:
+            t0 = time.perf_counter()
+        try:
+            e = json.loads(msg.value())
+            row = [e["event_id"], e["type"], e["method"] or "", e["link"] or "", e["anonymous_id"] or "",
+                   e["visitor_id"], e["footprint_time"], e["received_at"], 1]
+            pg.execute(f"INSERT INTO events ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})", row)
+            pg.commit()
+            from datetime import datetime
+
+            row[6] = datetime.fromisoformat(row[6])
+            row[7] = datetime.fromisoformat(row[7])
+            ch.insert("events", [row], column_names=cols)
+        except Exception as exc:  # the hand-built consumer logs and drops
+            print("baseline dropped:", exc, file=sys.stderr)
+        done += 1
+    assert t0 is not None  # timed from the first message, like the footprint figure
+    elapsed = time.perf_counter() - t0
+    consumer.close()
+    pg.close()
+    ch.close()
+    return elapsed
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--baseline-events", type=int, default=3_000)
+    ap.add_argument("--batch", type=int, default=None, help="FOOTPRINT_BATCH_MAX_EVENTS for this run")
+    args = ap.parse_args()
+    print(machine())
+    with services() as s:
+        if args.batch:
+            s = s.model_copy(update={"batch_max_events": args.batch})
+        page_only = [dict(e, type="page", method=e["method"] or "GET", link=e["link"] or "/")
+                     for e in gen_events(args.events + args.baseline_events, seed=7)]
+        t = time.perf_counter()
+        produce(s, page_only[: args.events])
+        print(f"pre-filled {args.events} events in {time.perf_counter() - t:.1f} s")
+        fp_total, fp = run_footprint(s, args.events)
+        fp_rate = args.events / fp
+        print(f"footprint consumer : {args.events:>8} events in {fp:7.2f} s = {fp_rate:>9,.0f} events/s "
+              f"(first batch read -> last commit; batch <= {s.batch_max_events}); "
+              f"incl. group join {fp_total:.2f} s = {args.events / fp_total:,.0f} events/s")
+        base_topic = s.model_copy(update={"kafka_group": s.kafka_group + "-b"})
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        bt = s.kafka_topic + "-baseline"
+        admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
+        for f in admin.create_topics([NewTopic(bt, 3, 1)]).values():
+            f.result(30)
+        base_topic = base_topic.model_copy(update={"kafka_topic": bt})
+        produce(base_topic, page_only[args.events:])
+        bl = run_baseline(base_topic, args.baseline_events)
+        bl_rate = args.baseline_events / bl
+        print(f"hand-built baseline: {args.baseline_events:>8} events in {bl:7.2f} s = {bl_rate:>9,.0f} events/s")
+        print(f"ratio footprint/baseline = {fp_rate / bl_rate:,.0f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
