@@ -56,7 +56,6 @@ demo: venv artifacts ## deploy the whole stack into the local demo host and say 
 	testbed/host up $(DEMO_HOST) $(DEMO_IP)
 	ansible-playbook -i inventory/local/hosts.yml testbed/prepare-offline.yml
 	ansible-playbook -i inventory/local/hosts.yml playbooks/site.yml
-	ansible-playbook -i inventory/local/hosts.yml playbooks/where.yml
 
 demo-down: ## remove the local demo host
 	testbed/host down $(DEMO_HOST)
