@@ -2,6 +2,8 @@
 
 from typing import Any
 
+from conftest import setting
+
 
 def test_essential_packages(host: Any) -> None:
     for name in ("ca-certificates", "curl", "gnupg", "acl", "tzdata", "python3-apt"):
@@ -9,7 +11,7 @@ def test_essential_packages(host: Any) -> None:
 
 
 def test_timezone(host: Any, hostvars: dict[str, Any]) -> None:
-    want = hostvars.get("base_timezone", "Etc/UTC")
+    want = setting(hostvars, "base_timezone")
     assert host.file("/etc/localtime").linked_to == f"/usr/share/zoneinfo/{want}"
 
 
@@ -17,8 +19,8 @@ def test_time_sync_enabled(host: Any) -> None:
     assert host.service("systemd-timesyncd").is_enabled
 
 
-def test_task_delayacct_persisted(host: Any) -> None:
-    f = host.file("/etc/sysctl.d/60-footprint-base.conf")
+def test_task_delayacct_persisted(host: Any, hostvars: dict[str, Any]) -> None:
+    f = host.file(setting(hostvars, "base_sysctl_file"))
     assert f.exists and f.user == "root" and f.mode == 0o644
     assert "kernel.task_delayacct=1" in f.content_string.replace(" ", "")
 
@@ -29,16 +31,37 @@ def test_task_delayacct_live(host: Any) -> None:
 
 
 def test_service_file_limit(host: Any, hostvars: dict[str, Any]) -> None:
-    want = str(hostvars.get("base_nofile_limit", 131072))
+    want = str(setting(hostvars, "base_nofile_limit"))
     assert host.run("systemctl show --property DefaultLimitNOFILE --value").stdout.strip() == want
     assert f"soft nofile {want}" in host.file("/etc/security/limits.d/60-footprint.conf").content_string
 
 
 def test_firewall(host: Any, hostvars: dict[str, Any]) -> None:
-    if not hostvars.get("base_firewall_enabled", False):
+    if not setting(hostvars, "base_firewall_enabled"):
         assert not host.package("ufw").is_installed or "inactive" in host.run("ufw status").stdout
         return
     status = host.run("ufw status").stdout
     assert "Status: active" in status
-    for item in hostvars["base_firewall_allowed_ports"]:
+    for item in setting(hostvars, "base_firewall_allowed_ports"):
         assert f"{item['port']}/{item.get('proto', 'tcp')}" in status, item
+
+
+def test_firewall_denies_unlisted_ports(host: Any, hostvars: dict[str, Any], address: str) -> None:
+    """A port that is not in the allowed list is unreachable from the control node."""
+    import socket
+
+    if not setting(hostvars, "base_firewall_enabled"):
+        assert "Status: active" not in host.run("ufw status 2>/dev/null").stdout
+        return
+    allowed = {int(p["port"]) for p in setting(hostvars, "base_firewall_allowed_ports")}
+    port = next(p for p in range(18081, 18200) if p not in allowed)
+    host.run_test("setsid -f timeout 20 python3 -m http.server %s --bind 0.0.0.0 >/dev/null 2>&1", str(port))
+    probe = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/', timeout=3)"
+    for _ in range(20):  # it listens: reachable from inside the host
+        if host.run("python3 -c %s", probe).rc == 0:
+            break
+    else:
+        raise AssertionError("the probe server did not start")
+    with socket.socket() as s:
+        s.settimeout(3)
+        assert s.connect_ex((address, port)) != 0, f"port {port} is reachable through the firewall"

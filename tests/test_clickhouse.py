@@ -3,7 +3,7 @@
     .venv/bin/pytest tests/test_clickhouse.py --hosts=ansible://clickhouse --ansible-inventory=INVENTORY
 
 The server is reached from the control node with clickhouse-connect (HTTP) at the host's
-address from the inventory (`footprint_host_address`, else `ansible_host`); passwords come
+address from the inventory (`ansible_host`); passwords come
 from the password-lookup files the role wrote (`$FOOTPRINT_SECRETS_DIR`, else
 `<inventory dir>/.secrets`) unless the inventory sets them. Settings not set in the
 inventory fall back to the role's own defaults, read from the role. The app's `events`
@@ -25,9 +25,9 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
+from conftest import setting
 
 ROLE = Path(__file__).resolve().parent.parent / "roles" / "clickhouse"
-ROLE_DEFAULTS: dict[str, Any] = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
 ROLE_OS_VARS: dict[str, Any] = yaml.safe_load((ROLE / "vars" / "Debian.yml").read_text())
 SYSCTL_FILE = "/etc/sysctl.d/60-footprint-base.conf"
 OVERRIDES = (
@@ -40,19 +40,6 @@ OVERRIDES = (
 )
 # packaged defaults of the MySQL / PostgreSQL protocol ports
 PACKAGED_PROTOCOL_PORTS = {"clickhouse_mysql_port": 9004, "clickhouse_postgresql_port": 9005}
-
-
-def setting(hostvars: dict[str, Any], name: str) -> Any:
-    """The inventory's value of a role variable, else the role's default."""
-    return hostvars.get(name, ROLE_DEFAULTS[name])
-
-
-@pytest.fixture(scope="module")
-def address(hostvars: dict[str, Any]) -> str:
-    addr = hostvars.get("footprint_host_address") or hostvars.get("ansible_host")
-    if not addr:
-        pytest.fail("the inventory gives neither footprint_host_address nor ansible_host")
-    return str(addr)
 
 
 @pytest.fixture(scope="module")

@@ -201,3 +201,22 @@ def test_synthetic_events_stay_out_of_the_rollup(endpoints: dict[str, Any], prob
     finally:
         client.close()
     assert int(str(n)) == 0
+
+
+@pytest.mark.destructive  # a real (non-synthetic) page view: it shows in the stats, so never in smoke
+def test_real_page_view_fills_the_rollup(endpoints: dict[str, Any], probe: dict[str, Any]) -> None:
+    link = f"/rollup-check/{probe['marker']}"
+    event = {"type": "page", "anonymousId": f"a-{probe['marker']}", "name": link, "properties": {"path": link},
+             "messageId": f"{probe['marker']}-rollup"}
+    with httpx.Client(timeout=10) as http:
+        res = http.post(f"{endpoints['collector']}/v1/events", json={"batch": [event]},
+                        headers={"Authorization": f"Bearer {endpoints['api_key']}"})
+    assert res.status_code == 202, res.text
+    client = clickhouse_connect.get_client(**endpoints["ch"])
+    try:
+        def views() -> int:
+            return int(str(client.command(
+                "SELECT uniqExactMerge(views) FROM link_hourly WHERE link = {l:String}", parameters={"l": link})))
+        assert wait_for("the page view in the ClickHouse rollup", views) == 1
+    finally:
+        client.close()

@@ -3,7 +3,7 @@
     .venv/bin/pytest tests/test_footprint.py --hosts=ansible://app --ansible-inventory=INVENTORY
 
 The collector is reached from the control node at the host's address from the inventory
-(`footprint_host_address`, else `ansible_host`). Settings not set in the inventory fall
+(`ansible_host`). Settings not set in the inventory fall
 back to the role's defaults, read from the role.
 """
 
@@ -15,29 +15,14 @@ from typing import Any
 import httpx
 import pytest
 import yaml  # type: ignore[import-untyped]
+from conftest import setting
+
+# Only the hosts of the app group (the suite may run against a split inventory).
+testinfra_hosts = ["ansible://app"]
 
 ROLE = Path(__file__).resolve().parent.parent / "roles" / "footprint"
-ROLE_DEFAULTS: dict[str, Any] = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
 ROLE_VARS: dict[str, Any] = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
 SERVICES = (ROLE_VARS["__footprint_collector_service"], ROLE_VARS["__footprint_consumer_service"])
-
-
-@pytest.fixture(scope="module")
-def hostvars(host: Any) -> dict[str, Any]:
-    return dict(host.ansible.get_variables())
-
-
-def setting(hostvars: dict[str, Any], name: str) -> Any:
-    """The inventory's value of a role variable, else the role's default."""
-    return hostvars.get(name, ROLE_DEFAULTS[name])
-
-
-@pytest.fixture(scope="module")
-def address(hostvars: dict[str, Any]) -> str:
-    addr = hostvars.get("footprint_host_address") or hostvars.get("ansible_host")
-    if not addr:
-        pytest.fail("the inventory gives neither footprint_host_address nor ansible_host")
-    return str(addr)
 
 
 def test_app_user_is_a_system_user_without_login(host: Any, hostvars: dict[str, Any]) -> None:

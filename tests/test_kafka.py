@@ -5,7 +5,7 @@
 Ports, addresses, names and topics come from the inventory; what it does not set falls
 back to the role's own defaults (read from roles/kafka/defaults/main.yml). The broker is
 reached from the control node with confluent-kafka at the host's address
-(`footprint_host_address`, else `ansible_host`).
+(`ansible_host`).
 
 The tests marked `destructive` run ansible-playbook themselves (the kafka role alone, against
 the same inventory) and restart the broker: the "never reformat" proof (data written,
@@ -31,10 +31,10 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
+from conftest import setting
 
 REPO = Path(__file__).resolve().parent.parent
 ROLE = REPO / "roles" / "kafka"
-ROLE_DEFAULTS: dict[str, Any] = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
 WILDCARDS = {"0.0.0.0", "::", "*", "[::]"}
 play = pytest.mark.destructive
 
@@ -43,11 +43,6 @@ play = pytest.mark.destructive
 def _kafka_hosts_only(hostvars: dict[str, Any]) -> None:
     if "kafka" not in hostvars.get("group_names", []):
         pytest.skip("not in the inventory group kafka")
-
-
-def setting(hostvars: dict[str, Any], name: str) -> Any:
-    """The inventory's value of a kafka role variable, else the role's default."""
-    return hostvars.get(name, ROLE_DEFAULTS[name])
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
     .venv/bin/pytest tests/test_postgresql.py --hosts=ansible://all --ansible-inventory=INVENTORY
 
 The server is reached from the control node with psycopg at the host's address from
-the inventory (`footprint_host_address`, else `ansible_host`); passwords come from the
+the inventory (`ansible_host`); passwords come from the
 password-lookup files the role wrote (`$FOOTPRINT_SECRETS_DIR`, else
 `<inventory dir>/.secrets`). Settings not set in the inventory fall back to the role's
 own defaults, read from the role.
@@ -19,28 +19,13 @@ from typing import Any
 import psycopg
 import pytest
 import yaml  # type: ignore[import-untyped]
+from conftest import secret, setting
 from psycopg import errors
 
+# Only the hosts of the postgresql group (the suite may run against a split inventory).
+testinfra_hosts = ["ansible://postgresql"]
+
 ROLE = Path(__file__).resolve().parent.parent / "roles" / "postgresql"
-ROLE_DEFAULTS: dict[str, Any] = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
-
-
-@pytest.fixture(scope="module")
-def hostvars(host: Any) -> dict[str, Any]:
-    return dict(host.ansible.get_variables())
-
-
-def setting(hostvars: dict[str, Any], name: str) -> Any:
-    """The inventory's value of a role variable, else the role's default."""
-    return hostvars.get(name, ROLE_DEFAULTS[name])
-
-
-@pytest.fixture(scope="module")
-def address(hostvars: dict[str, Any]) -> str:
-    addr = hostvars.get("footprint_host_address") or hostvars.get("ansible_host")
-    if not addr:
-        pytest.fail("the inventory gives neither footprint_host_address nor ansible_host")
-    return str(addr)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +54,7 @@ class Db:
         return str(setting(self.hostvars, f"postgresql_{role}_user"))
 
     def password(self, role: str) -> str:
-        return (self.secrets / f"postgresql_{role}").read_text().strip()
+        return secret(self.hostvars, f"postgresql_{role}_password", self.secrets, f"postgresql_{role}")
 
     def connect(self, role: str, password: str | None = None, user: str | None = None) -> psycopg.Connection[Any]:
         return psycopg.connect(
@@ -121,12 +106,24 @@ def test_runs_the_version_asked_for(host: Any, db: Db, major: str) -> None:
     assert row is not None and str(row[0]) == major
 
 
-def test_passwords_are_scram_and_secret_files_private(db: Db) -> None:
+def test_passwords_are_scram_and_secret_files_private(host: Any, db: Db) -> None:
     with db.connect("reader") as conn:
         row = conn.execute("SELECT current_setting('password_encryption')").fetchone()
     assert row == ("scram-sha-256",)
+    users = ",".join(f"'{db.user(role)}'" for role in ROLES)
+    stored = host.run(
+        "cd / && runuser -u postgres -- psql -p %s -XAtc %s",
+        str(setting(db.hostvars, "postgresql_port")),
+        f"SELECT rolname, left(rolpassword, 14) FROM pg_authid WHERE rolname IN ({users}) ORDER BY 1",
+    )
+    assert stored.rc == 0, stored.stderr
+    rows = dict(line.split("|") for line in stored.stdout.split())
+    assert sorted(rows) == sorted(db.user(role) for role in ROLES)
+    assert set(rows.values()) == {"SCRAM-SHA-256$"}, "a password is not stored as a SCRAM verifier"
     for role in ROLES:
-        assert (db.secrets / f"postgresql_{role}").stat().st_mode & 0o777 == 0o600
+        path = db.secrets / f"postgresql_{role}"
+        if path.exists():  # generated (not given from a vault): private to the control node's user
+            assert path.stat().st_mode & 0o777 == 0o600
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -18,12 +18,16 @@ from pydantic import ValidationError
 
 from footprint.metrics import CollectorMetrics
 from footprint.schema import (
+    SHORT_MAX_BYTES,
+    SHORT_MAX_CHARS,
+    TEXT_MAX_BYTES,
     Batch,
     encode_event,
     format_validation_error,
     inbound_to_wire,
     json_depth,
     make_event,
+    truncate_utf8,
 )
 from footprint.settings import Settings
 
@@ -59,7 +63,7 @@ def anonymous_id(scope: Scope) -> str:
     """Client-given ``X-Footprint-Anonymous-Id`` or a short hash of client address + user agent."""
     given = _header(scope, b"x-footprint-anonymous-id")
     if given:
-        return given[:200]
+        return truncate_utf8(given[:SHORT_MAX_CHARS], SHORT_MAX_BYTES)
     client = scope.get("client") or ("", 0)
     ua = _header(scope, b"user-agent") or ""
     return hashlib.blake2b(f"{client[0]}|{ua}".encode(), digest_size=8).hexdigest()
@@ -80,7 +84,7 @@ class PageEventMiddleware:
                 fields = make_event(
                     type="page",
                     method=scope["method"],
-                    link=scope["path"][:2048],
+                    link=truncate_utf8(scope["path"], TEXT_MAX_BYTES),
                     anonymous_id=anonymous_id(scope),
                     footprint_time=now,
                     received_at=now,

@@ -65,8 +65,18 @@ class Batch:
     writes: dict[str, Future[int]] = field(default_factory=dict)
 
     def drop_partitions(self, parts: set[tuple[str, int]]) -> int:
+        """Forget the messages of revoked partitions: their docs, and their pending dead letters
+        (the new owner re-reads, re-validates and dead-letters them itself)."""
+
+        def revoked(m: Message) -> bool:
+            return (m.topic(), m.partition()) in parts
+
         before = len(self.messages)
-        self.messages = [m for m in self.messages if (m.topic(), m.partition()) not in parts]
+        self.messages = [m for m in self.messages if not revoked(m)]
+        self.bad = [(m, reason) for m, reason in self.bad if not revoked(m)]
+        for key in [k for k, m in self.origin.items() if revoked(m)]:
+            del self.origin[key]
+            self.docs.pop(key, None)
         return before - len(self.messages)
 
     def offsets(self) -> list[TopicPartition]:
@@ -234,7 +244,7 @@ class BatchConsumer:
         started = time.monotonic()
         delay = 0.5
         paused: list[TopicPartition] = []
-        dlq_sent: set[int] = set()
+        dlq_sent: set[tuple[str, int, int]] = set()  # (topic, partition, offset) acknowledged by the DLQ
         while True:
             try:
                 self._collect_writes(batch)
@@ -301,21 +311,22 @@ class BatchConsumer:
             msgs = self.consumer.consume(num_messages=1000, timeout=min(left, 0.2))
             self._carry.extend(m for m in msgs if m.error() is None)
 
-    def _dead_letter(self, bad: list[tuple[Message, str]], sent: set[int]) -> None:
+    def _dead_letter(self, bad: list[tuple[Message, str]], sent: set[tuple[str, int, int]]) -> None:
         if not bad:
             return
         failures: list[str] = []
 
-        def report(index: int) -> Callable[[KafkaError | None, Message], None]:
+        def report(key: tuple[str, int, int]) -> Callable[[KafkaError | None, Message], None]:
             def cb(err: KafkaError | None, _msg: Message) -> None:
                 if err is None:
-                    sent.add(index)
+                    sent.add(key)
                 else:
                     failures.append(str(err))
             return cb
 
-        for i, (m, reason) in enumerate(bad):
-            if i in sent:
+        keys = [(m.topic() or "", m.partition() or 0, m.offset() or 0) for m, _reason in bad]
+        for key, (m, reason) in zip(keys, bad, strict=True):
+            if key in sent:
                 continue
             self.dlq.produce(
                 self.settings.kafka_dlq_topic,
@@ -327,12 +338,12 @@ class BatchConsumer:
                     ("footprint.source.partition", str(m.partition()).encode()),
                     ("footprint.source.offset", str(m.offset()).encode()),
                 ],
-                on_delivery=report(i),
+                on_delivery=report(key),
             )
             log.warning("message dead-lettered", extra={"reason": reason[:200], "partition": m.partition(),
                                                         "offset": m.offset()})
         left = self.dlq.flush(30)
-        if left or failures or len(sent) < len(bad):
+        if left or failures or not sent.issuperset(keys):
             raise StoreOutage(f"dead-letter topic did not acknowledge: {failures[:1] or left}")
 
     def _commit(self, batch: Batch) -> None:
@@ -344,7 +355,9 @@ class BatchConsumer:
             self.batches_committed += 1
         except KafkaException as exc:
             # data is stored; a redelivery after the rebalance is deduplicated by event_id
-            log.warning("offset commit failed", extra={"error": str(exc)})
+            self.metrics.commit_failures.inc()
+            log.warning("offset commit failed", extra={"error": str(exc), "batch": len(batch.messages),
+                                                       "offsets": [(tp.partition, tp.offset) for tp in offsets]})
 
     def close(self) -> None:
         try:

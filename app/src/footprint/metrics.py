@@ -44,4 +44,9 @@ class ConsumerMetrics:
         self.stored = Counter("footprint_stored", "events accepted by both stores", registry=r)
         self.dead_lettered = Counter("footprint_dead_lettered", "messages sent to the DLQ", registry=r)
         self.store_errors = Counter("footprint_store_errors", "failed store writes", ["store"], registry=r)
+        self.commit_failures = Counter(
+            "footprint_commit_failures",
+            "offset commits that failed (batch stored; it is re-read and deduplicated)",
+            registry=r,
+        )
         self.batch_seconds = Histogram("footprint_batch_seconds", "batch write time", registry=r)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -24,8 +25,33 @@ EVENT_TYPES = ("page", "track", "identify", "group")
 # uuid5 namespace for client-supplied messageIds (makes client retries idempotent)
 MESSAGE_ID_NAMESPACE = uuid.UUID("0f6b8f4e-0d1c-4d43-9f0a-4f6f6f747072")
 
-Short = Annotated[str, StringConstraints(max_length=200)]
-Text = Annotated[str, StringConstraints(max_length=2048)]
+# Byte caps (UTF-8) keep every PostgreSQL btree index entry under its 2704-byte limit whatever the
+# characters: events_page_time_idx holds footprint_time + link + method + visitor_id
+# (8 + 2048 + 256 + 256 bytes plus headers ~ 2600), events_page_link_idx link + footprint_time.
+SHORT_MAX_CHARS = 200
+SHORT_MAX_BYTES = 256
+TEXT_MAX_BYTES = 2048
+
+
+def truncate_utf8(text: str, max_bytes: int) -> str:
+    """``text`` cut to at most ``max_bytes`` UTF-8 bytes, on a character boundary."""
+    raw = text.encode("utf-8", "surrogatepass")
+    if len(raw) <= max_bytes:
+        return text
+    return raw[:max_bytes].decode("utf-8", "ignore")
+
+
+def _max_bytes(limit: int) -> Any:
+    def check(value: str) -> str:
+        if len(value.encode("utf-8", "surrogatepass")) > limit:
+            raise ValueError(f"String should have at most {limit} bytes (UTF-8)")
+        return value
+
+    return AfterValidator(check)
+
+
+Short = Annotated[str, StringConstraints(max_length=SHORT_MAX_CHARS), _max_bytes(SHORT_MAX_BYTES)]
+Text = Annotated[str, _max_bytes(TEXT_MAX_BYTES)]
 
 
 class Event(BaseModel):
@@ -239,7 +265,7 @@ def inbound_to_wire(item: TrackIn | IdentifyIn | GroupIn | PageIn, received_at: 
     name = None
     if isinstance(item, PageIn):
         path = properties.get("path")
-        link = str(path)[:2048] if path is not None else None
+        link = truncate_utf8(str(path), TEXT_MAX_BYTES) if path is not None else None
         name = item.name
     return make_event(
         type=item.type,

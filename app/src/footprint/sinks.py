@@ -37,6 +37,10 @@ CH_INSERT_SETTINGS = {
     "input_format_null_as_default": 1,
     "input_format_skip_unknown_fields": 0,
 }
+# PostgreSQL SQLSTATE classes that mean "this data cannot be stored" rather than "the store is down":
+# 22 data exception (bad value), 23 integrity constraint violation (e.g. the CHECK on type),
+# 54 program limit exceeded (e.g. "index row size exceeds btree maximum")
+PG_DATA_ERROR_CLASSES = frozenset({"22", "23", "54"})
 # ClickHouse error codes that mean "this data cannot be parsed/stored" rather than "the store is down"
 CH_DATA_ERRORS = frozenset({6, 26, 27, 38, 41, 53, 69, 70, 72, 117, 131, 190, 321, 407})
 
@@ -47,6 +51,14 @@ class DataRejected(Exception):
 
 def csv_field(doc: bytes) -> bytes:
     return b'"' + doc.replace(b'"', b'""') + b'"\n'
+
+
+def is_pg_data_error(exc: BaseException) -> bool:
+    """True if PostgreSQL refused the content itself (SQLSTATE class 22, 23 or 54)."""
+    if isinstance(exc, (psycopg.DataError, psycopg.IntegrityError)):  # classes 22 / 23, also client-side
+        return True
+    sqlstate = getattr(exc, "sqlstate", None)
+    return isinstance(exc, psycopg.Error) and bool(sqlstate) and str(sqlstate)[:2] in PG_DATA_ERROR_CLASSES
 
 
 class PostgresSink:
@@ -81,9 +93,12 @@ class PostgresSink:
                 inserted = cur.rowcount
             conn.commit()
             return inserted
-        except psycopg.DataError as exc:
+        except psycopg.Error as exc:
+            if not is_pg_data_error(exc):
+                self.close()
+                raise
             self._rollback()
-            raise DataRejected(str(exc).strip()) from exc
+            raise DataRejected(f"{exc.sqlstate}: {str(exc).strip()}"[:500]) from exc
         except Exception:
             self.close()
             raise

@@ -30,6 +30,50 @@ def test_batch_commits_the_next_offset_per_partition_and_drops_revoked() -> None
     assert [(tp.partition, tp.offset) for tp in b.offsets()] == [(0, 8)]
 
 
+def test_revoked_partitions_leave_docs_and_pending_dead_letters_too() -> None:
+    msgs = [Msg("t", 0, 1), Msg("t", 1, 2), Msg("t", 0, 3), Msg("t", 1, 4)]
+    b = Batch(list(msgs), docs={"a": b"a", "b": b"b"}, origin={"a": msgs[0], "b": msgs[1]},  # type: ignore[arg-type]
+              bad=[(msgs[2], "bad 0"), (msgs[3], "bad 1")])  # type: ignore[list-item]
+    assert b.drop_partitions({("t", 1)}) == 2
+    assert list(b.docs) == ["a"] and list(b.origin) == ["a"]
+    assert [reason for _m, reason in b.bad] == ["bad 0"]  # the new owner dead-letters partition 1's itself
+
+
+def test_postgres_data_errors_are_told_from_outages_by_sqlstate_class() -> None:
+    import psycopg
+
+    from footprint.sinks import is_pg_data_error
+
+    for exc in (psycopg.errors.ProgramLimitExceeded("index row size 3000 exceeds btree maximum, 2704"),
+                psycopg.errors.CheckViolation("type"), psycopg.errors.InvalidTextRepresentation("x"),
+                psycopg.DataError("x")):
+        assert is_pg_data_error(exc), exc
+    for exc in (psycopg.OperationalError("connection refused"), psycopg.errors.AdminShutdown("bye"),
+                psycopg.errors.InsufficientPrivilege("no"), psycopg.errors.DiskFull("full"), ValueError("x")):
+        assert not is_pg_data_error(exc), exc
+
+
+def test_a_failed_offset_commit_is_counted() -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    from footprint.consumer import BatchConsumer
+
+    class FailingCommit:
+        def commit(self, **_kw: Any) -> None:
+            raise KafkaException(KafkaError(KafkaError.REBALANCE_IN_PROGRESS))
+
+        def close(self) -> None:
+            pass
+
+    consumer = BatchConsumer(Settings(kafka_bootstrap="127.0.0.1:9"), [], consumer=FailingCommit())  # type: ignore[arg-type]
+    try:
+        consumer._commit(Batch([Msg("t", 0, 4)]))  # type: ignore[list-item]
+    finally:
+        consumer.close()
+    assert consumer.metrics.commit_failures._value.get() == 1
+    assert consumer.batches_committed == 0
+
+
 def test_migrations_are_numbered_and_split() -> None:
     for store in ("postgres", "clickhouse"):
         migs = load(store)

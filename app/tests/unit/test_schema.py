@@ -5,8 +5,20 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
 
-from footprint.schema import Batch, decode_event, encode_event, format_loc, inbound_to_wire, json_depth, make_event
+from footprint.schema import (
+    TEXT_MAX_BYTES,
+    Batch,
+    decode_event,
+    encode_event,
+    format_loc,
+    format_validation_error,
+    inbound_to_wire,
+    json_depth,
+    make_event,
+    truncate_utf8,
+)
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -70,6 +82,27 @@ def test_page_path_becomes_link_and_timestamp_is_kept() -> None:
     w = inbound_to_wire(Batch.model_validate(raw).batch[0], NOW)
     assert w["link"] == "/p" and w["footprint_time"] == "2026-11-01T08:00:00.000000+00:00"
     assert w["received_at"].startswith("2026-11-22T12:00:00")
+
+
+def test_truncate_utf8_cuts_on_a_character_boundary() -> None:
+    assert truncate_utf8("abc", 3) == "abc"
+    assert truncate_utf8("€€€", 8) == "€€"  # 9 bytes -> 6, never half a character
+    assert truncate_utf8("a😀", 4) == "a"
+
+
+def test_text_is_capped_in_bytes_so_index_rows_fit() -> None:
+    path = "/" + "€" * 2048  # 2048 characters, 6145 bytes
+    raw = {"batch": [{"type": "page", "anonymousId": "x", "properties": {"path": path}}]}
+    w = inbound_to_wire(Batch.model_validate(raw).batch[0], NOW)
+    assert len(w["link"].encode()) <= TEXT_MAX_BYTES and path.startswith(w["link"]) and len(w["link"]) == 683
+    assert decode_event(encode_event(w)).link == w["link"]
+    too_long = make_event(type="page", link=path, anonymous_id="x", footprint_time=NOW, received_at=NOW)
+    with pytest.raises(ValueError, match=r"link: .*2048 bytes"):
+        decode_event(encode_event(too_long))
+    with pytest.raises(ValidationError) as err:
+        Batch.model_validate({"batch": [{"type": "track", "event": "e", "anonymousId": "€" * 100}]})
+    assert "batch[0].anonymousId: Value error, String should have at most 256 bytes" in format_validation_error(
+        err.value)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,89 @@
+"""Long multibyte values: they must never stall the consumer (PostgreSQL's btree row limit is 2704 bytes)."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from footprint.collector import create_app
+from footprint.metrics import CollectorMetrics
+from footprint.producer import EventProducer
+from footprint.schema import TEXT_MAX_BYTES, make_event, truncate_utf8
+from footprint.settings import Settings
+from footprint.sinks import DataRejected, PostgresSink
+from helpers import RunningConsumer, ch_client, wait_for
+
+
+def _pg_links(settings: Settings, links: list[str]) -> dict[str, int]:
+    with psycopg.connect(settings.pg_owner_dsn.get_secret_value()) as c:
+        rows = c.execute("SELECT link, count(*) FROM events WHERE link = ANY(%s) GROUP BY 1", (links,)).fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+def _ch_links(settings: Settings, links: list[str]) -> dict[str, int]:
+    c = ch_client(settings)
+    try:
+        rows = c.query("SELECT link, count() FROM events FINAL WHERE link IN {links:Array(String)} GROUP BY 1",
+                       parameters={"links": links}).result_rows
+        return {r[0]: r[1] for r in rows}
+    finally:
+        c.close()
+
+
+def test_a_2048_char_multibyte_path_is_stored_in_both_stores_and_the_consumer_goes_on(settings: Settings) -> None:
+    rnd = random.Random(7)
+    tag = uuid.uuid4().hex[:8]
+    # 2048 characters of 3 bytes each (6144 bytes): one repeated character, and varied (incompressible) ones
+    same = f"/{tag}/" + "€" * 2048
+    varied = f"/{tag}/" + "".join(chr(0x4E00 + rnd.randrange(20000)) for _ in range(2048))
+    after = f"/{tag}/after"
+    producer = EventProducer(settings.kafka_bootstrap, settings.kafka_topic, CollectorMetrics())
+    producer.start()
+    try:
+        with TestClient(create_app(settings, producer)) as client:
+            assert client.get(same).status_code == 404
+            assert client.get(varied).status_code == 404
+            r = client.post("/v1/events", headers={"Authorization": "Bearer test-key"}, json={"batch": [
+                {"type": "page", "anonymousId": "a" * 200, "properties": {"path": varied + "/api"}},
+            ]})
+            assert r.status_code == 202, r.text
+            assert client.get(after).status_code == 404
+    finally:
+        assert producer.close(timeout=30) == 0
+    expected = [truncate_utf8(same, TEXT_MAX_BYTES), truncate_utf8(varied, TEXT_MAX_BYTES),
+                truncate_utf8(varied + "/api", TEXT_MAX_BYTES), after]
+    assert all(len(link.encode()) <= TEXT_MAX_BYTES for link in expected)
+    expected_counts = {link: expected.count(link) for link in expected}  # the API path truncates like the GET
+    with RunningConsumer(settings):
+        wait_for(lambda: _pg_links(settings, expected) == expected_counts
+                 and _ch_links(settings, expected) == expected_counts, what="long-path events in both stores")
+        # and the consumer keeps going with later events
+        later = make_event(type="page", method="GET", link=f"/{tag}/later", anonymous_id="x",
+                           footprint_time=datetime.now(UTC), received_at=datetime.now(UTC))
+        from helpers import produce
+
+        produce(settings, [later])
+        wait_for(lambda: _pg_links(settings, [later["link"]]) == {later["link"]: 1}
+                 and _ch_links(settings, [later["link"]]) == {later["link"]: 1}, what="later event stored")
+
+
+def test_postgres_refusing_an_oversized_index_row_is_a_data_error_not_an_outage(settings: Settings) -> None:
+    """Bypassing validation: the SQLSTATE 54000 "index row size exceeds maximum" is DataRejected."""
+    rnd = random.Random(8)
+    now = datetime.now(UTC)
+    huge = "/" + "".join(chr(0x4E00 + rnd.randrange(20000)) for _ in range(3000))  # ~9 KB, incompressible
+    bad = make_event(type="page", method="GET", link=huge, anonymous_id="x", footprint_time=now, received_at=now)
+    good = make_event(type="page", method="GET", link="/fine", anonymous_id="x", footprint_time=now, received_at=now)
+    sink = PostgresSink(settings.pg_dsn.get_secret_value())
+    try:
+        with pytest.raises(DataRejected, match="54000"):
+            sink.write([json.dumps(bad, ensure_ascii=False).encode()])
+        assert sink.write([json.dumps(good).encode()]) == 1  # same connection, still usable
+    finally:
+        sink.close()
