@@ -132,9 +132,11 @@ def probe(endpoints: dict[str, Any]) -> dict[str, Any]:
     ]
     before = kafka_positions(ep)
     with httpx.Client(timeout=10) as http:
-        page = http.get(f"{ep['collector']}/probe/{marker}", headers={"X-Footprint-Probe": "1"})
+        marked = {"X-Footprint-Probe": "1", "X-Footprint-Anonymous-Id": f"probe-{marker}"}
+        page = http.get(f"{ep['collector']}/probe/{marker}", headers=marked)
+        # the probe's own request is marked too: the middleware records a page event for it
         res = http.post(f"{ep['collector']}/v1/events", json={"batch": batch},
-                        headers={"Authorization": f"Bearer {ep['api_key']}"})
+                        headers={"Authorization": f"Bearer {ep['api_key']}", **marked})
     assert res.status_code == 202, res.text
     return {"marker": marker, "when": when, "batch": batch, "ids": res.json()["event_ids"],
             "page_status": page.status_code, "before": before}
@@ -190,6 +192,16 @@ def test_consumer_lag_returns_to_zero_and_nothing_dead_lettered(endpoints: dict[
 
     _, _, dlq = wait_for("consumer lag 0", caught_up)
     assert dlq == probe["before"][2], "the dead-letter topic received messages during the probe"
+
+
+def test_smoke_probe_leaves_the_stats_untouched(endpoints: dict[str, Any], probe: dict[str, Any]) -> None:
+    """Every event the probe's requests caused (the middleware's page events of both) is synthetic."""
+    anon = f"probe-{probe['marker']}"
+    rows = wait_for("the middleware page events of both probe requests",
+                    lambda: (r := pg_rows(endpoints, "anonymous_id = %s AND type = 'page' AND event = ''", (anon,)))
+                    and len(r) >= 2 and r)
+    assert sorted(r["link"] for r in rows) == sorted([f"/probe/{probe['marker']}", "/v1/events"])
+    assert [r["link"] for r in rows if not r["synthetic"]] == []
 
 
 def test_synthetic_events_stay_out_of_the_rollup(endpoints: dict[str, Any], probe: dict[str, Any]) -> None:
