@@ -20,6 +20,14 @@ CACHE = Path(os.environ.get("FOOTPRINT_CACHE", Path.home() / ".cache" / "footpri
 HOSTS = {"fp-test-a": "10.77.0.91", "fp-test-b": "10.77.0.92"}
 
 
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie (a zombie waits for this machine's PID 1 to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def tool(*args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     res = subprocess.run([TOOL, *args], text=True, capture_output=True, timeout=timeout)
     if check:
@@ -57,7 +65,8 @@ def test_hosts_have_distinct_names_and_addresses(two_hosts: dict[str, str]) -> N
 
 def test_control_node_reaches_host_ports(two_hosts: dict[str, str]) -> None:
     name, ip = next(iter(two_hosts.items()))
-    server = subprocess.Popen([TOOL, "exec", name, "python3", "-m", "http.server", "18080", "--bind", ip])
+    server = subprocess.Popen([TOOL, "exec", name, "timeout", "60", "python3", "-m", "http.server", "18080", "--bind", ip],
+                              start_new_session=True)
     try:
         for _ in range(50):
             res = subprocess.run(["curl", "-sf", "-o", "/dev/null", "-w", "%{http_code}", f"http://{ip}:18080/"],
@@ -67,8 +76,9 @@ def test_control_node_reaches_host_ports(two_hosts: dict[str, str]) -> None:
             time.sleep(0.2)
         assert res.stdout == "200"
     finally:
-        server.terminate()
-        inside(name, "pkill", "-f", "http.server 18080") if server.wait(5) is None else None
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(10)
+        tool("exec", name, "pkill", "-f", "http.server 18080", check=False)
 
 
 def test_hosts_reach_each_other(two_hosts: dict[str, str]) -> None:
@@ -107,9 +117,9 @@ def test_teardown_after_a_killed_run_leaves_nothing() -> None:
     proc.send_signal(signal.SIGKILL)  # the job that made the host dies; nspawn runs on, detached
     proc.wait()
     nspawn = int(pidfile.read_text())
-    assert Path(f"/proc/{nspawn}").exists(), "nspawn should outlive the killed run"
+    assert running(nspawn), "nspawn should outlive the killed run"
     tool("down", name)
-    assert not Path(f"/proc/{nspawn}").exists()
+    assert not running(nspawn)
     assert [x for x in tool("leftovers", check=False).stdout.splitlines() if name in x] == []
 
 
@@ -121,7 +131,7 @@ def test_teardown_without_state_files_finds_the_container() -> None:
     for f in ("nspawn.pid", "leader.pid"):
         (CACHE / "hosts" / name / f).unlink()
     tool("down", name)
-    assert not Path(f"/proc/{nspawn}").exists()
+    assert not running(nspawn)
     assert [x for x in tool("leftovers", check=False).stdout.splitlines() if name in x] == []
 
 
