@@ -7,6 +7,7 @@ variable, from the role's own defaults — never from literals in the tests.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ def _get_ansible_host(config: Any, inventory: Any, host: str, **kwargs: Any) -> 
 ansible_runner.get_ansible_host = _get_ansible_host  # type: ignore[assignment]
 
 
+@functools.cache
 def role_defaults(role: str) -> dict[str, Any]:
     return yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text()) or {}
 

@@ -1,7 +1,9 @@
 """The base role: packages, time, kernel settings, limits, firewall."""
 
+import socket
 from typing import Any
 
+import pytest
 from conftest import setting
 
 
@@ -48,11 +50,8 @@ def test_firewall(host: Any, hostvars: dict[str, Any]) -> None:
 
 def test_firewall_denies_unlisted_ports(host: Any, hostvars: dict[str, Any], address: str) -> None:
     """A port that is not in the allowed list is unreachable from the control node."""
-    import socket
-
     if not setting(hostvars, "base_firewall_enabled"):
-        assert "Status: active" not in host.run("ufw status 2>/dev/null").stdout
-        return
+        pytest.skip("base_firewall_enabled is false in this inventory (test_firewall checks ufw is off)")
     allowed = {int(p["port"]) for p in setting(hostvars, "base_firewall_allowed_ports")}
     port = next(p for p in range(18081, 18200) if p not in allowed)
     host.run_test("setsid -f timeout 20 python3 -m http.server %s --bind 0.0.0.0 >/dev/null 2>&1", str(port))
