@@ -103,6 +103,25 @@ def committed(settings: Settings) -> dict[int, int]:
         c.close()
 
 
+def end_offsets(settings: Settings) -> dict[int, int]:
+    """The end (next) offset of every partition of the test's topic."""
+    from confluent_kafka import TopicPartition
+
+    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "offsets-probe"})
+    try:
+        md = c.list_topics(settings.kafka_topic, timeout=10)
+        return {p: c.get_watermark_offsets(TopicPartition(settings.kafka_topic, p), timeout=10)[1]
+                for p in md.topics[settings.kafka_topic].partitions}
+    finally:
+        c.close()
+
+
+def caught_up(settings: Settings) -> bool:
+    """The group has committed everything in every partition that holds messages."""
+    done = committed(settings)
+    return all(done.get(p, -1) >= end for p, end in end_offsets(settings).items() if end > 0)
+
+
 class RunningConsumer:
     """The real consumer in a background thread."""
 
@@ -160,3 +179,22 @@ def read_dlq(settings: Settings, n: int, timeout: float = 30) -> list[Any]:
 
 def as_json(m: Any) -> dict[str, Any]:
     return dict(json.loads(m.value()))
+
+
+def settings_env(settings: Settings, **overrides: Any) -> dict[str, str]:
+    """The environment that makes a ``footprint`` process read exactly ``settings``."""
+    import os
+
+    from pydantic import SecretStr
+
+    env = dict(os.environ)
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, list):
+            value = ",".join(v.get_secret_value() if isinstance(v, SecretStr) else str(v) for v in value)
+        env[f"FOOTPRINT_{name.upper()}"] = str(value)
+    env["FOOTPRINT_CONSUMER_HTTP_PORT"] = "0"  # no fixed port: tests run several consumers
+    env.update({f"FOOTPRINT_{k.upper()}": str(v) for k, v in overrides.items()})
+    return env

@@ -1,3 +1,8 @@
 """Footprint: self-hosted web-analytics event pipeline."""
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("footprint")  # one definition: pyproject.toml
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"

@@ -23,7 +23,8 @@ FOOTPRINT_KAFKA_TOPIC, FOOTPRINT_KAFKA_DLQ_TOPIC, FOOTPRINT_KAFKA_GROUP, FOOTPRI
 FOOTPRINT_PG_OWNER_DSN, FOOTPRINT_PG_READER_DSN, FOOTPRINT_CH_HOST, FOOTPRINT_CH_PORT,
 FOOTPRINT_CH_DATABASE, FOOTPRINT_CH_USER/_PASSWORD, FOOTPRINT_CH_OWNER_USER/_PASSWORD,
 FOOTPRINT_CH_READER_USER/_PASSWORD, FOOTPRINT_API_KEYS, FOOTPRINT_COLLECTOR_HOST/_PORT.
-See app/README.md for the full list. Exit status 2 = a store is unreachable or refused the credentials."""
+See app/README.md for the full list. Exit status 2 = a store is unreachable or refused the credentials
+(`consume` waits for its stores instead, logging what it waits for)."""
 
 
 def _stop_on_signals() -> threading.Event:
@@ -68,27 +69,83 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def wait_for(checks: dict[str, Callable[[], None]], stop: threading.Event, max_delay: float,
+             waiting: dict[str, str]) -> bool:
+    """Retry ``checks`` with a bounded backoff until all pass (True) or ``stop`` is set (False).
+
+    ``waiting`` always holds what is still missing (for /healthz). A service started before its
+    stores (a reboot) waits here instead of exiting and being restarted by systemd.
+    """
+    delay = 1.0
+    while True:
+        waiting.clear()
+        for name, check in checks.items():
+            try:
+                check()
+            except StoreUnavailable as exc:
+                waiting[name] = str(exc)
+        if not waiting:
+            return True
+        log.warning("waiting for stores before consuming",
+                    extra={"waiting_for": dict(waiting), "retry_in": delay})
+        if stop.wait(delay):
+            return False
+        delay = min(delay * 2, max_delay)
+
+
 def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
     from footprint.consumer import BatchConsumer
+    from footprint.httpd import serve
+    from footprint.metrics import ConsumerMetrics
     from footprint.sinks import ClickHouseSink, PostgresSink
 
-    _kafka_reachable(settings)
+    stop = _stop_on_signals()
+    metrics = ConsumerMetrics()
+    waiting: dict[str, str] = {"kafka": "not checked yet"}
+    holder: dict[str, BatchConsumer] = {}
+
+    def health() -> tuple[bool, dict[str, Any]]:
+        consumer = holder.get("c")
+        details: dict[str, Any] = {"version": __version__}
+        if consumer is None:
+            return False, {**details, "status": "waiting", "waiting_for": dict(waiting)}
+        retrying = consumer.retrying_seconds()
+        stuck = retrying >= settings.stuck_after_seconds
+        details.update(status="stuck" if stuck else "retrying" if retrying else "ok", retrying_seconds=round(retrying),
+                       assigned=[f"{t}[{p}]" for t, p in consumer.assigned])
+        return not stuck, details
+
+    httpd = None
+    if settings.consumer_http_port:
+        try:
+            httpd = serve(settings.consumer_http_host, settings.consumer_http_port, metrics.registry, health)
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"cannot listen on {settings.consumer_http_host}:{settings.consumer_http_port} for /healthz and "
+                f"/metrics ({exc.strerror}); set FOOTPRINT_CONSUMER_HTTP_PORT to a free port, or 0 for none"
+            ) from None
     pg = PostgresSink(settings.pg_dsn.get_secret_value())
     ch = ClickHouseSink(settings)
-    pg.connect()  # fail fast with a clear message on wrong credentials
-    ch.connect()
-    consumer = BatchConsumer(settings, [pg, ch])
-    stop = _stop_on_signals()
+    checks = {"kafka": lambda: _kafka_reachable(settings), "postgres": pg.connect, "clickhouse": ch.connect}
+    try:
+        if not wait_for(checks, stop, settings.retry_max_seconds, waiting):
+            return 0
+        consumer = BatchConsumer(settings, [pg, ch], metrics)
+        holder["c"] = consumer
 
-    def relay() -> None:
-        stop.wait()
-        consumer.stop.set()
+        def relay() -> None:
+            stop.wait()
+            consumer.stop.set()
 
-    threading.Thread(target=relay, daemon=True).start()
-    log.info("consumer started", extra={"topic": settings.kafka_topic, "group": settings.kafka_group})
-    consumer.run()
-    log.info("consumer stopped", extra={"batches_committed": consumer.batches_committed})
-    return 0
+        threading.Thread(target=relay, daemon=True).start()
+        log.info("consumer started", extra={"topic": settings.kafka_topic, "group": settings.kafka_group,
+                                            "instance": settings.kafka_group_instance_id or None})
+        consumer.run()
+        log.info("consumer stopped", extra={"batches_committed": consumer.batches_committed})
+        return 0
+    finally:
+        if httpd is not None:
+            httpd.shutdown()
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -174,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--check-kafka", action="store_true", help="exit 2 at startup if Kafka is unreachable")
     s.set_defaults(fn=cmd_serve)
 
-    s = sub.add_parser("consume", help="consume the topic into PostgreSQL and ClickHouse until SIGTERM")
+    s = sub.add_parser(
+        "consume", help="wait for the stores, then consume the topic into PostgreSQL and ClickHouse until SIGTERM")
     s.set_defaults(fn=cmd_consume)
 
     s = sub.add_parser("migrate", help="apply versioned schema migrations (idempotent)")

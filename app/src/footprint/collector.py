@@ -1,10 +1,14 @@
-"""The collector: page-event middleware and the Segment-style ``POST /v1/events`` API."""
+"""The collector: page-event middleware and the Segment-style ``POST /v1/events`` API.
+
+``POST /v1/events`` validates the whole batch against the event contract (``schema``) before
+anything is produced, then answers 202 only after Kafka acknowledged every event of it (acks=all),
+503 with Retry-After otherwise. The page middleware never waits on Kafka and never fails a request.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -14,20 +18,20 @@ from typing import Any, Protocol
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ValidationError
+from pydantic import BaseModel
 
+from footprint import __version__
 from footprint.metrics import CollectorMetrics
 from footprint.schema import (
     SHORT_MAX_BYTES,
-    SHORT_MAX_CHARS,
     TEXT_MAX_BYTES,
-    Batch,
+    ContractError,
+    clean_text,
     encode_event,
-    format_validation_error,
-    inbound_to_wire,
-    json_depth,
+    inbound_json_schema,
+    loads,
     make_event,
-    truncate_utf8,
+    validate_batch,
 )
 from footprint.settings import Settings
 
@@ -39,16 +43,18 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-UNTRACKED_PATHS = frozenset({"/healthz", "/metrics"})
+# the collector's own endpoints are not page views
+UNTRACKED_PATHS = frozenset({"/healthz", "/metrics", "/v1/events", "/openapi.json"})
 
 
 class Sender(Protocol):
-    """What the collector needs from a producer (``EventProducer`` implements it)."""
+    """What the collector needs from Kafka (``producer.CollectorProducers`` implements it)."""
 
     metrics: CollectorMetrics
-    last_error: str | None
 
     def send(self, key: str, value: bytes, type_: str) -> bool: ...
+    async def deliver(self, events: list[tuple[str, bytes, str]], timeout: float) -> str | None: ...
+    def ready(self) -> str | None: ...
     def queue_length(self) -> int: ...
 
 
@@ -63,14 +69,14 @@ def anonymous_id(scope: Scope) -> str:
     """Client-given ``X-Footprint-Anonymous-Id`` or a short hash of client address + user agent."""
     given = _header(scope, b"x-footprint-anonymous-id")
     if given:
-        return truncate_utf8(given[:SHORT_MAX_CHARS], SHORT_MAX_BYTES)
+        return clean_text(given, SHORT_MAX_BYTES)[:200]
     client = scope.get("client") or ("", 0)
     ua = _header(scope, b"user-agent") or ""
-    return hashlib.blake2b(f"{client[0]}|{ua}".encode(), digest_size=8).hexdigest()
+    return hashlib.blake2b(f"{client[0]}|{ua}".encode(errors="replace"), digest_size=8).hexdigest()
 
 
 class PageEventMiddleware:
-    """Records one ``page`` event per request. Never raises, never waits on Kafka."""
+    """Records one ``page`` event per request. Never raises, never waits on Kafka; drops are counted."""
 
     def __init__(self, app: ASGIApp, sender: Sender) -> None:
         self.app = app
@@ -83,8 +89,8 @@ class PageEventMiddleware:
                 now = datetime.now(UTC)
                 fields = make_event(
                     type="page",
-                    method=scope["method"],
-                    link=truncate_utf8(scope["path"], TEXT_MAX_BYTES),
+                    method=clean_text(scope["method"], SHORT_MAX_BYTES)[:200],
+                    link=clean_text(scope["path"], TEXT_MAX_BYTES),
                     anonymous_id=anonymous_id(scope),
                     footprint_time=now,
                     received_at=now,
@@ -97,10 +103,40 @@ class PageEventMiddleware:
         await self.app(scope, receive, send)
 
 
-def _error(status: int, error: str, detail: str, metrics: CollectorMetrics, **extra: Any) -> JSONResponse:
+# ------------------------------------------------------------------ response bodies (OpenAPI)
+
+
+class Accepted(BaseModel):
+    accepted: int
+    event_ids: list[str]
+
+
+class Problem(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: str
+    problems: list[Problem] = []
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    kafka: str
+    queue: int
+
+
+def _error(status: int, error: str, detail: str, metrics: CollectorMetrics,
+           problems: list[tuple[str, str]] | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
     metrics.rejected.labels(str(status)).inc()
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"error": error, "detail": detail, **extra}, status_code=status, headers=headers)
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
+    body = ErrorBody(error=error, detail=detail,
+                     problems=[Problem(field=f, message=m) for f, m in problems or []])
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
 def _authorized(header: str | None, keys: list[bytes]) -> bool:
@@ -109,11 +145,23 @@ def _authorized(header: str | None, keys: list[bytes]) -> bool:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         return False
-    given = token.strip().encode()
+    given = token.strip().encode("latin-1", "replace")
     ok = False
     for key in keys:  # compare against every key: no early exit timing signal
         ok |= hmac.compare_digest(given, key)
     return ok
+
+
+def _media_type_problem(header: str) -> str | None:
+    """Why a Content-Type is not acceptable (JSON in UTF-8 only), or None."""
+    mtype, *params = (part.strip() for part in header.split(";"))
+    if mtype.lower() != "application/json":
+        return "Content-Type must be application/json"
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            return "the body must be UTF-8 (charset=utf-8); other charsets are refused"
+    return None
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:
@@ -131,8 +179,16 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    text = {400: "the body breaks the event contract (every bad field is listed)", 401: "missing or wrong key",
+            413: "body or batch too large", 415: "not JSON in UTF-8",
+            503: "Kafka did not acknowledge the batch in time: retry after Retry-After seconds "
+                 "(with the same messageIds, a retry is stored once)"}
+    return {code: {"model": ErrorBody, "description": text[code]} for code in codes}
+
+
 def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
-    """Build the collector. Without ``sender``, a Kafka ``EventProducer`` is created at startup."""
+    """Build the collector. Without ``sender``, the Kafka producers are created at startup."""
     holder: dict[str, Sender] = {}
     if sender is not None:
         holder["s"] = sender
@@ -141,11 +197,9 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         owned = None
         if "s" not in holder:
-            from footprint.producer import EventProducer
+            from footprint.producer import CollectorProducers
 
-            owned = EventProducer(
-                settings.kafka_bootstrap, settings.kafka_topic, CollectorMetrics(), settings.producer_queue_max
-            )
+            owned = CollectorProducers(settings, CollectorMetrics())
             owned.start()
             holder["s"] = owned
         try:
@@ -154,68 +208,65 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
             if owned is not None:
                 owned.close()
 
-    app = FastAPI(title="footprint collector", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(title="footprint collector", version=__version__, lifespan=lifespan, docs_url=None,
+                  redoc_url=None)
     keys = [k.get_secret_value().encode() for k in settings.api_keys]
+    retry_after = {"Retry-After": str(settings.retry_after_seconds)}
 
     def current() -> Sender:
         return holder["s"]
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, Any]:
+    @app.get("/healthz", response_model=Health, responses={503: {"model": Health, "description": "Kafka unreachable"}})
+    async def healthz() -> JSONResponse:
+        """Readiness: 200 when a Kafka broker answered the last check (every few seconds), else 503."""
         s = current()
-        return {
-            "status": "ok",
-            "kafka": "ok" if s.last_error is None else f"degraded: {s.last_error}",
-            "queue": s.queue_length(),
-        }
+        problem = s.ready()
+        body = Health(status="ok" if problem is None else "unavailable", version=__version__,
+                      kafka="ok" if problem is None else problem, queue=s.queue_length())
+        return JSONResponse(body.model_dump(), status_code=200 if problem is None else 503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response,
+             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}})
     async def metrics() -> Response:
         s = current()
         s.metrics.queue_len.set(s.queue_length())
         return Response(generate_latest(s.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/v1/events", status_code=202)
+    @app.post(
+        "/v1/events", status_code=202, response_model=Accepted, responses=_responses(400, 401, 413, 415, 503),
+        openapi_extra={"requestBody": {"required": True, "content": {
+            "application/json": {"schema": inbound_json_schema(settings.max_batch_events)}}}},
+    )
     async def events(request: Request) -> JSONResponse:
+        """Accept a batch of events: 202 once Kafka acknowledged all of them, nothing produced otherwise."""
         s = current()
         m = s.metrics
         if not _authorized(request.headers.get("authorization"), keys):
             return _error(401, "unauthorized", "missing or invalid bearer key", m)
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype != "application/json":
-            return _error(415, "unsupported_media_type", "Content-Type must be application/json", m)
+        problem = _media_type_problem(request.headers.get("content-type", ""))
+        if problem:
+            return _error(415, "unsupported_media_type", problem, m)
         body = await _read_body(request, settings.max_body_bytes)
         if body is None:
             return _error(413, "too_large", f"body exceeds {settings.max_body_bytes} bytes", m)
         try:
-            raw = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+            raw = loads(body)
+        except ValueError as exc:
             return _error(400, "invalid_json", f"body: {exc}", m)
         batch_raw = raw.get("batch") if isinstance(raw, dict) else None
         if isinstance(batch_raw, list) and len(batch_raw) > settings.max_batch_events:
             return _error(413, "too_large", f"batch: more than {settings.max_batch_events} events", m)
         try:
-            batch = Batch.model_validate(raw)
-        except ValidationError as exc:
-            return _error(400, "invalid", format_validation_error(exc), m)
-        for i, item in enumerate(batch.batch):
-            for name in ("properties", "traits"):
-                value = getattr(item, name, None)
-                if value is not None and json_depth(value) > settings.max_property_depth:
-                    return _error(
-                        400, "invalid",
-                        f"batch[{i}].{name}: nesting deeper than {settings.max_property_depth}", m,
-                    )
-        received = datetime.now(UTC)
-        ids: list[str] = []
-        for item in batch.batch:
-            fields = inbound_to_wire(item, received)
-            if not s.send(fields["event_id"], encode_event(fields), item.type):
-                return _error(
-                    503, "unavailable", "event queue full, retry later", m, accepted=len(ids), event_ids=ids
-                )
-            ids.append(fields["event_id"])
-        return JSONResponse({"accepted": len(ids), "event_ids": ids}, status_code=202)
+            wire = validate_batch(raw, datetime.now(UTC), settings.max_batch_events)
+        except ContractError as exc:
+            return _error(400, "invalid", str(exc), m, exc.problems)
+        outcome = await s.deliver([(e["event_id"], encode_event(e), e["type"]) for e in wire],
+                                  settings.api_ack_timeout_seconds)
+        if outcome is not None:
+            detail = f"{outcome}; retry the whole batch (with messageIds a retry is stored once)"
+            return _error(503, "unavailable", detail, m, headers=retry_after)
+        ids = [e["event_id"] for e in wire]
+        return JSONResponse(Accepted(accepted=len(ids), event_ids=ids).model_dump(), status_code=202)
 
     wrapped: Any = PageEventMiddleware
     app.add_middleware(wrapped, sender=_LazySender(holder))
@@ -232,15 +283,8 @@ class _LazySender:
     def metrics(self) -> CollectorMetrics:
         return self._holder["s"].metrics
 
-    @property
-    def last_error(self) -> str | None:
-        return self._holder["s"].last_error
-
     def send(self, key: str, value: bytes, type_: str) -> bool:
         return self._holder["s"].send(key, value, type_)
-
-    def queue_length(self) -> int:
-        return self._holder["s"].queue_length()
 
 
 def app_from_env() -> FastAPI:

@@ -1,34 +1,44 @@
-"""The consumer: Kafka -> (PostgreSQL AND ClickHouse), commit only after both accepted the batch."""
+"""The consumer: Kafka -> (PostgreSQL AND ClickHouse), commit only after both accepted the batch.
+
+Data or outage is decided by the store itself, never by a list of error codes: when a write
+fails, the sink is asked to take a known-good event (``probe``). If it cannot, the store is down:
+the partitions pause and the batch is retried with backoff, nothing is skipped. If it can, the
+batch is bisected down to the events that store refuses; those (and only those) are dead-lettered
+with the store's reason and their offsets committed, so no message can stall the consumer.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from footprint.deadletter import DeadLetters, dlq_producer_config
 from footprint.metrics import ConsumerMetrics
-from footprint.schema import decode_event
+from footprint.schema import decode_message
 from footprint.settings import Settings
-from footprint.sinks import DataRejected
 
 log = logging.getLogger("footprint.consumer")
+
+Docs = dict[str, bytes]
+Rejected = list[tuple[str, str]]  # (event_id, why the store refused it)
 
 
 class Sink(Protocol):
     name: str
 
-    def write(self, docs: list[bytes]) -> int: ...
+    def write(self, docs: Docs) -> int: ...
+    def probe(self) -> None: ...
     def close(self) -> None: ...
 
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
-    return {
+    config: dict[str, Any] = {
         "bootstrap.servers": settings.kafka_bootstrap,
         "group.id": settings.kafka_group,
         "enable.auto.commit": False,
@@ -36,21 +46,15 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
         "max.poll.interval.ms": 300_000,
+        "session.timeout.ms": settings.kafka_session_timeout_ms,
         "fetch.max.bytes": 52_428_800,
         "queued.min.messages": 20_000,
         "client.id": "footprint-consumer",
         "logger": logging.getLogger("footprint.librdkafka"),
     }
-
-
-def dlq_config(settings: Settings) -> dict[str, Any]:
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "enable.idempotence": True,
-        "acks": "all",
-        "client.id": "footprint-dlq",
-        "logger": logging.getLogger("footprint.librdkafka"),
-    }
+    if settings.kafka_group_instance_id:
+        config["group.instance.id"] = settings.kafka_group_instance_id
+    return config
 
 
 @dataclass
@@ -58,11 +62,11 @@ class Batch:
     """Messages read but not yet committed; rebalances drop revoked partitions from it."""
 
     messages: list[Message] = field(default_factory=list)
-    docs: dict[Any, bytes] = field(default_factory=dict)  # event_id -> validated JSON value
-    origin: dict[Any, Message] = field(default_factory=dict)
+    docs: Docs = field(default_factory=dict)  # event_id -> canonical document
+    origin: dict[str, Message] = field(default_factory=dict)
     bad: list[tuple[Message, str]] = field(default_factory=list)
     done: set[str] = field(default_factory=set)  # sinks that accepted the batch
-    writes: dict[str, Future[int]] = field(default_factory=dict)
+    writes: dict[str, Future[Rejected]] = field(default_factory=dict)
 
     def drop_partitions(self, parts: set[tuple[str, int]]) -> int:
         """Forget the messages of revoked partitions: their docs, and their pending dead letters
@@ -87,9 +91,60 @@ class Batch:
             nxt[key] = max(nxt.get(key, 0), (m.offset() or 0) + 1)
         return [TopicPartition(t, p, o) for (t, p), o in sorted(nxt.items())]
 
+    def reject(self, rejected: Rejected) -> None:
+        """Move refused events from the docs to the dead letters."""
+        for key, reason in rejected:
+            if key in self.docs:
+                del self.docs[key]
+                self.bad.append((self.origin.pop(key), reason))
+
 
 class StoreOutage(Exception):
-    pass
+    """A store cannot take even a known-good event: pause and retry, never skip."""
+
+
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
+
+
+def store(sink: Sink, docs: Docs) -> Rejected:
+    """Write ``docs`` to ``sink``; returns the events a healthy store refused, with its reasons.
+
+    Raises ``StoreOutage`` when the store does not take its known-good probe event either.
+    """
+    try:
+        sink.write(docs)
+        return []
+    except Exception as exc:
+        _require_up(sink, exc)
+        first = _short(exc)
+    rejected: Rejected = []
+
+    def split(keys: list[str]) -> None:
+        mid = len(keys) // 2
+        for part in (keys[:mid], keys[mid:]):
+            try:
+                sink.write({k: docs[k] for k in part})
+            except Exception as exc:
+                _require_up(sink, exc)
+                if len(part) == 1:
+                    rejected.append((part[0], f"{sink.name} refused it: {_short(exc)}"))
+                else:
+                    split(part)
+
+    if len(docs) == 1:
+        rejected.append((next(iter(docs)), f"{sink.name} refused it: {first}"))
+    else:
+        split(list(docs))
+    log.warning("store refused events; dead-lettering them", extra={"store": sink.name, "rejected": len(rejected)})
+    return rejected
+
+
+def _require_up(sink: Sink, exc: BaseException) -> None:
+    try:
+        sink.probe()
+    except Exception as probe_exc:
+        raise StoreOutage(f"{sink.name}: {_short(exc)}") from probe_exc
 
 
 class BatchConsumer:
@@ -97,7 +152,7 @@ class BatchConsumer:
 
     Pipeline: while batch N is being written (both stores concurrently, in threads), batch N+1 is
     read and validated. Batch N's offsets are committed only after PostgreSQL, ClickHouse and (for
-    bad messages) the dead-letter topic all accepted it, and always before batch N+1's. A failure
+    bad messages) the dead-letter topic all accepted it, and always before batch N+1's. An outage
     pauses the partitions and retries batch N with backoff. On revocation the uncommitted messages
     of revoked partitions are forgotten (the new owner re-reads them from the committed offset;
     both stores deduplicate by event_id).
@@ -109,17 +164,29 @@ class BatchConsumer:
         sinks: list[Sink],
         metrics: ConsumerMetrics | None = None,
         consumer: Consumer | None = None,
+        dead_letters: DeadLetters | None = None,
     ) -> None:
         self.settings = settings
         self.sinks = sinks
         self.metrics = metrics or ConsumerMetrics()
         self.consumer = consumer or Consumer(consumer_config(settings))
-        self.dlq = Producer(dlq_config(settings))
+        self.dead_letters = dead_letters or DeadLetters(
+            Producer(dlq_producer_config(settings.kafka_bootstrap)), settings.kafka_dlq_topic,
+            settings.dlq_max_value_bytes,
+        )
         self.stop = threading.Event()
         self._carry: list[Message] = []
         self._live: list[Batch] = []  # batches in memory, oldest first
         self.batches_committed = 0
+        self.assigned: list[tuple[str, int]] = []
+        self.retrying_since: float | None = None  # monotonic time the current batch started failing
         self._pool = ThreadPoolExecutor(max_workers=max(len(sinks), 1), thread_name_prefix="sink")
+        self.metrics.retrying_seconds.set_function(self.retrying_seconds)
+
+    def retrying_seconds(self) -> float:
+        """How long the current batch has been retried (0: it is not)."""
+        since = self.retrying_since
+        return 0.0 if since is None else time.monotonic() - since
 
     # ------------------------------------------------------------------ rebalance
     def _on_revoke(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
@@ -128,9 +195,11 @@ class BatchConsumer:
         before = len(self._carry)
         self._carry = [m for m in self._carry if (m.topic(), m.partition()) not in revoked]
         dropped += before - len(self._carry)
+        self.assigned = [tp for tp in self.assigned if tp not in revoked]
         log.info("partitions revoked", extra={"partitions": sorted(revoked), "uncommitted_dropped": dropped})
 
     def _on_assign(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        self.assigned = sorted({*self.assigned, *((p.topic, p.partition) for p in parts)})
         log.info("partitions assigned", extra={"partitions": sorted((p.topic, p.partition) for p in parts)})
 
     def subscribe(self) -> None:
@@ -193,51 +262,47 @@ class BatchConsumer:
         return batch
 
     def _prepare(self, batch: Batch) -> None:
-        """Validate every message: good ones become docs (deduplicated by event_id), bad ones DLQ entries."""
+        """Validate every message against the contract: good ones become canonical docs
+        (deduplicated by event_id, first wins), bad ones dead letters."""
         for m in batch.messages:
-            value = m.value()
             try:
-                ev = decode_event(value)
+                key, doc = decode_message(m.value())
             except ValueError as exc:
                 batch.bad.append((m, str(exc)[:1000]))
                 continue
-            if ev.event_id not in batch.docs and value is not None:
-                batch.docs[ev.event_id] = value
-                batch.origin[ev.event_id] = m
+            if key not in batch.docs:
+                batch.docs[key] = doc
+                batch.origin[key] = m
         self.metrics.consumed.inc(len(batch.messages))
 
     def _start_writes(self, batch: Batch) -> None:
-        docs = list(batch.docs.values())
-        if not docs:
+        if not batch.docs:
             return
         for sink in self.sinks:
             if sink.name not in batch.done:
-                batch.writes[sink.name] = self._pool.submit(sink.write, docs)
+                batch.writes[sink.name] = self._pool.submit(store, sink, dict(batch.docs))
 
     def _collect_writes(self, batch: Batch) -> None:
-        """Wait for the batch's writes; raise the first non-data failure after all finished."""
+        """Wait for the batch's writes; raise the first outage after all finished."""
         if not batch.docs:
             batch.done.update(s.name for s in self.sinks)
             return
-        errors: list[tuple[Sink, BaseException]] = []
+        outages: list[BaseException] = []
         for sink in self.sinks:
             if sink.name in batch.done:
                 continue
             future = batch.writes.pop(sink.name, None)
             if future is None:
-                future = self._pool.submit(sink.write, list(batch.docs.values()))
+                future = self._pool.submit(store, sink, dict(batch.docs))
             exc = future.exception()
             if exc is None:
+                batch.reject(future.result())
                 batch.done.add(sink.name)
             else:
-                errors.append((sink, exc))
-        for sink, exc in errors:
-            if isinstance(exc, DataRejected):
-                self._isolate(sink, batch)
-                batch.done.add(sink.name)
-        rest = [exc for _s, exc in errors if not isinstance(exc, DataRejected)]
-        if rest:
-            raise rest[0]
+                self.metrics.store_errors.labels(sink.name).inc()
+                outages.append(exc)
+        if outages:
+            raise outages[0]
 
     def _finish(self, batch: Batch) -> bool:
         """Make sure every store (and the DLQ) accepted ``batch``, then commit it. False = gave up on stop."""
@@ -245,19 +310,28 @@ class BatchConsumer:
         delay = 0.5
         paused: list[TopicPartition] = []
         dlq_sent: set[tuple[str, int, int]] = set()  # (topic, partition, offset) acknowledged by the DLQ
+        last_alarm = 0.0
         while True:
             try:
                 self._collect_writes(batch)
-                self._dead_letter(batch.bad, dlq_sent)
+                self.dead_letters.send(batch.bad, dlq_sent)
                 break
-            except Exception as exc:  # a store / DLQ outage: pause, back off, retry what is missing
+            except Exception as exc:  # an outage of a store or of the DLQ: pause, back off, retry what is missing
                 failed = next((s.name for s in self.sinks if s.name not in batch.done), "dlq")
-                self.metrics.store_errors.labels(failed).inc()
+                if self.retrying_since is None:
+                    self.retrying_since = started
+                retrying = self.retrying_seconds()
                 log.warning(
                     "store write failed; batch kept, retrying",
-                    extra={"store": failed, "error": str(exc).strip()[:300], "retry_in": delay,
-                           "batch": len(batch.messages)},
+                    extra={"store": failed, "error": _short(exc), "retry_in": delay, "batch": len(batch.messages)},
                 )
+                if retrying >= self.settings.stuck_after_seconds and time.monotonic() - last_alarm >= 60:
+                    last_alarm = time.monotonic()
+                    log.error(
+                        "the same batch has been retrying for a while: nothing after it is committed until "
+                        f"{failed} takes it; fix {failed} (see the error), the consumer goes on by itself",
+                        extra={"store": failed, "retrying_seconds": round(retrying), "error": _short(exc)},
+                    )
                 if not paused:
                     paused = self.consumer.assignment()
                     if paused:
@@ -268,6 +342,7 @@ class BatchConsumer:
                                 extra={"batch": len(batch.messages)})
                     return False
                 delay = min(delay * 2, self.settings.retry_max_seconds)
+        self.retrying_since = None
         if paused:
             current = self.consumer.assignment()
             if current:
@@ -279,28 +354,6 @@ class BatchConsumer:
         self.metrics.batch_seconds.observe(time.monotonic() - started)
         return True
 
-    def _isolate(self, sink: Sink, batch: Batch) -> None:
-        """Bisect a batch a store refused: store what it accepts, dead-letter what it rejects."""
-        rejected: list[tuple[Any, str]] = []
-
-        def split(keys: list[Any]) -> None:
-            try:
-                sink.write([batch.docs[k] for k in keys])
-            except DataRejected as exc:
-                if len(keys) == 1:
-                    rejected.append((keys[0], f"{sink.name} rejected: {exc}"[:1000]))
-                    return
-                mid = len(keys) // 2
-                split(keys[:mid])
-                split(keys[mid:])
-
-        split(list(batch.docs))
-        for key, reason in rejected:
-            batch.bad.append((batch.origin.pop(key), reason))
-            del batch.docs[key]
-        log.warning("store rejected events; dead-lettering them",
-                    extra={"store": sink.name, "rejected": len(rejected)})
-
     def _wait(self, seconds: float) -> None:
         """Sleep while serving the group (keeps membership; rebalance callbacks run here)."""
         end = time.monotonic() + seconds
@@ -310,41 +363,6 @@ class BatchConsumer:
                 return
             msgs = self.consumer.consume(num_messages=1000, timeout=min(left, 0.2))
             self._carry.extend(m for m in msgs if m.error() is None)
-
-    def _dead_letter(self, bad: list[tuple[Message, str]], sent: set[tuple[str, int, int]]) -> None:
-        if not bad:
-            return
-        failures: list[str] = []
-
-        def report(key: tuple[str, int, int]) -> Callable[[KafkaError | None, Message], None]:
-            def cb(err: KafkaError | None, _msg: Message) -> None:
-                if err is None:
-                    sent.add(key)
-                else:
-                    failures.append(str(err))
-            return cb
-
-        keys = [(m.topic() or "", m.partition() or 0, m.offset() or 0) for m, _reason in bad]
-        for key, (m, reason) in zip(keys, bad, strict=True):
-            if key in sent:
-                continue
-            self.dlq.produce(
-                self.settings.kafka_dlq_topic,
-                key=m.key(),
-                value=m.value(),
-                headers=[
-                    ("footprint.reason", reason.encode()),
-                    ("footprint.source.topic", (m.topic() or "").encode()),
-                    ("footprint.source.partition", str(m.partition()).encode()),
-                    ("footprint.source.offset", str(m.offset()).encode()),
-                ],
-                on_delivery=report(key),
-            )
-            log.warning("message dead-lettered", extra={"reason": reason[:200], "partition": m.partition(),
-                                                        "offset": m.offset()})
-        left = self.dlq.flush(30)
-        if left or failures or not sent.issuperset(keys):
-            raise StoreOutage(f"dead-letter topic did not acknowledge: {failures[:1] or left}")
 
     def _commit(self, batch: Batch) -> None:
         offsets = batch.offsets()
@@ -363,7 +381,7 @@ class BatchConsumer:
         try:
             self.consumer.close()
         finally:
-            self.dlq.flush(10)
+            self.dead_letters.producer.flush(10)
             self._pool.shutdown(wait=True)
             for sink in self.sinks:
                 sink.close()

@@ -50,3 +50,9 @@ class ConsumerMetrics:
             registry=r,
         )
         self.batch_seconds = Histogram("footprint_batch_seconds", "batch write time", registry=r)
+        self.retrying_seconds = Gauge(
+            "footprint_consumer_retrying_seconds",
+            "how long the current batch has been retried for a store or dead-letter outage (0: not retrying);"
+            " above a minute the consumer also logs an error",
+            registry=r,
+        )

@@ -1,20 +1,23 @@
-"""Kafka producer: idempotent, acks=all, never blocks the caller."""
+"""Kafka producers for the collector: fire-and-forget page events, acknowledged API batches."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
+import time
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from footprint.logs import RateLimitedLog
 from footprint.metrics import CollectorMetrics
+from footprint.settings import Settings
 
 log = logging.getLogger("footprint.producer")
 
 
-def producer_config(bootstrap: str, queue_max: int) -> dict[str, Any]:
+def producer_config(bootstrap: str, queue_max: int, message_timeout_ms: int, client_id: str) -> dict[str, Any]:
     return {
         "bootstrap.servers": bootstrap,
         "enable.idempotence": True,
@@ -22,37 +25,87 @@ def producer_config(bootstrap: str, queue_max: int) -> dict[str, Any]:
         "linger.ms": 5,
         "compression.type": "lz4",
         "queue.buffering.max.messages": queue_max,
-        "message.timeout.ms": 120_000,
-        "client.id": "footprint-collector",
+        "message.timeout.ms": message_timeout_ms,
+        "client.id": client_id,
         "logger": logging.getLogger("footprint.librdkafka"),
     }
+
+
+class _Acks:
+    """Counts down the delivery reports of one batch and resolves an asyncio future at zero.
+
+    Delivery callbacks run on the producer's poll thread; the future lives on the request's loop.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, n: int) -> None:
+        self.loop = loop
+        self.left = n
+        self.errors: list[str] = []
+        self.done: asyncio.Future[None] = loop.create_future()
+        self._lock = threading.Lock()
+
+    def report(self, err: KafkaError | None, _msg: Message) -> None:
+        with self._lock:
+            if err is not None:
+                self.errors.append(str(err))
+            self.left -= 1
+            finished = self.left == 0
+        if finished:
+            self.loop.call_soon_threadsafe(self._resolve)
+
+    def _resolve(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
 
 
 class EventProducer:
     """Wraps ``confluent_kafka.Producer``; counts every outcome in ``metrics``.
 
-    ``send`` never blocks: a full local queue raises nothing, it returns False and is counted.
-    A background thread serves delivery callbacks.
+    ``send`` never blocks (a full local queue returns False, counted). ``deliver`` produces a batch
+    and waits until Kafka acknowledged every event (acks=all) or says why not. A background thread
+    serves delivery callbacks; another checks every few seconds that a broker answers (``ready``).
     """
 
-    def __init__(self, bootstrap: str, topic: str, metrics: CollectorMetrics, queue_max: int = 100_000) -> None:
+    def __init__(self, bootstrap: str, topic: str, metrics: CollectorMetrics, queue_max: int = 100_000,
+                 message_timeout_ms: int = 120_000, client_id: str = "footprint-collector") -> None:
         self.topic = topic
         self.metrics = metrics
-        self._producer = Producer(producer_config(bootstrap, queue_max))
+        self.queue_max = queue_max
+        self._producer = Producer(producer_config(bootstrap, queue_max, message_timeout_ms, client_id))
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._drop_log = RateLimitedLog(log)
         self._fail_log = RateLimitedLog(log)
         self.last_error: str | None = None
+        self._broker_error: str | None = "not connected yet"
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._serve, name="kafka-delivery", daemon=True)
-        self._thread.start()
+        for target, name in ((self._serve, "kafka-delivery"), (self._watch, "kafka-health")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def _serve(self) -> None:
         while not self._stop.is_set():
             self._producer.poll(0.1)
             self.metrics.queue_len.set(len(self._producer))
+
+    def _watch(self, interval: float = 5.0) -> None:
+        while not self._stop.is_set():
+            try:
+                md = self._producer.list_topics(self.topic, timeout=3)
+                topic = md.topics.get(self.topic)
+                if topic is not None and topic.error is not None:
+                    self._broker_error = f"topic {self.topic}: {topic.error.str()}"
+                else:
+                    self._broker_error = None
+            except KafkaException as exc:
+                self._broker_error = str(exc.args[0].str() if exc.args else exc)
+            self._stop.wait(interval)
+
+    def ready(self) -> str | None:
+        """None when a broker answered the last check; otherwise why not."""
+        return self._broker_error
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is None:
@@ -78,15 +131,89 @@ class EventProducer:
         self.metrics.enqueued.labels(type_).inc()
         return True
 
+    async def deliver(self, events: list[tuple[str, bytes, str]], timeout: float) -> str | None:
+        """Produce ``(key, value, type)`` events and wait for Kafka's acknowledgement of all of them.
+
+        Returns None when every event was acknowledged, otherwise the reason (nothing more is
+        produced after a refusal; events already handed over may still be delivered, which a
+        client retry with the same messageId makes harmless).
+        """
+        if len(self._producer) + len(events) > self.queue_max:
+            self.metrics.dropped.labels("queue_full").inc(len(events))
+            return "the producer queue is full (Kafka is slow or unreachable)"
+        acks = _Acks(asyncio.get_running_loop(), len(events))
+        for produced, (key, value, type_) in enumerate(events):
+            try:
+                self._producer.produce(self.topic, value=value, key=key, on_delivery=self._delivery(acks))
+            except (BufferError, KafkaException) as exc:
+                # nothing more of this batch is produced; count the rest as reported failures
+                self.metrics.dropped.labels("producer_error").inc(len(events) - produced)
+                acks.report(KafkaError(KafkaError._FAIL, str(exc)), None)  # type: ignore[arg-type]
+                for _ in range(len(events) - produced - 1):
+                    acks.report(None, None)  # type: ignore[arg-type]
+                break
+            self.metrics.enqueued.labels(type_).inc()
+        try:
+            await asyncio.wait_for(asyncio.shield(acks.done), timeout)
+        except TimeoutError:
+            return f"Kafka did not acknowledge within {timeout:g} s"
+        if acks.errors:
+            return f"Kafka refused the batch: {acks.errors[0]}"
+        return None
+
+    def _delivery(self, acks: _Acks) -> Any:
+        def cb(err: KafkaError | None, msg: Message) -> None:
+            self._on_delivery(err, msg)
+            acks.report(err, msg)
+        return cb
+
     def queue_length(self) -> int:
         return len(self._producer)
 
     def close(self, timeout: float = 10.0) -> int:
-        """Stop the callback thread and flush; returns messages still undelivered."""
+        """Stop the threads and flush; returns messages still undelivered."""
         self._stop.set()
-        if self._thread:
-            self._thread.join()
+        for thread in self._threads:
+            thread.join()
+        started = time.monotonic()
         left: int = self._producer.flush(timeout)
         if left:
-            log.warning("producer closed with undelivered events", extra={"undelivered": left})
+            log.warning("producer closed with undelivered events",
+                        extra={"undelivered": left, "waited_s": round(time.monotonic() - started, 1)})
         return left
+
+
+class CollectorProducers:
+    """The collector's two producers behind one ``Sender``.
+
+    Page events are fire-and-forget and may wait in the local queue through a two-minute Kafka
+    outage. API batches time out at ``api_ack_timeout_seconds``, so a 503 means "not delivered" (as
+    far as Kafka can say: a message in flight at the timeout may still have been written).
+    """
+
+    def __init__(self, settings: Settings, metrics: CollectorMetrics) -> None:
+        self.metrics = metrics
+        self.pages = EventProducer(settings.kafka_bootstrap, settings.kafka_topic, metrics,
+                                   settings.producer_queue_max, 120_000, "footprint-collector-pages")
+        self.api = EventProducer(settings.kafka_bootstrap, settings.kafka_topic, metrics,
+                                 settings.producer_queue_max, int(settings.api_ack_timeout_seconds * 1000),
+                                 "footprint-collector-api")
+
+    def start(self) -> None:
+        self.pages.start()
+        self.api.start()
+
+    def send(self, key: str, value: bytes, type_: str) -> bool:
+        return self.pages.send(key, value, type_)
+
+    async def deliver(self, events: list[tuple[str, bytes, str]], timeout: float) -> str | None:
+        return await self.api.deliver(events, timeout)
+
+    def ready(self) -> str | None:
+        return self.api.ready()
+
+    def queue_length(self) -> int:
+        return self.pages.queue_length() + self.api.queue_length()
+
+    def close(self, timeout: float = 10.0) -> int:
+        return self.pages.close(timeout) + self.api.close(timeout)

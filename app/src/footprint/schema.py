@@ -1,4 +1,20 @@
-"""The event contract: the Kafka message (``Event``) and the inbound Segment-style batch."""
+"""The event contract: fields, rules and the canonical wire form, defined once.
+
+Everything that reads or writes an event derives from this module:
+
+- the collector validates an inbound (Segment-style) batch with ``validate_batch`` and produces
+  the canonical wire form; its OpenAPI request body is ``inbound_json_schema()``;
+- the consumer reads any message (canonical, or an earlier form still in a topic) with
+  ``decode_message``, which applies the same rules and returns the same canonical bytes;
+- the sinks take their column lists from ``COLUMNS``; a test compares ``COLUMNS`` with the
+  migrations of both stores.
+
+The canonical form: ids as lower-case hyphenated UUIDs, times in UTC with exactly six fraction
+digits and a ``Z`` (``2026-12-01T10:00:00.000000Z``), absent strings as ``""``, numbers finite
+(floats as the shortest text that round-trips), no NUL and no unpaired surrogate in any string,
+compact UTF-8 JSON. Both stores receive these exact values, so they cannot disagree on what an
+event says. No recursion anywhere: nesting is bounded by ``MAX_DEPTH`` and checked iteratively.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +22,10 @@ import json
 import math
 import re
 import uuid
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
-
-from pydantic import (
-    AfterValidator,
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationError,
-    model_validator,
-)
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 SCHEMA_VERSION = 1
 EVENT_TYPES = ("page", "track", "identify", "group")
@@ -31,110 +38,339 @@ MESSAGE_ID_NAMESPACE = uuid.UUID("0f6b8f4e-0d1c-4d43-9f0a-4f6f6f747072")
 SHORT_MAX_CHARS = 200
 SHORT_MAX_BYTES = 256
 TEXT_MAX_BYTES = 2048
+# properties/traits: the object itself is depth 1; {"a": {"b": 1}} is depth 2
+MAX_DEPTH = 8
+# times both stores hold exactly (UTC): [MIN_TIME, MAX_TIME)
+MIN_TIME = datetime(2000, 1, 1)
+MAX_TIME = datetime(2200, 1, 1)
+# problems reported per request / message (the rest are counted)
+MAX_PROBLEMS = 20
+
+Kind = Literal["uuid", "type", "short", "text", "object", "time", "version", "bool"]
 
 
-def truncate_utf8(text: str, max_bytes: int) -> str:
-    """``text`` cut to at most ``max_bytes`` UTF-8 bytes, on a character boundary."""
-    raw = text.encode("utf-8", "surrogatepass")
-    if len(raw) <= max_bytes:
-        return text
-    return raw[:max_bytes].decode("utf-8", "ignore")
+@dataclass(frozen=True)
+class Column:
+    """One field of the wire event and the column both stores hold it in (same name, same order)."""
+
+    name: str
+    kind: Kind
+    pg_type: str
+    ch_type: str
+    required: bool = False  # must be present in a wire message (the others default)
 
 
-def _max_bytes(limit: int) -> Any:
-    def check(value: str) -> str:
-        if len(value.encode("utf-8", "surrogatepass")) > limit:
-            raise ValueError(f"String should have at most {limit} bytes (UTF-8)")
-        return value
-
-    return AfterValidator(check)
-
-
-Short = Annotated[str, StringConstraints(max_length=SHORT_MAX_CHARS), _max_bytes(SHORT_MAX_BYTES)]
-Text = Annotated[str, _max_bytes(TEXT_MAX_BYTES)]
-
-
-class Event(BaseModel):
-    """One event as carried on the Kafka topic (JSON value, key = event_id).
-
-    Strict: no type coercion (a time must be an ISO-8601 string with an offset, a number stays a
-    number), so the stores, which parse the same JSON text, read exactly what was validated.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    schema_version: Literal[1]
-    event_id: uuid.UUID
-    type: Literal["page", "track", "identify", "group"]
-    event: Short | None = None
-    method: Short | None = None
-    link: Text | None = None
-    user_id: Short | None = None
-    anonymous_id: Short | None = None
-    group_id: Short | None = None
-    visitor_id: Short
-    properties: dict[str, Any] = Field(default_factory=dict)
-    traits: dict[str, Any] = Field(default_factory=dict)
-    footprint_time: AwareDatetime
-    received_at: AwareDatetime
-    synthetic: bool = False
-
-    @model_validator(mode="after")
-    def _storable_times(self) -> Event:
-        for name in ("footprint_time", "received_at"):
-            value: datetime = getattr(self, name)
-            if not MIN_TIME <= value < MAX_TIME:
-                raise ValueError(f"{name}: outside {MIN_TIME.year}..{MAX_TIME.year - 1}")
-        return self
+COLUMNS: tuple[Column, ...] = (
+    Column("event_id", "uuid", "uuid", "UUID", required=True),
+    Column("type", "type", "text", "LowCardinality(String)", required=True),
+    Column("event", "short", "text", "String"),
+    Column("method", "short", "text", "LowCardinality(String)"),
+    Column("link", "text", "text", "String"),
+    Column("user_id", "short", "text", "String"),
+    Column("anonymous_id", "short", "text", "String"),
+    Column("group_id", "short", "text", "String"),
+    Column("visitor_id", "short", "text", "String", required=True),
+    Column("properties", "object", "jsonb", "String"),
+    Column("traits", "object", "jsonb", "String"),
+    Column("footprint_time", "time", "timestamptz", "DateTime64(6, 'UTC')", required=True),
+    Column("received_at", "time", "timestamptz", "DateTime64(6, 'UTC')", required=True),
+    Column("schema_version", "version", "smallint", "UInt16", required=True),
+    Column("synthetic", "bool", "boolean", "Bool"),
+)
+COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
+# columns only the stores have (filled by the store itself)
+STORE_ONLY_COLUMNS = ("ingested_at",)
+_DEFAULTS: dict[Kind, Any] = {"short": "", "text": "", "object": {}, "bool": False}
 
 
-MIN_TIME = datetime(2000, 1, 1, tzinfo=UTC)
-MAX_TIME = datetime(2200, 1, 1, tzinfo=UTC)
-# JSON escapes neither store accepts in text: NUL, and UTF-16 surrogates that do not form a pair
-_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
-_LONE_SURROGATE = re.compile(
-    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})|(?<![0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+class ContractError(ValueError):
+    """An event (or batch) breaks the contract; ``problems`` are ``(where, what)`` pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]], more: int = 0) -> None:
+        self.problems = problems
+        self.more = more
+        text = "; ".join(f"{where}: {what}" for where, what in problems)
+        super().__init__(text + (f"; and {more} more" if more else ""))
+
+
+class _Problems:
+    """Collects problems up to ``MAX_PROBLEMS``; counts the rest."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []
+        self.more = 0
+
+    def add(self, where: str, what: str) -> None:
+        if len(self.items) < MAX_PROBLEMS:
+            # ``where`` may hold a client's key: make it printable whatever it holds (a lone surrogate)
+            self.items.append((where.encode("utf-8", "backslashreplace").decode("utf-8")[:300], what))
+        else:
+            self.more += 1
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise ContractError(self.items, self.more)
+
+
+# ------------------------------------------------------------------------------------- values
+
+
+def _text_problem(value: str) -> str | None:
+    """Why neither store can hold ``value`` as text, or None."""
+    if "\x00" in value:
+        return "contains a NUL character (\\u0000), which the stores cannot hold"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains an unpaired UTF-16 surrogate, which is not valid Unicode"
+    return None
+
+
+def check_text(value: Any, where: str, problems: _Problems, *, max_bytes: int, max_chars: int | None = None,
+               min_chars: int = 0) -> str:
+    if not isinstance(value, str):
+        problems.add(where, f"must be a string, not {_json_type(value)}")
+        return ""
+    problem = _text_problem(value)
+    if problem:
+        problems.add(where, problem)
+    elif max_chars is not None and len(value) > max_chars:
+        problems.add(where, f"at most {max_chars} characters")
+    elif len(value.encode("utf-8")) > max_bytes:
+        problems.add(where, f"at most {max_bytes} bytes (UTF-8)")
+    elif len(value) < min_chars:
+        problems.add(where, "must not be empty")
+    return value
+
+
+def _short(value: Any, where: str, problems: _Problems, min_chars: int = 0) -> str:
+    return check_text(value, where, problems, max_bytes=SHORT_MAX_BYTES, max_chars=SHORT_MAX_CHARS,
+                      min_chars=min_chars)
+
+
+_TIME = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,32}))?(?:([Zz])|([+-])(\d\d):(\d\d))",
+    re.ASCII,  # \d: 0-9 only
 )
 
 
-def _finite(value: Any) -> bool:
-    """No inf/NaN anywhere (JSON overflow like 1e999 parses to inf; PostgreSQL's jsonb refuses it)."""
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_finite(v) for v in value.values())
+def parse_time(value: Any) -> datetime:
+    """An RFC 3339 date-time with an offset -> naive UTC ``datetime``, cut to microseconds.
+
+    Raises ``ValueError`` naming what is wrong. Never overflows (the year is checked before any
+    arithmetic), never rounds (extra fraction digits are cut, so a time never moves to the next
+    second, day or year).
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"must be an RFC 3339 date-time string, not {_json_type(value)}")
+    m = _TIME.fullmatch(value)
+    if m is None:
+        raise ValueError("not an RFC 3339 date-time with an offset (e.g. 2026-12-01T10:00:00Z)")
+    year = int(m.group(1))
+    if not MIN_TIME.year - 1 <= year <= MAX_TIME.year:
+        raise ValueError(f"outside {MIN_TIME.year}..{MAX_TIME.year - 1} (UTC)")
+    micro = int((m.group(7) or "")[:6].ljust(6, "0"))
+    try:
+        local = datetime(year, int(m.group(2)), int(m.group(3)), int(m.group(4)), int(m.group(5)),
+                         int(m.group(6)), micro)
+    except ValueError as exc:
+        raise ValueError(f"not a valid date-time ({exc})") from None
+    if m.group(8) is None:
+        hours, minutes = int(m.group(10)), int(m.group(11))
+        if hours > 23 or minutes > 59:
+            raise ValueError("UTC offset out of range (-23:59..+23:59)")
+        offset = timedelta(hours=hours, minutes=minutes)
+        local = local - offset if m.group(9) == "+" else local + offset
+    if not MIN_TIME <= local < MAX_TIME:
+        raise ValueError(f"outside {MIN_TIME.year}..{MAX_TIME.year - 1} (UTC)")
+    return local
+
+
+def format_time(utc: datetime) -> str:
+    """The one canonical spelling: ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (``utc`` naive UTC or aware)."""
+    if utc.tzinfo is not None:
+        utc = utc.astimezone(UTC).replace(tzinfo=None)
+    return (f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:"
+            f"{utc.second:02d}.{utc.microsecond:06d}Z")
+
+
+def _time(value: Any, where: str, problems: _Problems) -> str:
+    try:
+        return format_time(parse_time(value))
+    except ValueError as exc:
+        problems.add(where, str(exc))
+        return ""
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
     if isinstance(value, list):
-        return all(_finite(v) for v in value)
-    return True
+        return "an array"
+    return "an object" if isinstance(value, dict) else type(value).__name__
 
 
-def decode_event(value: bytes | None) -> Event:
-    """Parse and validate one Kafka message value; raises ``ValueError`` with the reason."""
+def check_object(value: Any, where: str, problems: _Problems) -> dict[str, Any]:
+    """A JSON object both stores can hold: depth <= MAX_DEPTH, finite numbers, storable text.
+
+    Iterative (an explicit stack), so no input can exhaust the interpreter's recursion limit.
+    """
+    if not isinstance(value, dict):
+        problems.add(where, f"must be an object, not {_json_type(value)}")
+        return {}
+    stack: list[tuple[Any, int, str]] = [(value, 1, where)]
+    while stack:
+        node, depth, path = stack.pop()
+        if depth > MAX_DEPTH:
+            problems.add(where, f"nesting deeper than {MAX_DEPTH}")
+            return value
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, item in items:
+            if isinstance(key, str):
+                problem = _text_problem(key)
+                if problem:
+                    problems.add(f"{path} (a key)", problem)
+            if isinstance(item, str):
+                problem = _text_problem(item)
+                if problem:
+                    problems.add(_child(path, key), problem)
+            elif isinstance(item, dict | list):
+                stack.append((item, depth + 1, _child(path, key)))
+            elif isinstance(item, float) and not math.isfinite(item):
+                problems.add(_child(path, key), "a number is out of range (infinite or NaN)")
+            elif not (item is None or isinstance(item, bool | int | float)):
+                problems.add(_child(path, key), f"not a JSON value ({type(item).__name__})")
+    return value
+
+
+def _child(path: str, key: Any) -> str:
+    return f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}"
+
+
+# ------------------------------------------------------------------------------------- JSON
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text[:40]}")
+    return value
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON text (UTF-8 only) with the contract's number rules; ``ValueError`` says why not."""
+    if isinstance(data, bytes | bytearray):
+        try:
+            data = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    try:
+        return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError("nesting too deep") from None
+    except ValueError as exc:  # JSONDecodeError, the hooks, int digit limits
+        raise ValueError(f"not valid JSON: {exc}") from None
+
+
+def dumps(value: Any) -> bytes:
+    """The canonical encoding: compact UTF-8 JSON, no NaN (the contract has already refused it)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+# ------------------------------------------------------------------------------------- wire
+
+
+def _canonical_uuid(value: Any, where: str, problems: _Problems) -> str:
+    if isinstance(value, str):
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            pass
+    problems.add(where, "must be a UUID")
+    return ""
+
+
+def canonical(fields: Any) -> dict[str, Any]:
+    """Validate a wire event (any earlier form included) -> its canonical dict, in COLUMNS order."""
+    problems = _Problems()
+    if not isinstance(fields, dict):
+        raise ContractError([("value", f"must be a JSON object, not {_json_type(fields)}")])
+    out: dict[str, Any] = {}
+    for col in COLUMNS:
+        value = fields.get(col.name)
+        if value is None:
+            if col.required:
+                problems.add(col.name, "required")
+                continue
+            out[col.name] = _DEFAULTS[col.kind]
+            continue
+        out[col.name] = _WIRE_CHECKS[col.kind](value, col.name, problems)
+    for name in fields:
+        if name not in out and name not in _COLUMN_SET:
+            problems.add(name, "unknown field")
+    problems.raise_if_any()
+    return out
+
+
+def _check_type(value: Any, where: str, problems: _Problems) -> str:
+    if value not in EVENT_TYPES:
+        problems.add(where, f"must be one of {', '.join(EVENT_TYPES)}")
+    return str(value)
+
+
+def _check_version(value: Any, where: str, problems: _Problems) -> int:
+    if value != SCHEMA_VERSION or isinstance(value, bool):
+        problems.add(where, f"must be {SCHEMA_VERSION}")
+    return SCHEMA_VERSION
+
+
+def _check_bool(value: Any, where: str, problems: _Problems) -> bool:
+    if not isinstance(value, bool):
+        problems.add(where, "must be true or false")
+    return bool(value)
+
+
+def _check_long(value: Any, where: str, problems: _Problems) -> str:
+    return check_text(value, where, problems, max_bytes=TEXT_MAX_BYTES)
+
+
+_WIRE_CHECKS: dict[Kind, Callable[[Any, str, _Problems], Any]] = {
+    "uuid": _canonical_uuid,
+    "type": _check_type,
+    "short": _short,
+    "text": _check_long,
+    "object": check_object,
+    "time": _time,
+    "version": _check_version,
+    "bool": _check_bool,
+}
+_COLUMN_SET = frozenset(COLUMN_NAMES)
+
+
+def decode_message(value: bytes | None) -> tuple[str, bytes]:
+    """One Kafka message value -> ``(event_id, canonical bytes)``; ``ValueError`` names the reason."""
     if value is None:
         raise ValueError("empty message value (tombstone)")
-    try:
-        event = Event.model_validate_json(value)
-    except ValidationError as exc:
-        raise ValueError(format_validation_error(exc)) from None
-    for name in ("properties", "traits"):
-        if not _finite(getattr(event, name)):
-            raise ValueError(f"{name}: a number is out of range (infinite or NaN)")
-    if b"\\u" in value:
-        if b"\\u0000" in value and _NUL.search(value):
-            raise ValueError("value: contains a NUL character (\\u0000), which the stores cannot hold")
-        if _LONE_SURROGATE.search(value):
-            raise ValueError("value: contains an unpaired UTF-16 surrogate escape")
-    return event
-
-
-def iso(ts: datetime) -> str:
-    """UTC ISO-8601 with microseconds and an explicit offset."""
-    return ts.astimezone(UTC).isoformat(timespec="microseconds")
+    event = canonical(loads(value))
+    return event["event_id"], dumps(event)
 
 
 def encode_event(fields: dict[str, Any]) -> bytes:
-    """Serialise an event dict (as built by ``make_event``) for Kafka."""
-    return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
+    """Serialise an event dict (as built by ``make_event`` or ``canonical``) for Kafka."""
+    return dumps(fields)
 
 
 def make_event(
@@ -142,7 +378,7 @@ def make_event(
     type: str,
     footprint_time: datetime,
     received_at: datetime,
-    event_id: uuid.UUID | None = None,
+    event_id: uuid.UUID | str | None = None,
     event: str | None = None,
     method: str | None = None,
     link: str | None = None,
@@ -153,131 +389,207 @@ def make_event(
     traits: dict[str, Any] | None = None,
     synthetic: bool = False,
 ) -> dict[str, Any]:
-    """Build the wire dict of an event (fast path: no model construction)."""
+    """Build a wire dict from trusted values (no validation: use ``canonical`` for that)."""
     return {
-        "schema_version": SCHEMA_VERSION,
         "event_id": str(event_id or uuid.uuid4()),
         "type": type,
-        "event": event,
-        "method": method,
-        "link": link,
-        "user_id": user_id,
-        "anonymous_id": anonymous_id,
-        "group_id": group_id,
+        "event": event or "",
+        "method": method or "",
+        "link": link or "",
+        "user_id": user_id or "",
+        "anonymous_id": anonymous_id or "",
+        "group_id": group_id or "",
         "visitor_id": user_id or anonymous_id or "",
         "properties": properties or {},
         "traits": traits or {},
-        "footprint_time": iso(footprint_time),
-        "received_at": iso(received_at),
+        "footprint_time": format_time(footprint_time),
+        "received_at": format_time(received_at),
+        "schema_version": SCHEMA_VERSION,
         "synthetic": synthetic,
     }
 
 
-# ---------------------------------------------------------------- inbound API (Segment style)
+def truncate_utf8(text: str, max_bytes: int) -> str:
+    """``text`` cut to at most ``max_bytes`` UTF-8 bytes, on a character boundary."""
+    raw = text.encode("utf-8", "surrogatepass")
+    if len(raw) <= max_bytes:
+        return text
+    return raw[:max_bytes].decode("utf-8", "ignore")
 
 
-class _Inbound(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=False)
-
-    user_id: Short | None = Field(default=None, alias="userId", min_length=1)
-    anonymous_id: Short | None = Field(default=None, alias="anonymousId", min_length=1)
-    timestamp: AwareDatetime | None = None
-    message_id: Short | None = Field(default=None, alias="messageId", min_length=1)
-
-    @model_validator(mode="after")
-    def _identity(self) -> _Inbound:
-        if not (self.user_id or self.anonymous_id):
-            raise ValueError("userId or anonymousId is required")
-        return self
+def clean_text(text: str, max_bytes: int) -> str:
+    """Make untrusted text storable instead of refusing it (for page events, which must never fail):
+    NUL and unpaired surrogates become U+FFFD, then the text is cut to ``max_bytes``."""
+    text = text.replace("\x00", "\ufffd")
+    if _text_problem(text):
+        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return truncate_utf8(text, max_bytes)
 
 
-class TrackIn(_Inbound):
-    type: Literal["track"]
-    event: Short = Field(min_length=1)
-    properties: dict[str, Any] = Field(default_factory=dict)
+# ------------------------------------------------------------------------------------- inbound
 
 
-class IdentifyIn(_Inbound):
-    type: Literal["identify"]
-    traits: dict[str, Any] = Field(default_factory=dict)
+@dataclass(frozen=True)
+class InField:
+    """One field of an inbound (Segment-style) event and the wire column it fills."""
+
+    name: str
+    kind: Literal["short", "object", "time"]
+    column: str | None  # None: used to derive something else (messageId -> event_id)
+    required: bool = False
+    doc: str = ""
 
 
-class GroupIn(_Inbound):
-    type: Literal["group"]
-    group_id: Short = Field(alias="groupId", min_length=1)
-    traits: dict[str, Any] = Field(default_factory=dict)
+INBOUND_COMMON: tuple[InField, ...] = (
+    InField("userId", "short", "user_id", doc="your id of the user (userId or anonymousId is required)"),
+    InField("anonymousId", "short", "anonymous_id", doc="an id of a visitor who is not signed in"),
+    InField("timestamp", "time", "footprint_time",
+            doc="RFC 3339 with an offset, 2000..2199 UTC; fractions beyond microseconds are cut; default: now"),
+    InField("messageId", "short", None, doc="idempotency key: a retry with the same messageId is stored once"),
+)
+INBOUND_TYPES: dict[str, tuple[InField, ...]] = {
+    "track": (InField("event", "short", "event", required=True, doc="the action's name"),
+              InField("properties", "object", "properties")),
+    "identify": (InField("traits", "object", "traits"),),
+    "group": (InField("groupId", "short", "group_id", required=True),
+              InField("traits", "object", "traits")),
+    "page": (InField("name", "short", "event", doc="page name"),
+             InField("properties", "object", "properties", doc="properties.path becomes the event's link")),
+}
 
 
-class PageIn(_Inbound):
-    type: Literal["page"]
-    name: Short | None = None
-    properties: dict[str, Any] = Field(default_factory=dict)
+def _inbound_value(f: InField, value: Any, where: str, problems: _Problems) -> Any:
+    if f.kind == "short":
+        return _short(value, where, problems, min_chars=1)
+    if f.kind == "object":
+        return check_object(value, where, problems)
+    return _time(value, where, problems)
 
 
-InboundEvent = Annotated[TrackIn | IdentifyIn | GroupIn | PageIn, Field(discriminator="type")]
+def validate_batch(raw: Any, received_at: datetime, max_events: int) -> list[dict[str, Any]]:
+    """A whole inbound batch -> canonical wire events; ``ContractError`` lists every bad field.
+
+    All or nothing: nothing is returned unless every event is valid.
+    """
+    problems = _Problems()
+    if not isinstance(raw, dict):
+        raise ContractError([("body", f"must be a JSON object, not {_json_type(raw)}")])
+    for key in raw:
+        if key != "batch":
+            problems.add(str(key), "unknown field")
+    batch = raw.get("batch")
+    if not isinstance(batch, list) or not batch:
+        problems.add("batch", "required: a non-empty array of events")
+        problems.raise_if_any()
+        return []
+    if len(batch) > max_events:
+        raise ContractError([("batch", f"more than {max_events} events")])
+    received = format_time(received_at)
+    out = []
+    for i, item in enumerate(batch):
+        out.append(_inbound_event(item, f"batch[{i}]", received, problems))
+    problems.raise_if_any()
+    return out
 
 
-class Batch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    batch: list[InboundEvent] = Field(min_length=1)
-
-
-def json_depth(value: Any) -> int:
-    """Nesting depth of a JSON value: scalars 0, ``{}``/``[]`` 1, ``{"a": {}}`` 2."""
-    if isinstance(value, dict):
-        return 1 + max((json_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((json_depth(v) for v in value), default=0)
-    return 0
-
-
-def format_loc(loc: tuple[int | str, ...]) -> str:
-    """``('batch', 0, 'track', 'userId')`` -> ``batch[0].userId`` (drops union tags)."""
-    out = ""
-    prev_int = False
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-            prev_int = True
+def _inbound_event(item: Any, where: str, received: str, problems: _Problems) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        problems.add(where, f"must be an object, not {_json_type(item)}")
+        return {}
+    type_ = item.get("type")
+    if not isinstance(type_, str) or type_ not in INBOUND_TYPES:  # (a dict is unhashable: found by schemathesis)
+        problems.add(f"{where}.type", f"must be one of {', '.join(INBOUND_TYPES)}")
+        return {}
+    fields = {f.name: f for f in (*INBOUND_COMMON, *INBOUND_TYPES[type_])}
+    before = len(problems.items) + problems.more
+    values: dict[str, Any] = {}
+    for key, value in item.items():
+        if key == "type":
             continue
-        if prev_int and part in EVENT_TYPES:
-            prev_int = False
-            continue
-        prev_int = False
-        out += f".{part}" if out else part
-    return out or "body"
+        f = fields.get(key)
+        if f is None:
+            problems.add(f"{where}.{key}", "unknown field")
+        elif value is not None:
+            values[key] = _inbound_value(f, value, f"{where}.{key}", problems)
+    for f in fields.values():
+        if f.required and f.name not in values:
+            problems.add(f"{where}.{f.name}", "required")
+    if not (values.get("userId") or values.get("anonymousId")):
+        problems.add(where, "userId or anonymousId is required")
+    if len(problems.items) + problems.more > before:
+        return {}  # refused: build nothing from values that broke a rule
+    wire = {"type": type_}
+    for name, value in values.items():
+        column = fields[name].column
+        if column:
+            wire[column] = value
+    return _to_wire(wire, values.get("messageId"), received)
 
 
-def format_validation_error(exc: ValidationError) -> str:
-    return "; ".join(f"{format_loc(tuple(e['loc']))}: {e['msg']}" for e in exc.errors())
+def _to_wire(wire: dict[str, Any], message_id: str | None, received: str) -> dict[str, Any]:
+    properties = wire.get("properties") or {}
+    traits = wire.get("traits") or {}
+    link = ""
+    if wire["type"] == "page" and isinstance(properties.get("path"), str):
+        link = clean_text(properties["path"], TEXT_MAX_BYTES)
+    user_id, anonymous_id = wire.get("user_id", ""), wire.get("anonymous_id", "")
+    event_id = uuid.uuid5(MESSAGE_ID_NAMESPACE, message_id) if message_id else uuid.uuid4()
+    return {
+        "event_id": str(event_id),
+        "type": wire["type"],
+        "event": wire.get("event", ""),
+        "method": "",
+        "link": link,
+        "user_id": user_id,
+        "anonymous_id": anonymous_id,
+        "group_id": wire.get("group_id", ""),
+        "visitor_id": user_id or anonymous_id,
+        "properties": properties,
+        "traits": traits,
+        "footprint_time": wire.get("footprint_time") or received,
+        "received_at": received,
+        "schema_version": SCHEMA_VERSION,
+        "synthetic": bool(properties.get("footprint_probe") or traits.get("footprint_probe")),
+    }
 
 
-def inbound_to_wire(item: TrackIn | IdentifyIn | GroupIn | PageIn, received_at: datetime) -> dict[str, Any]:
-    """Map a validated inbound event to the wire dict."""
-    properties: dict[str, Any] = getattr(item, "properties", {})
-    traits: dict[str, Any] = getattr(item, "traits", {})
-    synthetic = bool(properties.get("footprint_probe") or traits.get("footprint_probe"))
-    event_id = None
-    if item.message_id:
-        event_id = uuid.uuid5(MESSAGE_ID_NAMESPACE, item.message_id)
-    link = None
-    name = None
-    if isinstance(item, PageIn):
-        path = properties.get("path")
-        link = truncate_utf8(str(path), TEXT_MAX_BYTES) if path is not None else None
-        name = item.name
-    return make_event(
-        type=item.type,
-        event_id=event_id,
-        event=item.event if isinstance(item, TrackIn) else name,
-        link=link,
-        user_id=item.user_id,
-        anonymous_id=item.anonymous_id,
-        group_id=item.group_id if isinstance(item, GroupIn) else None,
-        properties=properties,
-        traits=traits,
-        footprint_time=item.timestamp or received_at,
-        received_at=received_at,
-        synthetic=synthetic,
-    )
+_KIND_SCHEMA: dict[str, dict[str, Any]] = {
+    "short": {"type": "string", "minLength": 1, "maxLength": SHORT_MAX_CHARS},
+    "object": {"type": "object", "additionalProperties": True},
+    "time": {"type": "string", "format": "date-time"},
+}
+
+
+def inbound_json_schema(max_events: int) -> dict[str, Any]:
+    """JSON Schema of the ``POST /v1/events`` body, generated from INBOUND_COMMON/INBOUND_TYPES.
+
+    JSON Schema cannot say everything (byte limits, no NUL, the time range, MAX_DEPTH); the
+    descriptions do, and ``validate_batch`` enforces all of it.
+    """
+    variants = []
+    for type_, extra in INBOUND_TYPES.items():
+        props: dict[str, Any] = {"type": {"type": "string", "enum": [type_]}}
+        for f in (*INBOUND_COMMON, *extra):
+            props[f.name] = {**_KIND_SCHEMA[f.kind], **({"description": f.doc} if f.doc else {})}
+        variants.append({
+            "title": f"{type_} event",
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["type", *(f.name for f in extra if f.required)],
+            "properties": props,
+            "anyOf": [{"required": ["userId"]}, {"required": ["anonymousId"]}],
+        })
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["batch"],
+        "properties": {"batch": {"type": "array", "minItems": 1, "maxItems": max_events, "items": {
+            "oneOf": variants,
+            "discriminator": {"propertyName": "type"},
+        }}},
+        "description": (
+            f"Strings: no NUL, valid Unicode, short fields at most {SHORT_MAX_CHARS} characters and "
+            f"{SHORT_MAX_BYTES} bytes; properties/traits nested at most {MAX_DEPTH} deep, numbers finite; "
+            f"timestamps {MIN_TIME.year}..{MAX_TIME.year - 1} UTC. The batch is accepted whole or refused whole."
+        ),
+    }

@@ -19,6 +19,10 @@ class Settings(BaseSettings):
     kafka_topic: str = "web-logs-topic"
     kafka_dlq_topic: str = "web-logs-topic.dlq"
     kafka_group: str = "footprint-consumer"
+    # static group membership (Kafka group.instance.id): a restarted consumer with the same id gets its
+    # partitions back at once instead of after the session timeout; one id per consumer process
+    kafka_group_instance_id: str = ""
+    kafka_session_timeout_ms: int = Field(default=45_000, ge=6_000, le=300_000)
 
     pg_dsn: SecretStr = SecretStr(f"{_PG_BASE} user=footprint_writer")
     pg_owner_dsn: SecretStr = SecretStr(f"{_PG_BASE} user=footprint_owner")
@@ -42,12 +46,17 @@ class Settings(BaseSettings):
     collector_workers: int = Field(default=1, ge=1)
     max_body_bytes: int = Field(default=512 * 1024, ge=1024)
     max_batch_events: int = Field(default=500, ge=1)
-    max_property_depth: int = Field(default=5, ge=1)
     producer_queue_max: int = Field(default=100_000, ge=1)
+    api_ack_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    retry_after_seconds: int = Field(default=5, ge=1)
 
     batch_max_events: int = Field(default=5000, ge=1)
     batch_max_seconds: float = Field(default=1.0, gt=0)
     retry_max_seconds: float = Field(default=30.0, gt=0)
+    dlq_max_value_bytes: int = Field(default=900_000, ge=1024)
+    stuck_after_seconds: float = Field(default=60.0, gt=0)
+    consumer_http_host: str = "127.0.0.1"
+    consumer_http_port: int = Field(default=8001, ge=0, le=65535)
 
     log_level: str = "INFO"
 

@@ -1,8 +1,10 @@
-"""Batch writers for the two stores. Both are idempotent by event_id.
+"""Batch writers for the two stores. Both are idempotent by event_id, first write wins.
 
-Both sinks receive the validated message values (JSON text) unchanged and let the store parse
-them in bulk: PostgreSQL through COPY (CSV) into a session-local staging table, ClickHouse through
-one JSONEachRow insert. Python does the validation, the stores do the parsing.
+Both sinks receive the canonical event documents (``schema.decode_message``), keyed by
+event_id, and let the store parse them in bulk: PostgreSQL through COPY (CSV) into a
+session-local staging table, ClickHouse through one JSONEachRow insert. Column lists come from
+``schema.COLUMNS``. A sink raises whatever the store raised; whether that was the data or the
+store is decided by the consumer with ``probe`` (a known-good write), never by error codes.
 """
 
 from __future__ import annotations
@@ -12,53 +14,40 @@ from typing import Any
 
 import psycopg
 from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.exceptions import DatabaseError
 
+from footprint.schema import COLUMNS, dumps, make_event, parse_time
 from footprint.settings import Settings
 from footprint.stores import ch_client, pg_connect
 
 log = logging.getLogger("footprint.sinks")
 
-COLUMNS = (
-    "event_id", "type", "event", "method", "link", "user_id", "anonymous_id", "group_id", "visitor_id",
-    "properties", "traits", "footprint_time", "received_at", "schema_version", "synthetic",
-)
-_COLS = ", ".join(COLUMNS)
-_PG_FROM_DOC = (
-    "(doc->>'event_id')::uuid, doc->>'type', coalesce(doc->>'event', ''), coalesce(doc->>'method', ''),"
-    " coalesce(doc->>'link', ''), coalesce(doc->>'user_id', ''), coalesce(doc->>'anonymous_id', ''),"
-    " coalesce(doc->>'group_id', ''), doc->>'visitor_id', coalesce(doc->'properties', '{}'),"
-    " coalesce(doc->'traits', '{}'), (doc->>'footprint_time')::timestamptz, (doc->>'received_at')::timestamptz,"
-    " (doc->>'schema_version')::smallint, coalesce((doc->>'synthetic')::boolean, false)"
+Docs = dict[str, bytes]  # event_id -> canonical JSON document
+
+_COLS = ", ".join(c.name for c in COLUMNS)
+_PG_FROM_DOC = ", ".join(
+    f"doc->'{c.name}'" if c.pg_type == "jsonb" else
+    f"doc->>'{c.name}'" if c.pg_type == "text" else
+    f"(doc->>'{c.name}')::{c.pg_type}"
+    for c in COLUMNS
 )
 CH_INSERT_SETTINGS = {
     "date_time_input_format": "best_effort",
     "input_format_json_read_objects_as_strings": 1,
-    "input_format_null_as_default": 1,
+    "input_format_null_as_default": 0,
     "input_format_skip_unknown_fields": 0,
 }
-# PostgreSQL SQLSTATE classes that mean "this data cannot be stored" rather than "the store is down":
-# 22 data exception (bad value), 23 integrity constraint violation (e.g. the CHECK on type),
-# 54 program limit exceeded (e.g. "index row size exceeds btree maximum")
-PG_DATA_ERROR_CLASSES = frozenset({"22", "23", "54"})
-# ClickHouse error codes that mean "this data cannot be parsed/stored" rather than "the store is down"
-CH_DATA_ERRORS = frozenset({6, 26, 27, 38, 41, 53, 69, 70, 72, 117, 131, 190, 321, 407})
-
-
-class DataRejected(Exception):
-    """The store refused the content itself (retrying the same data cannot succeed)."""
+# A known-good event: a store that refuses it is down (or changed), not refusing data. Synthetic
+# (outside every statistic); first write wins, so it is one row in each store however often written.
+_CANARY_TIME = parse_time("2000-01-01T00:00:00Z")
+CANARY_ID = "00000000-0000-4000-8000-00000000ca9a"
+CANARY: Docs = {CANARY_ID: dumps(make_event(
+    type="track", event_id=CANARY_ID, event="footprint.store_probe", anonymous_id="footprint",
+    footprint_time=_CANARY_TIME, received_at=_CANARY_TIME, synthetic=True,
+))}
 
 
 def csv_field(doc: bytes) -> bytes:
     return b'"' + doc.replace(b'"', b'""') + b'"\n'
-
-
-def is_pg_data_error(exc: BaseException) -> bool:
-    """True if PostgreSQL refused the content itself (SQLSTATE class 22, 23 or 54)."""
-    if isinstance(exc, (psycopg.DataError, psycopg.IntegrityError)):  # classes 22 / 23, also client-side
-        return True
-    sqlstate = getattr(exc, "sqlstate", None)
-    return isinstance(exc, psycopg.Error) and bool(sqlstate) and str(sqlstate)[:2] in PG_DATA_ERROR_CLASSES
 
 
 class PostgresSink:
@@ -77,7 +66,7 @@ class PostgresSink:
             conn.commit()
             self._conn = conn
 
-    def write(self, docs: list[bytes]) -> int:
+    def write(self, docs: Docs) -> int:
         """Write one batch in one transaction; returns rows newly inserted."""
         try:
             self.connect()
@@ -85,7 +74,7 @@ class PostgresSink:
             conn = self._conn
             with conn.cursor() as cur:
                 with cur.copy("COPY events_stage (doc) FROM STDIN (FORMAT csv)") as copy:
-                    copy.write(b"".join(csv_field(d) for d in docs))
+                    copy.write(b"".join(csv_field(d) for d in docs.values()))
                 cur.execute(
                     f"INSERT INTO events ({_COLS}) SELECT {_PG_FROM_DOC} FROM events_stage"
                     " ON CONFLICT (event_id) DO NOTHING"
@@ -93,22 +82,23 @@ class PostgresSink:
                 inserted = cur.rowcount
             conn.commit()
             return inserted
-        except psycopg.Error as exc:
-            if not is_pg_data_error(exc):
-                self.close()
-                raise
-            self._rollback()
-            raise DataRejected(f"{exc.sqlstate}: {str(exc).strip()}"[:500]) from exc
         except Exception:
-            self.close()
+            self._reset()
             raise
 
-    def _rollback(self) -> None:
+    def probe(self) -> None:
+        """Write the canary; raises if PostgreSQL cannot take a known-good event right now."""
+        self.write(CANARY)
+
+    def _reset(self) -> None:
+        """After a failure: roll back and keep a healthy connection, drop a broken one."""
         try:
-            if self._conn is not None:
+            if self._conn is not None and not self._conn.closed:
                 self._conn.rollback()
+                return
         except psycopg.Error:
-            self.close()
+            pass
+        self.close()
 
     def close(self) -> None:
         if self._conn is not None:
@@ -119,7 +109,13 @@ class PostgresSink:
 
 
 class ClickHouseSink:
-    """One JSONEachRow INSERT per batch into ``events`` (ReplacingMergeTree deduplicating by event_id)."""
+    """One JSONEachRow INSERT per batch into ``events``, of the events it does not hold yet.
+
+    ``events`` is a ReplacingMergeTree whose sort key holds more than event_id, so a retry that
+    differs (another type, another hour) would be a second row: the sink first asks ``event_ids``
+    (ordered by event_id, fed by a materialized view) which ids it already holds and leaves them
+    out - first write wins, as in PostgreSQL, and the rollup never counts an event twice.
+    """
 
     name = "clickhouse"
 
@@ -131,24 +127,41 @@ class ClickHouseSink:
         if self._client is None:
             self._client = ch_client(self._settings, "writer")
 
-    def write(self, docs: list[bytes]) -> int:
+    def known(self, ids: list[str]) -> set[str]:
+        """The ids among ``ids`` that ClickHouse already holds."""
+        assert self._client is not None
+        rows = self._client.query(
+            "SELECT toString(event_id) FROM event_ids WHERE event_id IN %(ids)s", parameters={"ids": ids},
+        ).result_rows
+        return {r[0] for r in rows}
+
+    def write(self, docs: Docs) -> int:
         try:
             self.connect()
-            assert self._client is not None
-            self._client.raw_insert(
-                "events", column_names=list(COLUMNS), insert_block=b"\n".join(docs), settings=CH_INSERT_SETTINGS,
-                fmt="JSONEachRow",
-            )
-        except DatabaseError as exc:
-            code = getattr(exc, "code", None)
-            if code in CH_DATA_ERRORS:
-                raise DataRejected(str(exc).strip()[:500]) from exc
-            self.close()
-            raise
+            held = self.known(list(docs))
+            fresh = [doc for key, doc in docs.items() if key not in held]
+            if fresh:
+                self._insert(fresh)
+            return len(fresh)
         except Exception:
             self.close()
             raise
-        return len(docs)
+
+    def _insert(self, docs: list[bytes]) -> None:
+        assert self._client is not None
+        self._client.raw_insert(
+            "events", column_names=[c.name for c in COLUMNS], insert_block=b"\n".join(docs),
+            settings=CH_INSERT_SETTINGS, fmt="JSONEachRow",
+        )
+
+    def probe(self) -> None:
+        """Insert the canary (no lookup: the insert path itself is probed); raises if refused."""
+        try:
+            self.connect()
+            self._insert(list(CANARY.values()))
+        except Exception:
+            self.close()
+            raise
 
     def close(self) -> None:
         if self._client is not None:

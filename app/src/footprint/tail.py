@@ -10,7 +10,7 @@ from typing import TextIO
 
 from confluent_kafka import Consumer
 
-from footprint.schema import decode_event
+from footprint.schema import decode_message
 from footprint.settings import Settings
 
 
@@ -36,7 +36,7 @@ def tail(
             if msg is None or msg.error() is not None:
                 continue
             try:
-                line = decode_event(msg.value()).model_dump_json()
+                line = decode_message(msg.value())[1].decode()
             except ValueError as exc:
                 line = json.dumps({"invalid": True, "reason": str(exc)[:200], "partition": msg.partition(),
                                    "offset": msg.offset()})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,32 +10,22 @@ from collections import Counter
 from datetime import date
 from typing import Any
 
+import httpx
 import psycopg
 
 from footprint.settings import Settings
 from footprint.stats import run_stats
-from helpers import RunningConsumer, ch_client, committed, gen_events, pg_ids, produce, wait_for
+from helpers import RunningConsumer, ch_client, committed, gen_events, pg_ids, produce, settings_env, wait_for
+from services import free_port
 
 FOOTPRINT = [sys.executable, "-m", "footprint.cli"]
-
-
-def _env(settings: Settings, **override: str) -> dict[str, str]:
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if name == "api_keys":
-            value = ",".join(k.get_secret_value() for k in value)
-        elif hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"FOOTPRINT_{name.upper()}"] = str(value)
-    env.update(override)
-    return env
 
 
 def test_sigterm_finishes_the_batch_and_commits(settings: Settings) -> None:
     events = gen_events(2000, seed=31)
     ids = [e["event_id"] for e in events]
     produce(settings, events)
-    proc = subprocess.Popen([*FOOTPRINT, "consume"], env=_env(settings, FOOTPRINT_BATCH_MAX_SECONDS="5"),
+    proc = subprocess.Popen([*FOOTPRINT, "consume"], env=settings_env(settings, batch_max_seconds=5),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: len(pg_ids(settings, ids)) > 0, what="consumer started storing")
@@ -53,19 +42,43 @@ def test_sigterm_finishes_the_batch_and_commits(settings: Settings) -> None:
     assert '"consumer stopped"' in err
 
 
-def test_wrong_credentials_give_one_clear_line(settings: Settings) -> None:
+def test_consume_waits_for_a_store_that_refuses_it_and_says_why(settings: Settings) -> None:
+    """No exit (and no restart loop under systemd): it waits, logs the cause, and /healthz says it."""
     bad_pg = settings.pg_dsn.get_secret_value().replace("writer-pw", "nope")
-    res = subprocess.run([*FOOTPRINT, "consume"], env=_env(settings, FOOTPRINT_PG_DSN=bad_pg),
-                         capture_output=True, text=True, timeout=60)
-    assert res.returncode == 2
-    assert "PostgreSQL (writer)" in res.stderr and "password authentication failed" in res.stderr
-    assert "Traceback" not in res.stderr
-    res = subprocess.run([*FOOTPRINT, "check"], env=_env(settings, FOOTPRINT_CH_PASSWORD="nope"),
+    port = free_port()
+    env = settings_env(settings, pg_dsn=bad_pg, consumer_http_port=port)
+    proc = subprocess.Popen([*FOOTPRINT, "consume"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def health() -> tuple[int, dict[str, Any]]:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+            except httpx.HTTPError:
+                return 0, {}
+            return r.status_code, r.json()
+
+        wait_for(lambda: health()[0] == 503 and "postgres" in health()[1].get("waiting_for", {}), timeout=30,
+                 what="/healthz reporting the wait")
+        _status, body = health()
+        assert body["status"] == "waiting" and "password authentication failed" in body["waiting_for"]["postgres"]
+        assert set(body["waiting_for"]) == {"postgres"}  # Kafka and ClickHouse are fine
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert "waiting for stores before consuming" in err and "PostgreSQL (writer)" in err
+    assert "password authentication failed" in err and "nope" not in err and "Traceback" not in err
+
+
+def test_wrong_credentials_give_one_clear_line(settings: Settings) -> None:
+    res = subprocess.run([*FOOTPRINT, "check"], env=settings_env(settings, ch_password="nope"),
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "Traceback" not in res.stderr + res.stdout
     assert '"pg": "ok"' in res.stdout and '"kafka": "ok"' in res.stdout and "ClickHouse (writer" in res.stdout
     res = subprocess.run([*FOOTPRINT, "check", "--store", "kafka"],
-                         env=_env(settings, FOOTPRINT_KAFKA_BOOTSTRAP="127.0.0.1:1"),
+                         env=settings_env(settings, kafka_bootstrap="127.0.0.1:1"),
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "Kafka (127.0.0.1:1)" in res.stdout
 
@@ -75,8 +88,8 @@ def _truncate(settings: Settings) -> None:
         c.execute("TRUNCATE events")
     ch = ch_client(settings)
     try:
-        ch.command("TRUNCATE TABLE events")
-        ch.command("TRUNCATE TABLE link_hourly")
+        for table in ("events", "link_hourly", "event_ids"):  # event_ids must follow events (first write wins)
+            ch.command(f"TRUNCATE TABLE {table}")
     finally:
         ch.close()
 
@@ -107,8 +120,8 @@ def test_both_stores_give_identical_stats(settings: Settings) -> None:
     assert all(r.same for r in window.values())
     assert window["views_per_day"].pg_rows == [("2026-11-02", per_day["2026-11-02"])]
     # the CLI exits 0 when the stores agree and prints both timings
-    res = subprocess.run([*FOOTPRINT, "stats", "--top", "3"], env=_env(settings), capture_output=True, text=True,
-                         timeout=60)
+    res = subprocess.run([*FOOTPRINT, "stats", "--top", "3"], env=settings_env(settings), capture_output=True,
+                         text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout.count("answers same") == 5
 
@@ -120,7 +133,7 @@ def test_collector_to_both_stores(settings: Settings) -> None:
     from services import free_port
 
     port = free_port()
-    proc = subprocess.Popen([*FOOTPRINT, "serve"], env=_env(settings, FOOTPRINT_COLLECTOR_PORT=str(port)),
+    proc = subprocess.Popen([*FOOTPRINT, "serve"], env=settings_env(settings, collector_port=port),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -168,10 +181,11 @@ def _up(base: str) -> bool:
 def test_migrate_command_is_idempotent(settings: Settings) -> None:
     import json
 
-    res = subprocess.run([*FOOTPRINT, "migrate"], env=_env(settings), capture_output=True, text=True, timeout=60)
+    res = subprocess.run([*FOOTPRINT, "migrate"], env=settings_env(settings), capture_output=True, text=True,
+                         timeout=60)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout) == {"applied": {"postgres": [], "clickhouse": []}}
     res = subprocess.run([*FOOTPRINT, "migrate", "--store", "ch"],
-                         env=_env(settings, FOOTPRINT_CH_OWNER_PASSWORD="wrong"), capture_output=True, text=True,
+                         env=settings_env(settings, ch_owner_password="wrong"), capture_output=True, text=True,
                          timeout=60)
     assert res.returncode == 2 and "ClickHouse (owner" in res.stderr and "Traceback" not in res.stderr

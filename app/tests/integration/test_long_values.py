@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import uuid
 from datetime import UTC, datetime
@@ -12,11 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from footprint.collector import create_app
+from footprint.consumer import store
 from footprint.metrics import CollectorMetrics
 from footprint.producer import EventProducer
-from footprint.schema import TEXT_MAX_BYTES, make_event, truncate_utf8
+from footprint.schema import TEXT_MAX_BYTES, encode_event, make_event, truncate_utf8
 from footprint.settings import Settings
-from footprint.sinks import DataRejected, PostgresSink
+from footprint.sinks import PostgresSink
 from helpers import RunningConsumer, ch_client, wait_for
 
 
@@ -73,17 +73,22 @@ def test_a_2048_char_multibyte_path_is_stored_in_both_stores_and_the_consumer_go
                  and _ch_links(settings, [later["link"]]) == {later["link"]: 1}, what="later event stored")
 
 
-def test_postgres_refusing_an_oversized_index_row_is_a_data_error_not_an_outage(settings: Settings) -> None:
-    """Bypassing validation: the SQLSTATE 54000 "index row size exceeds maximum" is DataRejected."""
+def test_a_row_postgres_refuses_is_told_from_an_outage_by_its_probe(settings: Settings) -> None:
+    """Bypassing the contract: PostgreSQL refuses an index row over 2704 bytes (SQLSTATE 54000) while it
+    takes its known-good probe event, so only that event is rejected, and the connection stays usable."""
     rnd = random.Random(8)
     now = datetime.now(UTC)
     huge = "/" + "".join(chr(0x4E00 + rnd.randrange(20000)) for _ in range(3000))  # ~9 KB, incompressible
     bad = make_event(type="page", method="GET", link=huge, anonymous_id="x", footprint_time=now, received_at=now)
     good = make_event(type="page", method="GET", link="/fine", anonymous_id="x", footprint_time=now, received_at=now)
+    docs = {e["event_id"]: encode_event(e) for e in (bad, good)}
     sink = PostgresSink(settings.pg_dsn.get_secret_value())
     try:
-        with pytest.raises(DataRejected, match="54000"):
-            sink.write([json.dumps(bad, ensure_ascii=False).encode()])
-        assert sink.write([json.dumps(good).encode()]) == 1  # same connection, still usable
+        with pytest.raises(psycopg.errors.ProgramLimitExceeded):
+            sink.write({bad["event_id"]: docs[bad["event_id"]]})
+        rejected = store(sink, docs)
+        assert [key for key, _ in rejected] == [bad["event_id"]] and "index row" in rejected[0][1]
     finally:
         sink.close()
+    with psycopg.connect(settings.pg_owner_dsn.get_secret_value()) as c:
+        assert c.execute("SELECT count(*) FROM events WHERE event_id = %s", (good["event_id"],)).fetchone() == (1,)

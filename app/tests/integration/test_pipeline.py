@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import date
 from typing import Any
 
 import psycopg
@@ -11,21 +12,19 @@ import pytest
 
 from footprint.migrate import migrate_clickhouse, migrate_postgres
 from footprint.settings import Settings
-from helpers import RunningConsumer, ch_ids, committed, gen_events, pg_ids, produce, read_dlq, wait_for
-
-
-def _end_offsets(settings: Settings) -> dict[int, int]:
-    from confluent_kafka import Consumer, TopicPartition
-
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "offsets-probe"})
-    try:
-        out = {}
-        for p in range(3):
-            _lo, hi = c.get_watermark_offsets(TopicPartition(settings.kafka_topic, p), timeout=10)
-            out[p] = hi
-        return out
-    finally:
-        c.close()
+from helpers import (
+    RunningConsumer,
+    caught_up,
+    ch_client,
+    ch_ids,
+    committed,
+    end_offsets,
+    gen_events,
+    pg_ids,
+    produce,
+    read_dlq,
+    wait_for,
+)
 
 
 def test_migrate_is_idempotent_and_roles_are_separated(base_settings: Settings) -> None:
@@ -53,7 +52,7 @@ def test_every_event_lands_exactly_once_in_both_stores(settings: Settings) -> No
     with RunningConsumer(settings):
         wait_for(lambda: len(pg_ids(settings, ids)) == len(ids) and len(ch_ids(settings, ids)) == len(ids),
                  what="all events in both stores")
-        wait_for(lambda: committed(settings) == _end_offsets(settings), what="offsets committed to the end")
+        wait_for(lambda: committed(settings) == end_offsets(settings), what="offsets committed to the end")
     assert set(pg_ids(settings, ids).values()) == {1}
     # not even a transient duplicate in ClickHouse: one insert per batch, each event once
     assert ch_ids(settings, ids, final=False) == {i: 1 for i in ids}
@@ -65,11 +64,11 @@ def test_replaying_the_same_messages_adds_nothing(settings: Settings) -> None:
     produce(settings, events)
     produce(settings, events[:700])  # the same messages again (producer retry / replay)
     with RunningConsumer(settings):
-        wait_for(lambda: committed(settings) == _end_offsets(settings), what="all consumed")
+        wait_for(lambda: committed(settings) == end_offsets(settings), what="all consumed")
     # and a full replay by a fresh consumer group from offset 0
     replay = settings.model_copy(update={"kafka_group": settings.kafka_group + "-replay"})
     with RunningConsumer(replay):
-        wait_for(lambda: committed(replay) == _end_offsets(replay), what="replay consumed")
+        wait_for(lambda: committed(replay) == end_offsets(replay), what="replay consumed")
     assert pg_ids(settings, ids) == {i: 1 for i in ids}
     assert ch_ids(settings, ids) == {i: 1 for i in ids}
 
@@ -87,7 +86,7 @@ def test_poison_messages_go_to_the_dead_letter_topic(settings: Settings) -> None
     produce(settings, poison, keys=[f"bad-{i}" for i in range(len(poison))])
     produce(settings, good)
     with RunningConsumer(settings):
-        wait_for(lambda: committed(settings) == _end_offsets(settings), what="all consumed")
+        wait_for(lambda: committed(settings) == end_offsets(settings), what="all consumed")
         dead = read_dlq(settings, len(poison))
     assert len(dead) == len(poison)
     assert sorted(m.value() for m in dead) == sorted(poison)
@@ -114,7 +113,7 @@ def test_rebalance_between_two_consumers_loses_nothing(settings: Settings) -> No
         wait_for(lambda: len(pg_ids(settings, ids[:500])) > 0, what="first consumer working")
         with RunningConsumer(settings):  # joins the group -> rebalance mid-stream
             produce(settings, second)
-            wait_for(lambda: committed(settings) == _end_offsets(settings), timeout=90, what="all committed")
+            wait_for(lambda: committed(settings) == end_offsets(settings), timeout=90, what="all committed")
     assert pg_ids(settings, ids) == {i: 1 for i in ids}
     assert ch_ids(settings, ids) == {i: 1 for i in ids}
 
@@ -137,3 +136,34 @@ def test_tail_prints_events_as_they_arrive(settings: Settings) -> None:
 
 def _dict(rows: Any) -> dict[Any, Any]:
     return {r[0]: r[1] for r in rows}
+
+
+def test_a_retry_that_differs_is_one_row_in_both_stores_and_the_first_wins(settings: Settings) -> None:
+    """The same event_id (a client retry with the same messageId) with another type, hour and link:
+    PostgreSQL and ClickHouse each keep exactly the first version, and no statistic counts the second."""
+    from footprint.stats import run_stats
+
+    first = gen_events(1, seed=51)[0]
+    first.update(type="track", event="Signed Up", method="", link="", footprint_time="2026-11-03T10:15:00.000000Z")
+    retry = dict(first, type="page", event="", method="GET", link=f"/retry-{uuid.uuid4().hex[:6]}",
+                 footprint_time="2026-11-03T17:45:00.000000Z", properties={"second": True})
+    produce(settings, [first])
+    with RunningConsumer(settings):
+        wait_for(lambda: caught_up(settings), what="first version committed")
+    produce(settings, [retry])  # a later batch: the batch's own dedup cannot hide it
+    with RunningConsumer(settings):
+        wait_for(lambda: caught_up(settings), what="retry committed")
+    key = [first["event_id"]]
+    assert pg_ids(settings, key) == {first["event_id"]: 1}
+    assert ch_ids(settings, key, final=False) == {first["event_id"]: 1}  # not even a row waiting for a merge
+    with psycopg.connect(settings.pg_owner_dsn.get_secret_value()) as c:
+        assert c.execute("SELECT type, link FROM events WHERE event_id = %s", key).fetchone() == ("track", "")
+    ch = ch_client(settings)
+    try:
+        assert ch.query("SELECT type, link FROM events WHERE toString(event_id) = {i:String}",
+                        parameters={"i": key[0]}).result_rows == [("track", "")]
+        assert ch.command("SELECT count() FROM link_hourly WHERE link = {l:String}",
+                          parameters={"l": retry["link"]}) == 0
+    finally:
+        ch.close()
+    assert all(r.same for r in run_stats(settings, date(2026, 11, 3), date(2026, 11, 4)))

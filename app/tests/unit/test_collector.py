@@ -10,18 +10,23 @@ from fastapi.testclient import TestClient
 
 from footprint.collector import create_app
 from footprint.metrics import CollectorMetrics
+from footprint.schema import MAX_DEPTH
 from footprint.settings import Settings
 
 AUTH = {"Authorization": "Bearer k1"}
 
 
 class QueueSender:
-    def __init__(self, capacity: int = 1000, explode: bool = False) -> None:
+    """Stands in for the producers: page events go to a bounded queue, API batches are "acknowledged"
+    unless ``refuse`` says why not."""
+
+    def __init__(self, capacity: int = 1000, explode: bool = False, refuse: str | None = None) -> None:
         self.metrics = CollectorMetrics()
-        self.last_error: str | None = None
         self.sent: list[dict[str, Any]] = []
         self.capacity = capacity
         self.explode = explode
+        self.refuse = refuse
+        self.down: str | None = None
 
     def send(self, key: str, value: bytes, type_: str) -> bool:
         if self.explode:
@@ -31,6 +36,17 @@ class QueueSender:
             return False
         self.sent.append(json.loads(value))
         return True
+
+    async def deliver(self, events: list[tuple[str, bytes, str]], timeout: float) -> str | None:
+        if self.refuse:
+            return self.refuse
+        for key, value, _type in events:
+            assert key == json.loads(value)["event_id"]
+            self.sent.append(json.loads(value))
+        return None
+
+    def ready(self) -> str | None:
+        return self.down
 
     def queue_length(self) -> int:
         return len(self.sent)
@@ -108,24 +124,117 @@ def test_invalid_events_get_400_naming_the_field(event: dict[str, Any], field: s
 
 def test_size_limits() -> None:
     s = QueueSender()
-    with client(s, max_body_bytes=2048, max_batch_events=3, max_property_depth=2) as c:
+    with client(s, max_body_bytes=2048, max_batch_events=3) as c:
         big = {"batch": [{"type": "track", "event": "e", "userId": "u", "properties": {"x": "y" * 4000}}]}
         assert c.post("/v1/events", json=big, headers=AUTH).status_code == 413
         many = {"batch": [{"type": "track", "event": "e", "userId": "u"}] * 4}
         r = c.post("/v1/events", json=many, headers=AUTH)
         assert r.status_code == 413 and "batch" in r.json()["detail"]
-        deep = {"batch": [{"type": "track", "event": "e", "userId": "u", "properties": {"a": {"b": {"c": 1}}}}]}
-        r = c.post("/v1/events", json=deep, headers=AUTH)
-        assert r.status_code == 400 and "batch[0].properties" in r.json()["detail"]
+        deep: dict[str, Any] = {}
+        node = deep
+        for _ in range(MAX_DEPTH):
+            node["a"] = {}
+            node = node["a"]
+        r = c.post("/v1/events", json={"batch": [{"type": "track", "event": "e", "userId": "u", "properties": deep}]},
+                   headers=AUTH)
+        assert r.status_code == 400 and "batch[0].properties: nesting deeper than" in r.json()["detail"]
         assert c.post("/v1/events", content=b"{", headers={**AUTH, "Content-Type": "application/json"}) \
             .status_code == 400
         assert c.post("/v1/events", content=b"x", headers={**AUTH, "Content-Type": "text/plain"}).status_code == 415
         assert c.post("/v1/events", json={"batch": []}, headers=AUTH).status_code == 400
+    assert s.sent == []
 
 
-def test_full_queue_on_the_api_is_503_not_500() -> None:
-    s = QueueSender(capacity=2)  # the middleware's page event takes one slot
+def test_kafka_not_acknowledging_is_503_with_retry_after() -> None:
+    s = QueueSender(refuse="Kafka did not acknowledge within 10 s")
     body = {"batch": [{"type": "track", "event": "e", "userId": "u"}] * 3}
-    with client(s) as c:
+    with client(s, retry_after_seconds=7) as c:
         r = c.post("/v1/events", json=body, headers=AUTH)
-    assert r.status_code == 503 and r.json()["accepted"] == 1
+    assert r.status_code == 503 and r.headers["retry-after"] == "7"
+    assert "did not acknowledge" in r.json()["detail"]
+
+
+def test_healthz_is_readiness() -> None:
+    s = QueueSender()
+    with client(s) as c:
+        ok = c.get("/healthz")
+        s.down = "KafkaError{code=_TRANSPORT}"
+        down = c.get("/healthz")
+    assert ok.status_code == 200 and ok.json()["status"] == "ok" and ok.json()["version"]
+    assert down.status_code == 503 and "_TRANSPORT" in down.json()["kafka"]
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype", "status", "detail"),
+    [
+        # one good, one bad: nothing is produced (a retry of the fixed batch cannot duplicate the good one)
+        (b'{"batch":[{"type":"track","event":"e","userId":"u"},{"type":"track","event":"e","userId":"u",'
+         b'"timestamp":"0001-01-01T00:00:00+01:00"}]}', "application/json", 400, "batch[1].timestamp"),
+        (b'{"batch":[{"type":"track","event":"e","userId":"u","properties":' + b"[" * 600 + b"]" * 600 + b"}]}",
+         "application/json", 400, "batch[0].properties"),
+        (b'{"batch":[{"type":"track","event":"e","userId":"u","properties":{"\\ud800":1}}]}',
+         "application/json", 400, "surrogate"),
+        (b'{"batch":[{"type":"track","event":"e","userId":"u","properties":{"k":"\\ud800"}}]}',
+         "application/json", 400, "surrogate"),
+        (b'{"batch":[{"type":"track","event":"e","userId":"u","properties":{"k":1e400}}]}',
+         "application/json", 400, "out of range"),
+        (b'{"batch":[{"type":"track","event":"e","userId":"u","properties":{"k":NaN}}]}',
+         "application/json", 400, "NaN"),
+        (b'{"batch":[{"type":"track","event":"e\\u0000","userId":"u"}]}', "application/json", 400, "NUL"),
+        (b'{"batch":[{"type":"track","event":"e","userId":"u","timestamp":"1999-06-01T00:00:00Z"}]}',
+         "application/json", 400, "2000..2199"),
+        ('{"batch":[{"type":"track","event":"é","userId":"u"}]}'.encode("utf-16"), "application/json", 400,
+         "UTF-8"),
+        (b"{}", "application/json; charset=latin-1", 415, "UTF-8"),
+        (b"\xff\xfe", "application/json", 400, "UTF-8"),
+    ],
+)
+def test_bad_bodies_get_a_4xx_naming_the_cause_and_produce_nothing(
+    body: bytes, ctype: str, status: int, detail: str
+) -> None:
+    s = QueueSender()
+    with client(s) as c:
+        r = c.post("/v1/events", content=body, headers={**AUTH, "Content-Type": ctype})
+    assert r.status_code == status, r.text
+    assert detail in r.json()["detail"]
+    assert s.sent == []
+
+
+def test_utf8_charset_is_accepted() -> None:
+    s = QueueSender()
+    with client(s) as c:
+        r = c.post("/v1/events", content='{"batch":[{"type":"track","event":"é","userId":"u"}]}'.encode(),
+                   headers={**AUTH, "Content-Type": 'application/json; charset="UTF-8"'})
+    assert r.status_code == 202, r.text
+    assert [e["event"] for e in s.sent] == ["é"]
+
+
+@pytest.mark.parametrize("path", ["/x%00y", "/%ed%a0%80", "/%ff", "/" + "%e2%82%ac" * 3000])
+def test_odd_paths_are_recorded_as_storable_page_events(path: str) -> None:
+    from footprint.schema import canonical
+
+    s = QueueSender()
+    with client(s) as c:
+        assert c.get(path).status_code == 404
+    assert len(s.sent) == 1
+    assert canonical(s.sent[0]) == s.sent[0]  # the consumer will store it as it is
+
+
+def test_the_collectors_own_endpoints_are_not_page_views() -> None:
+    s = QueueSender()
+    with client(s) as c:
+        c.post("/v1/events", json={"batch": [{"type": "track", "event": "e", "userId": "u"}]}, headers=AUTH)
+        c.get("/openapi.json")
+        c.get("/healthz")
+    assert [e["type"] for e in s.sent] == ["track"]
+
+
+def test_openapi_describes_every_endpoint() -> None:
+    with client(QueueSender()) as c:
+        spec = c.get("/openapi.json").json()
+    post = spec["paths"]["/v1/events"]["post"]
+    body = post["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["batch"] and len(body["properties"]["batch"]["items"]["oneOf"]) == 4
+    assert {"202", "400", "401", "413", "415", "503"} <= set(post["responses"])
+    assert {"200", "503"} <= set(spec["paths"]["/healthz"]["get"]["responses"])
+    assert "200" in spec["paths"]["/metrics"]["get"]["responses"]

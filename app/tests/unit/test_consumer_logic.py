@@ -4,14 +4,25 @@ import subprocess
 import sys
 from typing import Any
 
-from footprint.consumer import Batch
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from footprint.consumer import Batch, StoreOutage, store
+from footprint.deadletter import DeadLetters, DeadLetterUnavailable
 from footprint.migrate import load, split_statements
 from footprint.settings import Settings
 
 
 class Msg:
-    def __init__(self, topic: str, partition: int, offset: int) -> None:
-        self._t, self._p, self._o = topic, partition, offset
+    def __init__(self, topic: str, partition: int, offset: int, value: bytes | None = b"v", key: bytes | None = b"k"
+                 ) -> None:
+        self._t, self._p, self._o, self._v, self._k = topic, partition, offset, value, key
+
+    def value(self) -> bytes | None:
+        return self._v
+
+    def key(self) -> bytes | None:
+        return self._k
 
     def topic(self) -> str:
         return self._t
@@ -39,23 +50,7 @@ def test_revoked_partitions_leave_docs_and_pending_dead_letters_too() -> None:
     assert [reason for _m, reason in b.bad] == ["bad 0"]  # the new owner dead-letters partition 1's itself
 
 
-def test_postgres_data_errors_are_told_from_outages_by_sqlstate_class() -> None:
-    import psycopg
-
-    from footprint.sinks import is_pg_data_error
-
-    for exc in (psycopg.errors.ProgramLimitExceeded("index row size 3000 exceeds btree maximum, 2704"),
-                psycopg.errors.CheckViolation("type"), psycopg.errors.InvalidTextRepresentation("x"),
-                psycopg.DataError("x")):
-        assert is_pg_data_error(exc), exc
-    for exc in (psycopg.OperationalError("connection refused"), psycopg.errors.AdminShutdown("bye"),
-                psycopg.errors.InsufficientPrivilege("no"), psycopg.errors.DiskFull("full"), ValueError("x")):
-        assert not is_pg_data_error(exc), exc
-
-
 def test_a_failed_offset_commit_is_counted() -> None:
-    from confluent_kafka import KafkaError, KafkaException
-
     from footprint.consumer import BatchConsumer
 
     class FailingCommit:
@@ -65,7 +60,8 @@ def test_a_failed_offset_commit_is_counted() -> None:
         def close(self) -> None:
             pass
 
-    consumer = BatchConsumer(Settings(kafka_bootstrap="127.0.0.1:9"), [], consumer=FailingCommit())  # type: ignore[arg-type]
+    consumer = BatchConsumer(Settings(), [], consumer=FailingCommit(),  # type: ignore[arg-type]
+                             dead_letters=DeadLetters(MemoryProducer(), "dlq", 1000))
     try:
         consumer._commit(Batch([Msg("t", 0, 4)]))  # type: ignore[list-item]
     finally:
@@ -75,11 +71,12 @@ def test_a_failed_offset_commit_is_counted() -> None:
 
 
 def test_migrations_are_numbered_and_split() -> None:
-    for store in ("postgres", "clickhouse"):
-        migs = load(store)
+    for name in ("postgres", "clickhouse"):
+        migs = load(name)
         assert [m.version for m in migs] == list(range(1, len(migs) + 1))
     ch = split_statements(load("clickhouse")[0].text)
     assert len(ch) == 3 and all("IF NOT EXISTS" in s for s in ch)
+    assert len(split_statements(load("clickhouse")[1].text)) == 3
 
 
 def test_settings_from_environment(monkeypatch: Any) -> None:
@@ -110,41 +107,145 @@ def test_invalid_setting_is_one_line_exit_2() -> None:
 
 
 class PickySink:
-    """A store that refuses some content (a data error, not an outage)."""
+    """A store that refuses some content while it takes a known-good event (its probe)."""
 
     name = "picky"
 
-    def __init__(self) -> None:
-        self.stored: list[bytes] = []
+    def __init__(self, up: bool = True, fail_first: int = 0) -> None:
+        self.stored: dict[str, bytes] = {}
         self.calls = 0
+        self.up = up
+        self.fail_first = fail_first
 
-    def write(self, docs: list[bytes]) -> int:
-        from footprint.sinks import DataRejected
-
+    def write(self, docs: dict[str, bytes]) -> int:
         self.calls += 1
-        if any(b"BAD" in d for d in docs):
-            raise DataRejected("cannot store BAD")
-        self.stored.extend(docs)
+        if not self.up or self.calls <= self.fail_first:
+            raise ConnectionError("connection refused")
+        if any(b"BAD" in d for d in docs.values()):
+            raise ValueError("cannot store BAD")
+        self.stored.update(docs)
         return len(docs)
+
+    def probe(self) -> None:
+        if not self.up:
+            raise ConnectionError("connection refused")
 
     def close(self) -> None:
         pass
 
 
-def test_a_refused_batch_is_bisected_and_only_the_refused_events_are_dead_lettered() -> None:
-    from footprint.consumer import BatchConsumer
-
+def test_a_refused_batch_is_bisected_and_only_the_refused_events_are_rejected() -> None:
     sink = PickySink()
-    consumer = BatchConsumer(Settings(kafka_bootstrap="127.0.0.1:9"), [sink])
-    try:
-        docs = {i: (b"BAD %d" if i in (3, 17) else b"ok %d") % i for i in range(32)}
-        batch = Batch([Msg("t", 0, i) for i in range(32)], docs=dict(docs),  # type: ignore[misc]
-                      origin={i: Msg("t", 0, i) for i in range(32)})
-        consumer._isolate(sink, batch)
-    finally:
-        consumer._pool.shutdown()
-    assert sorted(sink.stored) == sorted(d for i, d in docs.items() if i not in (3, 17))
-    assert sorted(m.offset() for m, _reason in batch.bad) == [3, 17]
-    assert all("picky rejected: cannot store BAD" in reason for _m, reason in batch.bad)
-    assert set(batch.docs) == set(range(32)) - {3, 17}
+    docs = {str(i): (b"BAD %d" if i in (3, 17) else b"ok %d") % i for i in range(32)}
+    rejected = store(sink, docs)
+    assert sink.stored == {k: d for k, d in docs.items() if b"BAD" not in d}
+    assert sorted(key for key, _ in rejected) == ["17", "3"]
+    assert all("picky refused it: cannot store BAD" in reason for _k, reason in rejected)
     assert sink.calls < 32  # bisected, not one write per event
+
+
+def test_a_single_refused_event_is_rejected_with_the_stores_reason() -> None:
+    assert store(PickySink(), {"a": b"BAD"}) == [("a", "picky refused it: cannot store BAD")]
+
+
+def test_a_store_that_refuses_its_probe_is_an_outage_and_nothing_is_rejected() -> None:
+    sink = PickySink(up=False)
+    with pytest.raises(StoreOutage, match="picky: connection refused"):
+        store(sink, {"a": b"ok", "b": b"BAD"})
+    assert sink.stored == {}
+
+
+def test_a_passing_failure_of_a_healthy_store_rejects_nothing() -> None:
+    sink = PickySink(fail_first=1)
+    docs = {str(i): b"ok" for i in range(10)}
+    assert store(sink, docs) == []
+    assert sink.stored == docs
+
+
+def test_batch_reject_moves_refused_events_to_the_dead_letters() -> None:
+    msgs = [Msg("t", 0, i) for i in range(3)]
+    b = Batch(list(msgs), docs={"a": b"1", "b": b"2", "c": b"3"},  # type: ignore[arg-type]
+              origin={"a": msgs[0], "b": msgs[1], "c": msgs[2]})  # type: ignore[dict-item]
+    b.reject([("b", "refused"), ("zz", "already gone")])
+    assert list(b.docs) == ["a", "c"] and [(m.offset(), r) for m, r in b.bad] == [(1, "refused")]
+
+
+# ---------------------------------------------------------------- dead letters (in-memory producer)
+
+
+class MemoryProducer:
+    """A Kafka producer in memory: ``errors`` decides each message's delivery report."""
+
+    def __init__(self, errors: Any = None, raise_on_produce: Any = None, max_bytes: int = 10**9) -> None:
+        self.errors = errors or (lambda value: None)
+        self.raise_on_produce = raise_on_produce
+        self.max_bytes = max_bytes
+        self.pending: list[tuple[Any, Any]] = []
+        self.delivered: list[dict[str, Any]] = []
+
+    def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None, headers: Any = None,
+                on_delivery: Any = None) -> None:
+        if len(value or b"") + len(key or b"") > self.max_bytes:
+            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+        record = {"topic": topic, "value": value, "key": key, "headers": dict(headers or [])}
+        self.pending.append((record, on_delivery))
+
+    def flush(self, timeout: float = 0) -> int:
+        for record, cb in self.pending:
+            err = self.errors(record["value"])
+            if err is None:
+                self.delivered.append(record)
+            cb(err, None)
+        self.pending = []
+        return 0
+
+
+def test_dead_letters_carry_the_reason_and_the_source_and_large_values_are_cut() -> None:
+    producer = MemoryProducer()
+    dlq = DeadLetters(producer, "t.dlq", max_value_bytes=10)
+    sent: set[tuple[str, int, int]] = set()
+    dlq.send([(Msg("t", 2, 40, value=b"x" * 25), "bad: why"), (Msg("t", 0, 7, value=None), "tombstone")],
+             sent)  # type: ignore[list-item]
+    assert sent == {("t", 2, 40), ("t", 0, 7)}
+    big, tomb = producer.delivered
+    assert big["value"] == b"x" * 10 and big["headers"]["footprint.truncated"] == b"25"
+    assert big["headers"]["footprint.reason"] == b"bad: why"
+    assert (big["headers"]["footprint.source.partition"], big["headers"]["footprint.source.offset"]) == (b"2", b"40")
+    assert tomb["value"] is None and "footprint.truncated" not in tomb["headers"]
+    dlq.send([(Msg("t", 2, 40), "again")], sent)  # type: ignore[list-item]
+    assert len(producer.delivered) == 2  # acknowledged keys are not sent twice
+
+
+def test_a_message_the_dlq_refuses_as_such_goes_as_a_minimal_copy() -> None:
+    too_large = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
+    producer = MemoryProducer(errors=lambda v: too_large if v and len(v) > 2000 else None)
+    sent: set[tuple[str, int, int]] = set()
+    DeadLetters(producer, "t.dlq", max_value_bytes=900_000).send([(Msg("t", 0, 1, value=b"y" * 5000), "r")], sent)  # type: ignore[list-item]
+    assert sent == {("t", 0, 1)}
+    [copy] = producer.delivered
+    assert len(copy["value"]) == 1024 and copy["headers"]["footprint.truncated"] == b"5000"
+
+
+def test_a_message_refused_before_sending_goes_as_a_minimal_copy() -> None:
+    producer = MemoryProducer(max_bytes=3000)
+    sent: set[tuple[str, int, int]] = set()
+    DeadLetters(producer, "t.dlq", max_value_bytes=900_000).send(
+        [(Msg("t", 0, 1, value=b"z" * 5000, key=b"k" * 4000), "r")], sent)  # type: ignore[list-item]
+    [copy] = producer.delivered
+    assert sent == {("t", 0, 1)} and len(copy["key"]) == 256
+
+
+@pytest.mark.parametrize("code", [KafkaError._MSG_TIMED_OUT, KafkaError._ALL_BROKERS_DOWN,
+                                  KafkaError.TOPIC_AUTHORIZATION_FAILED])
+def test_a_dlq_outage_is_an_outage_not_a_skip(code: int) -> None:
+    producer = MemoryProducer(errors=lambda v: KafkaError(code))
+    sent: set[tuple[str, int, int]] = set()
+    with pytest.raises(DeadLetterUnavailable):
+        DeadLetters(producer, "t.dlq", 1000).send([(Msg("t", 0, 1), "r")], sent)  # type: ignore[list-item]
+    assert sent == set() and producer.delivered == []
+
+
+def test_when_even_the_minimal_copy_is_refused_it_is_an_outage() -> None:
+    producer = MemoryProducer(errors=lambda v: KafkaError(KafkaError.INVALID_RECORD))
+    with pytest.raises(DeadLetterUnavailable, match="minimal copy"):
+        DeadLetters(producer, "t.dlq", 1000).send([(Msg("t", 0, 1), "r")], set())  # type: ignore[list-item]

@@ -1,87 +1,253 @@
+"""The event contract: rules, canonical form, and property-based searches for inputs that break it."""
+
 from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from footprint.schema import (
+    COLUMN_NAMES,
+    MAX_DEPTH,
     TEXT_MAX_BYTES,
-    Batch,
-    decode_event,
+    ContractError,
+    canonical,
+    decode_message,
+    dumps,
     encode_event,
-    format_loc,
-    format_validation_error,
-    inbound_to_wire,
-    json_depth,
+    format_time,
+    inbound_json_schema,
+    loads,
     make_event,
+    parse_time,
     truncate_utf8,
+    validate_batch,
 )
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
-def test_wire_event_round_trips_through_the_decoder() -> None:
-    fields = make_event(type="page", method="GET", link="/x", anonymous_id="a", footprint_time=NOW, received_at=NOW)
-    ev = decode_event(encode_event(fields))
-    assert str(ev.event_id) == fields["event_id"]
-    assert ev.visitor_id == "a" and ev.footprint_time == NOW and ev.synthetic is False
+def wire(**changes: Any) -> dict[str, Any]:
+    d = make_event(type="track", event="e", user_id="u", footprint_time=NOW, received_at=NOW)
+    d.update(changes)
+    return d
+
+
+def one(event: dict[str, Any]) -> dict[str, Any]:
+    return validate_batch({"batch": [event]}, NOW, 500)[0]
+
+
+def test_a_wire_event_round_trips_into_the_same_canonical_bytes() -> None:
+    d = wire(properties={"plan": "pro", "n": 1.5, "deep": {"a": [1, None, True]}})
+    key, doc = decode_message(encode_event(d))
+    assert key == d["event_id"] and json.loads(doc) == d
+    assert decode_message(doc)[1] == doc  # canonical is a fixed point
+    assert list(json.loads(doc)) == list(COLUMN_NAMES)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("2027-01-05T10:00:00Z", "2027-01-05T10:00:00.000000Z"),
+        ("2027-01-05t10:00:00z", "2027-01-05T10:00:00.000000Z"),  # RFC 3339 allows lower case
+        ("2027-01-05 10:00:00+00:00", "2027-01-05T10:00:00.000000Z"),
+        ("2027-01-05T10:00:00+20:00", "2027-01-04T14:00:00.000000Z"),  # beyond PostgreSQL's +-15:59
+        ("2027-01-05T10:00:00-23:59", "2027-01-06T09:59:00.000000Z"),
+        ("2026-11-01T10:59:59.9999999Z", "2026-11-01T10:59:59.999999Z"),  # cut, never rounded to 11:00
+        ("2026-12-31T23:59:59.999999999Z", "2026-12-31T23:59:59.999999Z"),  # never into the next day/year
+        ("2028-02-29T12:00:00.5+01:00", "2028-02-29T11:00:00.500000Z"),  # leap day
+    ],
+)
+def test_times_have_one_spelling_in_utc(given: str, expected: str) -> None:
+    assert format_time(parse_time(given)) == expected
+    assert one({"type": "track", "event": "e", "userId": "u", "timestamp": given})["footprint_time"] == expected
+
+
+@pytest.mark.parametrize(
+    ("given", "reason"),
+    [
+        ("2027-01-05_10:00:00+00:00", "RFC 3339"),
+        ("2027-01-05T10:00:00", "RFC 3339"),  # no offset
+        ("2027-01-05T10:00:00+24:00", "offset"),
+        ("2027-02-29T10:00:00Z", "valid"),
+        ("2027-01-05T10:00:60Z", "valid"),
+        ("0001-01-01T00:00:00+01:00", "2000..2199"),  # was an OverflowError (500)
+        ("9999-12-31T23:59:59-01:00", "2000..2199"),
+        ("2000-01-01T00:30:00+01:00", "2000..2199"),  # 1999 in UTC
+        ("2200-01-01T00:00:00Z", "2000..2199"),
+        ("\uff11\uff19\uff19\uff19-01-01T00:00:00Z", "RFC 3339"),  # non-ASCII (full-width) digits
+    ],
+)
+def test_bad_times_are_refused_naming_why(given: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        parse_time(given)
+    with pytest.raises(ContractError, match=r"batch\[0\]\.timestamp"):
+        one({"type": "track", "event": "e", "userId": "u", "timestamp": given})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(min_value=datetime(1999, 12, 30), max_value=datetime(2200, 1, 2)),
+       st.integers(min_value=-(23 * 60 + 59), max_value=23 * 60 + 59), st.integers(min_value=0, max_value=999))
+@example(datetime(2026, 3, 29, 1, 30), 60, 0)  # a DST change day in Europe: offsets are explicit, no DST
+def test_parse_time_agrees_with_datetime_arithmetic(local: datetime, offset_min: int, nanos: int) -> None:
+    tz = timezone(timedelta(minutes=offset_min))
+    sign = "+" if offset_min >= 0 else "-"
+    text = (local.strftime("%Y-%m-%dT%H:%M:%S.%f") + f"{nanos:03d}"
+            + f"{sign}{abs(offset_min) // 60:02d}:{abs(offset_min) % 60:02d}")
+    reference = local.replace(tzinfo=tz).astimezone(UTC).replace(tzinfo=None)
+    if datetime(2000, 1, 1) <= reference < datetime(2200, 1, 1):
+        assert parse_time(text) == reference
+    else:
+        with pytest.raises(ValueError, match=r"2000\.\.2199"):
+            parse_time(text)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("{f30f80e7-f4d8-442b-8881-3e167e3c04e0}", "f30f80e7-f4d8-442b-8881-3e167e3c04e0"),  # ClickHouse code 376
+        ("F30F80E7F4D8442B88813E167E3C04E0", "f30f80e7-f4d8-442b-8881-3e167e3c04e0"),
+        ("urn:uuid:f30f80e7-f4d8-442b-8881-3e167e3c04e0", "f30f80e7-f4d8-442b-8881-3e167e3c04e0"),
+    ],
+)
+def test_event_ids_in_other_spellings_become_canonical(given: str, expected: str) -> None:
+    key, doc = decode_message(json.dumps(wire(event_id=given)).encode())
+    assert key == expected and json.loads(doc)["event_id"] == expected
+
+
+def test_the_earlier_wire_form_still_in_topics_keeps_working() -> None:
+    old = {"schema_version": 1, "event_id": str(uuid.uuid4()), "type": "page", "event": None, "method": "GET",
+           "link": "/x", "user_id": None, "anonymous_id": "a", "group_id": None, "visitor_id": "a",
+           "properties": {}, "traits": {}, "footprint_time": "2026-11-22T12:00:00.000000+00:00",
+           "received_at": "2026-11-22T12:00:00.000000+00:00"}  # no "synthetic": it came later
+    doc = json.loads(decode_message(json.dumps(old).encode())[1])
+    assert doc["event"] == "" and doc["synthetic"] is False
+    assert doc["footprint_time"] == "2026-11-22T12:00:00.000000Z"
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b'{"k": "a\\u0000b"}', "NUL"),
+        (b'{"a\\u0000": 1}', "NUL"),
+        (b'{"k": "\\ud800"}', "surrogate"),
+        (b'{"\\ud800": 1}', "surrogate"),
+        (b'{"k": "\\udc00x"}', "surrogate"),
+        (b'{"k": 1e400}', "out of range"),
+        (b'{"k": -1e400}', "out of range"),
+        (b'{"k": NaN}', "NaN"),
+        (b'{"k": Infinity}', "Infinity"),
+        (b'{"k": [' + b"1" * 5000 + b"]}", "digits"),  # Python's int digit limit
+        (b'{"k": ' + b'{"a": ' * (MAX_DEPTH) + b"1" + b"}" * MAX_DEPTH + b"}", "deeper"),
+        (b'{"k": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "deep"),  # was a RecursionError
+    ],
+)
+def test_values_the_stores_cannot_hold_are_refused(value: bytes, reason: str) -> None:
+    raw = encode_event(wire()).replace(b'"properties":{}', b'"properties":' + value)
+    with pytest.raises(ValueError, match=reason):
+        decode_message(raw)
+    body = b'{"batch":[{"type":"track","event":"e","userId":"u","properties":' + value + b"}]}"
+    with pytest.raises(ValueError, match=reason):
+        validate_batch(loads(body), NOW, 500)
+
+
+@pytest.mark.parametrize("text", ['{"k": "\\\\u0000"}', '{"k": "\\ud83d\\ude00"}', '{"k": "caf\\u00e9"}'])
+def test_escaped_backslashes_and_pairs_are_fine(text: str) -> None:
+    raw = encode_event(wire()).replace(b'"properties":{}', b'"properties":' + text.encode())
+    assert json.loads(decode_message(raw)[1])["properties"]["k"]
+
+
+def test_invalid_utf8_and_garbage_and_tombstones() -> None:
+    with pytest.raises(ValueError, match="UTF-8"):
+        decode_message(b"\xff not json")
+    with pytest.raises(ValueError, match="UTF-8"):
+        decode_message(encode_event(wire(event="XX")).replace(b'"XX"', b'"\xed\xb3\xbf"'))  # an encoded surrogate
+    with pytest.raises(ValueError, match="tombstone"):
+        decode_message(None)
+    with pytest.raises(ValueError, match="object"):
+        decode_message(b"[1, 2]")
 
 
 @pytest.mark.parametrize(
     ("mutate", "field"),
     [
-        (lambda d: d.pop("footprint_time"), "footprint_time"),
-        (lambda d: d.update(footprint_time="2026-11-22T12:00:00"), "footprint_time"),  # naive: rejected
+        (lambda d: d.pop("footprint_time"), "footprint_time: required"),
+        (lambda d: d.update(footprint_time="2026-11-22T12:00:00"), "footprint_time"),
+        (lambda d: d.update(footprint_time=1700000000), "footprint_time"),  # a number is not a time
         (lambda d: d.update(type="purchase"), "type"),
         (lambda d: d.update(event_id="nope"), "event_id"),
         (lambda d: d.update(schema_version=2), "schema_version"),
-        (lambda d: d.update(surprise=1), "surprise"),
+        (lambda d: d.update(schema_version=True), "schema_version"),
+        (lambda d: d.update(surprise=1), "surprise: unknown field"),
+        (lambda d: d.update(link="/" + "€" * 2048), "link: at most 2048 bytes"),
+        (lambda d: d.update(user_id="€" * 100), "user_id: at most 256 bytes"),
+        (lambda d: d.update(synthetic="yes"), "synthetic"),
+        (lambda d: d.update(properties=[]), "properties: must be an object"),
     ],
 )
-def test_decoder_names_the_bad_field(mutate: object, field: str) -> None:
-    d = make_event(type="page", footprint_time=NOW, received_at=NOW, anonymous_id="a")
-    mutate(d)  # type: ignore[operator]
-    with pytest.raises(ValueError, match=field):
-        decode_event(json.dumps(d).encode())
+def test_the_decoder_names_the_bad_field(mutate: Any, field: str) -> None:
+    d = wire()
+    mutate(d)
+    with pytest.raises(ContractError, match=field):
+        decode_message(json.dumps(d).encode())
 
 
-def test_decoder_rejects_garbage_and_tombstones() -> None:
-    with pytest.raises(ValueError, match=r"(?i)json"):
-        decode_event(b"\xff not json")
-    with pytest.raises(ValueError, match="tombstone"):
-        decode_event(None)
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({"type": "track", "userId": "u"}, r"batch\[0\]\.event: required"),
+        ({"type": "track", "event": "e"}, "userId or anonymousId is required"),
+        ({"type": "group", "userId": "u"}, r"batch\[0\]\.groupId: required"),
+        ({"type": "track", "event": "e", "userId": "u", "colour": 1}, r"batch\[0\]\.colour: unknown field"),
+        ({"type": "nope", "userId": "u"}, r"batch\[0\]\.type"),
+        ({"type": "track", "event": "", "userId": "u"}, r"batch\[0\]\.event: must not be empty"),
+        ({"type": "track", "event": 5, "userId": "u"}, r"batch\[0\]\.event: must be a string"),
+        ({"type": "track", "event": "e", "userId": "u\x00"}, r"batch\[0\]\.userId: contains a NUL"),
+        ({"type": "track", "event": "e", "userId": "u", "properties": []}, r"batch\[0\]\.properties"),
+        ({"type": "track", "event": "e", "anonymousId": "€" * 100}, r"anonymousId: at most 256 bytes"),
+        ("not an object", r"batch\[0\]: must be an object"),
+    ],
+)
+def test_inbound_problems_name_the_field(event: Any, field: str) -> None:
+    with pytest.raises(ContractError, match=field):
+        one(event)
 
 
-def test_json_depth() -> None:
-    assert json_depth(1) == 0
-    assert json_depth({}) == 1
-    assert json_depth({"a": {"b": [1, {"c": 2}]}}) == 4
-
-
-def test_format_loc_drops_union_tags() -> None:
-    assert format_loc(("batch", 0, "track", "userId")) == "batch[0].userId"
-    assert format_loc(("batch", 3, "group", "groupId")) == "batch[3].groupId"
-    assert format_loc(()) == "body"
+def test_a_batch_is_refused_whole_and_lists_every_bad_event() -> None:
+    good = {"type": "track", "event": "e", "userId": "u"}
+    with pytest.raises(ContractError) as err:
+        validate_batch({"batch": [good, {"type": "track", "userId": "u"}, good, {"type": "x"}]}, NOW, 500)
+    assert [where for where, _ in err.value.problems] == ["batch[1].event", "batch[3].type"]
+    with pytest.raises(ContractError, match="batch: required"):
+        validate_batch({"batch": []}, NOW, 500)
+    with pytest.raises(ContractError, match="more than 2 events"):
+        validate_batch({"batch": [good] * 3}, NOW, 2)
+    with pytest.raises(ContractError, match="and 5 more"):
+        validate_batch({"batch": [{"type": "x"}] * 25}, NOW, 500)
 
 
 def test_message_id_makes_event_id_stable_and_probe_marks_synthetic() -> None:
-    raw = {"batch": [{"type": "track", "event": "E", "userId": "u", "messageId": "m-1",
-                      "properties": {"footprint_probe": True}}]}
-    a = inbound_to_wire(Batch.model_validate(raw).batch[0], NOW)
-    b = inbound_to_wire(Batch.model_validate(raw).batch[0], NOW)
+    ev = {"type": "track", "event": "E", "userId": "u", "messageId": "m-1", "properties": {"footprint_probe": True}}
+    a, b = one(ev), one(ev)
     assert a["event_id"] == b["event_id"] and uuid.UUID(a["event_id"]).version == 5
     assert a["synthetic"] is True
 
 
-def test_page_path_becomes_link_and_timestamp_is_kept() -> None:
-    raw = {"batch": [{"type": "page", "anonymousId": "x", "properties": {"path": "/p"},
-                      "timestamp": "2026-11-01T10:00:00+02:00"}]}
-    w = inbound_to_wire(Batch.model_validate(raw).batch[0], NOW)
-    assert w["link"] == "/p" and w["footprint_time"] == "2026-11-01T08:00:00.000000+00:00"
-    assert w["received_at"].startswith("2026-11-22T12:00:00")
+def test_page_path_becomes_a_clean_link_and_inbound_events_pass_the_wire_contract() -> None:
+    w = one({"type": "page", "anonymousId": "x", "properties": {"path": "/p"},
+             "timestamp": "2026-11-01T10:00:00+02:00"})
+    assert w["link"] == "/p" and w["footprint_time"] == "2026-11-01T08:00:00.000000Z"
+    assert w["received_at"] == "2026-11-22T12:00:00.000000Z"
+    assert canonical(w) == w
+    path = "/" + "€" * 2048  # 2048 characters, 6145 bytes: the link is cut on a character boundary
+    w = one({"type": "page", "anonymousId": "x", "properties": {"path": path}})
+    assert len(w["link"].encode()) <= TEXT_MAX_BYTES and path.startswith(w["link"]) and len(w["link"]) == 683
+    assert canonical(w) == w
 
 
 def test_truncate_utf8_cuts_on_a_character_boundary() -> None:
@@ -90,49 +256,82 @@ def test_truncate_utf8_cuts_on_a_character_boundary() -> None:
     assert truncate_utf8("a😀", 4) == "a"
 
 
-def test_text_is_capped_in_bytes_so_index_rows_fit() -> None:
-    path = "/" + "€" * 2048  # 2048 characters, 6145 bytes
-    raw = {"batch": [{"type": "page", "anonymousId": "x", "properties": {"path": path}}]}
-    w = inbound_to_wire(Batch.model_validate(raw).batch[0], NOW)
-    assert len(w["link"].encode()) <= TEXT_MAX_BYTES and path.startswith(w["link"]) and len(w["link"]) == 683
-    assert decode_event(encode_event(w)).link == w["link"]
-    too_long = make_event(type="page", link=path, anonymous_id="x", footprint_time=NOW, received_at=NOW)
-    with pytest.raises(ValueError, match=r"link: .*2048 bytes"):
-        decode_event(encode_event(too_long))
-    with pytest.raises(ValidationError) as err:
-        Batch.model_validate({"batch": [{"type": "track", "event": "e", "anonymousId": "€" * 100}]})
-    assert "batch[0].anonymousId: Value error, String should have at most 256 bytes" in format_validation_error(
-        err.value)
+def test_the_openapi_body_schema_is_generated_from_the_contract() -> None:
+    schema = inbound_json_schema(500)
+    variants = schema["properties"]["batch"]["items"]["oneOf"]
+    assert sorted(v["properties"]["type"]["enum"][0] for v in variants) == ["group", "identify", "page", "track"]
+    track = next(v for v in variants if v["properties"]["type"]["enum"] == ["track"])
+    assert track["required"] == ["type", "event"] and track["additionalProperties"] is False
+    assert schema["properties"]["batch"]["maxItems"] == 500
 
 
-@pytest.mark.parametrize(
-    ("text", "reason"),
-    [
-        ('{"k": "a\\u0000b"}', "NUL"),
-        ('{"k": "\\ud800"}', "surrogate|hex escape"),
-        ('{"k": "\\udc00x"}', "surrogate"),
-    ],
-)
-def test_values_the_stores_cannot_hold_are_rejected_up_front(text: str, reason: str) -> None:
-    d = make_event(type="track", event="e", footprint_time=NOW, received_at=NOW, user_id="u")
-    raw = encode_event(d).replace(b'"properties":{}', b'"properties":' + text.encode())
-    assert b"properties" in raw and text.encode() in raw
-    with pytest.raises(ValueError, match=reason):
-        decode_event(raw)
+# ---------------------------------------------------------------- property-based: the contract itself
+
+json_leaf = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(10**30), max_value=10**30),
+                      st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8))
+json_value = st.recursive(json_leaf, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                             st.dictionaries(st.text(max_size=5), inner, max_size=3)),
+                          max_leaves=12)
 
 
-@pytest.mark.parametrize("text", ['{"k": "\\\\u0000"}', '{"k": "\\ud83d\\ude00"}', '{"k": "caf\\u00e9"}'])
-def test_escaped_backslashes_and_pairs_are_fine(text: str) -> None:
-    d = make_event(type="track", event="e", footprint_time=NOW, received_at=NOW, user_id="u")
-    raw = encode_event(d).replace(b'"properties":{}', b'"properties":' + text.encode())
-    assert decode_event(raw).properties["k"]
+@settings(max_examples=400, deadline=None)
+@given(props=st.dictionaries(st.text(max_size=6), json_value, max_size=4),
+       name=st.text(min_size=0, max_size=210), stamp=st.text(max_size=40))
+def test_validation_never_crashes_and_what_it_accepts_is_canonical_and_storable(
+    props: dict[str, Any], name: str, stamp: str
+) -> None:
+    ev = {"type": "track", "event": name, "userId": "u", "properties": props, "timestamp": stamp}
+    try:
+        raw = loads(json.dumps({"batch": [ev]}))
+        out = validate_batch(raw, NOW, 500)[0]
+    except ValueError:
+        return  # refused with a reason (ContractError is a ValueError); never another exception
+    doc = dumps(out)  # encodable: no surrogates, no NaN
+    assert b"\\u0000" not in doc.replace(b"\\\\", b"")
+    assert decode_message(doc)[1] == doc
 
 
-def test_times_outside_the_storable_range_are_rejected() -> None:
-    d = make_event(type="page", footprint_time=NOW, received_at=NOW, anonymous_id="a")
-    d["footprint_time"] = "2999-01-01T00:00:00+00:00"
-    with pytest.raises(ValueError, match="footprint_time"):
-        decode_event(json.dumps(d).encode())
-    d["footprint_time"] = 1700000000  # strict: a number is not a time
-    with pytest.raises(ValueError, match="footprint_time"):
-        decode_event(json.dumps(d).encode())
+def _table_columns(sql: str, table: str) -> list[tuple[str, str]]:
+    """``(name, type)`` of ``CREATE TABLE ... <table> (`` in a migration, as written there."""
+    import re
+
+    body = re.search(rf"CREATE TABLE IF NOT EXISTS (?:\{{db\}}\.)?{table}\s*\((.*?)\n\)", sql, re.S)
+    assert body, f"no CREATE TABLE {table}"
+    out = []
+    for line in body.group(1).splitlines():
+        line = line.split("--")[0].strip().rstrip(",")
+        if line and not line.upper().startswith(("PRIMARY", "CHECK", "INDEX")):
+            name, type_ = line.split(None, 1)
+            out.append((name, type_))
+    return out
+
+
+def test_both_migrations_hold_exactly_the_contracts_columns_in_its_order() -> None:
+    import re
+
+    from footprint.migrate import load
+    from footprint.schema import COLUMNS, STORE_ONLY_COLUMNS
+
+    pg = _table_columns("\n".join(m.text for m in load("postgres")), "events")
+    ch = _table_columns("\n".join(m.text for m in load("clickhouse")), "events")
+    for cols in (pg, ch):
+        assert [n for n, _ in cols] == [c.name for c in COLUMNS] + list(STORE_ONLY_COLUMNS)
+    for col, (_, pg_type), (_, ch_type) in zip(COLUMNS, pg, ch, strict=False):
+        assert re.match(re.escape(col.pg_type) + r"\b", pg_type), (col.name, pg_type)
+        assert re.match(re.escape(col.ch_type) + r"(\s|$)", ch_type), (col.name, ch_type)
+
+
+@pytest.mark.parametrize("body", [
+    b'{"batch":[{"type":"track","event":"e","userId":"u","messageId":"\\ud800"}]}',  # was a 500 (uuid5)
+    b'{"batch":[{"type":"track","event":"e","userId":"u","properties":{"\\ud800":{"\\u0000":1}}}]}',  # (reply)
+])
+def test_found_by_the_property_tests_refusals_are_printable(body: bytes) -> None:
+    with pytest.raises(ContractError) as err:
+        validate_batch(loads(body), NOW, 500)
+    json.dumps(err.value.problems, ensure_ascii=False).encode("utf-8")  # the 400 reply can be rendered
+
+
+@pytest.mark.parametrize("type_", [{}, [], None, 1, True])
+def test_found_by_schemathesis_a_type_of_any_json_kind_is_a_400(type_: Any) -> None:
+    with pytest.raises(ContractError, match=r"batch\[0\]\.type: must be one of"):
+        one({"type": type_, "userId": "u"})
