@@ -80,7 +80,7 @@ COLUMNS: tuple[Column, ...] = (
 COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
 # columns only the stores have (filled by the store itself)
 STORE_ONLY_COLUMNS = ("ingested_at",)
-_DEFAULTS: dict[Kind, Any] = {"short": "", "text": "", "object": {}, "bool": False}
+_DEFAULTS: dict[Kind, Any] = {"short": "", "text": "", "bool": False}  # objects: a new {} each time
 
 
 class ContractError(ValueError):
@@ -131,15 +131,20 @@ def _text_problem(value: str) -> str | None:
 
 def check_text(value: Any, where: str, problems: _Problems, *, max_bytes: int, max_chars: int | None = None,
                min_chars: int = 0) -> str:
-    if not isinstance(value, str):
+    if type(value) is not str:
         problems.add(where, f"must be a string, not {_json_type(value)}")
         return ""
-    problem = _text_problem(value)
+    if value.isascii():  # the common case, cheaply: no surrogate possible, one byte per character
+        size = len(value)
+        problem = "contains a NUL character (\\u0000), which the stores cannot hold" if "\x00" in value else None
+    else:
+        problem = _text_problem(value)
+        size = len(value.encode("utf-8")) if problem is None else 0
     if problem:
         problems.add(where, problem)
     elif max_chars is not None and len(value) > max_chars:
         problems.add(where, f"at most {max_chars} characters")
-    elif len(value.encode("utf-8")) > max_bytes:
+    elif size > max_bytes:
         problems.add(where, f"at most {max_bytes} bytes (UTF-8)")
     elif len(value) < min_chars:
         problems.add(where, "must not be empty")
@@ -197,7 +202,17 @@ def format_time(utc: datetime) -> str:
             f"{utc.second:02d}.{utc.microsecond:06d}Z")
 
 
+_CANONICAL_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", re.ASCII)
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _time(value: Any, where: str, problems: _Problems) -> str:
+    if type(value) is str and _CANONICAL_TIME.fullmatch(value):  # fast path: already canonical
+        try:
+            if MIN_TIME <= datetime.fromisoformat(value[:26]) < MAX_TIME:
+                return value
+        except ValueError:
+            pass  # e.g. February 30th: the full parser names it
     try:
         return format_time(parse_time(value))
     except ValueError as exc:
@@ -294,6 +309,8 @@ def dumps(value: Any) -> bytes:
 
 
 def _canonical_uuid(value: Any, where: str, problems: _Problems) -> str:
+    if type(value) is str and _CANONICAL_UUID.fullmatch(value):
+        return value
     if isinstance(value, str):
         try:
             return str(uuid.UUID(value))
@@ -306,22 +323,24 @@ def _canonical_uuid(value: Any, where: str, problems: _Problems) -> str:
 def canonical(fields: Any) -> dict[str, Any]:
     """Validate a wire event (any earlier form included) -> its canonical dict, in COLUMNS order."""
     problems = _Problems()
-    if not isinstance(fields, dict):
+    if type(fields) is not dict:
         raise ContractError([("value", f"must be a JSON object, not {_json_type(fields)}")])
     out: dict[str, Any] = {}
-    for col in COLUMNS:
-        value = fields.get(col.name)
+    get = fields.get
+    for name, check, default, required in _PLAN:
+        value = get(name)
         if value is None:
-            if col.required:
-                problems.add(col.name, "required")
-                continue
-            out[col.name] = _DEFAULTS[col.kind]
+            if required:
+                problems.add(name, "required")
+            else:
+                out[name] = default() if callable(default) else default
             continue
-        out[col.name] = _WIRE_CHECKS[col.kind](value, col.name, problems)
-    for name in fields:
-        if name not in out and name not in _COLUMN_SET:
-            problems.add(name, "unknown field")
-    problems.raise_if_any()
+        out[name] = check(value, name, problems)
+    if len(fields) > len(out) or problems:
+        for name in fields:
+            if name not in _COLUMN_SET:
+                problems.add(name, "unknown field")
+        problems.raise_if_any()
     return out
 
 
@@ -358,6 +377,9 @@ _WIRE_CHECKS: dict[Kind, Callable[[Any, str, _Problems], Any]] = {
     "bool": _check_bool,
 }
 _COLUMN_SET = frozenset(COLUMN_NAMES)
+# (name, check, default, required) per column, in order: the hot loop of ``canonical``
+_PLAN = tuple((c.name, _WIRE_CHECKS[c.kind], dict if c.kind == "object" else _DEFAULTS.get(c.kind), c.required)
+              for c in COLUMNS)
 
 
 def decode_message(value: bytes | None) -> tuple[str, bytes]:
