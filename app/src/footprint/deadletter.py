@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
+from footprint.batch import Msg
+
 log = logging.getLogger("footprint.deadletter")
 
 MINIMAL_VALUE_BYTES = 1024
@@ -68,7 +70,7 @@ class DeadLetters:
         self.max_value_bytes = max_value_bytes
         self.flush_seconds = flush_seconds
 
-    def send(self, bad: list[tuple[Message, str]], sent: set[Key]) -> None:
+    def send(self, bad: list[tuple[Msg, str]], sent: set[Key]) -> None:
         """Dead-letter every message of ``bad`` not yet in ``sent`` (acknowledged keys are added to it).
 
         Raises ``DeadLetterUnavailable`` when some were not acknowledged; a retry sends only those.
@@ -87,10 +89,10 @@ class DeadLetters:
             log.warning("message dead-lettered", extra={"reason": reason[:200], "partition": m.partition(),
                                                         "offset": m.offset()})
 
-    def _round(self, items: list[tuple[Message, str]], sent: set[Key],
-               minimal: bool) -> list[tuple[tuple[Message, str], str]]:
+    def _round(self, items: list[tuple[Msg, str]], sent: set[Key],
+               minimal: bool) -> list[tuple[tuple[Msg, str], str]]:
         """One produce-and-flush round; returns the items refused as messages (not by an outage)."""
-        refused: list[tuple[tuple[Message, str], str]] = []
+        refused: list[tuple[tuple[Msg, str], str]] = []
         outage: list[str] = []
         for item in items:
             m, reason = item
@@ -113,7 +115,7 @@ class DeadLetters:
             raise DeadLetterUnavailable(f"dead-letter topic did not acknowledge: {why}")
         return refused
 
-    def _report(self, item: tuple[Message, str], sent: set[Key], refused: list[tuple[tuple[Message, str], str]],
+    def _report(self, item: tuple[Msg, str], sent: set[Key], refused: list[tuple[tuple[Msg, str], str]],
                 outage: list[str]) -> Callable[[KafkaError | None, Message], None]:
         def cb(err: KafkaError | None, _msg: Message) -> None:
             if err is None:
@@ -125,13 +127,13 @@ class DeadLetters:
         return cb
 
     @staticmethod
-    def _key_of(m: Message, minimal: bool) -> bytes | None:
+    def _key_of(m: Msg, minimal: bool) -> bytes | None:
         key = m.key()
         if minimal and key is not None and len(key) > MINIMAL_VALUE_BYTES // 4:
             return key[: MINIMAL_VALUE_BYTES // 4]
         return key if isinstance(key, bytes | None) else str(key).encode()
 
-    def _letter(self, m: Message, reason: str, minimal: bool) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+    def _letter(self, m: Msg, reason: str, minimal: bool) -> tuple[bytes | None, list[tuple[str, bytes]]]:
         value = m.value()
         headers = [
             ("footprint.reason", reason.encode("utf-8", "replace")[:1000]),
@@ -146,5 +148,5 @@ class DeadLetters:
         return value, headers
 
 
-def _key(m: Message) -> Key:
+def _key(m: Msg) -> Key:
     return (m.topic() or "", m.partition() or 0, m.offset() or 0)

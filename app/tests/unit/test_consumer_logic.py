@@ -5,9 +5,11 @@ import sys
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError
+from fakes import MemoryProducer
 
-from footprint.consumer import Batch, StoreOutage, store
+from footprint.batch import Batch
+from footprint.consumer import StoreOutage, store
 from footprint.deadletter import DeadLetters, DeadLetterUnavailable
 from footprint.migrate import load, split_statements
 from footprint.settings import Settings
@@ -48,26 +50,6 @@ def test_revoked_partitions_leave_docs_and_pending_dead_letters_too() -> None:
     assert b.drop_partitions({("t", 1)}) == 2
     assert list(b.docs) == ["a"] and list(b.origin) == ["a"]
     assert [reason for _m, reason in b.bad] == ["bad 0"]  # the new owner dead-letters partition 1's itself
-
-
-def test_a_failed_offset_commit_is_counted() -> None:
-    from footprint.consumer import BatchConsumer
-
-    class FailingCommit:
-        def commit(self, **_kw: Any) -> None:
-            raise KafkaException(KafkaError(KafkaError.REBALANCE_IN_PROGRESS))
-
-        def close(self) -> None:
-            pass
-
-    consumer = BatchConsumer(Settings(), [], consumer=FailingCommit(),  # type: ignore[arg-type]
-                             dead_letters=DeadLetters(MemoryProducer(), "dlq", 1000))
-    try:
-        consumer._commit(Batch([Msg("t", 0, 4)]))  # type: ignore[list-item]
-    finally:
-        consumer.close()
-    assert consumer.metrics.commit_failures._value.get() == 1
-    assert consumer.batches_committed == 0
 
 
 def test_migrations_are_numbered_and_split() -> None:
@@ -171,33 +153,6 @@ def test_batch_reject_moves_refused_events_to_the_dead_letters() -> None:
 
 
 # ---------------------------------------------------------------- dead letters (in-memory producer)
-
-
-class MemoryProducer:
-    """A Kafka producer in memory: ``errors`` decides each message's delivery report."""
-
-    def __init__(self, errors: Any = None, raise_on_produce: Any = None, max_bytes: int = 10**9) -> None:
-        self.errors = errors or (lambda value: None)
-        self.raise_on_produce = raise_on_produce
-        self.max_bytes = max_bytes
-        self.pending: list[tuple[Any, Any]] = []
-        self.delivered: list[dict[str, Any]] = []
-
-    def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None, headers: Any = None,
-                on_delivery: Any = None) -> None:
-        if len(value or b"") + len(key or b"") > self.max_bytes:
-            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
-        record = {"topic": topic, "value": value, "key": key, "headers": dict(headers or [])}
-        self.pending.append((record, on_delivery))
-
-    def flush(self, timeout: float = 0) -> int:
-        for record, cb in self.pending:
-            err = self.errors(record["value"])
-            if err is None:
-                self.delivered.append(record)
-            cb(err, None)
-        self.pending = []
-        return 0
 
 
 def test_dead_letters_carry_the_reason_and_the_source_and_large_values_are_cut() -> None:

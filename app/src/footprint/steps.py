@@ -1,0 +1,271 @@
+"""The consumer's work as a chain of small steps behind one interface.
+
+    decode -> accumulate -> write to the stores -> dead-letter -> commit
+
+Each step takes items with ``submit`` (raising ``Backpressure`` when it cannot take one now),
+makes progress in ``poll`` (never blocking), and hands its output to the next step. The slow steps
+(the stores, the dead-letter topic) work in a thread on one batch at a time, so while batch N is
+written, batch N+1 is read and validated; a batch reaches ``Commit`` only after every step before
+it accepted it, and batches reach it in order. The loop that drives the chain (``consumer.py``)
+owns polling, rebalances and pause/resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from confluent_kafka import KafkaException, TopicPartition
+
+from footprint.batch import Batch, Msg, Partition, Rejected
+from footprint.schema import decode_message
+
+log = logging.getLogger("footprint.consumer")
+
+T = TypeVar("T", contravariant=True)
+
+
+class Backpressure(Exception):
+    """The step cannot take the item now; submit it again later (the loop pauses reading meanwhile)."""
+
+
+class Aborted(Exception):
+    """Work given up because the consumer is stopping during an outage: nothing after it is committed."""
+
+
+class Step(Protocol[T]):
+    def submit(self, item: T) -> None: ...  # may raise Backpressure
+    def poll(self) -> None: ...  # make progress, never block
+    def busy(self) -> bool: ...  # True: a submit now would raise Backpressure
+    def empty(self) -> bool: ...  # True: nothing in this step or after it
+    def drop(self, parts: set[Partition]) -> None: ...  # forget revoked partitions
+
+
+@dataclass
+class Decoded:
+    message: Msg
+    key: str | None = None
+    doc: bytes | None = None
+    reason: str = ""
+
+
+class Decode:
+    """Validates each message against the event contract into its canonical document, or a reason."""
+
+    def __init__(self, next_step: Step[Decoded]) -> None:
+        self.next = next_step
+
+    def submit(self, m: Msg) -> None:
+        try:
+            key, doc = decode_message(m.value())
+            item = Decoded(m, key, doc)
+        except ValueError as exc:
+            item = Decoded(m, reason=str(exc)[:1000])
+        self.next.submit(item)
+
+    def poll(self) -> None:
+        self.next.poll()
+
+    def busy(self) -> bool:
+        return self.next.busy()
+
+    def empty(self) -> bool:
+        return self.next.empty()
+
+    def drop(self, parts: set[Partition]) -> None:
+        self.next.drop(parts)
+
+
+class Accumulate:
+    """Builds batches bounded in size and in time (from the batch's first message).
+
+    A batch is also handed over as soon as the next step frees up after having been busy while
+    this batch grew: under load, batches are as large as what arrives during one write.
+    """
+
+    def __init__(self, next_step: Step[Batch], max_events: int, max_seconds: float) -> None:
+        self.next = next_step
+        self.max_events = max_events
+        self.max_seconds = max_seconds
+        self.batch: Batch | None = None
+        self._next_was_busy = False
+
+    def submit(self, item: Decoded) -> None:
+        if self.batch is not None and len(self.batch) >= self.max_events:
+            self._flush()  # raises Backpressure when the next step is still busy: the loop holds `item`
+        if self.batch is None:
+            self.batch = Batch()
+            self._next_was_busy = self.next.busy()
+        if item.key is not None and item.doc is not None:
+            self.batch.add(item.message, item.key, item.doc)
+        else:
+            self.batch.add_bad(item.message, item.reason)
+
+    def poll(self) -> None:
+        self.next.poll()
+        batch = self.batch
+        if batch is None:
+            return
+        busy = self.next.busy()
+        self._next_was_busy |= busy
+        due = len(batch) >= self.max_events or time.monotonic() - batch.started >= self.max_seconds
+        if (due or (self._next_was_busy and not busy)) and not busy:
+            self._flush()
+
+    def _flush(self) -> None:
+        assert self.batch is not None
+        self.next.submit(self.batch)
+        self.batch = None
+
+    def busy(self) -> bool:
+        return self.batch is not None and len(self.batch) >= self.max_events and self.next.busy()
+
+    def empty(self) -> bool:
+        return self.batch is None and self.next.empty()
+
+    def drop(self, parts: set[Partition]) -> None:
+        if self.batch is not None:
+            self.batch.drop_partitions(parts)
+            if not self.batch.messages:
+                self.batch = None
+        self.next.drop(parts)
+
+    def flush_now(self) -> None:
+        """Hand over the batch being built whatever its bounds (on stop); Backpressure if not now."""
+        if self.batch is not None:
+            self._flush()
+
+
+R = TypeVar("R")
+
+
+class InThread(Generic[R]):
+    """A step that works on one batch at a time in a worker thread, then hands it to the next step.
+
+    ``work(batch)`` runs in the thread on a snapshot it takes itself and returns a result;
+    ``finish(batch, result)`` applies the result in the loop's thread (where rebalances happen).
+    """
+
+    def __init__(self, name: str, next_step: Step[Batch], pool: ThreadPoolExecutor,
+                 work: Callable[[Batch], Callable[[], R]], finish: Callable[[Batch, R], None]) -> None:
+        self.name = name
+        self.next = next_step
+        self.pool = pool
+        self.work = work
+        self.finish = finish
+        self.batch: Batch | None = None
+        self.future: Future[R] | None = None
+        self.done = False  # finished, waiting for the next step to take it
+
+    def submit(self, batch: Batch) -> None:
+        if self.batch is not None:
+            raise Backpressure(self.name)
+        self.batch = batch
+        self.future = self.pool.submit(self.work(batch))
+
+    def poll(self) -> None:
+        if self.batch is not None and not self.done and self.future is not None and self.future.done():
+            self.finish(self.batch, self.future.result())  # Aborted propagates to the loop
+            self.done = True
+        if self.done and self.batch is not None:
+            try:
+                self.next.submit(self.batch)
+            except Backpressure:
+                self.next.poll()
+                return
+            self.batch, self.future, self.done = None, None, False
+        self.next.poll()
+
+    def busy(self) -> bool:
+        return self.batch is not None
+
+    def empty(self) -> bool:
+        return self.batch is None and self.next.empty()
+
+    def drop(self, parts: set[Partition]) -> None:
+        if self.batch is not None:
+            self.batch.drop_partitions(parts)  # the thread works on its own snapshot
+        self.next.drop(parts)
+
+
+class Commit:
+    """Commits a batch's offsets (synchronously, explicit offsets): the end of the chain."""
+
+    def __init__(self, kafka: Any, on_commit: Callable[[Batch], None], on_failure: Callable[[Exception], None]) -> None:
+        self.kafka = kafka
+        self.on_commit = on_commit
+        self.on_failure = on_failure
+
+    def submit(self, batch: Batch) -> None:
+        offsets: list[TopicPartition] = batch.offsets()
+        if offsets:
+            try:
+                self.kafka.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as exc:
+                # data is stored; a redelivery after the rebalance is deduplicated by event_id
+                self.on_failure(exc)
+                log.warning("offset commit failed", extra={"error": str(exc), "batch": len(batch),
+                                                           "offsets": [(tp.partition, tp.offset) for tp in offsets]})
+                return
+        self.on_commit(batch)
+
+    def poll(self) -> None:
+        pass
+
+    def busy(self) -> bool:
+        return False
+
+    def empty(self) -> bool:
+        return True
+
+    def drop(self, parts: set[Partition]) -> None:
+        pass
+
+
+class Retry:
+    """Backoff for one piece of work that fails by outage: 0.5 s doubling up to ``max_seconds``.
+
+    Knows since when it has been failing (for the metric and the "stuck" alarm) and gives up with
+    ``Aborted`` when ``stop`` is set.
+    """
+
+    def __init__(self, stop: threading.Event, max_seconds: float) -> None:
+        self.stop = stop
+        self.max_seconds = max_seconds
+        self.failing_since: float | None = None
+
+    def run(self, what: str, attempt: Callable[[], R], on_failure: Callable[[str, Exception, float], None]) -> R:
+        delay = 0.5
+        while True:
+            try:
+                result = attempt()
+            except Aborted:
+                raise
+            except Exception as exc:
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
+                on_failure(what, exc, delay)
+                if self.stop.wait(delay):
+                    raise Aborted(what) from exc
+                delay = min(delay * 2, self.max_seconds)
+                continue
+            self.failing_since = None
+            return result
+
+    def failing_seconds(self) -> float:
+        since = self.failing_since
+        return 0.0 if since is None else time.monotonic() - since
+
+
+def rejected_union(results: list[Rejected]) -> Rejected:
+    """The refusals of several stores, each event once."""
+    seen: dict[str, str] = {}
+    for rejected in results:
+        for key, reason in rejected:
+            seen.setdefault(key, reason)
+    return list(seen.items())
