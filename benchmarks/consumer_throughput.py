@@ -2,13 +2,17 @@
 """Benchmark (1): Footprint's batch consumer vs a re-creation of the hand-built one-row consumer.
 
 Same run, same services (PostgreSQL, Kafka 4.0 KRaft, ClickHouse engine, all on this machine):
-  footprint : batches (COPY + ON CONFLICT into PostgreSQL, one insert per batch into ClickHouse),
+  footprint : `footprint`'s consumer in its own process (COPY + ON CONFLICT into PostgreSQL, one insert
+              per batch into ClickHouse),
               offsets committed after both stores accepted the batch
   baseline  : for each message: INSERT into PostgreSQL + COMMIT, then a single-row INSERT into
               ClickHouse; offsets auto-committed (the hand-built consumer)
+  reference : with --reference REV, Footprint's consumer as it was at git revision REV (checked out
+              into a temporary worktree, run in its own process against the same services)
 Each side drains its own pre-filled topic; the figure is events stored in BOTH stores per second.
+The consumer's peak RSS is printed too.
 
-  python benchmarks/consumer_throughput.py [--events 200000] [--baseline-events 3000]
+  python benchmarks/consumer_throughput.py [--events 200000] [--baseline-events 3000] [--reference de14caa]
 """
 
 from __future__ import annotations
@@ -20,36 +24,63 @@ from typing import Any
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 
-from _services import committed_total as _committed
 from _services import machine, services
 from helpers import gen_events, produce
 
+CONSUMER_RUN = """
+import resource, sys, threading, time
+from confluent_kafka import Consumer, TopicPartition
+from footprint.consumer import BatchConsumer
+from footprint.settings import Settings
+from footprint.sinks import ClickHouseSink, PostgresSink
 
-def run_footprint(settings: Any, n: int) -> tuple[float, float]:
-    """(seconds from start incl. joining the group, seconds from the first batch read to the last commit)"""
-    import threading
+s = Settings()
+n = int(sys.argv[1])
+probe = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": s.kafka_group})
+parts = [TopicPartition(s.kafka_topic, p) for p in range(3)]
+c = BatchConsumer(s, [PostgresSink(s.pg_dsn.get_secret_value()), ClickHouseSink(s)])
+t = threading.Thread(target=c.run, daemon=True)
+t.start()
+while c.metrics.consumed._value.get() == 0:
+    time.sleep(0.005)
+t_first = time.perf_counter()
+while sum(max(tp.offset, 0) for tp in probe.committed(parts, timeout=10)) < n:
+    time.sleep(0.1)
+print(time.perf_counter() - t_first, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+c.stop.set()
+t.join()
+"""
 
-    from confluent_kafka import Consumer, TopicPartition
-    from footprint.consumer import BatchConsumer
-    from footprint.sinks import ClickHouseSink, PostgresSink
 
-    probe = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": settings.kafka_group})
-    parts = [TopicPartition(settings.kafka_topic, p) for p in range(3)]
-    c = BatchConsumer(settings, [PostgresSink(settings.pg_dsn.get_secret_value()), ClickHouseSink(settings)])
-    t = threading.Thread(target=c.run, daemon=True)
-    t0 = time.perf_counter()
-    t.start()
-    while c.metrics.consumed._value.get() == 0:
-        time.sleep(0.005)
-    t_first = time.perf_counter()
-    # done = the group's committed offsets cover every message (i.e. both stores accepted all)
-    while _committed(probe, parts) < n:
-        time.sleep(0.1)
-    t_end = time.perf_counter()
-    probe.close()
-    c.stop.set()
-    t.join()
-    return t_end - t0, t_end - t_first
+def run_process(settings: Any, n: int, src: Any) -> tuple[float, int]:
+    """Footprint's consumer from the source tree ``src`` in its own process: (seconds, peak RSS MiB)."""
+    import subprocess
+
+    from helpers import settings_env
+
+    env = settings_env(settings)
+    env["PYTHONPATH"] = str(src)
+    out = subprocess.run([sys.executable, "-c", CONSUMER_RUN, str(n)], env=env, check=True,
+                         capture_output=True, text=True, timeout=1800).stdout.split()
+    return float(out[0]), int(out[1])
+
+
+def run_reference(settings: Any, n: int, rev: str) -> tuple[float, int]:
+    """Footprint's consumer at git revision ``rev`` (a temporary worktree), in its own process."""
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    tree = Path(tempfile.mkdtemp(prefix="fp-reference-"))
+    subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(tree), rev], check=True,
+                   capture_output=True)
+    try:
+        return run_process(settings, n, tree / "app" / "src")
+    finally:
+        subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(tree)], check=False)
+        shutil.rmtree(tree, ignore_errors=True)
 
 
 def run_baseline(settings: Any, n: int) -> float:
@@ -103,6 +134,7 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--baseline-events", type=int, default=3_000)
     ap.add_argument("--batch", type=int, default=None, help="FOOTPRINT_BATCH_MAX_EVENTS for this run")
+    ap.add_argument("--reference", default=None, help="also run the consumer of this git revision (e.g. de14caa)")
     args = ap.parse_args()
     print(machine())
     with services() as s:
@@ -113,11 +145,28 @@ def main() -> int:
         t = time.perf_counter()
         produce(s, page_only[: args.events])
         print(f"pre-filled {args.events} events in {time.perf_counter() - t:.1f} s")
-        fp_total, fp = run_footprint(s, args.events)
+        from pathlib import Path
+
+        fp, rss = run_process(s, args.events, Path(__file__).resolve().parents[1] / "app" / "src")
         fp_rate = args.events / fp
         print(f"footprint consumer : {args.events:>8} events in {fp:7.2f} s = {fp_rate:>9,.0f} events/s "
-              f"(first batch read -> last commit; batch <= {s.batch_max_events}); "
-              f"incl. group join {fp_total:.2f} s = {args.events / fp_total:,.0f} events/s")
+              f"(its own process: first batch read -> last commit; batch <= {s.batch_max_events}); "
+              f"peak RSS {rss} MiB")
+        if args.reference:
+            from confluent_kafka.admin import AdminClient, NewTopic
+
+            ref = s.model_copy(update={"kafka_topic": s.kafka_topic + "-ref", "kafka_group": s.kafka_group + "-ref"})
+            for f in AdminClient({"bootstrap.servers": s.kafka_bootstrap}).create_topics(
+                    [NewTopic(ref.kafka_topic, 3, 1)]).values():
+                f.result(30)
+            # other events (another seed): the stores must not already hold them
+            produce(ref, [dict(e, type="page", method=e["method"] or "GET", link=e["link"] or "/")
+                          for e in gen_events(args.events, seed=8)])
+            ref_s, ref_rss = run_reference(ref, args.events, args.reference)
+            ref_rate = args.events / ref_s
+            print(f"footprint@{args.reference:<9}: {args.events:>8} events in {ref_s:7.2f} s = {ref_rate:>9,.0f} "
+                  f"events/s; peak RSS {ref_rss} MiB")
+            print(f"ratio footprint/footprint@{args.reference} = {fp_rate / ref_rate:.2f}x")
         base_topic = s.model_copy(update={"kafka_group": s.kafka_group + "-b"})
         from confluent_kafka.admin import AdminClient, NewTopic
 
