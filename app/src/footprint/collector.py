@@ -7,7 +7,6 @@ anything is produced, then answers 202 only after Kafka acknowledged every event
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -34,6 +33,7 @@ from footprint.schema import (
     validate_batch,
 )
 from footprint.settings import Settings
+from footprint.visitors import VisitorIds, client_address, parse_networks
 
 log = logging.getLogger("footprint.collector")
 
@@ -65,22 +65,30 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def anonymous_id(scope: Scope) -> str:
-    """Client-given ``X-Footprint-Anonymous-Id`` or a short hash of client address + user agent."""
-    given = _header(scope, b"x-footprint-anonymous-id")
-    if given:
-        return clean_text(given, SHORT_MAX_BYTES)[:200]
-    client = scope.get("client") or ("", 0)
-    ua = _header(scope, b"user-agent") or ""
-    return hashlib.blake2b(f"{client[0]}|{ua}".encode(errors="replace"), digest_size=8).hexdigest()
+def visitor_function(settings: Settings) -> Callable[[Scope], str]:
+    """``scope -> visitor id``: the client-given ``X-Footprint-Anonymous-Id``, else the daily-salted
+    hash of site + client address (through trusted proxies only) + user agent (``visitors.py``)."""
+    ids = VisitorIds(settings.site)
+    trusted = parse_networks(settings.trusted_proxies)
+
+    def visitor(scope: Scope) -> str:
+        given = _header(scope, b"x-footprint-anonymous-id")
+        if given:
+            return clean_text(given, SHORT_MAX_BYTES)[:200]
+        peer = (scope.get("client") or ("", 0))[0] or ""
+        client = client_address(peer, _header(scope, b"x-forwarded-for"), trusted)
+        return ids.visitor_id(client, _header(scope, b"user-agent") or "")
+
+    return visitor
 
 
 class PageEventMiddleware:
     """Records one ``page`` event per request. Never raises, never waits on Kafka; drops are counted."""
 
-    def __init__(self, app: ASGIApp, sender: Sender) -> None:
+    def __init__(self, app: ASGIApp, sender: Sender, visitor: Callable[[Scope], str]) -> None:
         self.app = app
         self.sender = sender
+        self.visitor = visitor
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in UNTRACKED_PATHS:
@@ -91,7 +99,7 @@ class PageEventMiddleware:
                     type="page",
                     method=clean_text(scope["method"], SHORT_MAX_BYTES)[:200],
                     link=clean_text(scope["path"], TEXT_MAX_BYTES),
-                    anonymous_id=anonymous_id(scope),
+                    anonymous_id=self.visitor(scope),
                     footprint_time=now,
                     received_at=now,
                     synthetic=_header(scope, b"x-footprint-probe") == "1",
@@ -269,7 +277,7 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
         return JSONResponse(Accepted(accepted=len(ids), event_ids=ids).model_dump(), status_code=202)
 
     wrapped: Any = PageEventMiddleware
-    app.add_middleware(wrapped, sender=_LazySender(holder))
+    app.add_middleware(wrapped, sender=_LazySender(holder), visitor=visitor_function(settings))
     return app
 
 

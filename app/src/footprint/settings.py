@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=512 * 1024, ge=1024)
     max_batch_events: int = Field(default=500, ge=1)
     producer_queue_max: int = Field(default=100_000, ge=1)
+    site: str = "default"  # part of every anonymous visitor id (visitors.py)
+    trusted_proxies: str = "127.0.0.1,::1"  # peers whose X-Forwarded-For is believed
     api_ack_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     retry_after_seconds: int = Field(default=5, ge=1)
 
@@ -65,6 +67,14 @@ class Settings(BaseSettings):
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        from footprint.visitors import parse_networks
+
+        parse_networks(value)  # ValueError names the bad entry
         return value
 
     @field_validator("ch_database")

@@ -1,0 +1,87 @@
+"""Anonymous visitors, counted the way privacy-respecting analytics count them.
+
+A visitor id is a keyed hash of site + client address + user agent, keyed with a salt that is
+random, lives only in this process's memory and is replaced at every UTC midnight: the same visitor
+has one id for a day and another the next day, and since no salt is ever stored, an id can be
+neither followed across days nor reversed (the address space is small enough to brute-force an
+unsalted or a stored-salt hash). Consequence: each collector process has its own salt, so a visitor
+whose requests reach two collector processes on one day counts as two (run one collector worker per
+site, the default, or accept the small overcount).
+
+The client address comes from the connection, or from ``X-Forwarded-For`` only when the connection
+comes from a trusted proxy (``FOOTPRINT_TRUSTED_PROXIES``): anyone can send that header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import threading
+from datetime import UTC, date, datetime
+
+
+class VisitorIds:
+    """Daily-salted visitor ids; the salt of a day is forgotten when the next day starts."""
+
+    def __init__(self, site: str) -> None:
+        self.site = site.encode("utf-8", "replace")
+        self._day: date | None = None
+        self._salt = b""
+        self._lock = threading.Lock()
+
+    def _salt_for(self, day: date) -> bytes:
+        with self._lock:
+            if day != self._day:
+                self._day, self._salt = day, os.urandom(32)  # the previous day's salt is gone
+            return self._salt
+
+    def visitor_id(self, client: str, user_agent: str, now: datetime | None = None) -> str:
+        day = (now or datetime.now(UTC)).astimezone(UTC).date()
+        h = hashlib.blake2b(key=self._salt_for(day), digest_size=10)
+        for part in (self.site, client.encode("utf-8", "replace"), user_agent.encode("utf-8", "replace")):
+            h.update(len(part).to_bytes(4, "big"))  # unambiguous: ("ab", "c") != ("a", "bc")
+            h.update(part)
+        return h.hexdigest()
+
+
+def parse_networks(spec: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """``"127.0.0.1, 10.0.0.0/8"`` -> networks; ``ValueError`` names a bad entry."""
+    out = []
+    for part in spec.split(","):
+        part = part.strip()
+        if part:
+            try:
+                out.append(ipaddress.ip_network(part, strict=False))
+            except ValueError:
+                raise ValueError(f"not an address or network: {part!r}") from None
+    return out
+
+
+def client_address(peer: str, forwarded_for: str | None,
+                   trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
+    """The client's address: the peer's, unless the peer is a trusted proxy; then the right-most
+    address of ``X-Forwarded-For`` that is not itself a trusted proxy (left of it, anyone can write)."""
+    if not forwarded_for or not _is_trusted(peer, trusted):
+        return peer
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _is_trusted(hop, trusted):
+            return hop if _is_address(hop) else peer
+    return hops[0] if hops and _is_address(hops[0]) else peer
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_trusted(addr: str, trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return any(ip in net for net in trusted)
