@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from footprint import __version__
+from footprint.browser import add_browser_routes
 from footprint.metrics import CollectorMetrics
 from footprint.schema import (
     SHORT_MAX_BYTES,
@@ -44,7 +45,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # the collector's own endpoints are not page views
-UNTRACKED_PATHS = frozenset({"/healthz", "/metrics", "/v1/events", "/openapi.json"})
+UNTRACKED_PATHS = frozenset({"/healthz", "/metrics", "/v1/events", "/openapi.json", "/f.js", "/v1/b"})
 
 
 class Sender(Protocol):
@@ -276,8 +277,17 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
         ids = [e["event_id"] for e in wire]
         return JSONResponse(Accepted(accepted=len(ids), event_ids=ids).model_dump(), status_code=202)
 
+    visitor = visitor_function(settings)
+    add_browser_routes(
+        app, settings,
+        deliver=lambda events: current().deliver(events, settings.api_ack_timeout_seconds),
+        visitor=visitor,
+        authorized=lambda key: _authorized(f"Bearer {key}", keys),
+        error=lambda status, kind, detail, problems=None, headers=None: _error(
+            status, kind, detail, current().metrics, problems, headers),
+    )
     wrapped: Any = PageEventMiddleware
-    app.add_middleware(wrapped, sender=_LazySender(holder), visitor=visitor_function(settings))
+    app.add_middleware(wrapped, sender=_LazySender(holder), visitor=visitor)
     return app
 
 
