@@ -80,3 +80,10 @@ def test_the_firewall_wiring_falls_back_to_the_roles_own_port_defaults() -> None
     for name, value in fallbacks.items():
         defaults = yaml.safe_load((ROOT / "roles" / name.split("_")[0] / "defaults/main.yml").read_text())
         assert defaults[name] == int(value), name
+
+
+def test_a_bad_port_is_named_by_the_variable_it_comes_from() -> None:
+    items = [{"port": 22}, {"port": 70000, "variable": "kafka_port"}, {"port": "x"}, {"port": 0}]
+    assert ufw.base_ufw_bad_ports(items, "base_firewall_allowed_ports") == [
+        "kafka_port (70000)", "base_firewall_allowed_ports (x)", "base_firewall_allowed_ports (0)",
+    ]

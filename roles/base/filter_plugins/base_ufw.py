@@ -58,10 +58,26 @@ def base_ufw_stale(kit_rules: list[dict[str, Any]], wanted: list[dict[str, Any]]
     return [rule for rule in kit_rules if _key(rule) not in keep]
 
 
+def base_ufw_bad_ports(items: list[dict[str, Any]], list_name: str) -> list[str]:
+    """`<variable> (<port>)` for every item whose port is not a number 1-65535; the variable is the
+    item's `variable` (where a derived port comes from), else the list's own name."""
+    bad = []
+    for item in items:
+        port = item.get("port")
+        try:
+            ok = 1 <= int(port) <= 65535  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            bad.append(f"{item.get('variable') or list_name} ({port})")
+    return bad
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "base_ufw_wanted": base_ufw_wanted,
             "base_ufw_kit_rules": base_ufw_kit_rules,
             "base_ufw_stale": base_ufw_stale,
+            "base_ufw_bad_ports": base_ufw_bad_ports,
         }
