@@ -16,17 +16,26 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
 
 deps: ## install the machine packages the tests need (root; Debian/Ubuntu)
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	@echo "deps: apt-get update: refreshing the package lists (a few seconds to ~30 s)"
+	@apt-get update -qq
+	@echo "deps: apt-get install: debootstrap, systemd-container, iptables, iproute2 (the test hosts);" \
+	  "postgresql, openjdk-17-jre-headless, maven (real stores for the app's integration tests; ~1 min on a fresh machine)"
+	@DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	  debootstrap systemd-container iptables iproute2 postgresql openjdk-17-jre-headless maven >/dev/null
+	@echo "deps: done"
 
 venv: $(VENV)/.done ## the control-node venv from requirements.txt (+ the app, editable)
 $(VENV)/.done: requirements.txt app/pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements.txt
-	$(BIN)/pip install -q -e './app[test]'
-	touch $@
+	@echo "venv: $(VENV): creating it with python3 -m venv (if missing)"
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@echo "venv: upgrading pip"
+	@$(BIN)/pip install -q --upgrade pip
+	@echo "venv: installing requirements.txt: Ansible, molecule, ansible-lint, pytest, testinfra and the store clients (~1 min the first time)"
+	@$(BIN)/pip install -q -r requirements.txt
+	@echo "venv: installing the app (./app, editable) with its test extras: FastAPI, confluent-kafka, psycopg, clickhouse-connect"
+	@$(BIN)/pip install -q -e './app[test]'
+	@touch $@
+	@echo "venv: ready ($(VENV))"
 
 artifacts: venv ## build (once, cached) the Debian 13 rootfs and the Kafka 4.0 distribution
 	testbed/host rootfs

@@ -1,26 +1,82 @@
 """Shared fixtures for the testinfra suite.
 
-Every address, port and credential comes from the Ansible inventory the suite runs
-against (molecule's, the demo host's or a user's) or, where the inventory does not set a
-variable, from the role's own defaults — never from literals in the tests.
+Every address, port and credential comes from the Ansible inventory the suite runs against
+(molecule's, the demo host's or a user's), RESOLVED through Ansible as a deploy sees it:
+`playbooks/resolve-vars.yml` renders every role variable and the cross-role wiring of
+`playbooks/group_vars/all.yml` for each host (templates such as `kafka_port: "{{ x }}"`,
+vault values, the roles' defaults where the inventory sets nothing). Never literals, never
+the raw YAML. `FOOTPRINT_EXTRA_VARS=FILE` adds a YAML file of extra variables (`-e @FILE`),
+as the deploy it checks was given.
+
+Secrets (passwords, API keys) are held as `Secret`, whose repr/str hide the value; tracebacks
+are forced short and without locals (see `pytest_configure`), so a failing check never
+prints one. Use `.reveal()` only right where a client needs the text.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
+import re
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import testinfra.host
 import testinfra.utils.ansible_runner as ansible_runner
-import yaml  # type: ignore[import-untyped]
 from testinfra.backend import base
 from testinfra.backend.local import LocalBackend
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("FOOTPRINT_CACHE", Path.home() / ".cache" / "footprint"))
+RESOLVER = ROOT / "playbooks" / "resolve-vars.yml"
+# variables whose values are secrets: held as Secret in every fixture
+SECRET_NAME = re.compile(r"(_password|_api_key|_api_keys|_dsn)$")
+
+
+class Secret:
+    """A secret value that never shows in output: repr() and str() hide it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = str(value)
+
+    def reveal(self) -> str:
+        """The text, for the client that needs it (never for an assertion message)."""
+        return self._value
+
+    def found_in(self, text: str) -> bool:
+        """Whether the secret occurs in text (assert on the bool, not on the text)."""
+        return bool(self._value) and self._value in text
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Never print a secret, also when a check fails: pytest's long tracebacks show every frame's
+    arguments (a client library's `password=...`) and -l shows locals; both are turned off here,
+    whatever the command line says."""
+    config.option.showlocals = False
+    config.option.fulltrace = False
+    if config.option.tbstyle in ("auto", "long"):
+        config.option.tbstyle = "short"
 
 
 class NsenterBackend(LocalBackend):
@@ -37,6 +93,7 @@ class NsenterBackend(LocalBackend):
         self.pidfile = pidfile
         self.name = name
         super().__init__(**kwargs)
+        self.hostname = name  # get_hostname(): the inventory name, as with Ansible's backend
 
     def get_pytest_id(self) -> str:
         return self.name
@@ -60,28 +117,90 @@ def _get_ansible_host(config: Any, inventory: Any, host: str, **kwargs: Any) -> 
 ansible_runner.get_ansible_host = _get_ansible_host  # type: ignore[assignment]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `reboot` run only around a reboot (FOOTPRINT_REBOOT_PHASE=before|after, see
+    test_reboot.py); otherwise they are deselected (reported as such, not skipped)."""
+    phase = os.environ.get("FOOTPRINT_REBOOT_PHASE", "")
+    if phase not in ("", "before", "after"):
+        raise pytest.UsageError(f"FOOTPRINT_REBOOT_PHASE must be before or after, not {phase!r}")
+
+    def wanted(item: pytest.Item) -> bool:
+        reboot = item.get_closest_marker("reboot") is not None
+        if phase == "before":  # only the step before the reboot
+            return reboot and item.name.startswith("test_before_")
+        if phase == "after":  # the whole suite, plus the checks after the reboot
+            return not reboot or item.name.startswith("test_after_")
+        return not reboot
+
+    keep = [item for item in items if wanted(item)]
+    if len(keep) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if not wanted(item)])
+        items[:] = keep
+
+
+def _secret_values(name: str, value: Any) -> Any:
+    if not SECRET_NAME.search(name):
+        return value
+    if isinstance(value, list):
+        return [Secret(v) for v in value]
+    return Secret(value)
+
+
 @functools.cache
-def role_defaults(role: str) -> dict[str, Any]:
-    return yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text()) or {}
+def resolved_inventory(inventory: str, extra_vars: str = "") -> dict[str, dict[str, Any]]:
+    """inventory host -> its variables, resolved through Ansible (playbooks/resolve-vars.yml)."""
+    with tempfile.TemporaryDirectory(prefix="footprint-vars-") as out:
+        cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", inventory, str(RESOLVER),
+               "-e", f"footprint_resolved_vars_dest={out}"]
+        if extra_vars:
+            cmd += ["-e", f"@{extra_vars}"]
+        env = dict(os.environ, ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_NOCOLOR="1")
+        res = subprocess.run(cmd, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             timeout=300)
+        if res.returncode != 0:  # the resolver's task is no_log: its output holds no secret
+            pytest.fail(f"resolving the inventory's variables failed:\n{res.stdout[-3000:]}")
+        found = {}
+        for f in Path(out).glob("*.json"):
+            raw = json.loads(f.read_text())
+            found[f.stem] = {k: _secret_values(k, v) for k, v in raw.items()}
+    return found
+
+
+def inventory_option(config: pytest.Config) -> str:
+    inventory = config.option.ansible_inventory
+    if not inventory:
+        pytest.fail("pass --ansible-inventory (the inventory the deploy used)")
+    return str(inventory)
+
+
+def resolved(config: pytest.Config, name: str) -> dict[str, Any]:
+    hosts = resolved_inventory(inventory_option(config), os.environ.get("FOOTPRINT_EXTRA_VARS", ""))
+    if name not in hosts:
+        pytest.fail(f"host {name!r} is not in the group footprint of the inventory (resolved: {sorted(hosts)})")
+    return hosts[name]
 
 
 @pytest.fixture(scope="module")
-def hostvars(host: Any) -> dict[str, Any]:
-    """The inventory variables of the host under test (as the inventory states them)."""
-    return dict(host.ansible.get_variables())
+def hostvars(host: Any, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The resolved variables of the host under test (inventory, wiring and the roles' defaults)."""
+    return resolved(request.config, host.backend.get_hostname())
 
 
 def setting(hostvars: dict[str, Any], name: str) -> Any:
-    """The inventory's value of a role variable, else the role's default."""
-    if name in hostvars:
-        return hostvars[name]
-    return role_defaults(name.split("_", 1)[0])[name]
+    """A resolved variable of the host (the inventory's value, else the role's default)."""
+    if name not in hostvars:
+        pytest.fail(f"variable {name} is not defined for {hostvars.get('inventory_hostname')}")
+    return hostvars[name]
+
+
+def address_of(hostvars: dict[str, Any]) -> str:
+    return str(hostvars.get("ansible_host") or hostvars["inventory_hostname"])
 
 
 @pytest.fixture(scope="module")
 def address(hostvars: dict[str, Any]) -> str:
     """Where the control node reaches the host's services."""
-    return str(hostvars.get("ansible_host") or hostvars["inventory_hostname"])
+    return address_of(hostvars)
 
 
 @pytest.fixture(scope="session")
@@ -89,34 +208,30 @@ def secrets_dir(request: pytest.FixtureRequest) -> Path:
     """Where the generated secrets live: FOOTPRINT_SECRETS_DIR, else `.secrets` beside the inventory."""
     if os.environ.get("FOOTPRINT_SECRETS_DIR"):
         return Path(os.environ["FOOTPRINT_SECRETS_DIR"])
-    inventory = request.config.option.ansible_inventory
-    if not inventory:
-        pytest.fail("pass --ansible-inventory or set FOOTPRINT_SECRETS_DIR")
-    path = Path(inventory).resolve()
+    path = Path(inventory_option(request.config)).resolve()
     return (path if path.is_dir() else path.parent) / ".secrets"
 
 
 @pytest.fixture(scope="session")
 def component(request: pytest.FixtureRequest) -> Any:
-    """component(group) -> (address, inventory vars) of the first host of an inventory group."""
+    """component(group) -> (address, resolved vars) of the first host of an inventory group."""
     runner = ansible_runner.AnsibleRunner.get_runner(request.config.option.ansible_inventory)
 
     def lookup(group: str) -> tuple[str, dict[str, Any]]:
         hosts = runner.get_hosts(group)
         if not hosts:
             pytest.fail(f"the inventory has no host in group {group!r}")
-        hv = dict(runner.get_variables(hosts[0]))
-        return str(hv.get("ansible_host") or hosts[0]), hv
+        hv = resolved(request.config, hosts[0])
+        return address_of(hv), hv
 
     return lookup
 
 
-def secret(hostvars: dict[str, Any], variable: str, secrets_dir: Path, file_name: str) -> str:
-    """A secret: the inventory's value (e.g. from a vault) if it sets one, else the generated file."""
-    value = hostvars.get(variable)
-    if isinstance(value, str) and value and "{{" not in value:
-        return value
-    path = secrets_dir / file_name
-    if not path.is_file():
-        pytest.fail(f"secret {variable} is neither in the inventory nor generated at {path}")
-    return path.read_text().strip()
+def secret(hostvars: dict[str, Any], variable: str) -> Secret:
+    """A resolved secret (given in the inventory or a vault, else the generated file's content)."""
+    value = setting(hostvars, variable)
+    if isinstance(value, list):
+        value = value[0]
+    if not isinstance(value, Secret) or not value.reveal():
+        pytest.fail(f"{variable} did not resolve to a secret")
+    return value

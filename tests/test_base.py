@@ -1,5 +1,6 @@
 """The base role: packages, time, kernel settings, limits, firewall."""
 
+import re
 import socket
 from typing import Any
 
@@ -38,21 +39,65 @@ def test_service_file_limit(host: Any, hostvars: dict[str, Any]) -> None:
     assert f"soft nofile {want}" in host.file("/etc/security/limits.d/60-footprint.conf").content_string
 
 
+UFW_RULE = re.compile(r"^(?P<port>\d+)(?:/(?P<proto>\w+))?(?: \(v6\))?\s+ALLOW(?: IN)?\s+(?P<src>\S+)")
+
+
+def wanted_rules(hostvars: dict[str, Any]) -> dict[tuple[str, str, str], str]:
+    """(port, proto, source) -> purpose of every port the firewall should allow, resolved."""
+    rules: dict[tuple[str, str, str], str] = {}
+    for item in setting(hostvars, "base_firewall_allowed_ports") + setting(hostvars, "base_firewall_service_ports"):
+        key = (str(int(item["port"])), item.get("proto") or "tcp", item.get("from") or "any")
+        rules.setdefault(key, str(item.get("comment") or f"port {key[0]}/{key[1]}"))
+    return rules
+
+
+def kit_rules_in(status: str) -> set[tuple[str, str, str]]:
+    """(port, proto, source) of the rules in `ufw status` that the kit added (comment `footprint: ...`)."""
+    found = set()
+    for line in status.splitlines():
+        m = UFW_RULE.match(line.strip())
+        if m and "# footprint:" in line:
+            src = m["src"]
+            found.add((m["port"], m["proto"] or "any", "any" if src == "Anywhere" else src))
+    return found
+
+
 def test_firewall(host: Any, hostvars: dict[str, Any]) -> None:
     if not setting(hostvars, "base_firewall_enabled"):
         assert not host.package("ufw").is_installed or "inactive" in host.run("ufw status").stdout
         return
-    status = host.run("ufw status").stdout
+    status = host.check_output("ufw status")
     assert "Status: active" in status
-    for item in setting(hostvars, "base_firewall_allowed_ports"):
-        assert f"{item['port']}/{item.get('proto', 'tcp')}" in status, item
+    wanted = wanted_rules(hostvars)
+    # exactly the wanted ports carry the kit's comment: none missing, none left over from before
+    assert kit_rules_in(status) == set(wanted), status
+    for (port, proto, _), purpose in wanted.items():
+        assert f"# footprint: {purpose}" in status, (port, proto, purpose)
+
+
+def test_firewall_opens_the_ports_of_the_components_on_the_host(hostvars: dict[str, Any]) -> None:
+    """One source: the service rules are the components' own (resolved) port variables."""
+    if not setting(hostvars, "base_firewall_enabled"):
+        pytest.skip("base_firewall_enabled is false in this inventory (test_firewall checks ufw is off)")
+    groups = set(setting(hostvars, "group_names"))
+    expected = set()
+    if "app" in groups:
+        expected.add(int(setting(hostvars, "footprint_collector_port")))
+    if "kafka" in groups:
+        expected.add(int(setting(hostvars, "kafka_port")))
+    if "clickhouse" in groups:
+        expected |= {int(setting(hostvars, "clickhouse_http_port")), int(setting(hostvars, "clickhouse_tcp_port"))}
+    if "postgresql" in groups:
+        expected.add(int(setting(hostvars, "postgresql_port")))
+    assert {int(p["port"]) for p in setting(hostvars, "base_firewall_service_ports")} == expected
+    assert int(setting(hostvars, "footprint_consumer_http_port")) not in {int(p) for p, _, _ in wanted_rules(hostvars)}
 
 
 def test_firewall_denies_unlisted_ports(host: Any, hostvars: dict[str, Any], address: str) -> None:
     """A port that is not in the allowed list is unreachable from the control node."""
     if not setting(hostvars, "base_firewall_enabled"):
         pytest.skip("base_firewall_enabled is false in this inventory (test_firewall checks ufw is off)")
-    allowed = {int(p["port"]) for p in setting(hostvars, "base_firewall_allowed_ports")}
+    allowed = {int(port) for port, _, _ in wanted_rules(hostvars)}
     port = next(p for p in range(18081, 18200) if p not in allowed)
     host.run_test("setsid -f timeout 20 python3 -m http.server %s --bind 0.0.0.0 >/dev/null 2>&1", str(port))
     probe = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/', timeout=3)"

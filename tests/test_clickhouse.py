@@ -2,11 +2,10 @@
 
     .venv/bin/pytest tests/test_clickhouse.py --hosts=ansible://clickhouse --ansible-inventory=INVENTORY
 
-The server is reached from the control node with clickhouse-connect (HTTP) at the host's
-address from the inventory (`ansible_host`); passwords come
-from the password-lookup files the role wrote (`$FOOTPRINT_SECRETS_DIR`, else
-`<inventory dir>/.secrets`) unless the inventory sets them. Settings not set in the
-inventory fall back to the role's own defaults, read from the role. The app's `events`
+The server is reached from the control node with clickhouse-connect (HTTP) and a native-protocol
+handshake (TCP) at the host's address from the inventory (`ansible_host`). Settings and passwords
+are the inventory's resolved through Ansible, the role's defaults where it sets none (conftest;
+a generated password is the lookup file's content, as the deploy used it). The app's `events`
 table is checked only on hosts in the inventory group `app` (where site.yml runs the app
 role, which runs `footprint migrate`).
 """
@@ -23,9 +22,10 @@ import clickhouse_connect
 import httpx
 import pytest
 import yaml  # type: ignore[import-untyped]
+from chnative import NativeError, handshake
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
-from conftest import setting
+from conftest import Secret, secret, setting
 
 ROLE = Path(__file__).resolve().parent.parent / "roles" / "clickhouse"
 ROLE_OS_VARS: dict[str, Any] = yaml.safe_load((ROLE / "vars" / "Debian.yml").read_text())
@@ -57,36 +57,32 @@ ROLES = ("owner", "writer", "reader")
 class ClickHouse:
     """clickhouse-connect clients for the app's users, from the inventory."""
 
-    def __init__(self, hostvars: dict[str, Any], address: str, secrets: Path) -> None:
+    def __init__(self, hostvars: dict[str, Any], address: str) -> None:
         self.hostvars = hostvars
         self.address = address
-        self.secrets = secrets
         self.port = int(setting(hostvars, "clickhouse_http_port"))
         self.database = str(setting(hostvars, "clickhouse_database"))
 
     def user(self, role: str) -> str:
         return str(setting(self.hostvars, f"clickhouse_{role}_user"))
 
-    def password(self, role: str) -> str:
-        given = self.hostvars.get(f"clickhouse_{role}_password")
-        if isinstance(given, str) and "{{" not in given:
-            return given
-        return (self.secrets / f"clickhouse_{role}").read_text().strip()
+    def password(self, role: str) -> Secret:
+        return secret(self.hostvars, f"clickhouse_{role}_password")
 
     def client(self, role: str, password: str | None = None) -> Client:
         return clickhouse_connect.get_client(
             host=self.address,
             port=self.port,
             username=self.user(role),
-            password=self.password(role) if password is None else password,
+            password=self.password(role).reveal() if password is None else password,
             database=self.database,
             connect_timeout=10,
         )
 
 
 @pytest.fixture(scope="module")
-def ch(hostvars: dict[str, Any], reachable: str, secrets_dir: Path) -> ClickHouse:
-    return ClickHouse(hostvars, reachable, secrets_dir)
+def ch(hostvars: dict[str, Any], reachable: str) -> ClickHouse:
+    return ClickHouse(hostvars, reachable)
 
 
 @pytest.fixture
@@ -141,6 +137,18 @@ def test_ping_answers(reachable: str, hostvars: dict[str, Any]) -> None:
     assert resp.text.strip() == "Ok."
 
 
+def test_native_port_authenticates_the_app_users(ch: ClickHouse, hostvars: dict[str, Any]) -> None:
+    """The native (TCP) listener a native client uses: a real protocol Hello with the reader's
+    credentials answered by the server's Hello and a Pong; a wrong password refused (516)."""
+    port = int(setting(hostvars, "clickhouse_tcp_port"))
+    hello = handshake(ch.address, port, ch.user("reader"), ch.password("reader").reveal(), ch.database)
+    assert hello.name == "ClickHouse"
+    assert hello.version[0] >= 23 and hello.revision > 54000, hello
+    with pytest.raises(NativeError) as refused:
+        handshake(ch.address, port, ch.user("reader"), ch.password("reader").reveal() + "-wrong", ch.database)
+    assert refused.value.code == 516
+
+
 def test_default_user_is_refused_from_the_network(reachable: str, hostvars: dict[str, Any]) -> None:
     port = int(setting(hostvars, "clickhouse_http_port"))
     resp = httpx.post(f"http://{reachable}:{port}/", content="SELECT 1", timeout=10)
@@ -182,7 +190,7 @@ def test_reader_selects_but_cannot_write(ch: ClickHouse, probe_table: str) -> No
 def test_wrong_password_is_refused(ch: ClickHouse) -> None:
     for role in ROLES:
         with pytest.raises(DatabaseError, match="516"):
-            ch.client(role, password=ch.password(role) + "-wrong")
+            ch.client(role, password=ch.password(role).reveal() + "-wrong")
 
 
 def test_configuration_is_only_in_override_files(host: Any) -> None:
@@ -201,7 +209,8 @@ def test_configuration_is_only_in_override_files(host: Any) -> None:
 def test_users_file_has_hashes_not_passwords(host: Any, ch: ClickHouse) -> None:
     content = host.file(f"{ROLE_OS_VARS['__clickhouse_config_dir']}/users.d/footprint-users.xml").content_string
     for role in ROLES:
-        assert ch.password(role) not in content
+        leaked = ch.password(role).found_in(content)
+        assert not leaked, f"the {role} password is in the users file in clear text"
     assert content.count("<password_sha256_hex>") == len(ROLES)
 
 

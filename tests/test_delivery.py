@@ -4,8 +4,7 @@ Both paths are probed: the collector's middleware (a `page` event for any reques
 `POST /v1/events` (a Segment-style batch with track, identify, group and page). Every
 probe is marked synthetic (header `X-Footprint-Probe: 1`, property `footprint_probe`), so
 the dashboard stats exclude it; the suite is safe to rerun against production as a smoke
-check. Addresses, ports and credentials come from the inventory (or the roles' defaults)
-and the generated secrets beside it.
+check. Addresses, ports and credentials are the inventory's, resolved through Ansible (see conftest).
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ import httpx
 import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from conftest import secret, setting
+from conftest import Secret, secret, setting
 
 # The probe runs from the control node against the collector's host.
 testinfra_hosts = ["ansible://app"]
@@ -43,50 +42,53 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = DEADLINE_S) -
 
 
 @pytest.fixture(scope="module")
-def endpoints(component: Callable[[str], tuple[str, dict[str, Any]]], secrets_dir: Any) -> dict[str, Any]:
+def endpoints(component: Callable[[str], tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Where every client listener is, from the resolved inventory; passwords and the API key as Secret."""
     app_addr, app_vars = component("app")
     pg_addr, pg_vars = component("postgresql")
     ch_addr, ch_vars = component("clickhouse")
-    kafka_addr, kafka_vars = component("kafka")
+    _, kafka_vars = component("kafka")
     return {
         "collector": f"http://{app_addr}:{setting(app_vars, 'footprint_collector_port')}",
-        "api_key": api_key(app_vars, secrets_dir),
+        "api_key": secret(app_vars, "footprint_api_keys"),
         "pg": {
             "host": pg_addr,
             "port": setting(pg_vars, "postgresql_port"),
             "dbname": setting(pg_vars, "postgresql_database"),
             "user": setting(pg_vars, "postgresql_reader_user"),
-            "password": secret(pg_vars, "postgresql_reader_password", secrets_dir, "postgresql_reader"),
+            "password": secret(pg_vars, "postgresql_reader_password"),
         },
         "ch": {
             "host": ch_addr,
             "port": setting(ch_vars, "clickhouse_http_port"),
             "database": setting(ch_vars, "clickhouse_database"),
             "username": setting(ch_vars, "clickhouse_reader_user"),
-            "password": secret(ch_vars, "clickhouse_reader_password", secrets_dir, "clickhouse_reader"),
+            "password": secret(ch_vars, "clickhouse_reader_password"),
         },
-        # the broker's advertised address: the inventory's, else the host's own address (the role's default)
-        "kafka": f"{kafka_vars.get('kafka_advertised_host') or kafka_addr}:{setting(kafka_vars, 'kafka_port')}",
+        # the broker's advertised address, as the kafka role resolves it
+        "kafka": f"{setting(kafka_vars, 'kafka_advertised_host')}:{setting(kafka_vars, 'kafka_port')}",
         "topic": next(t["name"] for t in setting(kafka_vars, "kafka_topics") if not t["name"].endswith(".dlq")),
         "dlq": next(t["name"] for t in setting(kafka_vars, "kafka_topics") if t["name"].endswith(".dlq")),
         "group": setting(app_vars, "footprint_kafka_group"),
     }
 
 
-def api_key(app_vars: dict[str, Any], secrets_dir: Any) -> str:
-    keys = app_vars.get("footprint_api_keys")
-    if isinstance(keys, list) and keys and "{{" not in str(keys[0]):
-        return str(keys[0])
-    return secret({}, "footprint_api_keys", secrets_dir, "footprint_api_key")
+def revealed(params: dict[str, Any]) -> dict[str, Any]:
+    """Client keyword arguments with the secrets' text (only ever passed straight to a client)."""
+    return {k: v.reveal() if isinstance(v, Secret) else v for k, v in params.items()}
+
+
+def bearer(key: Secret) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key.reveal()}"}
 
 
 def pg_rows(ep: dict[str, Any], where: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
-    with psycopg.connect(**ep["pg"], connect_timeout=5, row_factory=psycopg.rows.dict_row) as conn:
+    with psycopg.connect(**revealed(ep["pg"]), connect_timeout=5, row_factory=psycopg.rows.dict_row) as conn:
         return conn.execute(f"SELECT * FROM events WHERE {where} ORDER BY event_id", params).fetchall()
 
 
 def ch_rows(ep: dict[str, Any], where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    client = clickhouse_connect.get_client(**ep["ch"], connect_timeout=5)
+    client = clickhouse_connect.get_client(**revealed(ep["ch"]), connect_timeout=5)
     try:
         res = client.query(f"SELECT * FROM events FINAL WHERE {where} ORDER BY event_id", parameters=params)
         return list(res.named_results())
@@ -136,7 +138,7 @@ def probe(endpoints: dict[str, Any]) -> dict[str, Any]:
         http.get(f"{ep['collector']}/probe/{marker}", headers=marked)  # any path: the middleware records it
         # the probe's own request is marked too: the middleware records a page event for it
         res = http.post(f"{ep['collector']}/v1/events", json={"batch": batch},
-                        headers={"Authorization": f"Bearer {ep['api_key']}", **marked})
+                        headers={**bearer(ep["api_key"]), **marked})
     assert res.status_code == 202, res.text
     return {"marker": marker, "when": when, "batch": batch, "ids": res.json()["event_ids"],
             "before": before}
@@ -206,7 +208,7 @@ def test_smoke_probe_leaves_the_stats_untouched(endpoints: dict[str, Any], probe
 def test_synthetic_events_stay_out_of_the_rollup(endpoints: dict[str, Any], probe: dict[str, Any]) -> None:
     link = f"/probe/{probe['marker']}"
     wait_for("middleware page event in ClickHouse", lambda: ch_rows(endpoints, "link = {l:String}", {"l": link}))
-    client = clickhouse_connect.get_client(**endpoints["ch"])
+    client = clickhouse_connect.get_client(**revealed(endpoints["ch"]))
     try:
         n = client.command("SELECT count() FROM link_hourly WHERE link = {l:String}", parameters={"l": link})
     finally:
@@ -221,9 +223,9 @@ def test_real_page_view_fills_the_rollup(endpoints: dict[str, Any], probe: dict[
              "messageId": f"{probe['marker']}-rollup"}
     with httpx.Client(timeout=10) as http:
         res = http.post(f"{endpoints['collector']}/v1/events", json={"batch": [event]},
-                        headers={"Authorization": f"Bearer {endpoints['api_key']}"})
+                        headers=bearer(endpoints["api_key"]))
     assert res.status_code == 202, res.text
-    client = clickhouse_connect.get_client(**endpoints["ch"])
+    client = clickhouse_connect.get_client(**revealed(endpoints["ch"]))
     try:
         def views() -> int:
             return int(str(client.command(

@@ -3,8 +3,8 @@
     .venv/bin/pytest tests/test_footprint.py --hosts=ansible://app --ansible-inventory=INVENTORY
 
 The collector is reached from the control node at the host's address from the inventory
-(`ansible_host`). Settings not set in the inventory fall
-back to the role's defaults, read from the role.
+(`ansible_host`). Settings are the inventory's resolved through Ansible, the role's defaults
+where it sets none (conftest).
 """
 
 from __future__ import annotations

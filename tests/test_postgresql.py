@@ -3,10 +3,9 @@
     .venv/bin/pytest tests/test_postgresql.py --hosts=ansible://all --ansible-inventory=INVENTORY
 
 The server is reached from the control node with psycopg at the host's address from
-the inventory (`ansible_host`); passwords come from the
-password-lookup files the role wrote (`$FOOTPRINT_SECRETS_DIR`, else
-`<inventory dir>/.secrets`). Settings not set in the inventory fall back to the role's
-own defaults, read from the role.
+the inventory (`ansible_host`). Settings and passwords are the inventory's resolved through
+Ansible, the role's defaults where it sets none (conftest); the generated password files are
+checked to be private (`$FOOTPRINT_SECRETS_DIR`, else `<inventory dir>/.secrets`).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 import yaml  # type: ignore[import-untyped]
-from conftest import secret, setting
+from conftest import Secret, secret, setting
 from psycopg import errors
 
 # Only the hosts of the postgresql group (the suite may run against a split inventory).
@@ -53,8 +52,8 @@ class Db:
     def user(self, role: str) -> str:
         return str(setting(self.hostvars, f"postgresql_{role}_user"))
 
-    def password(self, role: str) -> str:
-        return secret(self.hostvars, f"postgresql_{role}_password", self.secrets, f"postgresql_{role}")
+    def password(self, role: str) -> Secret:
+        return secret(self.hostvars, f"postgresql_{role}_password")
 
     def connect(self, role: str, password: str | None = None, user: str | None = None) -> psycopg.Connection[Any]:
         return psycopg.connect(
@@ -62,7 +61,7 @@ class Db:
             port=int(setting(self.hostvars, "postgresql_port")),
             dbname=str(setting(self.hostvars, "postgresql_database")),
             user=user or self.user(role),
-            password=self.password(role) if password is None else password,
+            password=self.password(role).reveal() if password is None else password,
             connect_timeout=10,
             autocommit=True,
         )
@@ -136,7 +135,7 @@ def test_app_role_logs_in_with_its_password(db: Db, role: str) -> None:
 @pytest.mark.parametrize("role", ROLES)
 def test_wrong_password_is_refused(db: Db, role: str) -> None:
     with pytest.raises(psycopg.OperationalError, match=r"password authentication failed"):
-        db.connect(role, password=db.password(role) + "x").close()
+        db.connect(role, password=db.password(role).reveal() + "x").close()
 
 
 def test_superuser_cannot_log_in_over_the_network(db: Db) -> None:

@@ -135,6 +135,59 @@ def test_teardown_without_state_files_finds_the_container() -> None:
     assert [x for x in tool("leftovers", check=False).stdout.splitlines() if name in x] == []
 
 
+def boot_id(name: str) -> str:
+    return inside(name, "cat", "/proc/sys/kernel/random/boot_id")
+
+
+def test_restart_keeps_the_disk_and_the_address() -> None:
+    """restart = clean poweroff + boot of the same disk with the same address; stop + up boots the
+    kept disk too; only --fresh discards it."""
+    name, ip = "fp-test-reboot", "10.77.0.96"
+    state = CACHE / "hosts" / name
+    tool("up", name, ip, "--fresh")
+    try:
+        tool("exec", name, "sh", "-c", "echo kept > /var/lib/footprint-disk-marker")
+        # a unit that records a clean stop: its ExecStop runs only on an orderly shutdown
+        (state / "root/etc/systemd/system/stop-recorder.service").write_text(
+            "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n"
+            "ExecStop=/bin/sh -c 'date +%%s >> /var/lib/clean-stops'\n"
+            "[Install]\nWantedBy=multi-user.target\n"
+        )
+        tool("exec", name, "sh", "-c", "systemctl daemon-reload && systemctl enable --now stop-recorder.service")
+        leader, boot = (state / "leader.pid").read_text().strip(), boot_id(name)
+
+        res = tool("restart", name)
+        assert "restarted" in res.stderr
+        assert (state / "leader.pid").read_text().strip() != leader
+        assert boot_id(name) != boot, "the host did not boot again"
+        assert inside(name, "cat", "/var/lib/footprint-disk-marker") == "kept"
+        assert len(inside(name, "cat", "/var/lib/clean-stops").split()) == 1, "no clean shutdown recorded"
+        assert inside(name, "systemctl", "is-system-running") in ("running", "degraded")
+        assert f"inet {ip}/" in inside(name, "ip", "-4", "addr", "show", "dev", "host0")
+        listed = dict(line.split()[:2] for line in tool("list").stdout.splitlines())
+        assert listed[name] == ip
+
+        tool("stop", name)
+        assert name not in tool("list").stdout.split()
+        assert (state / "root" / "var/lib/footprint-disk-marker").read_text().strip() == "kept"
+        assert "kept disk" in tool("leftovers", check=False).stdout
+        refused = tool("up", name, "10.77.0.97", check=False)
+        assert refused.returncode != 0 and "--fresh" in refused.stderr, refused.stderr
+        res = tool("up", name, ip)
+        assert "kept disk" in res.stderr
+        assert inside(name, "cat", "/var/lib/footprint-disk-marker") == "kept"
+        assert len(inside(name, "cat", "/var/lib/clean-stops").split()) == 2
+
+        tool("stop", name)
+        tool("up", name, ip, "--fresh")
+        gone = tool("exec", name, "test", "-e", "/var/lib/footprint-disk-marker", check=False)
+        assert gone.returncode != 0, "--fresh kept the old disk"
+    finally:
+        tool("down", name)
+    assert not state.exists()
+    assert [x for x in tool("leftovers", check=False).stdout.splitlines() if name in x] == []
+
+
 def test_bad_input_is_refused() -> None:
     assert tool("up", "Bad_Name", "10.77.0.95", check=False).returncode != 0
     res = tool("up", "fp-test-badip", "192.0.2.50", check=False)

@@ -1,0 +1,124 @@
+"""Every port moves, and back (destructive: molecule only).
+
+Changes every client port (Kafka, ClickHouse HTTP and native, PostgreSQL, the collector) with
+extra variables, re-converges `playbooks/site.yml`, runs the listener, firewall and delivery
+checks against the new ports (a pytest run that resolves the inventory with the same extra
+variables), checks that the old ports are closed by the firewall (a listener on each old port
+inside the host is unreachable from the control node), then re-converges without them and
+checks the kit's firewall rules are back to the original ports. Cost: two converges of
+site.yml plus one smoke run (see the report of the molecule run for the figures).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml  # type: ignore[import-untyped]
+from conftest import ROOT, setting
+
+testinfra_hosts = ["ansible://app"]
+
+PORT_VARS = ("kafka_port", "clickhouse_http_port", "clickhouse_tcp_port", "postgresql_port", "footprint_collector_port")
+SHIFT = 17  # new port = old + SHIFT (clear of the defaults' neighbours: 9093, 8001)
+BIN = Path(sys.executable).parent
+
+
+def converge(inventory: str, extra: Path | None) -> tuple[subprocess.CompletedProcess[str], float]:
+    cmd = [str(BIN / "ansible-playbook"), "-i", inventory, str(ROOT / "playbooks" / "site.yml")]
+    if extra:
+        cmd += ["-e", f"@{extra}"]
+    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_NOCOLOR="1")
+    start = time.monotonic()
+    res = subprocess.run(cmd, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1500)
+    return res, time.monotonic() - start
+
+
+def smoke(inventory: str, extra: Path | None, *selection: str) -> subprocess.CompletedProcess[str]:
+    """The smoke checks in a pytest run of their own, resolving the inventory with `extra`."""
+    env = dict(os.environ, FOOTPRINT_EXTRA_VARS=str(extra) if extra else "")
+    cmd = [str(BIN / "pytest"), "-c", str(ROOT / "tests" / "pytest.ini"), "--hosts=ansible://app",
+           f"--ansible-inventory={inventory}", "-m", "not destructive", "-q", *selection]
+    return subprocess.run(cmd, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=900)
+
+
+def listening(host: Any, port: int) -> bool:
+    """Something listens on the TCP port, on any address (IPv4 or IPv6)."""
+    return bool(host.check_output("ss -Hltn 'sport = :%s'", str(port)).strip())
+
+
+def kit_ports(host: Any) -> set[int]:
+    """Ports of the firewall rules the kit added (comment `footprint: ...`)."""
+    status = host.check_output("ufw status")
+    return {int(m[1]) for line in status.splitlines() if "# footprint:" in line and (m := re.match(r"^(\d+)", line))}
+
+
+def blocked_from_here(host: Any, address: str, ports: list[int]) -> dict[int, bool]:
+    """port -> unreachable from the control node although a listener runs on it inside the host."""
+    pidfile = "/run/footprint-port-probe.pid"
+    script = (
+        f"import os,socket,time\nopen({pidfile!r},'w').write(str(os.getpid()))\n"
+        f"ss=[socket.create_server(('0.0.0.0',p)) for p in {ports!r}]\ntime.sleep(60)\n"
+    )
+    host.run_test("rm -f %s && setsid -f timeout 65 python3 -c %s >/dev/null 2>&1", pidfile, script)
+    inside = f"import socket; [socket.create_connection(('127.0.0.1',p),2).close() for p in {ports!r}]"
+    try:
+        for _ in range(40):
+            if host.run("python3 -c %s", inside).rc == 0:
+                break
+            time.sleep(0.25)
+        else:
+            raise AssertionError(f"the probe listeners on {ports} did not start inside the host")
+        result = {}
+        for port in ports:
+            with socket.socket() as s:
+                s.settimeout(2)
+                result[port] = s.connect_ex((address, port)) != 0
+        return result
+    finally:  # free the ports again before anything moves back onto them
+        host.run("test -s %s && kill $(cat %s); sleep 0.5", pidfile, pidfile)
+        for port in ports:
+            assert not listening(host, port), f"the probe still holds port {port}"
+
+
+@pytest.mark.destructive
+def test_every_port_moves_and_back(
+    request: pytest.FixtureRequest, host: Any, hostvars: dict[str, Any], address: str, tmp_path: Path
+) -> None:
+    inventory = str(request.config.option.ansible_inventory)
+    groups = set(setting(hostvars, "group_names"))
+    assert {"app", "kafka", "clickhouse", "postgresql"} <= groups, "this test moves the ports of a one-host deployment"
+    old = {name: int(setting(hostvars, name)) for name in PORT_VARS}
+    new = {name: port + SHIFT for name, port in old.items()}
+    for port in new.values():
+        assert not listening(host, port), f"port {port} is already in use on the host"
+    extra = tmp_path / "ports.yml"
+    extra.write_text(yaml.safe_dump(new))
+
+    try:
+        res, moved_s = converge(inventory, extra)
+        assert res.returncode == 0, "converge with the new ports failed:\n" + res.stdout[-5000:]
+        checks = smoke(inventory, extra, "tests/test_listeners.py", "tests/test_delivery.py", "tests/test_base.py")
+        assert checks.returncode == 0, "smoke checks on the new ports failed:\n" + checks.stdout[-5000:]
+        for name, port in new.items():
+            assert listening(host, port), f"{name}: nothing listens on the new port {port}"
+            assert not listening(host, old[name]), f"{name}: still listening on the old port {old[name]}"
+        assert kit_ports(host) & set(old.values()) == set(), "firewall rules for the old ports are left"
+        assert set(new.values()) <= kit_ports(host)
+        blocked = blocked_from_here(host, address, sorted(old.values()))
+        assert all(blocked.values()), f"old ports still reachable through the firewall: {blocked}"
+    finally:  # back to the inventory's ports, also after a failure (the suite goes on with them)
+        res, back_s = converge(inventory, None)
+    assert res.returncode == 0, "converge back to the inventory's ports failed:\n" + res.stdout[-5000:]
+    assert kit_ports(host) & set(new.values()) == set(), "firewall rules for the moved ports are left"
+    assert set(old.values()) <= kit_ports(host)
+    checks = smoke(inventory, None, "tests/test_listeners.py")
+    assert checks.returncode == 0, "listeners after moving back failed:\n" + checks.stdout[-5000:]
+    print(f"port change: converge {moved_s:.0f} s, converge back {back_s:.0f} s")
