@@ -10,7 +10,7 @@ INVENTORY ?= inventory/local/hosts.yml
 DEMO_HOST := footprint-demo
 DEMO_IP := 10.77.0.10
 
-.PHONY: help deps venv artifacts lint test test-testbed test-app molecule demo demo-down smoke docs
+.PHONY: help deps venv artifacts lint test test-testbed test-app molecule demo demo-down smoke docs fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -19,9 +19,10 @@ deps: ## install the machine packages the tests need (root; Debian/Ubuntu)
 	@echo "deps: apt-get update: refreshing the package lists (a few seconds to ~30 s)"
 	@apt-get update -qq
 	@echo "deps: apt-get install: debootstrap, systemd-container, iptables, iproute2 (the test hosts);" \
-	  "postgresql, openjdk-17-jre-headless, maven (real stores for the app's integration tests; ~1 min on a fresh machine)"
+	  "postgresql, openjdk-17-jre-headless, maven (real stores for the app's integration tests);" \
+	  "chromium (the browser the snippet is tested in); ~1-2 min on a fresh machine"
 	@DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	  debootstrap systemd-container iptables iproute2 postgresql openjdk-17-jre-headless maven >/dev/null
+	  debootstrap systemd-container iptables iproute2 postgresql openjdk-17-jre-headless maven chromium >/dev/null
 	@echo "deps: done"
 
 venv: $(VENV)/.done ## the control-node venv from requirements.txt (+ the app, editable)
@@ -32,7 +33,8 @@ $(VENV)/.done: requirements.txt app/pyproject.toml
 	@$(BIN)/pip install -q --upgrade pip
 	@echo "venv: installing requirements.txt: Ansible, molecule, ansible-lint, pytest, testinfra and the store clients (~1 min the first time)"
 	@$(BIN)/pip install -q -r requirements.txt
-	@echo "venv: installing the app (./app, editable) with its test extras: FastAPI, confluent-kafka, psycopg, clickhouse-connect"
+	@echo "venv: installing the app (./app, editable) with its test extras: FastAPI, confluent-kafka, psycopg," \
+	  "clickhouse-connect, hypothesis, schemathesis, playwright (driving Debian's chromium; no browser download)"
 	@$(BIN)/pip install -q -e './app[test]'
 	@touch $@
 	@echo "venv: ready ($(VENV))"
@@ -55,6 +57,10 @@ test-testbed: venv ## the test-host tool itself: several hosts, clean teardown a
 
 test-app: venv artifacts ## app unit + integration tests against real Kafka, PostgreSQL, ClickHouse engine
 	cd app && ../$(BIN)/pytest -p no:cacheprovider
+
+fuzz: venv artifacts ## schemathesis against a live collector and broker, 10,000+ requests (~20 min): 0 5xx
+	cd app && FOOTPRINT_FUZZ_EXAMPLES=$${FOOTPRINT_FUZZ_EXAMPLES:-10000} ../$(BIN)/pytest -p no:cacheprovider -s \
+	  tests/integration/test_fuzz_api.py
 
 molecule: venv artifacts ## the offline molecule scenario: create, converge site.yml, idempotence, verify, destroy
 	molecule test
