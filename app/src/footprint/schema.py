@@ -476,7 +476,8 @@ INBOUND_TYPES: dict[str, tuple[InField, ...]] = {
     "group": (InField("groupId", "short", "group_id", required=True),
               InField("traits", "object", "traits")),
     "page": (InField("name", "short", "event", doc="page name"),
-             InField("properties", "object", "properties", doc="properties.path becomes the event's link")),
+             InField("properties", "object", "properties",
+                     doc="properties.path becomes the event's link, properties.method its HTTP method")),
 }
 
 
@@ -551,16 +552,18 @@ def _inbound_event(item: Any, where: str, received: str, problems: _Problems) ->
 def _to_wire(wire: dict[str, Any], message_id: str | None, received: str) -> dict[str, Any]:
     properties = wire.get("properties") or {}
     traits = wire.get("traits") or {}
-    link = ""
+    link = method = ""
     if wire["type"] == "page" and isinstance(properties.get("path"), str):
         link = clean_text(properties["path"], TEXT_MAX_BYTES)
+    if wire["type"] == "page" and isinstance(properties.get("method"), str):
+        method = clean_text(properties["method"], SHORT_MAX_BYTES)[:SHORT_MAX_CHARS]
     user_id, anonymous_id = wire.get("user_id", ""), wire.get("anonymous_id", "")
     event_id = uuid.uuid5(MESSAGE_ID_NAMESPACE, message_id) if message_id else uuid.uuid4()
     return {
         "event_id": str(event_id),
         "type": wire["type"],
         "event": wire.get("event", ""),
-        "method": "",
+        "method": method,
         "link": link,
         "user_id": user_id,
         "anonymous_id": anonymous_id,

@@ -1,0 +1,19 @@
+"""Page views from your own web app: one line around your ASGI (FastAPI, Starlette) or WSGI (Flask,
+Django) app.
+
+    from footprint.track import FootprintASGI, HttpSender
+    app = FootprintASGI(app, HttpSender("https://collector.example.org", key="PUBLIC_KEY"))
+
+Every request becomes a page event (method, path, time, referrer host, visitor) handed to a sender
+without waiting: ``HttpSender`` batches them to the collector's ``POST /v1/events`` (no dependency
+beyond Python), ``KafkaSender`` produces them straight to the topic (``pip install footprint[kafka]``).
+A full queue, a collector or Kafka outage or a bug in here never slows or fails your request: the
+event is dropped and counted (``sender.dropped``).
+"""
+
+from footprint.track.asgi import FootprintASGI
+from footprint.track.record import PageRecorder
+from footprint.track.senders import HttpSender, KafkaSender, Sender
+from footprint.track.wsgi import FootprintWSGI
+
+__all__ = ["FootprintASGI", "FootprintWSGI", "HttpSender", "KafkaSender", "PageRecorder", "Sender"]

@@ -1,0 +1,51 @@
+"""What a request becomes: one inbound (Segment-style) page event, under the event contract."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from footprint.schema import SHORT_MAX_BYTES, TEXT_MAX_BYTES, clean_text, format_time
+from footprint.visitors import VisitorIds, client_address, parse_networks
+
+DEFAULT_SKIP = ("/static/", "/favicon.ico", "/robots.txt", "/healthz", "/metrics")
+
+
+class PageRecorder:
+    """Turns request facts into page events; decides which paths are skipped.
+
+    ``skip``: path prefixes never recorded (static files, health checks). ``trusted_proxies``: peers
+    whose ``X-Forwarded-For`` names the client. ``site``: part of the visitor id, a hash keyed with a
+    daily salt that lives only in this process (``footprint.visitors``).
+    """
+
+    def __init__(self, site: str = "default", skip: Iterable[str] = DEFAULT_SKIP,
+                 trusted_proxies: str = "127.0.0.1,::1") -> None:
+        self.skip = tuple(skip)
+        self.visitors = VisitorIds(site)
+        self.trusted = parse_networks(trusted_proxies)
+
+    def wanted(self, path: str) -> bool:
+        return not path.startswith(self.skip) if self.skip else True
+
+    def page(self, method: str, path: str, peer: str, forwarded_for: str | None, user_agent: str,
+             referrer: str | None, now: datetime | None = None) -> dict[str, Any]:
+        now = now or datetime.now(UTC)
+        client = client_address(peer, forwarded_for, self.trusted)
+        properties: dict[str, Any] = {
+            "path": clean_text(path, TEXT_MAX_BYTES),
+            "method": clean_text(method, SHORT_MAX_BYTES)[:200],
+        }
+        host = urlsplit(referrer).hostname if referrer else None
+        if host:
+            properties["referrer"] = clean_text(host, SHORT_MAX_BYTES)  # the host only, never the full URL
+        return {
+            "type": "page",
+            "anonymousId": self.visitors.visitor_id(client, user_agent, now),
+            "properties": properties,
+            "timestamp": format_time(now),
+            "messageId": str(uuid.uuid4()),
+        }

@@ -1,0 +1,135 @@
+"""Where the middleware's events go, without ever making a request wait.
+
+``HttpSender``: batches to the collector's ``POST /v1/events`` from a background thread (stdlib
+only). A batch the collector answers 503 or cannot be reached for is retried with backoff (each
+event carries a ``messageId``, so a retry is stored once); a batch it refuses (4xx) is dropped.
+``KafkaSender``: validates each event with the event contract and produces the canonical form
+straight to the topic (confluent-kafka, ``pip install footprint[kafka]``), fire-and-forget.
+Both count what they drop in ``dropped`` and never raise into the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from footprint.schema import encode_event, validate_batch
+
+log = logging.getLogger("footprint.track")
+
+
+class Sender(Protocol):
+    dropped: int
+
+    def send(self, event: dict[str, Any]) -> None: ...
+    def close(self, timeout: float = ...) -> None: ...
+
+
+class HttpSender:
+    def __init__(self, collector_url: str, key: str, batch_size: int = 100, flush_seconds: float = 1.0,
+                 max_queue: int = 10_000, timeout: float = 10.0) -> None:
+        self.url = collector_url.rstrip("/") + "/v1/events"
+        self.key = key
+        self.batch_size = batch_size
+        self.flush_seconds = flush_seconds
+        self.timeout = timeout
+        self.sent = 0
+        self.dropped = 0
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(max_queue)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="footprint-http-sender", daemon=True)
+        self._thread.start()
+
+    def send(self, event: dict[str, Any]) -> None:
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            self.dropped += 1
+
+    def _run(self) -> None:
+        while not (self._stop.is_set() and self._queue.empty()):
+            batch = self._take()
+            if batch:
+                self._post(batch)
+
+    def _take(self) -> list[dict[str, Any]]:
+        batch: list[dict[str, Any]] = []
+        deadline = time.monotonic() + self.flush_seconds
+        while len(batch) < self.batch_size:
+            left = deadline - time.monotonic()
+            if left <= 0 or (self._stop.is_set() and self._queue.empty()):
+                break
+            try:
+                batch.append(self._queue.get(timeout=min(left, 0.1)))
+            except queue.Empty:
+                continue
+        return batch
+
+    def _post(self, batch: list[dict[str, Any]]) -> None:
+        body = json.dumps({"batch": batch}).encode()
+        delay = 0.5
+        for _attempt in range(6):  # ~30 s of retries, then the batch is dropped (counted)
+            request = urllib.request.Request(self.url, data=body, method="POST", headers={
+                "Authorization": f"Bearer {self.key}", "Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout):
+                    self.sent += len(batch)
+                    return
+            except urllib.error.HTTPError as exc:
+                if exc.code < 500:
+                    log.warning("collector refused page events", extra={"status": exc.code, "events": len(batch)})
+                    break
+            except (OSError, ValueError) as exc:
+                log.debug("collector unreachable", extra={"error": str(exc)})
+            if self._stop.wait(delay):
+                break
+            delay = min(delay * 2, 10.0)
+        self.dropped += len(batch)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Send what is queued (up to ``timeout``), then stop."""
+        self._stop.set()
+        self._thread.join(timeout)
+
+
+class KafkaSender:
+    def __init__(self, bootstrap: str, topic: str = "web-logs-topic", queue_max: int = 100_000,
+                 config: dict[str, Any] | None = None) -> None:
+        from confluent_kafka import Producer
+
+        self.topic = topic
+        self.dropped = 0
+        self._producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+                                   "linger.ms": 5, "compression.type": "lz4",
+                                   "queue.buffering.max.messages": queue_max, **(config or {})})
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="footprint-kafka-sender", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.1)
+
+    def _report(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self.dropped += 1
+
+    def send(self, event: dict[str, Any]) -> None:
+        try:
+            [wire] = validate_batch({"batch": [event]}, datetime.now(UTC), 1)  # the collector's own rules
+            self._producer.produce(self.topic, value=encode_event(wire), key=wire["event_id"],
+                                   on_delivery=self._report)
+        except Exception:  # an invalid event, a full queue: counted, never raised into the request
+            self.dropped += 1
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.dropped += self._producer.flush(timeout)

@@ -1,0 +1,88 @@
+"""The middleware inside a sample FastAPI app (straight to Kafka) and a sample WSGI app (batches to a
+real collector over HTTP), ending in both stores."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from footprint.settings import Settings
+from footprint.track import FootprintASGI, FootprintWSGI, HttpSender, KafkaSender, PageRecorder
+from helpers import RunningConsumer, ch_client, settings_env, wait_for
+from services import free_port
+
+
+def _stored(settings: Settings, prefix: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    import psycopg
+
+    with psycopg.connect(settings.pg_owner_dsn.get_secret_value()) as c:
+        pg = c.execute("SELECT method, link FROM events WHERE link LIKE %s ORDER BY link, method",
+                       (prefix + "%",)).fetchall()
+    ch = ch_client(settings)
+    try:
+        rows = ch.query("SELECT method, link FROM events FINAL WHERE startsWith(link, {p:String})"
+                        " ORDER BY link, method", parameters={"p": prefix}).result_rows
+    finally:
+        ch.close()
+    return [tuple(r) for r in pg], [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def test_a_fastapi_app_sends_its_page_views_straight_to_kafka(settings: Settings) -> None:
+    app = FastAPI()
+
+    @app.get("/{path:path}")
+    async def page(path: str) -> dict[str, str]:
+        return {"ok": path}
+
+    sender = KafkaSender(settings.kafka_bootstrap, settings.kafka_topic)
+    tracked = FootprintASGI(app, sender, PageRecorder(site="shop", skip=("/static/",)))
+    with TestClient(tracked) as client:
+        for path in ("/asgi/", "/asgi/pricing", "/static/x.css", "/asgi/pricing"):
+            assert client.get(path).status_code == 200
+        assert client.post("/asgi/signup").status_code == 405  # recorded too: every request is a page view
+    sender.close()
+    assert sender.dropped == 0
+    expected = [("GET", "/asgi/"), ("GET", "/asgi/pricing"), ("GET", "/asgi/pricing"), ("POST", "/asgi/signup")]
+    with RunningConsumer(settings):
+        wait_for(lambda: _stored(settings, "/asgi/") == (expected, expected), what="both stores")
+
+
+def test_a_wsgi_app_sends_its_page_views_to_the_collector(settings: Settings, tmp_path: Path) -> None:
+    port = free_port()
+    log = (tmp_path / "collector.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "footprint.cli", "serve"], stdout=log, stderr=subprocess.STDOUT,
+                            env=settings_env(settings, collector_port=port, api_keys="site-key"))
+    try:
+        wait_for(lambda: _ready(port), timeout=60, what="collector")
+
+        def wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"hello"]
+
+        sender = HttpSender(f"http://127.0.0.1:{port}", key="site-key", flush_seconds=0.2)
+        app = FootprintWSGI(wsgi_app, sender)
+        client = httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://shop")
+        for path in ("/wsgi/", "/wsgi/docs", "/wsgi/docs"):
+            assert client.get(path).text == "hello"
+        sender.close()
+        assert (sender.sent, sender.dropped) == (3, 0)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+    expected = [("GET", "/wsgi/"), ("GET", "/wsgi/docs"), ("GET", "/wsgi/docs")]
+    with RunningConsumer(settings):
+        wait_for(lambda: _stored(settings, "/wsgi/") == (expected, expected), what="both stores")
+
+
+def _ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
