@@ -156,8 +156,8 @@ def main() -> int:
             from confluent_kafka.admin import AdminClient, NewTopic
 
             ref = s.model_copy(update={"kafka_topic": s.kafka_topic + "-ref", "kafka_group": s.kafka_group + "-ref"})
-            for f in AdminClient({"bootstrap.servers": s.kafka_bootstrap}).create_topics(
-                    [NewTopic(ref.kafka_topic, 3, 1)]).values():
+            admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})  # kept alive until the topic exists
+            for f in admin.create_topics([NewTopic(ref.kafka_topic, 3, 1)]).values():
                 f.result(30)
             # other events (another seed): the stores must not already hold them
             produce(ref, [dict(e, type="page", method=e["method"] or "GET", link=e["link"] or "/")

@@ -159,11 +159,12 @@ class BatchConsumer:
         self._retries["dlq"] = Retry(self.stop, settings.retry_max_seconds)
         self._last_alarm = 0.0
         self._alarm_lock = threading.Lock()
+        self._wake = threading.Event()  # a worker finished: the loop has work to hand over
         commit = Commit(self.consumer, self._committed, lambda _exc: self.metrics.commit_failures.inc())
         dead_letter: InThread[set[tuple[str, int, int]]] = InThread(
-            "dead-letter", commit, self._steps_pool, self._dead_letter_work, self._dead_letter_done)
+            "dead-letter", commit, self._steps_pool, self._dead_letter_work, self._dead_letter_done, self._wake)
         write: InThread[Rejected] = InThread("stores", dead_letter, self._steps_pool, self._write_work,
-                                             self._write_done)
+                                             self._write_done, self._wake)
         self.accumulate = Accumulate(write, settings.batch_max_events, settings.batch_max_seconds)
         self.chain = Decode(self.accumulate)
         self.metrics.retrying_seconds.set_function(self.retrying_seconds)
@@ -251,6 +252,7 @@ class BatchConsumer:
 
     def _step(self, read: bool) -> None:
         """One turn: let the chain progress, feed it held messages, read more unless paused."""
+        self._wake.clear()  # before looking: a worker finishing from now on wakes the wait below
         self.chain.poll()
         while self._held:
             try:
@@ -262,8 +264,13 @@ class BatchConsumer:
         else:
             if read:
                 self._pause(False)
-        timeout = 0.05 if (self._paused or not self.chain.empty()) else 0.2
-        msgs = self.consumer.consume(num_messages=self.settings.batch_max_events, timeout=timeout)
+        if self._paused:
+            # nothing to read: serve the group without blocking, then sleep until a worker is done
+            msgs = self.consumer.consume(num_messages=self.settings.batch_max_events, timeout=0)
+            self._wake.wait(0.05)
+        else:
+            timeout = 0.005 if not self.chain.empty() else 0.2
+            msgs = self.consumer.consume(num_messages=self.settings.batch_max_events, timeout=timeout)
         if read and msgs:
             self.metrics.consumed.inc(len(msgs))
         for m in msgs:

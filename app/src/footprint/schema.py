@@ -152,6 +152,8 @@ def check_text(value: Any, where: str, problems: _Problems, *, max_bytes: int, m
 
 
 def _short(value: Any, where: str, problems: _Problems, min_chars: int = 0) -> str:
+    if type(value) is str and value.isascii() and min_chars <= len(value) <= SHORT_MAX_CHARS and "\x00" not in value:
+        return value  # the common case, without the general checks (ASCII: bytes == characters < 256)
     return check_text(value, where, problems, max_bytes=SHORT_MAX_BYTES, max_chars=SHORT_MAX_CHARS,
                       min_chars=min_chars)
 
@@ -293,7 +295,7 @@ def loads(data: bytes | str) -> Any:
         except UnicodeDecodeError as exc:
             raise ValueError(f"not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
-        return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
+        return _DECODER.decode(data)
     except RecursionError:
         raise ValueError("nesting too deep") from None
     except ValueError as exc:  # JSONDecodeError, the hooks, int digit limits
@@ -302,7 +304,12 @@ def loads(data: bytes | str) -> Any:
 
 def dumps(value: Any) -> bytes:
     """The canonical encoding: compact UTF-8 JSON, no NaN (the contract has already refused it)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    return _ENCODER.encode(value).encode("utf-8")
+
+
+# one decoder and one encoder (json.loads/dumps with options build a new one on every call)
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 # ------------------------------------------------------------------------------------- wire

@@ -152,8 +152,10 @@ class InThread(Generic[R]):
     """
 
     def __init__(self, name: str, next_step: Step[Batch], pool: ThreadPoolExecutor,
-                 work: Callable[[Batch], Callable[[], R]], finish: Callable[[Batch, R], None]) -> None:
+                 work: Callable[[Batch], Callable[[], R]], finish: Callable[[Batch, R], None],
+                 wake: threading.Event | None = None) -> None:
         self.name = name
+        self.wake = wake  # set when the work is done, so the loop does not sleep through it
         self.next = next_step
         self.pool = pool
         self.work = work
@@ -167,6 +169,8 @@ class InThread(Generic[R]):
             raise Backpressure(self.name)
         self.batch = batch
         self.future = self.pool.submit(self.work(batch))
+        if self.wake is not None:
+            self.future.add_done_callback(lambda _f: self.wake.set() if self.wake else None)
 
     def poll(self) -> None:
         if self.batch is not None and not self.done and self.future is not None and self.future.done():
