@@ -22,7 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-IGNORED = shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".venv", "tests", ".git")
+IGNORED = shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".venv", "tests", ".git",
+                                 ".hypothesis", ".schemathesis")  # test caches: written while tests run
 # 1980-01-01, the earliest date a zip file can hold
 FIXED_EPOCH = "315532800"
 
