@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError
+from fakes import FakeMessage as Msg
 from fakes import MemoryProducer
 
 from footprint.batch import Batch
@@ -13,27 +14,6 @@ from footprint.consumer import StoreOutage, store
 from footprint.deadletter import DeadLetters, DeadLetterUnavailable
 from footprint.migrate import load, split_statements
 from footprint.settings import Settings
-
-
-class Msg:
-    def __init__(self, topic: str, partition: int, offset: int, value: bytes | None = b"v", key: bytes | None = b"k"
-                 ) -> None:
-        self._t, self._p, self._o, self._v, self._k = topic, partition, offset, value, key
-
-    def value(self) -> bytes | None:
-        return self._v
-
-    def key(self) -> bytes | None:
-        return self._k
-
-    def topic(self) -> str:
-        return self._t
-
-    def partition(self) -> int:
-        return self._p
-
-    def offset(self) -> int:
-        return self._o
 
 
 def test_batch_commits_the_next_offset_per_partition_and_drops_revoked() -> None:
