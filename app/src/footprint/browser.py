@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from footprint.enrich import enrich
 from footprint.schema import ContractError, encode_event, loads, validate_batch
 from footprint.settings import Settings
 
@@ -88,11 +89,15 @@ def add_browser_routes(
         batch = raw.get("batch")
         if isinstance(batch, list):
             anonymous = visitor(request.scope)
+            user_agent = request.headers.get("user-agent", "")
             for item in batch:
                 if isinstance(item, dict):
                     item["anonymousId"] = anonymous  # the collector's daily id, never the page's
+                    context = item.setdefault("context", {})
+                    if isinstance(context, dict):
+                        context["userAgent"] = user_agent  # the browser's own, for browser/OS/device/bot
         try:
-            wire = validate_batch({"batch": batch}, datetime.now(UTC), settings.max_batch_events)
+            wire = validate_batch({"batch": batch}, datetime.now(UTC), settings.max_batch_events, enrich)
         except ContractError as exc:
             return fail(400, "invalid", str(exc), exc.problems)
         outcome = await deliver([(e["event_id"], encode_event(e), e["type"]) for e in wire])

@@ -1,15 +1,17 @@
-"""The collector: page-event middleware and the Segment-style ``POST /v1/events`` API.
+"""The collector: the Segment-style ``POST /v1/events`` API and the browser snippet's endpoint.
 
-``POST /v1/events`` validates the whole batch against the event contract (``schema``) before
-anything is produced, then answers 202 only after Kafka acknowledged every event of it (acks=all),
-503 with Retry-After otherwise. The page middleware never waits on Kafka and never fails a request.
+``POST /v1/events`` validates the whole batch against the event contract (``schema``) and enriches
+it (``enrich``) before anything is produced, then answers 202 only after Kafka acknowledged every
+event of it (acks=all), 503 with Retry-After otherwise. The collector records only what clients
+send it: requests to the collector itself are never page views (a site records its own pages with
+``footprint.track`` or the snippet).
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -21,39 +23,22 @@ from pydantic import BaseModel
 
 from footprint import __version__
 from footprint.browser import add_browser_routes
+from footprint.enrich import enrich
 from footprint.metrics import CollectorMetrics
-from footprint.schema import (
-    SHORT_MAX_BYTES,
-    TEXT_MAX_BYTES,
-    ContractError,
-    clean_text,
-    encode_event,
-    inbound_json_schema,
-    loads,
-    make_event,
-    validate_batch,
-)
+from footprint.schema import ContractError, encode_event, inbound_json_schema, loads, validate_batch
 from footprint.settings import Settings
 from footprint.visitors import VisitorIds, client_address, parse_networks
 
 log = logging.getLogger("footprint.collector")
 
 Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-# the collector's own endpoints are not page views
-UNTRACKED_PATHS = frozenset({"/healthz", "/metrics", "/v1/events", "/openapi.json", "/f.js", "/v1/b"})
 
 
 class Sender(Protocol):
-    """What the collector needs from Kafka (``producer.CollectorProducers`` implements it)."""
+    """What the collector needs from Kafka (``producer.EventProducer`` implements it)."""
 
     metrics: CollectorMetrics
 
-    def send(self, key: str, value: bytes, type_: str) -> bool: ...
     async def deliver(self, events: list[tuple[str, bytes, str]], timeout: float) -> str | None: ...
     def ready(self) -> str | None: ...
     def queue_length(self) -> int: ...
@@ -67,49 +52,17 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def visitor_function(settings: Settings) -> Callable[[Scope], str]:
-    """``scope -> visitor id``: the client-given ``X-Footprint-Anonymous-Id``, else the daily-salted
-    hash of site + client address (through trusted proxies only) + user agent (``visitors.py``)."""
+    """``scope -> visitor id``: the daily-salted hash of site + client address (through trusted
+    proxies only) + user agent (``visitors.py``)."""
     ids = VisitorIds(settings.site)
     trusted = parse_networks(settings.trusted_proxies)
 
     def visitor(scope: Scope) -> str:
-        given = _header(scope, b"x-footprint-anonymous-id")
-        if given:
-            return clean_text(given, SHORT_MAX_BYTES)[:200]
         peer = (scope.get("client") or ("", 0))[0] or ""
         client = client_address(peer, _header(scope, b"x-forwarded-for"), trusted)
         return ids.visitor_id(client, _header(scope, b"user-agent") or "")
 
     return visitor
-
-
-class PageEventMiddleware:
-    """Records one ``page`` event per request. Never raises, never waits on Kafka; drops are counted."""
-
-    def __init__(self, app: ASGIApp, sender: Sender, visitor: Callable[[Scope], str]) -> None:
-        self.app = app
-        self.sender = sender
-        self.visitor = visitor
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in UNTRACKED_PATHS:
-            try:
-                self.sender.metrics.requests.inc()
-                now = datetime.now(UTC)
-                fields = make_event(
-                    type="page",
-                    method=clean_text(scope["method"], SHORT_MAX_BYTES)[:200],
-                    link=clean_text(scope["path"], TEXT_MAX_BYTES),
-                    anonymous_id=self.visitor(scope),
-                    footprint_time=now,
-                    received_at=now,
-                    synthetic=_header(scope, b"x-footprint-probe") == "1",
-                )
-                self.sender.send(fields["event_id"], encode_event(fields), "page")
-            except Exception:  # the request must never fail because of tracking
-                self.sender.metrics.dropped.labels("middleware_error").inc()
-                log.exception("page event not recorded")
-        await self.app(scope, receive, send)
 
 
 # ------------------------------------------------------------------ response bodies (OpenAPI)
@@ -206,9 +159,11 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         owned = None
         if "s" not in holder:
-            from footprint.producer import CollectorProducers
+            from footprint.producer import EventProducer
 
-            owned = CollectorProducers(settings, CollectorMetrics())
+            owned = EventProducer(settings.kafka_bootstrap, settings.kafka_topic, CollectorMetrics(),
+                                  settings.producer_queue_max, int(settings.api_ack_timeout_seconds * 1000),
+                                  "footprint-collector")
             owned.start()
             holder["s"] = owned
         try:
@@ -266,7 +221,7 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
         if isinstance(batch_raw, list) and len(batch_raw) > settings.max_batch_events:
             return _error(413, "too_large", f"batch: more than {settings.max_batch_events} events", m)
         try:
-            wire = validate_batch(raw, datetime.now(UTC), settings.max_batch_events)
+            wire = validate_batch(raw, datetime.now(UTC), settings.max_batch_events, enrich)
         except ContractError as exc:
             return _error(400, "invalid", str(exc), m, exc.problems)
         outcome = await s.deliver([(e["event_id"], encode_event(e), e["type"]) for e in wire],
@@ -286,23 +241,7 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
         error=lambda status, kind, detail, problems=None, headers=None: _error(
             status, kind, detail, current().metrics, problems, headers),
     )
-    wrapped: Any = PageEventMiddleware
-    app.add_middleware(wrapped, sender=_LazySender(holder), visitor=visitor)
     return app
-
-
-class _LazySender:
-    """Lets the middleware be installed before the lifespan creates the producer."""
-
-    def __init__(self, holder: dict[str, Sender]) -> None:
-        self._holder = holder
-
-    @property
-    def metrics(self) -> CollectorMetrics:
-        return self._holder["s"].metrics
-
-    def send(self, key: str, value: bytes, type_: str) -> bool:
-        return self._holder["s"].send(key, value, type_)
 
 
 def app_from_env() -> FastAPI:

@@ -1,4 +1,4 @@
-"""Kafka producers for the collector: fire-and-forget page events, acknowledged API batches."""
+"""The collector's Kafka producer: batches produced and answered only once Kafka acknowledged them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from footprint.logs import RateLimitedLog
 from footprint.metrics import CollectorMetrics
-from footprint.settings import Settings
 
 log = logging.getLogger("footprint.producer")
 
@@ -181,39 +180,3 @@ class EventProducer:
             log.warning("producer closed with undelivered events",
                         extra={"undelivered": left, "waited_s": round(time.monotonic() - started, 1)})
         return left
-
-
-class CollectorProducers:
-    """The collector's two producers behind one ``Sender``.
-
-    Page events are fire-and-forget and may wait in the local queue through a two-minute Kafka
-    outage. API batches time out at ``api_ack_timeout_seconds``, so a 503 means "not delivered" (as
-    far as Kafka can say: a message in flight at the timeout may still have been written).
-    """
-
-    def __init__(self, settings: Settings, metrics: CollectorMetrics) -> None:
-        self.metrics = metrics
-        self.pages = EventProducer(settings.kafka_bootstrap, settings.kafka_topic, metrics,
-                                   settings.producer_queue_max, 120_000, "footprint-collector-pages")
-        self.api = EventProducer(settings.kafka_bootstrap, settings.kafka_topic, metrics,
-                                 settings.producer_queue_max, int(settings.api_ack_timeout_seconds * 1000),
-                                 "footprint-collector-api")
-
-    def start(self) -> None:
-        self.pages.start()
-        self.api.start()
-
-    def send(self, key: str, value: bytes, type_: str) -> bool:
-        return self.pages.send(key, value, type_)
-
-    async def deliver(self, events: list[tuple[str, bytes, str]], timeout: float) -> str | None:
-        return await self.api.deliver(events, timeout)
-
-    def ready(self) -> str | None:
-        return self.api.ready()
-
-    def queue_length(self) -> int:
-        return self.pages.queue_length() + self.api.queue_length()
-
-    def close(self, timeout: float = 10.0) -> int:
-        return self.pages.close(timeout) + self.api.close(timeout)

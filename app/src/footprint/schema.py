@@ -51,7 +51,8 @@ Kind = Literal["uuid", "type", "short", "text", "object", "time", "version", "bo
 
 @dataclass(frozen=True)
 class Column:
-    """One field of the wire event and the column both stores hold it in (same name, same order)."""
+    """One field of the wire event and the column both stores hold it in (same name; same order,
+    except that the store-only columns sit before the ones later migrations added)."""
 
     name: str
     kind: Kind
@@ -60,6 +61,19 @@ class Column:
     required: bool = False  # must be present in a wire message (the others default)
 
 
+# derived at the collector from the inbound event's context (footprint.enrich); added by migration 0003_enrichment
+_ENRICHED: tuple[Column, ...] = (
+    Column("referrer_host", "short", "text", "String"),
+    Column("utm_source", "short", "text", "String"),
+    Column("utm_medium", "short", "text", "String"),
+    Column("utm_campaign", "short", "text", "String"),
+    Column("utm_term", "short", "text", "String"),
+    Column("utm_content", "short", "text", "String"),
+    Column("browser", "short", "text", "LowCardinality(String)"),
+    Column("os", "short", "text", "LowCardinality(String)"),
+    Column("device", "short", "text", "LowCardinality(String)"),
+    Column("bot", "bool", "boolean", "Bool"),
+)
 COLUMNS: tuple[Column, ...] = (
     Column("event_id", "uuid", "uuid", "UUID", required=True),
     Column("type", "type", "text", "LowCardinality(String)", required=True),
@@ -76,11 +90,14 @@ COLUMNS: tuple[Column, ...] = (
     Column("received_at", "time", "timestamptz", "DateTime64(6, 'UTC')", required=True),
     Column("schema_version", "version", "smallint", "UInt16", required=True),
     Column("synthetic", "bool", "boolean", "Bool"),
+    *_ENRICHED,
 )
+ENRICHED_COLUMNS: tuple[str, ...] = tuple(c.name for c in _ENRICHED)
 COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
 # columns only the stores have (filled by the store itself)
 STORE_ONLY_COLUMNS = ("ingested_at",)
 _DEFAULTS: dict[Kind, Any] = {"short": "", "text": "", "bool": False}  # objects: a new {} each time
+_NOT_ENRICHED: dict[str, Any] = {c.name: _DEFAULTS[c.kind] for c in _ENRICHED}
 
 
 class ContractError(ValueError):
@@ -417,6 +434,7 @@ def make_event(
     properties: dict[str, Any] | None = None,
     traits: dict[str, Any] | None = None,
     synthetic: bool = False,
+    enriched: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build a wire dict from trusted values (no validation: use ``canonical`` for that)."""
     return {
@@ -435,6 +453,8 @@ def make_event(
         "received_at": format_time(received_at),
         "schema_version": SCHEMA_VERSION,
         "synthetic": synthetic,
+        **_NOT_ENRICHED,
+        **(enriched or {}),
     }
 
 
@@ -475,6 +495,10 @@ INBOUND_COMMON: tuple[InField, ...] = (
     InField("timestamp", "time", "footprint_time",
             doc="RFC 3339 with an offset, 2000..2199 UTC; fractions beyond microseconds are cut; default: now"),
     InField("messageId", "short", None, doc="idempotency key: a retry with the same messageId is stored once"),
+    InField("context", "object", None,
+            doc="Segment's context: userAgent, page.referrer, page.search or page.url, campaign"
+                " {source, medium, name, term, content}; the collector derives the referrer host, UTM,"
+                " browser/OS/device and a bot flag from it and stores only those"),
 )
 INBOUND_TYPES: dict[str, tuple[InField, ...]] = {
     "track": (InField("event", "short", "event", required=True, doc="the action's name"),
@@ -496,10 +520,12 @@ def _inbound_value(f: InField, value: Any, where: str, problems: _Problems) -> A
     return _time(value, where, problems)
 
 
-def validate_batch(raw: Any, received_at: datetime, max_events: int) -> list[dict[str, Any]]:
+def validate_batch(raw: Any, received_at: datetime, max_events: int,
+                   enrich: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """A whole inbound batch -> canonical wire events; ``ContractError`` lists every bad field.
 
-    All or nothing: nothing is returned unless every event is valid.
+    All or nothing: nothing is returned unless every event is valid. ``enrich`` (``footprint.enrich``)
+    maps an event's ``context`` to the ENRICHED_COLUMNS; without it they keep their defaults.
     """
     problems = _Problems()
     if not isinstance(raw, dict):
@@ -517,12 +543,13 @@ def validate_batch(raw: Any, received_at: datetime, max_events: int) -> list[dic
     received = format_time(received_at)
     out = []
     for i, item in enumerate(batch):
-        out.append(_inbound_event(item, f"batch[{i}]", received, problems))
+        out.append(_inbound_event(item, f"batch[{i}]", received, problems, enrich))
     problems.raise_if_any()
     return out
 
 
-def _inbound_event(item: Any, where: str, received: str, problems: _Problems) -> dict[str, Any]:
+def _inbound_event(item: Any, where: str, received: str, problems: _Problems,
+                   enrich: Callable[[dict[str, Any]], dict[str, Any]] | None) -> dict[str, Any]:
     if not isinstance(item, dict):
         problems.add(where, f"must be an object, not {_json_type(item)}")
         return {}
@@ -553,10 +580,11 @@ def _inbound_event(item: Any, where: str, received: str, problems: _Problems) ->
         column = fields[name].column
         if column:
             wire[column] = value
-    return _to_wire(wire, values.get("messageId"), received)
+    enriched = enrich(values["context"]) if enrich and "context" in values else _NOT_ENRICHED
+    return _to_wire(wire, values.get("messageId"), received, enriched)
 
 
-def _to_wire(wire: dict[str, Any], message_id: str | None, received: str) -> dict[str, Any]:
+def _to_wire(wire: dict[str, Any], message_id: str | None, received: str, enriched: dict[str, Any]) -> dict[str, Any]:
     properties = wire.get("properties") or {}
     traits = wire.get("traits") or {}
     link = method = ""
@@ -582,6 +610,7 @@ def _to_wire(wire: dict[str, Any], message_id: str | None, received: str) -> dic
         "received_at": received,
         "schema_version": SCHEMA_VERSION,
         "synthetic": bool(properties.get("footprint_probe") or traits.get("footprint_probe")),
+        **enriched,
     }
 
 

@@ -35,7 +35,8 @@ def test_revoked_partitions_leave_docs_and_pending_dead_letters_too() -> None:
 def test_migrations_are_numbered_and_split() -> None:
     for name in ("postgres", "clickhouse"):
         migs = load(name)
-        assert [m.version for m in migs] == list(range(1, len(migs) + 1))
+        versions = [m.version for m in migs]  # one number per release across both stores: gaps allowed
+        assert versions == sorted(set(versions)) and versions[0] == 1, (name, versions)
     ch = split_statements(load("clickhouse")[0].text)
     assert len(ch) == 3 and all("IF NOT EXISTS" in s for s in ch)
     assert len(split_statements(load("clickhouse")[1].text)) == 3

@@ -306,17 +306,28 @@ def _table_columns(sql: str, table: str) -> list[tuple[str, str]]:
     return out
 
 
+def _added_columns(sql: str) -> list[tuple[str, str]]:
+    """``(name, type)`` of every ``ADD COLUMN IF NOT EXISTS`` on ``events``, in migration order."""
+    import re
+
+    return re.findall(r"ADD COLUMN IF NOT EXISTS (\w+)\s+([^,;\n]+?)\s*(?:[,;]|\n)", sql)
+
+
 def test_both_migrations_hold_exactly_the_contracts_columns_in_its_order() -> None:
     import re
 
     from footprint.migrate import load
     from footprint.schema import COLUMNS, STORE_ONLY_COLUMNS
 
-    pg = _table_columns("\n".join(m.text for m in load("postgres")), "events")
-    ch = _table_columns("\n".join(m.text for m in load("clickhouse")), "events")
-    for cols in (pg, ch):
-        assert [n for n, _ in cols] == [c.name for c in COLUMNS] + list(STORE_ONLY_COLUMNS)
-    for col, (_, pg_type), (_, ch_type) in zip(COLUMNS, pg, ch, strict=False):
+    stores = []
+    for store in ("postgres", "clickhouse"):
+        sql = "\n".join(m.text for m in load(store))
+        table = _table_columns(sql, "events") + _added_columns(sql)
+        assert {n for n, _ in table} >= set(STORE_ONLY_COLUMNS), store
+        cols = [(n, t) for n, t in table if n not in STORE_ONLY_COLUMNS]
+        assert [n for n, _ in cols] == [c.name for c in COLUMNS], store
+        stores.append(cols)
+    for col, (_, pg_type), (_, ch_type) in zip(COLUMNS, *stores, strict=True):
         assert re.match(re.escape(col.pg_type) + r"\b", pg_type), (col.name, pg_type)
         assert re.match(re.escape(col.ch_type) + r"(\s|$)", ch_type), (col.name, ch_type)
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from footprint.schema import validate_batch
+from footprint.enrich import enrich
+from footprint.schema import canonical, validate_batch
 from footprint.track import FootprintASGI, FootprintWSGI, PageRecorder
 
 
@@ -46,11 +50,35 @@ def test_asgi_records_pages_skips_what_it_should_and_the_events_obey_the_contrac
         c.post("/pricing")
     assert [(e["properties"]["method"], e["properties"]["path"]) for e in sender.events] == [
         ("GET", "/pricing"), ("POST", "/pricing")]
-    assert sender.events[0]["properties"]["referrer"] == "news.example.com"  # the host, no token
-    wire = validate_batch({"batch": sender.events}, __import__("datetime").datetime.now(
-        __import__("datetime").UTC), 10)
-    assert [(w["type"], w["method"], w["link"]) for w in wire] == [("page", "GET", "/pricing"),
-                                                                   ("page", "POST", "/pricing")]
+    assert sender.events[0]["context"]["page"] == {"referrer": "news.example.com"}  # the host, no token
+    wire = validate_batch({"batch": sender.events}, datetime.now(UTC), 10, enrich)
+    assert [(w["type"], w["method"], w["link"], w["referrer_host"]) for w in wire] == [
+        ("page", "GET", "/pricing", "news.example.com"), ("page", "POST", "/pricing", "")]
+
+
+def test_the_page_event_carries_what_the_enrichment_needs_and_a_link_within_the_site_is_no_referrer() -> None:
+    sender = ListSender()
+    chrome = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+              "Chrome/131.0 Safari/537.36")
+    with TestClient(fastapi_app(sender), base_url="http://shop.example") as c:
+        c.get("/a?utm_source=news&utm_medium=email&utm_campaign=winter&q=private",
+              headers={"Referer": "http://shop.example/home", "User-Agent": chrome})
+        c.get("/b", headers={"Referer": "http://[::1", "User-Agent": "Googlebot/2.1 (+http://www.google.com/bot.html)"})
+    [a, b] = validate_batch({"batch": sender.events}, datetime.now(UTC), 10, enrich)
+    assert (a["referrer_host"], a["utm_source"], a["utm_medium"], a["utm_campaign"], a["utm_term"]) == (
+        "", "news", "email", "winter", "")
+    assert (a["browser"], a["os"], a["device"], a["bot"]) == ("Chrome", "Windows", "desktop", False)
+    assert (b["referrer_host"], b["device"], b["bot"]) == ("", "bot", True)  # a broken Referer is no referrer
+    assert "private" not in json.dumps([a, b])  # the rest of the query string is not stored
+
+
+@pytest.mark.parametrize("path", ["/x%00y", "/%ed%a0%80", "/%ff", "/" + "%e2%82%ac" * 3000])
+def test_odd_paths_are_recorded_as_storable_page_events(path: str) -> None:
+    sender = ListSender()
+    with TestClient(fastapi_app(sender)) as c:
+        assert c.get(path).status_code == 200
+    [wire] = validate_batch({"batch": sender.events}, datetime.now(UTC), 10, enrich)
+    assert canonical(wire) == wire  # the consumer will store it as it is
 
 
 def test_a_broken_sender_never_fails_the_request() -> None:

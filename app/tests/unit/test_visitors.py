@@ -64,18 +64,19 @@ def test_bad_trusted_proxies_are_named() -> None:
         Settings(trusted_proxies="127.0.0.1, not-an-ip")
 
 
-def test_the_collector_middleware_uses_them() -> None:
+def test_the_snippet_endpoint_uses_them() -> None:
     from test_collector import QueueSender
 
     from footprint.collector import create_app
     from footprint.settings import Settings
 
     s = QueueSender()
-    app = create_app(Settings(api_keys="k", trusted_proxies="127.0.0.1"), s)
+    app = create_app(Settings(api_keys="k", trusted_proxies="127.0.0.1", site_origins="https://shop.example"), s)
+    body = '{"key": "k", "batch": [{"type": "page", "anonymousId": "chosen", "properties": {"path": "/"}}]}'
     with TestClient(app) as c:  # the test client's peer is "testclient": not a trusted proxy
-        c.get("/a", headers={"User-Agent": "UA", "X-Forwarded-For": "198.51.100.1"})
-        c.get("/b", headers={"User-Agent": "UA", "X-Forwarded-For": "198.51.100.2"})
-        c.get("/c", headers={"User-Agent": "UA", "X-Footprint-Anonymous-Id": "given"})
-    a, b, given = (e["anonymous_id"] for e in s.sent)
-    assert a == b  # the spoofed header did not make two visitors
-    assert given == "given"
+        for forwarded in ("198.51.100.1", "198.51.100.2"):
+            r = c.post("/v1/b", content=body, headers={"Origin": "https://shop.example", "User-Agent": "UA",
+                                                       "X-Forwarded-For": forwarded, "Content-Type": "text/plain"})
+            assert r.status_code == 202, r.text
+    a, b = (e["anonymous_id"] for e in s.sent)
+    assert a == b != "chosen"  # the spoofed header made no second visitor; the page cannot choose its id

@@ -51,13 +51,16 @@ def build(source: Path, outdir: Path) -> Path:
         return target
 
 
+EXTRA = "server"  # what a host runs: the collector, the consumer, the stats (tasks/install.yml too)
+
+
 def download_dependencies(wheel: Path, wheelhouse: Path, python_version: str, platforms: list[str]) -> None:
     wheelhouse.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--dest", str(wheelhouse)]
     cmd += ["--python-version", python_version]
     for tag in platforms:
         cmd += ["--platform", tag]
-    subprocess.run([*cmd, str(wheel)], check=True)
+    subprocess.run([*cmd, f"{wheel}[{EXTRA}]"], check=True)
     (wheelhouse / wheel.name).unlink(missing_ok=True)  # the app's own wheel travels separately
 
 

@@ -33,15 +33,16 @@
     var path = location.pathname;
     if (path === last) return;
     last = path;
-    var props = { path: path };
+    var ctx = {};
     if (d.referrer) {
       try {
         var ref = new URL(d.referrer);
-        if (ref.host !== location.host) props.referrer = ref.host; /* the host only, never the full URL */
+        if (ref.host !== location.host) ctx.referrer = ref.host; /* the host only, never the full URL */
       } catch (e) { /* not a URL */ }
     }
-    if (location.search) props.search = location.search.slice(0, 500);
-    send({ type: "page", properties: props });
+    /* the query string, for the UTM parameters only: the collector stores nothing else of it */
+    if (location.search) ctx.search = location.search.slice(0, 2000);
+    send({ type: "page", properties: { path: path }, context: { page: ctx } });
   }
 
   ["pushState", "replaceState"].forEach(function (name) {

@@ -37,7 +37,8 @@ class FootprintASGI:
                     self.sender.send(self.recorder.page(
                         scope.get("method", ""), path, (scope.get("client") or ("", 0))[0] or "",
                         _header(scope, b"x-forwarded-for"), _header(scope, b"user-agent") or "",
-                        _header(scope, b"referer")))
+                        _header(scope, b"referer"), query=scope.get("query_string", b"").decode("latin-1"),
+                        host=_header(scope, b"host")))
             except Exception:  # tracking must never fail the request
                 self.sender.dropped += 1
                 log.exception("page event not recorded")

@@ -32,20 +32,35 @@ class PageRecorder:
         return not path.startswith(self.skip) if self.skip else True
 
     def page(self, method: str, path: str, peer: str, forwarded_for: str | None, user_agent: str,
-             referrer: str | None, now: datetime | None = None) -> dict[str, Any]:
+             referrer: str | None, now: datetime | None = None, query: str = "",
+             host: str | None = None) -> dict[str, Any]:
+        """One page event. The collector (or ``KafkaSender``) derives the referrer's host, UTM, browser,
+        OS, device and bot flag from ``context`` and stores only those (``footprint.enrich``)."""
         now = now or datetime.now(UTC)
         client = client_address(peer, forwarded_for, self.trusted)
-        properties: dict[str, Any] = {
-            "path": clean_text(path, TEXT_MAX_BYTES),
-            "method": clean_text(method, SHORT_MAX_BYTES)[:200],
-        }
-        host = urlsplit(referrer).hostname if referrer else None
-        if host:
-            properties["referrer"] = clean_text(host, SHORT_MAX_BYTES)  # the host only, never the full URL
+        page: dict[str, Any] = {}
+        source = _referrer_host(referrer, host) if referrer else ""
+        if source:
+            page["referrer"] = clean_text(source, SHORT_MAX_BYTES)  # the host only, never the full URL
+        if query:
+            page["search"] = clean_text(query, TEXT_MAX_BYTES)  # for the UTM parameters only
         return {
             "type": "page",
             "anonymousId": self.visitors.visitor_id(client, user_agent, now),
-            "properties": properties,
+            "properties": {
+                "path": clean_text(path, TEXT_MAX_BYTES),
+                "method": clean_text(method, SHORT_MAX_BYTES)[:200],
+            },
+            "context": {"userAgent": clean_text(user_agent, TEXT_MAX_BYTES), "page": page},
             "timestamp": format_time(now),
             "messageId": str(uuid.uuid4()),
         }
+
+
+def _referrer_host(referrer: str, host: str | None) -> str:
+    """The referrer's host when the link came from elsewhere; "" for the site's own pages or no URL."""
+    try:
+        ref = urlsplit(referrer)
+        return "" if ref.netloc == (host or "") else ref.hostname or ""
+    except ValueError:  # not a URL (e.g. a broken IPv6 literal): no referrer
+        return ""

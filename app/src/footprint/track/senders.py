@@ -3,8 +3,9 @@
 ``HttpSender``: batches to the collector's ``POST /v1/events`` from a background thread (stdlib
 only). A batch the collector answers 503 or cannot be reached for is retried with backoff (each
 event carries a ``messageId``, so a retry is stored once); a batch it refuses (4xx) is dropped.
-``KafkaSender``: validates each event with the event contract and produces the canonical form
-straight to the topic (confluent-kafka, ``pip install footprint[kafka]``), fire-and-forget.
+``KafkaSender``: validates and enriches each event as the collector does and produces the
+canonical form straight to the topic (``pip install footprint[kafka]``: confluent-kafka and the
+user-agent parsers), fire-and-forget.
 Both count what they drop in ``dropped`` and never raise into the caller.
 """
 
@@ -20,6 +21,7 @@ import urllib.request
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from footprint.enrich import enrich
 from footprint.schema import encode_event, validate_batch
 
 log = logging.getLogger("footprint.track")
@@ -102,7 +104,7 @@ class HttpSender:
 class KafkaSender:
     def __init__(self, bootstrap: str, topic: str = "web-logs-topic", queue_max: int = 100_000,
                  config: dict[str, Any] | None = None) -> None:
-        from confluent_kafka import Producer
+        from confluent_kafka import Producer  # the "kafka" extra (with the enrichment's parsers)
 
         self.topic = topic
         self.dropped = 0
@@ -123,7 +125,7 @@ class KafkaSender:
 
     def send(self, event: dict[str, Any]) -> None:
         try:
-            [wire] = validate_batch({"batch": [event]}, datetime.now(UTC), 1)  # the collector's own rules
+            [wire] = validate_batch({"batch": [event]}, datetime.now(UTC), 1, enrich)  # the collector's own rules
             self._producer.produce(self.topic, value=encode_event(wire), key=wire["event_id"],
                                    on_delivery=self._report)
         except Exception:  # an invalid event, a full queue: counted, never raised into the request

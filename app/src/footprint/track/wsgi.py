@@ -28,7 +28,8 @@ class FootprintWSGI:
                 self.sender.send(self.recorder.page(
                     environ.get("REQUEST_METHOD", ""), _utf8(path), environ.get("REMOTE_ADDR", ""),
                     environ.get("HTTP_X_FORWARDED_FOR"), environ.get("HTTP_USER_AGENT", ""),
-                    environ.get("HTTP_REFERER")))
+                    environ.get("HTTP_REFERER"), query=environ.get("QUERY_STRING", ""),
+                    host=environ.get("HTTP_HOST")))
         except Exception:  # tracking must never fail the request
             self.sender.dropped += 1
             log.exception("page event not recorded")
