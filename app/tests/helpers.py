@@ -16,10 +16,23 @@ import psycopg
 from confluent_kafka import Consumer, Producer
 
 from footprint.consumer import BatchConsumer
+from footprint.enrich import enrich
 from footprint.schema import encode_event, make_event
 from footprint.settings import Settings
 from footprint.sinks import ClickHouseSink, PostgresSink
 
+USER_AGENTS = [  # browsers and devices of several kinds, one bot in ten, some server-side calls
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.5 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 "
+    "Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "",
+]
+REFERRERS = ["", "", "https://news.example.com/story", "https://www.google.com/", "t.co"]
+SEARCHES = ["", "", "?utm_source=newsletter&utm_medium=email&utm_campaign=winter", "?utm_source=ads&q=1"]
 LINKS = ["/", "/pricing", "/docs", "/blog", "/blog/kafka", "/about", "/signup", "/login"]
 METHODS = ["GET", "GET", "GET", "POST", "HEAD", "PUT", "DELETE"]
 
@@ -32,6 +45,8 @@ def gen_events(n: int, seed: int = 1, start: datetime | None = None, days: int =
     for i in range(n):
         when = start + timedelta(seconds=rnd.randrange(days * 86400), microseconds=rnd.randrange(1_000_000))
         kind = rnd.choices(["page", "track", "identify", "group"], [85, 9, 3, 3])[0]
+        ua = rnd.choices(USER_AGENTS, [30, 20, 10, 20, 10, 10])[0]
+        context = {"userAgent": ua, "page": {"referrer": rnd.choice(REFERRERS), "search": rnd.choice(SEARCHES)}}
         out.append(make_event(
             type=kind,
             event_id=uuid.UUID(int=rnd.getrandbits(128), version=4),
@@ -45,6 +60,7 @@ def gen_events(n: int, seed: int = 1, start: datetime | None = None, days: int =
             footprint_time=when,
             received_at=when,
             synthetic=rnd.random() < 0.01,
+            enriched=enrich(context) if kind == "page" else None,
         ))
     return out
 

@@ -13,7 +13,6 @@ class CollectorMetrics:
 
     def __post_init__(self) -> None:
         r = self.registry
-        self.requests = Counter("footprint_requests", "HTTP requests seen by the middleware", registry=r)
         self.enqueued = Counter(
             "footprint_events_enqueued", "events handed to the producer queue", ["type"], registry=r
         )

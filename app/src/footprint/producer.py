@@ -73,7 +73,6 @@ class EventProducer:
         self._producer = Producer(producer_config(bootstrap, queue_max, message_timeout_ms, client_id))
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._drop_log = RateLimitedLog(log)
         self._fail_log = RateLimitedLog(log)
         self.last_error: str | None = None
         self._broker_error: str | None = "not connected yet"
@@ -114,21 +113,6 @@ class EventProducer:
             self.metrics.delivery_failures.inc()
             self.last_error = str(err)
             self._fail_log.warning("event not delivered to Kafka", error=str(err), topic=msg.topic())
-
-    def send(self, key: str, value: bytes, type_: str) -> bool:
-        """Enqueue one event; False (counted, logged) if the local queue is full."""
-        try:
-            self._producer.produce(self.topic, value=value, key=key, on_delivery=self._on_delivery)
-        except BufferError:
-            self.metrics.dropped.labels("queue_full").inc()
-            self._drop_log.warning("producer queue full, event dropped", type=type_)
-            return False
-        except Exception as exc:  # KafkaException: e.g. message too large
-            self.metrics.dropped.labels("producer_error").inc()
-            self._drop_log.warning("producer rejected event", error=str(exc), type=type_)
-            return False
-        self.metrics.enqueued.labels(type_).inc()
-        return True
 
     async def deliver(self, events: list[tuple[str, bytes, str]], timeout: float) -> str | None:
         """Produce ``(key, value, type)`` events and wait for Kafka's acknowledgement of all of them.

@@ -13,14 +13,29 @@ from footprint.stores import ch_client, pg_connect
 
 Rows = list[tuple[Any, ...]]
 
-# Every query counts non-synthetic page events in [since, until) (UTC days).
+# Every query counts human page views in [since, until) (UTC days): page events that are neither
+# synthetic (the smoke probes) nor from a known bot (stored and marked, counted by "bots" alone).
 # PostgreSQL reads the raw table; ClickHouse reads the hourly rollup where it can, the raw
 # table (FINAL: exact after replays) otherwise.
-_PG_WHERE = "type = 'page' AND NOT synthetic AND footprint_time >= %(since)s AND footprint_time < %(until)s"
-_CH_WHERE = (
+_PG_PAGES = "type = 'page' AND NOT synthetic AND footprint_time >= %(since)s AND footprint_time < %(until)s"
+_CH_PAGES = (
     "type = 'page' AND NOT synthetic"
     " AND footprint_time >= {since:DateTime} AND footprint_time < {until:DateTime}"
 )
+_PG_WHERE = f"{_PG_PAGES} AND NOT bot"
+_CH_WHERE = f"{_CH_PAGES} AND NOT bot"
+
+
+def _breakdown(column: str) -> tuple[str, str]:
+    """Human page views per value of ``column`` (\"\" where nothing was known), most first."""
+    return (
+        f"SELECT {column}, count(*) AS n FROM events WHERE {_PG_WHERE}"
+        f' GROUP BY {column} ORDER BY n DESC, {column} COLLATE "C" LIMIT %(top)s',
+        f"SELECT {column}, count() AS n FROM events FINAL WHERE {_CH_WHERE}"
+        f" GROUP BY {column} ORDER BY n DESC, {column} LIMIT {{top:UInt32}}",
+    )
+
+
 _CH_ROLLUP = "hour >= {since:DateTime} AND hour < {until:DateTime}"
 
 QUERIES: dict[str, tuple[str, str]] = {
@@ -50,6 +65,14 @@ QUERIES: dict[str, tuple[str, str]] = {
         f"SELECT footprint_time::date AS day, count(DISTINCT visitor_id) FROM events WHERE {_PG_WHERE}"
         " GROUP BY 1 ORDER BY 1",
         f"SELECT toDate(hour) AS day, uniqExactMerge(visitors) FROM link_hourly WHERE {_CH_ROLLUP}"
+        " GROUP BY day ORDER BY day",
+    ),
+    "referrers": _breakdown("referrer_host"),
+    "browsers": _breakdown("browser"),
+    "devices": _breakdown("device"),
+    "bots_per_day": (
+        f"SELECT footprint_time::date AS day, count(*) FROM events WHERE {_PG_PAGES} AND bot GROUP BY 1 ORDER BY 1",
+        f"SELECT toDate(footprint_time) AS day, count() FROM events FINAL WHERE {_CH_PAGES} AND bot"
         " GROUP BY day ORDER BY day",
     ),
 }

@@ -26,6 +26,8 @@ from helpers import settings_env, wait_for
 from services import free_port
 
 CHROMIUM = "/usr/bin/chromium"
+DESKTOP_CHROME = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 "
+                  "Safari/537.36")
 PAGE = """<!doctype html><html><head><title>shop</title>
 <script defer src="http://127.0.0.1:{collector}/f.js" data-key="{key}"></script></head>
 <body><button id="spa" onclick="history.pushState({{}}, '', '/shop/cart')">cart</button></body></html>"""
@@ -111,10 +113,11 @@ def test_the_snippet_records_pages_spa_navigation_and_custom_events(settings: Se
                 quiet.evaluate("footprint.track('Quiet')")
                 ctx.close()
             # the real visit
-            page = browser.new_page(extra_http_headers={"User-Agent": "FootprintTest/1.0"})
+            page = browser.new_page(user_agent=DESKTOP_CHROME)  # headless Chromium's own agent is a bot's
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"{collector['site']}/shop/")
+            page.goto(f"{collector['site']}/shop/?utm_source=newsletter&utm_campaign=winter&email=a@b.c",
+                      referer="https://news.example.com/story?id=7")
             page.wait_for_function("window.footprint !== undefined")
             page.click("#spa")  # history.pushState: a single-page-app navigation
             page.evaluate("footprint.track('Signup', {plan: 'pro', seats: 3})")
@@ -133,6 +136,11 @@ def test_the_snippet_records_pages_spa_navigation_and_custom_events(settings: Se
     [track] = [e for e in events if e["type"] == "track"]
     assert track["event"] == "Signup" and track["properties"] == {"plan": "pro", "seats": 3}
     assert len({e["anonymous_id"] for e in events}) == 1 and events[0]["anonymous_id"]  # one visitor, no cookie
+    first = next(e for e in events if e["link"] == "/shop/")
+    assert (first["referrer_host"], first["utm_source"], first["utm_campaign"]) == (
+        "news.example.com", "newsletter", "winter")  # and nothing else of the query string
+    assert "a@b.c" not in json.dumps(events)
+    assert {(e["browser"], e["os"], e["device"], e["bot"]) for e in events} == {("Chrome", "Linux", "desktop", False)}
     everything = _events(settings)
     assert not [e for e in everything if e["link"] in ("/other/", "/dnt/", "/gpc/") or e["event"] == "Quiet"]
     assert errors == []

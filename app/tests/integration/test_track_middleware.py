@@ -17,17 +17,20 @@ from footprint.track import FootprintASGI, FootprintWSGI, HttpSender, KafkaSende
 from helpers import RunningConsumer, ch_client, settings_env, wait_for
 from services import free_port
 
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 
-def _stored(settings: Settings, prefix: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+
+def _stored(settings: Settings, prefix: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """(method, link, bot) of the page events under ``prefix`` in PostgreSQL and in ClickHouse."""
     import psycopg
 
     with psycopg.connect(settings.pg_owner_dsn.get_secret_value()) as c:
-        pg = c.execute("SELECT method, link FROM events WHERE link LIKE %s ORDER BY link, method",
+        pg = c.execute("SELECT method, link, bot FROM events WHERE link LIKE %s ORDER BY link, method, bot",
                        (prefix + "%",)).fetchall()
     ch = ch_client(settings)
     try:
-        rows = ch.query("SELECT method, link FROM events FINAL WHERE startsWith(link, {p:String})"
-                        " ORDER BY link, method", parameters={"p": prefix}).result_rows
+        rows = ch.query("SELECT method, link, bot FROM events FINAL WHERE startsWith(link, {p:String})"
+                        " ORDER BY link, method, bot", parameters={"p": prefix}).result_rows
     finally:
         ch.close()
     return [tuple(r) for r in pg], [tuple(r) for r in rows]  # type: ignore[misc]
@@ -43,12 +46,14 @@ def test_a_fastapi_app_sends_its_page_views_straight_to_kafka(settings: Settings
     sender = KafkaSender(settings.kafka_bootstrap, settings.kafka_topic)
     tracked = FootprintASGI(app, sender, PageRecorder(site="shop", skip=("/static/",)))
     with TestClient(tracked) as client:
-        for path in ("/asgi/", "/asgi/pricing", "/static/x.css", "/asgi/pricing"):
-            assert client.get(path).status_code == 200
-        assert client.post("/asgi/signup").status_code == 405  # recorded too: every request is a page view
+        for path in ("/asgi/", "/asgi/pricing", "/static/x.css"):
+            assert client.get(path, headers={"User-Agent": BROWSER}).status_code == 200
+        assert client.get("/asgi/pricing", headers={"User-Agent": "Googlebot/2.1"}).status_code == 200
+        assert client.post("/asgi/signup", headers={"User-Agent": BROWSER}).status_code == 405  # recorded too
     sender.close()
     assert sender.dropped == 0
-    expected = [("GET", "/asgi/"), ("GET", "/asgi/pricing"), ("GET", "/asgi/pricing"), ("POST", "/asgi/signup")]
+    expected = [("GET", "/asgi/", False), ("GET", "/asgi/pricing", False), ("GET", "/asgi/pricing", True),
+                ("POST", "/asgi/signup", False)]  # the bot is stored, and flagged
     with RunningConsumer(settings):
         wait_for(lambda: _stored(settings, "/asgi/") == (expected, expected), what="both stores")
 
@@ -68,15 +73,16 @@ def test_a_wsgi_app_sends_its_page_views_to_the_collector(settings: Settings, tm
         sender = HttpSender(f"http://127.0.0.1:{port}", key="site-key", flush_seconds=0.2)
         app = FootprintWSGI(wsgi_app, sender)
         client = httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://shop")
-        for path in ("/wsgi/", "/wsgi/docs", "/wsgi/docs"):
-            assert client.get(path).text == "hello"
+        for path in ("/wsgi/", "/wsgi/docs"):
+            assert client.get(path, headers={"User-Agent": BROWSER}).text == "hello"
+        assert client.get("/wsgi/docs", headers={"User-Agent": "Googlebot/2.1"}).text == "hello"
         sender.close()
         assert (sender.sent, sender.dropped) == (3, 0)
     finally:
         proc.terminate()
         proc.wait(30)
         log.close()
-    expected = [("GET", "/wsgi/"), ("GET", "/wsgi/docs"), ("GET", "/wsgi/docs")]
+    expected = [("GET", "/wsgi/", False), ("GET", "/wsgi/docs", False), ("GET", "/wsgi/docs", True)]
     with RunningConsumer(settings):
         wait_for(lambda: _stored(settings, "/wsgi/") == (expected, expected), what="both stores")
 
