@@ -1,10 +1,11 @@
 """End to end: events sent over HTTP reach PostgreSQL AND ClickHouse with every field intact.
 
-Both paths are probed: the collector's middleware (a `page` event for any request) and
-`POST /v1/events` (a Segment-style batch with track, identify, group and page). Every
-probe is marked synthetic (header `X-Footprint-Probe: 1`, property `footprint_probe`), so
-the dashboard stats exclude it; the suite is safe to rerun against production as a smoke
-check. Addresses, ports and credentials are the inventory's, resolved through Ansible (see conftest).
+Both ways in are probed: `POST /v1/events` (a Segment-style batch with track, identify, group and
+page) and the browser snippet's `POST /v1/b` (a page view from one of `footprint_site_origins`,
+enriched: referrer host, UTM, browser, device). A request to any other collector path is no page
+view. Every probe is marked synthetic (property `footprint_probe`), so the stats exclude it; the
+suite is safe to rerun against production as a smoke check. Addresses, ports and credentials are
+the inventory's, resolved through Ansible (see conftest).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from conftest import Secret, secret, setting
 testinfra_hosts = ["ansible://app"]
 
 DEADLINE_S = 90.0
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float = DEADLINE_S) -> Any:
@@ -70,6 +72,7 @@ def endpoints(component: Callable[[str], tuple[str, dict[str, Any]]]) -> dict[st
         "topic": next(t["name"] for t in setting(kafka_vars, "kafka_topics") if not t["name"].endswith(".dlq")),
         "dlq": next(t["name"] for t in setting(kafka_vars, "kafka_topics") if t["name"].endswith(".dlq")),
         "group": setting(app_vars, "footprint_kafka_group"),
+        "site_origins": setting(app_vars, "footprint_site_origins"),
     }
 
 
@@ -132,16 +135,20 @@ def probe(endpoints: dict[str, Any]) -> dict[str, Any]:
          "properties": {"footprint_probe": True, "path": f"/probe-page/{marker}"},
          "timestamp": when.isoformat(), "messageId": f"{marker}-page"},
     ]
+    # what the snippet sends from a page of the site (a page view with a referrer and UTM parameters)
+    origin = ep["site_origins"][0] if ep["site_origins"] else "https://not-a-site-origin.example"
+    snippet_page = {"type": "page", "properties": {"path": f"/probe/{marker}", "footprint_probe": True},
+                    "context": {"page": {"referrer": "smoke.example", "search": "?utm_source=smoke&secret=1"}}}
     before = kafka_positions(ep)
     with httpx.Client(timeout=10) as http:
-        marked = {"X-Footprint-Probe": "1", "X-Footprint-Anonymous-Id": f"probe-{marker}"}
-        http.get(f"{ep['collector']}/probe/{marker}", headers=marked)  # any path: the middleware records it
-        # the probe's own request is marked too: the middleware records a page event for it
-        res = http.post(f"{ep['collector']}/v1/events", json={"batch": batch},
-                        headers={**bearer(ep["api_key"]), **marked})
+        assert http.get(f"{ep['collector']}/probe-get/{marker}").status_code == 404  # no page view of it
+        res = http.post(f"{ep['collector']}/v1/events", json={"batch": batch}, headers=bearer(ep["api_key"]))
+        snippet = http.post(f"{ep['collector']}/v1/b", headers={"Origin": origin, "User-Agent": BROWSER,
+                                                                 "Content-Type": "text/plain"},
+                            content=json.dumps({"key": ep["api_key"].reveal(), "batch": [snippet_page]}))
     assert res.status_code == 202, res.text
     return {"marker": marker, "when": when, "batch": batch, "ids": res.json()["event_ids"],
-            "before": before}
+            "before": before, "snippet": snippet.status_code, "origin_allowed": bool(ep["site_origins"])}
 
 
 def test_api_batch_reaches_postgresql(endpoints: dict[str, Any], probe: dict[str, Any]) -> None:
@@ -177,37 +184,46 @@ def check_fields(rows: dict[str, dict[str, Any]], probe: dict[str, Any], decode:
         assert row["received_at"] is not None
 
 
-def test_middleware_page_event_reaches_both_stores(endpoints: dict[str, Any], probe: dict[str, Any]) -> None:
+def test_snippet_page_view_reaches_both_stores_enriched(endpoints: dict[str, Any], probe: dict[str, Any]) -> None:
+    """With footprint_site_origins set, the snippet's endpoint takes a page view from the first origin;
+    without, it refuses every origin (403) and produces nothing."""
+    if not probe["origin_allowed"]:
+        assert probe["snippet"] == 403
+        return
+    assert probe["snippet"] == 202
     link = f"/probe/{probe['marker']}"
-    pg = wait_for("middleware page event in PostgreSQL", lambda: pg_rows(endpoints, "link = %s", (link,)))
-    ch = wait_for("middleware page event in ClickHouse", lambda: ch_rows(endpoints, "link = {l:String}", {"l": link}))
+    pg = wait_for("snippet page view in PostgreSQL", lambda: pg_rows(endpoints, "link = %s", (link,)))
+    ch = wait_for("snippet page view in ClickHouse", lambda: ch_rows(endpoints, "link = {l:String}", {"l": link}))
     assert len(pg) == len(ch) == 1
     assert str(pg[0]["event_id"]) == str(ch[0]["event_id"])
     for row in (pg[0], ch[0]):
-        assert (row["type"], row["method"], row["link"], row["synthetic"]) == ("page", "GET", link, True)
+        assert (row["type"], row["link"], row["synthetic"]) == ("page", link, True)
+        assert (row["referrer_host"], row["utm_source"]) == ("smoke.example", "smoke")
+        assert (row["browser"], row["device"], row["bot"]) == ("Firefox", "desktop", False)
 
 
 def test_consumer_lag_returns_to_zero_and_nothing_dead_lettered(endpoints: dict[str, Any], probe: dict[str, Any]) -> None:
     def caught_up() -> tuple[int, int, int] | None:
         high, committed, dlq = kafka_positions(endpoints)
-        return (high, committed, dlq) if high == committed and high >= probe["before"][0] + 5 else None
+        sent = 4 + probe["origin_allowed"]  # the API batch, and the snippet's page view where it is allowed
+        return (high, committed, dlq) if high == committed and high >= probe["before"][0] + sent else None
 
     _, _, dlq = wait_for("consumer lag 0", caught_up)
     assert dlq == probe["before"][2], "the dead-letter topic received messages during the probe"
 
 
-def test_smoke_probe_leaves_the_stats_untouched(endpoints: dict[str, Any], probe: dict[str, Any]) -> None:
-    """Every event the probe's requests caused is synthetic; the API call itself is no page view."""
-    anon = f"probe-{probe['marker']}"
-    wait_for("consumer lag 0", lambda: (p := kafka_positions(endpoints))[0] == p[1] and p[0] >= probe["before"][0] + 5)
-    rows = pg_rows(endpoints, "anonymous_id = %s AND type = 'page' AND event = ''", (anon,))
-    assert [r["link"] for r in rows] == [f"/probe/{probe['marker']}"]  # no page view of /v1/events
-    assert [r["link"] for r in rows if not r["synthetic"]] == []
+def test_requests_to_the_collector_are_no_page_views(endpoints: dict[str, Any], probe: dict[str, Any]) -> None:
+    """Only what clients send is recorded: not the probe's GET, not its API call, not the snippet call."""
+    wait_for("consumer lag 0", lambda: (p := kafka_positions(endpoints))[0] == p[1] and p[0] >= probe["before"][0] + 4)
+    marker = probe["marker"]
+    rows = pg_rows(endpoints, "link IN (%s, '/v1/events', '/v1/b') AND footprint_time > now() - interval '1 hour'",
+                   (f"/probe-get/{marker}",))
+    assert rows == []
 
 
 def test_synthetic_events_stay_out_of_the_rollup(endpoints: dict[str, Any], probe: dict[str, Any]) -> None:
-    link = f"/probe/{probe['marker']}"
-    wait_for("middleware page event in ClickHouse", lambda: ch_rows(endpoints, "link = {l:String}", {"l": link}))
+    link = f"/probe-page/{probe['marker']}"  # the API's synthetic page view
+    wait_for("the API's page view in ClickHouse", lambda: ch_rows(endpoints, "link = {l:String}", {"l": link}))
     client = clickhouse_connect.get_client(**revealed(endpoints["ch"]))
     try:
         n = client.command("SELECT count() FROM link_hourly WHERE link = {l:String}", parameters={"l": link})
