@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Benchmark (3): what the page-event middleware adds to a request.
+"""Benchmark (3): what the page-event middleware (``footprint.track``) adds to a site's request.
 
-Two collector apps in uvicorn (one process each, same settings): one with the Footprint middleware
-producing to a real local Kafka broker, one with the same route and no middleware. A closed-loop
+Two apps in uvicorn (one process each): a FastAPI route wrapped in ``FootprintASGI`` with a
+``KafkaSender`` (validation, enrichment, produce to a real local Kafka broker), and the same route
+without it. A closed-loop
 load generator (CONNS concurrent keep-alive connections, httpx) drives each for DURATION seconds,
 alternating, ROUNDS times. Prints requests/s and latency percentiles, and the p99 difference.
 
@@ -21,22 +22,16 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _services import REPO, machine
 
 APP = '''
+import os
 from fastapi import FastAPI
-from footprint.collector import create_app
-from footprint.settings import Settings
-
-def with_middleware():
-    app = create_app(Settings())
-    @app.get("/hello")
-    async def hello():
-        return {"ok": True}
-    return app
+from footprint.track import FootprintASGI, KafkaSender, PageRecorder
 
 def without_middleware():
     app = FastAPI()
@@ -44,6 +39,10 @@ def without_middleware():
     async def hello():
         return {"ok": True}
     return app
+
+def with_middleware():
+    sender = KafkaSender(os.environ["FOOTPRINT_KAFKA_BOOTSTRAP"], os.environ["FOOTPRINT_KAFKA_TOPIC"])
+    return FootprintASGI(without_middleware(), sender, PageRecorder(site="bench"))
 '''
 
 
@@ -117,7 +116,8 @@ def in_process(bootstrap: str, topic: str, n: int) -> dict[str, list[float]]:
         app = getattr(mod, name)()
 
         async def run(app: object = app) -> list[float]:
-            async with app.router.lifespan_context(app):  # type: ignore[attr-defined]
+            inner: Any = getattr(app, "app", app)  # FootprintASGI wraps the FastAPI app
+            async with inner.router.lifespan_context(inner):
                 await asgi_latencies(app, 2000)  # warm-up
                 return await asgi_latencies(app, n)
 
