@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("serve", help="run the HTTP collector (page middleware + POST /v1/events)")
+    s = sub.add_parser("serve", help="run the HTTP collector (POST /v1/events; the browser snippet /f.js, /v1/b)")
     s.add_argument("--check-kafka", action="store_true", help="exit 2 at startup if Kafka is unreachable")
     s.set_defaults(fn=cmd_serve)
 

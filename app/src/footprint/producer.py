@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -50,7 +51,9 @@ class _Acks:
             self.left -= 1
             finished = self.left == 0
         if finished:
-            self.loop.call_soon_threadsafe(self._resolve)
+            # a closed loop: the request timed out and the server stopped; nobody waits any more
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(self._resolve)
 
     def _resolve(self) -> None:
         if not self.done.done():

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from footprint.collector import create_app
@@ -17,6 +18,7 @@ from footprint.producer import EventProducer
 from footprint.schema import TEXT_MAX_BYTES, encode_event, make_event, truncate_utf8
 from footprint.settings import Settings
 from footprint.sinks import PostgresSink
+from footprint.track import FootprintASGI, KafkaSender
 from helpers import RunningConsumer, ch_client, wait_for
 
 
@@ -45,17 +47,21 @@ def test_a_2048_char_multibyte_path_is_stored_in_both_stores_and_the_consumer_go
     after = f"/{tag}/after"
     producer = EventProducer(settings.kafka_bootstrap, settings.kafka_topic, CollectorMetrics())
     producer.start()
+    sender = KafkaSender(settings.kafka_bootstrap, settings.kafka_topic)
+    site = FootprintASGI(FastAPI(), sender)  # a site's app with the middleware: every path is a page view
     try:
-        with TestClient(create_app(settings, producer)) as client:
-            assert client.get(same).status_code == 404
-            assert client.get(varied).status_code == 404
-            r = client.post("/v1/events", headers={"Authorization": "Bearer test-key"}, json={"batch": [
+        with TestClient(site) as pages, TestClient(create_app(settings, producer)) as collector:
+            assert pages.get(same).status_code == 404
+            assert pages.get(varied).status_code == 404
+            r = collector.post("/v1/events", headers={"Authorization": "Bearer test-key"}, json={"batch": [
                 {"type": "page", "anonymousId": "a" * 200, "properties": {"path": varied + "/api"}},
             ]})
             assert r.status_code == 202, r.text
-            assert client.get(after).status_code == 404
+            assert pages.get(after).status_code == 404
     finally:
+        sender.close(timeout=30)
         assert producer.close(timeout=30) == 0
+    assert sender.dropped == 0
     expected = [truncate_utf8(same, TEXT_MAX_BYTES), truncate_utf8(varied, TEXT_MAX_BYTES),
                 truncate_utf8(varied + "/api", TEXT_MAX_BYTES), after]
     assert all(len(link.encode()) <= TEXT_MAX_BYTES for link in expected)

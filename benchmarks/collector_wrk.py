@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Benchmark (6): the collector and the page middleware under a real load generator (wrk).
+
+One collector worker (``footprint serve``, uvicorn) producing to a real local Kafka broker on the
+same machine; ``wrk`` (Debian's, C, one thread) with 16 keep-alive connections:
+
+1. ``POST /v1/events`` with batches of 100 small track events. Each answer comes after Kafka
+   acknowledged the whole batch. Prints requests/s, events/s, latency percentiles and non-2xx.
+2. ``GET /hello`` on a plain FastAPI app, and on the same app wrapped in ``footprint.track``'s
+   ``FootprintASGI`` with a ``KafkaSender`` (validate, enrich, produce): the p99 the middleware adds.
+
+Targets (issue 15): >= 50,000 events/s through /v1/events with p99 <= 50 ms; middleware +p99 <= 1 ms.
+
+  python benchmarks/collector_wrk.py [--duration 20] [--connections 16] [--batch 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _services import REPO, machine
+
+sys.path.insert(0, str(REPO / "app" / "tests"))
+
+from services import free_port, private_kafka
+
+KEY = "bench-key"
+SITE_APP = '''
+import os
+from fastapi import FastAPI
+from footprint.track import FootprintASGI, KafkaSender, PageRecorder
+
+def plain():
+    app = FastAPI()
+    @app.get("/hello")
+    async def hello():
+        return {"ok": True}
+    return app
+
+def tracked():
+    sender = KafkaSender(os.environ["FOOTPRINT_KAFKA_BOOTSTRAP"], os.environ["FOOTPRINT_KAFKA_TOPIC"])
+    return FootprintASGI(plain(), sender, PageRecorder(site="bench"))
+'''
+POST_LUA = '''
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {key}"
+wrk.body = [[{body}]]
+'''
+PAGE_LUA = '''
+wrk.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+wrk.headers["Referer"] = "https://news.example.com/story"
+'''
+
+
+def wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    import httpx
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def wrk(url: str, script: Path, duration: int, connections: int) -> dict[str, float]:
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
+                         capture_output=True, text=True, check=True).stdout
+
+    def ms(label: str) -> float:
+        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not m:
+            raise RuntimeError(f"no {label}% latency in wrk's output:\n{out}")
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    return {"rps": float(rps.group(1)) if rps else 0.0, "p50": ms("50"), "p99": ms("99"),
+            "non2xx": float(non2xx.group(1)) if non2xx else 0.0, "socket_errors": 1.0 if errors else 0.0}
+
+
+def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=20, help="seconds per wrk run (default 20)")
+    ap.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
+    ap.add_argument("--batch", type=int, default=100, help="events per POST /v1/events (default 100)")
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        print("wrk is missing: apt-get install wrk (Debian's package)", file=sys.stderr)
+        return 2
+    print(machine())
+    work = Path(tempfile.mkdtemp(prefix="fp-wrk-"))
+    try:
+        with private_kafka(work / "kafka", heap="512m") as kafka:  # type: ignore[attr-defined]
+            from confluent_kafka.admin import AdminClient, NewTopic
+
+            topic = f"wrk-{uuid.uuid4().hex[:8]}"
+            admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+            for f in admin.create_topics([NewTopic(topic, 3, 1)]).values():
+                f.result(30)
+            env = dict(os.environ, FOOTPRINT_KAFKA_BOOTSTRAP=kafka.bootstrap, FOOTPRINT_KAFKA_TOPIC=topic,
+                       FOOTPRINT_API_KEYS=KEY, FOOTPRINT_LOG_LEVEL="WARNING")
+            api = run_api(work, env, args)
+            pages = run_pages(work, env, args)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    events = api["rps"] * args.batch
+    print(f"\n{args.connections} connections, {args.duration} s per run, wrk -t1 (one load-generator thread)")
+    print(f"{'':34} {'req/s':>9} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    print(f"{'POST /v1/events (batch ' + str(args.batch) + ')':34} {api['rps']:9,.0f} {events:10,.0f}"
+          f" {api['p50']:8.2f} {api['p99']:8.2f} {api['non2xx']:8,.0f}")
+    for name, r in pages.items():
+        print(f"{'GET /hello ' + name:34} {r['rps']:9,.0f} {'':>10} {r['p50']:8.2f} {r['p99']:8.2f} {r['non2xx']:8,.0f}")
+    added = pages["with footprint.track"]["p99"] - pages["plain"]["p99"]
+    print(f"\ntargets: events/s {events:,.0f} / 50,000 = {events / 50_000:.2f}x;"
+          f" p99 {api['p99']:.1f} ms (<= 50); middleware +p99 {added:+.2f} ms (<= 1)")
+    return 0
+
+
+def run_api(work: Path, env: dict[str, str], args: argparse.Namespace) -> dict[str, float]:
+    port = free_port()
+    body = json.dumps({"batch": [{"type": "track", "event": "Bench", "userId": f"u{i}", "properties": {"i": i}}
+                                 for i in range(args.batch)]})
+    script = work / "post.lua"
+    script.write_text(POST_LUA.format(key=KEY, body=body))
+    proc = start([sys.executable, "-m", "footprint.cli", "serve"],
+                 dict(env, FOOTPRINT_COLLECTOR_HOST="127.0.0.1", FOOTPRINT_COLLECTOR_PORT=str(port)),
+                 work / "collector.log")
+    try:
+        wait_up(f"http://127.0.0.1:{port}/healthz", proc)
+        print(f"POST /v1/events: warm-up 3 s, then {args.duration} s", flush=True)
+        wrk(f"http://127.0.0.1:{port}/v1/events", script, 3, args.connections)
+        return wrk(f"http://127.0.0.1:{port}/v1/events", script, args.duration, args.connections)
+    finally:
+        stop(proc)
+
+
+def run_pages(work: Path, env: dict[str, str], args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    (work / "siteapp.py").write_text(SITE_APP)
+    script = work / "page.lua"
+    script.write_text(PAGE_LUA)
+    out = {}
+    for name, factory in (("plain", "plain"), ("with footprint.track", "tracked")):
+        port = free_port()
+        proc = start([sys.executable, "-m", "uvicorn", f"siteapp:{factory}", "--factory", "--app-dir", str(work),
+                      "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"],
+                     env, work / f"{factory}.log")
+        try:
+            wait_up(f"http://127.0.0.1:{port}/hello", proc)
+            print(f"GET /hello {name}: warm-up 3 s, then {args.duration} s", flush=True)
+            wrk(f"http://127.0.0.1:{port}/hello", script, 3, args.connections)
+            out[name] = wrk(f"http://127.0.0.1:{port}/hello", script, args.duration, args.connections)
+        finally:
+            stop(proc)
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
