@@ -31,12 +31,16 @@ MOBILE_OS = frozenset({"iOS", "Android", "Windows Phone", "BlackBerry OS", "KaiO
 DESKTOP_OS = frozenset({"Windows", "Mac OS X", "Linux", "Ubuntu", "Fedora", "Debian", "Chrome OS", "FreeBSD",
                         "OpenBSD", "NetBSD", "Solaris", "macOS"})
 Enrich = Callable[[Mapping[str, Any]], dict[str, Any]]
+_NO_UTM = dict.fromkeys(UTM, "")
 
 
 def _short(text: str) -> str:
+    if not text:
+        return ""
     return clean_text(text, SHORT_MAX_BYTES)[:SHORT_MAX_CHARS]
 
 
+@lru_cache(maxsize=4096)
 def referrer_host(referrer: str) -> str:
     """``https://news.example.com/a?b`` -> ``news.example.com``; a bare host is taken as it is."""
     referrer = referrer.strip()
@@ -51,6 +55,8 @@ def referrer_host(referrer: str) -> str:
 
 def utm(campaign: Mapping[str, Any], search: str) -> dict[str, str]:
     """The five UTM columns: ``context.campaign`` first, else the page's query string."""
+    if not campaign and "utm_" not in search:
+        return dict(_NO_UTM)
     query = dict(parse_qsl(search.lstrip("?"), keep_blank_values=False)) if search else {}
     out = {}
     for column, key in UTM.items():

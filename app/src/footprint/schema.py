@@ -469,6 +469,8 @@ def truncate_utf8(text: str, max_bytes: int) -> str:
 def clean_text(text: str, max_bytes: int) -> str:
     """Make untrusted text storable instead of refusing it (for page events, which must never fail):
     NUL and unpaired surrogates become U+FFFD, then the text is cut to ``max_bytes``."""
+    if text.isascii() and len(text) <= max_bytes and "\x00" not in text:
+        return text  # the common case, at no cost
     text = text.replace("\x00", "\ufffd")
     if _text_problem(text):
         text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
