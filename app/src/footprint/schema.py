@@ -61,7 +61,7 @@ class Column:
     required: bool = False  # must be present in a wire message (the others default)
 
 
-# derived at the collector from the inbound event's context (footprint.enrich); added by migration 0003_enrichment
+# derived at the collector from the inbound event's context (footprint.enrich); added by migration 0004_enrichment
 _ENRICHED: tuple[Column, ...] = (
     Column("referrer_host", "short", "text", "String"),
     Column("utm_source", "short", "text", "String"),
