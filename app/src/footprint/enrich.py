@@ -11,12 +11,13 @@ Device classes: ``bot``, ``tablet``, ``mobile``, ``desktop``, ``other`` (a user 
 matched), ``""`` (no user agent, as in most server-side calls).
 
 Parsing a user agent costs 50-250 µs; real traffic repeats a few hundred user agents, so results
-are kept in a bounded LRU cache.
+are kept in bounded LRU caches (of inputs cut to a bounded length first: a client sending huge
+unique user agents cannot grow them past a few MB).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -25,12 +26,12 @@ from footprint.schema import SHORT_MAX_BYTES, SHORT_MAX_CHARS, clean_text
 
 UTM = {"utm_source": "source", "utm_medium": "medium", "utm_campaign": "name", "utm_term": "term",
        "utm_content": "content"}  # column -> key in Segment's context.campaign
-UA_MAX_CHARS = 1024  # longer user agents are cut before parsing (the rules run on the first KiB)
+UA_MAX_CHARS = 1024  # a longer user agent is cut before parsing and caching (the rules need less)
 MOBILE_OS = frozenset({"iOS", "Android", "Windows Phone", "BlackBerry OS", "KaiOS", "Firefox OS", "Symbian OS",
                        "Tizen", "HarmonyOS"})
 DESKTOP_OS = frozenset({"Windows", "Mac OS X", "Linux", "Ubuntu", "Fedora", "Debian", "Chrome OS", "FreeBSD",
                         "OpenBSD", "NetBSD", "Solaris", "macOS"})
-Enrich = Callable[[Mapping[str, Any]], dict[str, Any]]
+REFERRER_MAX_CHARS = 2048  # a longer referrer is cut before parsing (a host is far shorter)
 _NO_UTM = dict.fromkeys(UTM, "")
 
 
@@ -67,18 +68,17 @@ def utm(campaign: Mapping[str, Any], search: str) -> dict[str, str]:
 
 @lru_cache(maxsize=8192)
 def classify(user_agent: str) -> tuple[str, str, str, bool]:
-    """A user agent -> ``(browser, os, device class, bot)``."""
+    """A user agent (at most UA_MAX_CHARS: callers cut it) -> ``(browser, os, device class, bot)``."""
     if not user_agent.strip():
         return "", "", "", False
     from ua_parser import parse
 
-    ua = user_agent[:UA_MAX_CHARS]
-    result = parse(ua)
+    result = parse(user_agent)
     browser = result.user_agent.family if result.user_agent else ""
     os_name = result.os.family if result.os else ""
     device_family = result.device.family if result.device else ""
-    bot = device_family == "Spider" or _crawlers().isCrawler(ua)
-    return _short(browser), _short(os_name), _device_class(ua, os_name, device_family, bot), bool(bot)
+    bot = device_family == "Spider" or _crawlers().isCrawler(user_agent)
+    return _short(browser), _short(os_name), _device_class(user_agent, os_name, device_family, bot), bool(bot)
 
 
 @lru_cache(maxsize=1)
@@ -113,9 +113,10 @@ def enrich(context: Mapping[str, Any]) -> dict[str, Any]:
         url = page.get("url")
         search = _query_of(url) if isinstance(url, str) else ""
     user_agent = context.get("userAgent")
-    browser, os_name, device, bot = classify(user_agent) if isinstance(user_agent, str) else ("", "", "", False)
+    browser, os_name, device, bot = (classify(user_agent[:UA_MAX_CHARS]) if isinstance(user_agent, str)
+                                     else ("", "", "", False))
     out: dict[str, Any] = {
-        "referrer_host": referrer_host(referrer) if isinstance(referrer, str) else "",
+        "referrer_host": referrer_host(referrer[:REFERRER_MAX_CHARS]) if isinstance(referrer, str) else "",
         **utm(campaign, search),
         "browser": browser,
         "os": os_name,

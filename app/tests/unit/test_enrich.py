@@ -97,3 +97,24 @@ def test_any_context_the_contract_accepts_enriches_into_a_storable_event(context
     except ValueError:
         return  # refused as a whole (e.g. a NUL in the context): a 400, never a crash
     assert canonical(wire) == wire  # every enriched value obeys the contract: the consumer stores it as it is
+
+
+
+def test_huge_unique_inputs_reach_the_caches_cut_to_their_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parsers' LRU caches are keyed by the input: only bounded inputs may reach them."""
+    import footprint.enrich as enrich_module
+
+    seen: list[str] = []
+
+    def spy(real: Any) -> Any:
+        def call(text: str) -> Any:
+            seen.append(text)
+            return real(text)
+        return call
+
+    monkeypatch.setattr(enrich_module, "classify", spy(classify))
+    monkeypatch.setattr(enrich_module, "referrer_host", spy(referrer_host))
+    out = enrich({"userAgent": "Mozilla/5.0 " + "x" * 100_000,
+                  "page": {"referrer": "https://h.example/" + "y" * 100_000}})
+    assert out["referrer_host"] == "h.example"
+    assert len(seen) == 2 and max(map(len, seen)) <= max(enrich_module.UA_MAX_CHARS, enrich_module.REFERRER_MAX_CHARS)
