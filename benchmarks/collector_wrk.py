@@ -34,25 +34,10 @@ from _services import REPO, machine
 
 sys.path.insert(0, str(REPO / "app" / "tests"))
 
+from collector_overhead import APP as SITE_APP  # the same two apps: plain, and with footprint.track
 from services import free_port, private_kafka
 
 KEY = "bench-key"
-SITE_APP = '''
-import os
-from fastapi import FastAPI
-from footprint.track import FootprintASGI, KafkaSender, PageRecorder
-
-def plain():
-    app = FastAPI()
-    @app.get("/hello")
-    async def hello():
-        return {"ok": True}
-    return app
-
-def tracked():
-    sender = KafkaSender(os.environ["FOOTPRINT_KAFKA_BOOTSTRAP"], os.environ["FOOTPRINT_KAFKA_TOPIC"])
-    return FootprintASGI(plain(), sender, PageRecorder(site="bench"))
-'''
 POST_LUA = '''
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -170,7 +155,7 @@ def run_pages(work: Path, env: dict[str, str], args: argparse.Namespace) -> dict
     script = work / "page.lua"
     script.write_text(PAGE_LUA)
     out = {}
-    for name, factory in (("plain", "plain"), ("with footprint.track", "tracked")):
+    for name, factory in (("plain", "without_middleware"), ("with footprint.track", "with_middleware")):
         port = free_port()
         proc = start([sys.executable, "-m", "uvicorn", f"siteapp:{factory}", "--factory", "--app-dir", str(work),
                       "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"],
