@@ -10,7 +10,7 @@ INVENTORY ?= inventory/local/hosts.yml
 DEMO_HOST := footprint-demo
 DEMO_IP := 10.77.0.10
 
-.PHONY: help deps venv artifacts lint test test-testbed test-app molecule demo demo-down smoke docs fuzz
+.PHONY: help deps venv artifacts lint test test-testbed test-app molecule molecule-upgrade demo demo-down smoke upgrade docs fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -39,9 +39,14 @@ $(VENV)/.done: requirements.txt app/pyproject.toml
 	@touch $@
 	@echo "venv: ready ($(VENV))"
 
-artifacts: venv ## build (once, cached) the Debian 13 rootfs and the Kafka 4.0 distribution
+# The Kafka versions the test bed needs: the default one, and the newer one the upgrade scenario
+# moves to (molecule/upgrade/host_vars/).
+KAFKA_UPGRADE_VERSION := 4.1.2
+
+artifacts: venv ## build (once, cached) the Debian 13 rootfs and the Kafka distributions (4.0.2, and 4.1.2 for upgrades)
 	testbed/host rootfs
 	testbed/kafka-dist/build
+	KAFKA_VERSION=$(KAFKA_UPGRADE_VERSION) testbed/kafka-dist/build
 
 lint: venv ## yamllint, ansible-lint (production), syntax checks, role docs, ruff, mypy
 	yamllint --strict .
@@ -65,7 +70,10 @@ fuzz: venv artifacts ## schemathesis against a live collector and broker, 10,000
 molecule: venv artifacts ## the offline molecule scenario: create, converge site.yml, idempotence, verify, destroy
 	molecule test
 
-test: lint test-testbed test-app molecule ## EVERYTHING (what CI runs)
+molecule-upgrade: venv artifacts ## the upgrade scenario: release v0.1.0 deployed, upgrade.yml under traffic, a failed gate (~15 min)
+	molecule test -s upgrade
+
+test: lint test-testbed test-app molecule molecule-upgrade ## EVERYTHING (what CI runs)
 
 demo: venv artifacts ## deploy the whole stack into the local demo host and say where it is
 	testbed/host up $(DEMO_HOST) $(DEMO_IP)
@@ -77,6 +85,9 @@ demo-down: ## remove the local demo host
 
 smoke: venv ## smoke checks (testinfra + synthetic events end to end) against INVENTORY=...
 	pytest -c tests/pytest.ini --hosts=ansible://footprint --ansible-inventory=$(INVENTORY) -m "not destructive" tests
+
+upgrade: venv ## upgrade INVENTORY=... to the versions it asks for, one host at a time (EXTRA="-e kafka_finalize_metadata_version=true")
+	ansible-playbook -i $(INVENTORY) playbooks/upgrade.yml $(EXTRA)
 
 docs: venv ## regenerate the variable tables in the role READMEs from meta/argument_specs.yml
 	$(PY) tools/role-docs

@@ -117,14 +117,26 @@ def _get_ansible_host(config: Any, inventory: Any, host: str, **kwargs: Any) -> 
 ansible_runner.get_ansible_host = _get_ansible_host  # type: ignore[assignment]
 
 
+def _phase(variable: str) -> str:
+    phase = os.environ.get(variable, "")
+    if phase not in ("", "before", "after"):
+        raise pytest.UsageError(f"{variable} must be before or after, not {phase!r}")
+    return phase
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked `reboot` run only around a reboot (FOOTPRINT_REBOOT_PHASE=before|after, see
-    test_reboot.py); otherwise they are deselected (reported as such, not skipped)."""
-    phase = os.environ.get("FOOTPRINT_REBOOT_PHASE", "")
-    if phase not in ("", "before", "after"):
-        raise pytest.UsageError(f"FOOTPRINT_REBOOT_PHASE must be before or after, not {phase!r}")
+    test_reboot.py), tests marked `upgrade` only around an upgrade (FOOTPRINT_UPGRADE_PHASE, alone:
+    see test_upgrade.py); otherwise they are deselected (reported as such, not skipped)."""
+    phase = _phase("FOOTPRINT_REBOOT_PHASE")
+    upgrade_phase = _phase("FOOTPRINT_UPGRADE_PHASE")
 
     def wanted(item: pytest.Item) -> bool:
+        upgrade = item.get_closest_marker("upgrade") is not None
+        if upgrade_phase:  # only the upgrade checks of this phase
+            return upgrade and item.name.startswith(f"test_{upgrade_phase}_upgrade_")
+        if upgrade:
+            return False
         reboot = item.get_closest_marker("reboot") is not None
         if phase == "before":  # only the step before the reboot
             return reboot and item.name.startswith("test_before_")

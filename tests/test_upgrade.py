@@ -1,0 +1,222 @@
+"""The upgrade keeps every event (molecule's upgrade scenario: molecule/upgrade/).
+
+Two phases in two pytest runs, selected by FOOTPRINT_UPGRADE_PHASE (without it these tests are
+deselected, see conftest); FOOTPRINT_UPGRADE_STATE is the directory that carries what they
+need from one phase to the next and the traffic logs of tests/upgrade_traffic.py:
+- `before` (the previous release runs): 10,000 events loaded through the collector's API and
+  seen in both stores; the Kafka cluster id and a digest of every topic's data saved;
+- `after` (upgrade.yml ran, the features were finalized, the trickle stopped): every event the
+  collector accepted before and during the upgrade is in PostgreSQL and ClickHouse exactly once;
+  the cluster id and the topics' data are unchanged; the brokers run kafka_version and
+  metadata.version is finalized at its level; the app reports the kit's version; how long the
+  collectors answered non-2xx is reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import upgrade_traffic
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from conftest import ROOT, setting
+from test_delivery import endpoints, revealed, wait_for
+
+__all__ = ["endpoints"]  # the fixture, shared with test_delivery
+
+testinfra_hosts = ["ansible://app"]
+pytestmark = pytest.mark.upgrade
+
+N_LOAD = 10_000
+APP_VERSION = tomllib.loads((ROOT / "app" / "pyproject.toml").read_text())["project"]["version"]
+
+
+def state() -> Path:
+    path = os.environ.get("FOOTPRINT_UPGRADE_STATE")
+    if not path:
+        pytest.fail("set FOOTPRINT_UPGRADE_STATE to the directory that carries the upgrade scenario's state")
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return Path(path)
+
+
+def cluster_id(ep: dict[str, Any]) -> str:
+    admin = AdminClient({"bootstrap.servers": ep["kafka"]})
+    return str(admin.describe_cluster(request_timeout=15).result().cluster_id)
+
+
+def topic_digests(ep: dict[str, Any], ranges: dict[str, int] | None = None) -> dict[str, Any]:
+    """topic[partition] -> (end offset, sha256 of every record's offset, key and value up to it).
+    With `ranges`, read exactly those end offsets (the data that existed before)."""
+    consumer = Consumer({"bootstrap.servers": ep["kafka"], "group.id": "footprint-upgrade-check",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    out: dict[str, Any] = {}
+    try:
+        meta = consumer.list_topics(timeout=15)
+        for topic in (ep["topic"], ep["dlq"]):
+            for p in meta.topics[topic].partitions:
+                name = f"{topic}[{p}]"
+                end = ranges[name] if ranges is not None else consumer.get_watermark_offsets(
+                    TopicPartition(topic, p), timeout=15)[1]
+                digest = hashlib.sha256()
+                offset = 0
+                if end > 0:
+                    consumer.assign([TopicPartition(topic, p, 0)])
+                    while offset < end:
+                        msg = consumer.poll(10)
+                        assert msg is not None, f"{name}: nothing to read at offset {offset} (end {end})"
+                        assert msg.error() is None, msg.error()
+                        at = msg.offset()
+                        assert at is not None
+                        if at >= end:
+                            break
+                        digest.update(f"{at}|".encode() + (msg.key() or b"") + b"|" + (msg.value() or b""))
+                        offset = at + 1
+                out[name] = [end, digest.hexdigest()]
+    finally:
+        consumer.close()
+    return out
+
+
+def stored_ids(ep: dict[str, Any], run_ids: list[str]) -> tuple[list[str], list[str]]:
+    """event ids of the scenario's events (user ids upgrade-<run>) in PostgreSQL and in ClickHouse (FINAL)."""
+    import clickhouse_connect
+    import psycopg
+
+    users = [f"upgrade-{r}" for r in run_ids]
+    with psycopg.connect(**revealed(ep["pg"]), connect_timeout=5) as conn:
+        pg = [str(r[0]) for r in conn.execute("SELECT event_id FROM events WHERE user_id = ANY(%s)", (users,))]
+    client = clickhouse_connect.get_client(**revealed(ep["ch"]), connect_timeout=5)
+    try:
+        ch = [str(r[0]) for r in client.query(
+            "SELECT event_id FROM events FINAL WHERE user_id IN {u:Array(String)}", parameters={"u": users}).result_rows]
+    finally:
+        client.close()
+    return pg, ch
+
+
+def logs() -> list[Path]:
+    return [p for p in (state() / "load.jsonl", state() / "trickle.jsonl") if p.exists()]
+
+
+def runs_of(path: Path) -> list[str]:
+    return sorted({i.split("-")[1] for r in upgrade_traffic.read_log(path) for i in r["ids"]})
+
+
+def test_before_upgrade_load_is_accepted_and_stored(endpoints: dict[str, Any]) -> None:
+    ep = endpoints
+    log = state() / "load.jsonl"
+    log.unlink(missing_ok=True)
+    with log.open("a") as out:
+        sender = upgrade_traffic.Sender(ep["collector"], ep["api_key"].reveal(), out, "load" + os.urandom(4).hex())
+        stop = upgrade_traffic.Stop()
+        while sender.n < N_LOAD:
+            sender.send_until_accepted(sender.batch(min(100, N_LOAD - sender.n), "load"), 1.0, stop)
+    accepted = upgrade_traffic.accepted_ids(log)
+    assert len(accepted) == N_LOAD
+    expected = {upgrade_traffic.event_id(m) for m in accepted}
+
+    def all_stored() -> bool:
+        pg, ch = stored_ids(ep, runs_of(log))
+        return set(pg) == expected and set(ch) == expected
+
+    wait_for(f"{N_LOAD} events in PostgreSQL and ClickHouse", all_stored, timeout=180)
+    snapshot = {"cluster_id": cluster_id(ep), "topics": topic_digests(ep)}
+    (state() / "kafka-before.json").write_text(json.dumps(snapshot, indent=1))
+
+
+def test_after_upgrade_every_accepted_event_is_stored_exactly_once(endpoints: dict[str, Any]) -> None:
+    paths = logs()
+    assert [p.name for p in paths] == ["load.jsonl", "trickle.jsonl"], "the load or the trickle log is missing"
+    accepted = [upgrade_traffic.event_id(m) for p in paths for m in upgrade_traffic.accepted_ids(p)]
+    sent = {upgrade_traffic.event_id(i) for p in paths for r in upgrade_traffic.read_log(p) for i in r["ids"]}
+    assert len(accepted) > N_LOAD, "the trickle accepted no event"
+    assert len(set(accepted)) == len(accepted), "the traffic logs list an accepted event twice"
+    runs = sorted({r for p in paths for r in runs_of(p)})
+
+    def caught_up() -> tuple[list[str], list[str]] | None:
+        pg, ch = stored_ids(endpoints, runs)
+        return (pg, ch) if set(accepted) <= set(pg) and set(accepted) <= set(ch) else None
+
+    found = wait_for(f"all {len(accepted)} accepted events in both stores", caught_up, timeout=180)
+    for store, ids in zip(("PostgreSQL", "ClickHouse"), found, strict=True):
+        dupes = len(ids) - len(set(ids))
+        assert dupes == 0, f"{store} holds {dupes} events more than once"
+        assert set(ids) <= sent, f"{store} holds events the scenario never sent"
+    print(f"\nupgrade: {len(accepted)} accepted events ({N_LOAD} loaded before, {len(accepted) - N_LOAD} during)"
+          " each found exactly once in PostgreSQL and ClickHouse; "
+          f"{len(found[0]) - len(accepted)} more were stored from batches refused while stopping")
+
+
+def test_after_upgrade_kafka_cluster_id_and_topic_data_are_unchanged(endpoints: dict[str, Any]) -> None:
+    before = json.loads((state() / "kafka-before.json").read_text())
+    assert cluster_id(endpoints) == before["cluster_id"]
+    ranges = {name: end for name, (end, _) in before["topics"].items()}
+    assert ranges[f"{endpoints['topic']}[0]"] >= N_LOAD, ranges
+    assert topic_digests(endpoints, ranges) == before["topics"]
+
+
+def kafka_tool(host: Any, tool: str, *args: str) -> str:
+    out = host.check_output(f"JAVA_HOME=$(dirname $(dirname $(readlink -f /usr/bin/java))) /opt/kafka/current/bin/{tool} "
+                            + " ".join(args) + " 2>/dev/null")
+    return str(out)
+
+
+def test_after_upgrade_the_broker_runs_the_new_version(host: Any, hostvars: dict[str, Any]) -> None:
+    if "kafka" not in setting(hostvars, "group_names"):
+        pytest.fail("the upgrade scenario's host must be in the kafka group")
+    want = setting(hostvars, "kafka_version")
+    pid = host.check_output("systemctl show --property=MainPID --value kafka")
+    jars = host.check_output(f"find /proc/{pid}/fd -lname '*/libs/kafka-server-[0-9]*.jar' -printf '%l\\n'")
+    assert f"/kafka_{setting(hostvars, 'kafka_scala_version')}-{want}/libs/kafka-server-{want}.jar" in jars, jars
+    assert host.file("/opt/kafka/current").linked_to.endswith(f"-{want}")
+
+
+def test_after_upgrade_metadata_version_is_finalized_at_the_new_level(host: Any, hostvars: dict[str, Any]) -> None:
+    bootstrap = f"127.0.0.1:{setting(hostvars, 'kafka_port')}"
+    mapping = kafka_tool(host, "kafka-features.sh", "--bootstrap-server", bootstrap, "version-mapping")
+    level = re.search(r"metadata\.version=\d+ \(([^)]+)\)", mapping)
+    assert level, mapping
+    described = kafka_tool(host, "kafka-features.sh", "--bootstrap-server", bootstrap, "describe")
+    finalized = re.search(r"Feature: metadata\.version\s.*FinalizedVersionLevel:\s*(\S+)", described)
+    assert finalized, described
+    assert finalized[1] == level[1], described
+    assert level[1].startswith(".".join(setting(hostvars, "kafka_version").split(".")[:2])), level[1]
+
+
+def test_after_upgrade_the_app_reports_the_kits_version(endpoints: dict[str, Any], host: Any) -> None:
+    res = httpx.get(f"{endpoints['collector']}/healthz", timeout=10)
+    assert res.status_code == 200 and res.json()["version"] == APP_VERSION, res.text
+    assert host.check_output("/opt/footprint/venv/bin/footprint version") == APP_VERSION
+
+
+def test_after_upgrade_collector_refusals_are_reported() -> None:
+    """The trickle ran through the whole upgrade (so the checks above cover it); how long the
+    collectors answered non-2xx is reported (a short gap on one host is acceptable: clients retry)."""
+    records = upgrade_traffic.read_log(state() / "trickle.jsonl")
+    window = json.loads((state() / "upgrade-window.json").read_text())
+    assert records[0]["t"] < window["start"], "the trickle started after the upgrade"
+    assert records[-1]["t"] > window["end"], "the trickle stopped before the upgrade ended"
+    times = [r["t"] for r in records]
+    longest_silence = max(b - a for a, b in itertools.pairwise(times))
+    assert longest_silence < 30, f"the trickle sent nothing for {longest_silence:.0f} s: it did not cover the upgrade"
+    refused = upgrade_traffic.refused_windows(records)
+    report = {
+        "requests": len(records),
+        "non_2xx_answers": sum(1 for r in records if not 200 <= r["status"] < 300),
+        "non_2xx_windows_s": [round(b - a, 1) for a, b in refused],
+        "non_2xx_total_s": round(sum(b - a for a, b in refused), 1),
+        "statuses": sorted({r["status"] for r in records}),
+        "upgrade_s": round(window["end"] - window["start"], 1),
+    }
+    (state() / "report.json").write_text(json.dumps(report, indent=1))
+    print(f"\nupgrade: collectors answered non-2xx for {report['non_2xx_total_s']} s in total "
+          f"(windows {report['non_2xx_windows_s']} s) during {report['upgrade_s']} s of upgrade runs; {report}")
