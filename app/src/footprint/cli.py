@@ -95,6 +95,7 @@ def wait_for(checks: dict[str, Callable[[], None]], stop: threading.Event, max_d
 
 def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
     from footprint.consumer import BatchConsumer
+    from footprint.erasure import ErasedUsers
     from footprint.httpd import serve
     from footprint.metrics import ConsumerMetrics
     from footprint.sinks import ClickHouseSink, PostgresSink
@@ -130,7 +131,8 @@ def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
     try:
         if not wait_for(checks, stop, settings.retry_max_seconds, waiting):
             return 0
-        consumer = BatchConsumer(settings, [pg, ch], metrics)
+        erased = ErasedUsers(settings.pg_dsn.get_secret_value(), settings.erasure_refresh_seconds)
+        consumer = BatchConsumer(settings, [pg, ch], metrics, erased=erased)
         holder["c"] = consumer
 
         def relay() -> None:
