@@ -1,57 +1,136 @@
-"""Dashboard queries on BOTH stores, results and timings side by side."""
+"""Dashboard queries on BOTH stores, results and timings side by side.
+
+One definition of every statistic, for ``footprint stats`` and the dashboard alike: a ``Filter``
+(UTC days, an event type, a link prefix) -> one PostgreSQL and one ClickHouse query per statistic.
+Synthetic events (smoke-check probes, the consumer's canary) are never counted.
+PostgreSQL reads the raw table; ClickHouse reads the hourly rollup where it can (page events), the
+raw table (FINAL: exact after replays) otherwise.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from typing import Any
 
+from footprint.schema import EVENT_TYPES
 from footprint.settings import Settings
 from footprint.stores import ch_client, pg_connect
 
 Rows = list[tuple[Any, ...]]
+LIVE_MINUTES = 60
 
-# Every query counts non-synthetic page events in [since, until) (UTC days).
-# PostgreSQL reads the raw table; ClickHouse reads the hourly rollup where it can, the raw
-# table (FINAL: exact after replays) otherwise.
-_PG_WHERE = "type = 'page' AND NOT synthetic AND footprint_time >= %(since)s AND footprint_time < %(until)s"
-_CH_WHERE = (
-    "type = 'page' AND NOT synthetic"
-    " AND footprint_time >= {since:DateTime} AND footprint_time < {until:DateTime}"
-)
-_CH_ROLLUP = "hour >= {since:DateTime} AND hour < {until:DateTime}"
 
-QUERIES: dict[str, tuple[str, str]] = {
-    "views_per_day": (
-        f"SELECT footprint_time::date AS day, count(*) FROM events WHERE {_PG_WHERE} GROUP BY 1 ORDER BY 1",
-        f"SELECT toDate(hour) AS day, uniqExactMerge(views) FROM link_hourly WHERE {_CH_ROLLUP}"
-        " GROUP BY day ORDER BY day",
-    ),
-    "top_links": (
-        f"SELECT link, count(*) AS views, count(DISTINCT visitor_id) FROM events WHERE {_PG_WHERE}"
-        ' GROUP BY link ORDER BY views DESC, link COLLATE "C" LIMIT %(top)s',
-        "SELECT link, uniqExactMerge(views) AS v, uniqExactMerge(visitors) FROM link_hourly"
-        f" WHERE {_CH_ROLLUP} GROUP BY link ORDER BY v DESC, link LIMIT {{top:UInt32}}",
-    ),
-    "methods": (
-        f"SELECT method, count(*) AS n FROM events WHERE {_PG_WHERE}"
-        ' GROUP BY method ORDER BY n DESC, method COLLATE "C"',
-        f"SELECT method, count() AS n FROM events FINAL WHERE {_CH_WHERE} GROUP BY method ORDER BY n DESC, method",
-    ),
-    "hourly_traffic": (
-        f"SELECT extract(hour FROM footprint_time)::int AS h, count(*) FROM events WHERE {_PG_WHERE}"
-        " GROUP BY 1 ORDER BY 1",
-        f"SELECT toHour(hour) AS h, uniqExactMerge(views) FROM link_hourly WHERE {_CH_ROLLUP}"
-        " GROUP BY h ORDER BY h",
-    ),
-    "unique_visitors_per_day": (
-        f"SELECT footprint_time::date AS day, count(DISTINCT visitor_id) FROM events WHERE {_PG_WHERE}"
-        " GROUP BY 1 ORDER BY 1",
-        f"SELECT toDate(hour) AS day, uniqExactMerge(visitors) FROM link_hourly WHERE {_CH_ROLLUP}"
-        " GROUP BY day ORDER BY day",
-    ),
+@dataclass(frozen=True)
+class Filter:
+    since: date = date(1970, 1, 1)  # first UTC day
+    until: date = date(2100, 1, 1)  # end UTC day, exclusive
+    type: str = "page"  # one of schema.EVENT_TYPES, or "" for every type
+    link: str = ""  # a link prefix, "" for every link
+    top: int = 10
+
+    def __post_init__(self) -> None:
+        if self.type and self.type not in EVENT_TYPES:
+            raise ValueError(f"type: one of {', '.join(EVENT_TYPES)} (or empty for all)")
+
+    @property
+    def rollup(self) -> bool:
+        """The ClickHouse rollup holds exactly the non-synthetic page events per link and hour."""
+        return self.type == "page"
+
+
+@dataclass
+class _Sql:
+    """The WHERE clauses of one filter, in each store's dialect."""
+
+    pg: str
+    ch: str
+    ch_rollup: str
+
+
+def _where(f: Filter, time_pg: str, time_ch: str, time_rollup: str) -> _Sql:
+    pg, ch, rollup = ["NOT synthetic", time_pg], ["NOT synthetic", time_ch], [time_rollup]
+    if f.type:  # a literal (validated against EVENT_TYPES): PostgreSQL's partial index matches it
+        pg.append(f"type = '{f.type}'")
+        ch.append(f"type = '{f.type}'")
+    if f.link:
+        pg.append("starts_with(link, %(link)s)")
+        ch.append("startsWith(link, {link:String})")
+        rollup.append("startsWith(link, {link:String})")
+    return _Sql(" AND ".join(pg), " AND ".join(ch), " AND ".join(rollup))
+
+
+def _days(f: Filter) -> _Sql:
+    return _where(f, "footprint_time >= %(since)s AND footprint_time < %(until)s",
+                  "footprint_time >= {since:DateTime} AND footprint_time < {until:DateTime}",
+                  "hour >= {since:DateTime} AND hour < {until:DateTime}")
+
+
+def _per_day(count_pg: str, count_ch: str, merge: str) -> Callable[[Filter], tuple[str, str]]:
+    def build(f: Filter) -> tuple[str, str]:
+        w = _days(f)
+        ch = (f"SELECT toDate(hour) AS day, {merge} FROM link_hourly WHERE {w.ch_rollup} GROUP BY day ORDER BY day"
+              if f.rollup else
+              f"SELECT toDate(footprint_time) AS day, {count_ch} FROM events FINAL WHERE {w.ch}"
+              " GROUP BY day ORDER BY day")
+        return f"SELECT footprint_time::date AS day, {count_pg} FROM events WHERE {w.pg} GROUP BY 1 ORDER BY 1", ch
+    return build
+
+
+def _top_links(f: Filter) -> tuple[str, str]:
+    w = _days(f)
+    pg = (f"SELECT link, count(*) AS views, count(DISTINCT visitor_id) FROM events WHERE {w.pg}"
+          ' GROUP BY link ORDER BY views DESC, link COLLATE "C" LIMIT %(top)s')
+    if f.rollup:
+        return pg, ("SELECT link, uniqExactMerge(views) AS v, uniqExactMerge(visitors) FROM link_hourly"
+                    f" WHERE {w.ch_rollup} GROUP BY link ORDER BY v DESC, link LIMIT {{top:UInt32}}")
+    return pg, (f"SELECT link, count() AS v, uniqExact(visitor_id) FROM events FINAL WHERE {w.ch}"
+                " GROUP BY link ORDER BY v DESC, link LIMIT {top:UInt32}")
+
+
+def _counted_by(column: str, top: bool) -> Callable[[Filter], tuple[str, str]]:
+    limit_pg, limit_ch = (" LIMIT %(top)s", " LIMIT {top:UInt32}") if top else ("", "")
+
+    def build(f: Filter) -> tuple[str, str]:
+        w = _days(f)
+        return (f"SELECT {column}, count(*) AS n FROM events WHERE {w.pg}"
+                f' GROUP BY {column} ORDER BY n DESC, {column} COLLATE "C"{limit_pg}',
+                f"SELECT {column}, count() AS n FROM events FINAL WHERE {w.ch}"
+                f" GROUP BY {column} ORDER BY n DESC, {column}{limit_ch}")
+    return build
+
+
+def _hourly(f: Filter) -> tuple[str, str]:
+    w = _days(f)
+    ch = (f"SELECT toHour(hour) AS h, uniqExactMerge(views) FROM link_hourly WHERE {w.ch_rollup} GROUP BY h ORDER BY h"
+          if f.rollup else
+          f"SELECT toHour(footprint_time) AS h, count() FROM events FINAL WHERE {w.ch} GROUP BY h ORDER BY h")
+    return (f"SELECT extract(hour FROM footprint_time)::int AS h, count(*) FROM events WHERE {w.pg}"
+            " GROUP BY 1 ORDER BY 1", ch)
+
+
+def _live(f: Filter) -> tuple[str, str]:
+    """Events per minute since ``live_since`` (the last hour; not bounded by the filter's days)."""
+    w = _where(f, "footprint_time >= %(live_since)s", "footprint_time >= {live_since:DateTime}", "")
+    return (f"SELECT date_trunc('minute', footprint_time) AS m, count(*) FROM events WHERE {w.pg}"
+            " GROUP BY 1 ORDER BY 1",
+            f"SELECT toStartOfMinute(footprint_time) AS m, count() FROM events FINAL WHERE {w.ch}"
+            " GROUP BY m ORDER BY m")
+
+
+# name -> builder; the order is the order of `footprint stats` and of the dashboard's stores panel
+QUERIES: dict[str, Callable[[Filter], tuple[str, str]]] = {
+    "views_per_day": _per_day("count(*)", "count()", "uniqExactMerge(views)"),
+    "unique_visitors_per_day": _per_day("count(DISTINCT visitor_id)", "uniqExact(visitor_id)",
+                                        "uniqExactMerge(visitors)"),
+    "top_links": _top_links,
+    "methods": _counted_by("method", top=False),
+    "top_events": _counted_by("event", top=True),
+    "hourly_traffic": _hourly,
+    "live_per_minute": _live,
 }
 
 
@@ -68,13 +147,33 @@ class QueryResult:
         return self.pg_rows == self.ch_rows
 
 
+@dataclass
+class Params:
+    """The values every query of one filter binds (both dialects)."""
+
+    pg: dict[str, Any] = field(default_factory=dict)
+    ch: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, f: Filter, now: datetime | None = None) -> Params:
+        now = now or datetime.now(UTC)
+        live_since = (now - timedelta(minutes=LIVE_MINUTES - 1)).replace(second=0, microsecond=0)
+        common = {"top": f.top, "link": f.link, "live_since": live_since}
+        return cls(pg={**common, "since": f.since, "until": f.until},
+                   ch={**common, "since": datetime.combine(f.since, dtime(), UTC),
+                       "until": datetime.combine(f.until, dtime(), UTC)})
+
+
 def normalize(rows: Any) -> Rows:
-    """Plain comparable values: dates as ISO strings, numbers as int."""
+    """Plain comparable values: days as ISO dates, minutes as ``YYYY-MM-DDTHH:MM`` (UTC), numbers as int."""
     out = []
     for row in rows:
         vals: list[Any] = []
         for v in row:
-            if isinstance(v, date):
+            if isinstance(v, datetime):
+                v = v.astimezone(UTC) if v.tzinfo else v
+                vals.append(v.strftime("%Y-%m-%dT%H:%M"))
+            elif isinstance(v, date):
                 vals.append(v.isoformat())
             elif isinstance(v, bool | str) or v is None:
                 vals.append(v)
@@ -84,23 +183,21 @@ def normalize(rows: Any) -> Rows:
     return out
 
 
-def run_stats(settings: Settings, since: date, until: date, top: int = 10) -> list[QueryResult]:
-    params = {"since": since, "until": until, "top": top}
-
-    ch_params = {
-        "since": datetime.combine(since, dtime(), UTC),
-        "until": datetime.combine(until, dtime(), UTC),
-        "top": top,
-    }
+def run_stats(settings: Settings, since: date, until: date, top: int = 10, *, f: Filter | None = None,
+              names: tuple[str, ...] | None = None) -> list[QueryResult]:
+    """Every query (or ``names``) of filter ``f`` (default: page events of [since, until)) on both stores."""
+    f = f or Filter(since=since, until=until, top=top)
+    params = Params.of(f)
     results = []
     with pg_connect(settings.pg_reader_dsn.get_secret_value(), "reader") as conn:
         client = ch_client(settings, "reader")
         try:
-            for name, (pg_sql, ch_sql) in QUERIES.items():
+            for name in names or tuple(QUERIES):
+                pg_sql, ch_sql = QUERIES[name](f)
                 t0 = time.perf_counter()
-                pg_rows = conn.execute(pg_sql, params).fetchall()
+                pg_rows = conn.execute(pg_sql, params.pg).fetchall()
                 t1 = time.perf_counter()
-                ch_rows = client.query(ch_sql, parameters=ch_params).result_rows
+                ch_rows = client.query(ch_sql, parameters=params.ch).result_rows
                 t2 = time.perf_counter()
                 pg_ms, ch_ms = (t1 - t0) * 1000, (t2 - t1) * 1000
                 results.append(QueryResult(name, normalize(pg_rows), normalize(ch_rows), pg_ms, ch_ms))
@@ -108,6 +205,17 @@ def run_stats(settings: Settings, since: date, until: date, top: int = 10) -> li
         finally:
             client.close()
     return results
+
+
+def run_clickhouse(settings: Settings, f: Filter, names: tuple[str, ...]) -> dict[str, Rows]:
+    """``names`` of filter ``f`` on ClickHouse alone (the dashboard's live chart, refreshed often)."""
+    params = Params.of(f)
+    client = ch_client(settings, "reader")
+    try:
+        return {name: normalize(client.query(QUERIES[name](f)[1], parameters=params.ch).result_rows)
+                for name in names}
+    finally:
+        client.close()
 
 
 def render(results: list[QueryResult], limit: int = 12) -> str:
