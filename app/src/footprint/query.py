@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,7 +161,7 @@ def to_sql(q: EventQuery) -> tuple[str, dict[str, Any]]:
     return sql, params
 
 
-def row_to_event(row: tuple[Any, ...]) -> dict[str, Any]:
+def row_to_event(row: Sequence[Any]) -> dict[str, Any]:
     """A selected row -> the canonical column values (times as the canonical spelling, JSON objects)."""
     out = dict(zip(COLUMN_NAMES, row, strict=True))
     for c in ("footprint_time", "received_at"):
