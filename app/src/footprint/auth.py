@@ -73,6 +73,8 @@ class Signer:
             given = base64.urlsafe_b64decode(mac + "=" * (-len(mac) % 4))
         except ValueError:
             return None
+        if _b64(payload) != body or _b64(given) != mac:  # one spelling only (no unused bits, no padding)
+            return None
         expected = hmac.new(self._key, payload, hashlib.sha256).digest()[:20]
         return payload if hmac.compare_digest(given, expected) else None
 

@@ -327,3 +327,22 @@ def test_erasure_of_a_bad_user_id_or_an_unknown_job(api: TestClient) -> None:
     assert api.delete("/v1/users/" + "x" * 201, headers=PRIVATE).status_code == 400
     assert api.get("/v1/erasures/not-a-uuid", headers=PRIVATE).status_code == 400
     assert api.get(f"/v1/erasures/{uuid.uuid4()}", headers=PRIVATE).status_code == 404
+
+
+def test_only_the_owner_can_delete(read_settings: Settings) -> None:
+    """Least privilege: the writer (consumer) and the reader have no DELETE in either store."""
+    import clickhouse_connect
+
+    for dsn in (read_settings.pg_dsn, read_settings.pg_reader_dsn):
+        with psycopg.connect(dsn.get_secret_value()) as c, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            c.execute("DELETE FROM events WHERE user_id = 'nobody'")
+    for user, password in ((read_settings.ch_user, read_settings.ch_password),
+                           (read_settings.ch_reader_user, read_settings.ch_reader_password)):
+        client = clickhouse_connect.get_client(host=read_settings.ch_host, port=read_settings.ch_port, username=user,
+                                               password=password.get_secret_value(),
+                                               database=read_settings.ch_database)
+        try:
+            with pytest.raises(Exception, match="Code: 497"):
+                client.command("ALTER TABLE events DELETE WHERE user_id = 'nobody'")
+        finally:
+            client.close()
