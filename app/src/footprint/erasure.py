@@ -94,9 +94,9 @@ class Eraser:
     def _run(self, job: str, user_id: str) -> None:
         try:
             self._set(job, "status = 'running'")
-            pg, ch = self.erase(user_id)
+            pg, ch, hours = self.erase(user_id)
             time.sleep(self.second_pass_after)  # events a consumer was writing while the request arrived
-            pg2, ch2 = self.erase(user_id)
+            pg2, ch2, _ = self.erase(user_id, rebuild=hours)  # (the same hours again: see _rebuild_rollups)
             self._set(job, "status = 'done', finished_at = now(), pg_deleted = %s, ch_deleted = %s, error = ''",
                       (pg + pg2, ch + ch2))
             log.info("erasure done", extra={"job": job, "postgres_deleted": pg + pg2, "clickhouse_deleted": ch + ch2})
@@ -108,8 +108,9 @@ class Eraser:
         with self._owner() as conn:
             conn.execute(f"UPDATE erasure_requests SET {assignments} WHERE job_id = %s", (*values, job))
 
-    def erase(self, user_id: str) -> tuple[int, int]:
-        """Delete ``user_id``'s events from both stores now; returns (PostgreSQL rows, ClickHouse ids)."""
+    def erase(self, user_id: str, rebuild: list[datetime] | None = None) -> tuple[int, int, list[datetime]]:
+        """Delete ``user_id``'s events from both stores now and rebuild the rollups' hours they were in
+        (and ``rebuild``); returns (PostgreSQL rows, ClickHouse ids, the hours)."""
         with self._owner() as conn:
             pg_deleted = conn.execute("DELETE FROM events WHERE user_id = %s", (user_id,)).rowcount
         client = ch_client(self.settings, "owner")
@@ -119,31 +120,42 @@ class Eraser:
                 "SELECT DISTINCT event_id FROM events WHERE user_id = {user:String}", parameters=params).result_rows]
             hours = [r[0] for r in client.query(
                 "SELECT DISTINCT toStartOfHour(footprint_time) FROM events"
-                " WHERE user_id = {user:String} AND type = 'page' AND NOT synthetic", parameters=params).result_rows]
+                " WHERE user_id = {user:String} AND NOT synthetic", parameters=params).result_rows]
             for start in range(0, len(ids), 10_000):
                 client.command("ALTER TABLE event_ids DELETE WHERE has({ids:Array(UUID)}, event_id)",
                                parameters={"ids": ids[start:start + 10_000]}, settings=_MUTATION)
             if ids:
                 client.command("ALTER TABLE events DELETE WHERE user_id = {user:String}", parameters=params,
                                settings=_MUTATION)
-            if hours:
-                self._rebuild_rollup(client, hours)
+            if hours or rebuild:
+                _rebuild_rollups(client, sorted(set(hours) | set(rebuild or ())))
         finally:
             client.close()
-        return pg_deleted, len(ids)
+        return pg_deleted, len(ids), hours
 
-    @staticmethod
-    def _rebuild_rollup(client: Any, hours: list[datetime]) -> None:
-        # the same SELECT as the materialized view link_hourly_mv (clickhouse/0001_events.sql)
-        hp = {"hours": hours}
-        client.command("ALTER TABLE link_hourly DELETE WHERE has({hours:Array(DateTime('UTC'))}, hour)",
+
+# The rollups fed by materialized views from ``events`` (clickhouse/0001_events.sql, 0003_read_side.sql):
+# table -> (the view's SELECT list, its filter, its GROUP BY). Rebuilt for the erased user's hours.
+_ROLLUPS = {
+    "link_hourly": ("toStartOfHour(footprint_time) AS hour, link, uniqExactState(event_id) AS views,"
+                    " uniqExactState(visitor_id) AS visitors", "type = 'page' AND NOT synthetic", "hour, link"),
+    "stats_hourly": ("toStartOfHour(footprint_time) AS hour, type, link, method, event, count() AS events,"
+                     " uniqExactState(visitor_id) AS visitors", "NOT synthetic", "hour, type, link, method, event"),
+}
+
+
+def _rebuild_rollups(client: Any, hours: list[datetime]) -> None:
+    """Each rollup's rows of ``hours`` deleted and made again from ``events`` (uniqExact states and sums
+    cannot be subtracted). Rows a concurrent insert adds through a view in between may count twice in
+    ``stats_hourly`` (the erasure's second pass rebuilds the hours again)."""
+    hp = {"hours": hours}
+    for table, (select, where, group) in _ROLLUPS.items():
+        client.command(f"ALTER TABLE {table} DELETE WHERE has({{hours:Array(DateTime('UTC'))}}, hour)",
                        parameters=hp, settings=_MUTATION)
         client.command(
-            "INSERT INTO link_hourly SELECT toStartOfHour(footprint_time) AS hour, link,"
-            " uniqExactState(event_id) AS views, uniqExactState(visitor_id) AS visitors FROM events"
-            " WHERE type = 'page' AND NOT synthetic"
+            f"INSERT INTO {table} SELECT {select} FROM events FINAL WHERE {where}"
             " AND has({hours:Array(DateTime('UTC'))}, toStartOfHour(footprint_time))"
-            " GROUP BY hour, link", parameters=hp)
+            f" GROUP BY {group}", parameters=hp)
 
 
 class ErasedUsers:

@@ -3,8 +3,9 @@
 One definition of every statistic, for ``footprint stats`` and the dashboard alike: a ``Filter``
 (UTC days, an event type, a link prefix) -> one PostgreSQL and one ClickHouse query per statistic.
 Synthetic events (smoke-check probes, the consumer's canary) are never counted.
-PostgreSQL reads the raw table; ClickHouse reads the hourly rollup where it can (page events), the
-raw table (FINAL: exact after replays) otherwise.
+PostgreSQL reads the raw table; ClickHouse reads the hourly rollup ``stats_hourly`` (counts and
+visitor sets per hour, type, link, method and event name; migration 0003), and the raw table for the
+last hour's events per minute.
 """
 
 from __future__ import annotations
@@ -36,96 +37,74 @@ class Filter:
         if self.type and self.type not in EVENT_TYPES:
             raise ValueError(f"type: one of {', '.join(EVENT_TYPES)} (or empty for all)")
 
-    @property
-    def rollup(self) -> bool:
-        """The ClickHouse rollup holds exactly the non-synthetic page events per link and hour."""
-        return self.type == "page"
 
-
-@dataclass
-class _Sql:
-    """The WHERE clauses of one filter, in each store's dialect."""
-
-    pg: str
-    ch: str
-    ch_rollup: str
-
-
-def _where(f: Filter, time_pg: str, time_ch: str, time_rollup: str) -> _Sql:
-    pg, ch, rollup = ["NOT synthetic", time_pg], ["NOT synthetic", time_ch], [time_rollup]
+def _where(f: Filter, time_pg: str, time_ch: str) -> tuple[str, str]:
+    """The WHERE clauses of one filter in each store's dialect (ClickHouse: on the rollup's columns)."""
+    pg, ch = ["NOT synthetic", time_pg], [time_ch]
     if f.type:  # a literal (validated against EVENT_TYPES): PostgreSQL's partial index matches it
         pg.append(f"type = '{f.type}'")
         ch.append(f"type = '{f.type}'")
     if f.link:
         pg.append("starts_with(link, %(link)s)")
         ch.append("startsWith(link, {link:String})")
-        rollup.append("startsWith(link, {link:String})")
-    return _Sql(" AND ".join(pg), " AND ".join(ch), " AND ".join(rollup))
+    return " AND ".join(pg), " AND ".join(ch)
 
 
-def _days(f: Filter) -> _Sql:
+def _days(f: Filter) -> tuple[str, str]:
     return _where(f, "footprint_time >= %(since)s AND footprint_time < %(until)s",
-                  "footprint_time >= {since:DateTime} AND footprint_time < {until:DateTime}",
                   "hour >= {since:DateTime} AND hour < {until:DateTime}")
 
 
-def _per_day(count_pg: str, count_ch: str, merge: str) -> Callable[[Filter], tuple[str, str]]:
+def _per_day(pg_value: str, ch_value: str) -> Callable[[Filter], tuple[str, str]]:
     def build(f: Filter) -> tuple[str, str]:
-        w = _days(f)
-        ch = (f"SELECT toDate(hour) AS day, {merge} FROM link_hourly WHERE {w.ch_rollup} GROUP BY day ORDER BY day"
-              if f.rollup else
-              f"SELECT toDate(footprint_time) AS day, {count_ch} FROM events FINAL WHERE {w.ch}"
-              " GROUP BY day ORDER BY day")
-        return f"SELECT footprint_time::date AS day, {count_pg} FROM events WHERE {w.pg} GROUP BY 1 ORDER BY 1", ch
+        pg, ch = _days(f)
+        return (f"SELECT footprint_time::date AS day, {pg_value} FROM events WHERE {pg} GROUP BY 1 ORDER BY 1",
+                f"SELECT toDate(hour) AS day, {ch_value} FROM stats_hourly WHERE {ch} GROUP BY day ORDER BY day")
     return build
 
 
 def _top_links(f: Filter) -> tuple[str, str]:
-    w = _days(f)
-    pg = (f"SELECT link, count(*) AS views, count(DISTINCT visitor_id) FROM events WHERE {w.pg}"
-          ' GROUP BY link ORDER BY views DESC, link COLLATE "C" LIMIT %(top)s')
-    if f.rollup:
-        return pg, ("SELECT link, uniqExactMerge(views) AS v, uniqExactMerge(visitors) FROM link_hourly"
-                    f" WHERE {w.ch_rollup} GROUP BY link ORDER BY v DESC, link LIMIT {{top:UInt32}}")
-    return pg, (f"SELECT link, count() AS v, uniqExact(visitor_id) FROM events FINAL WHERE {w.ch}"
-                " GROUP BY link ORDER BY v DESC, link LIMIT {top:UInt32}")
+    pg, ch = _days(f)
+    return (f"SELECT link, count(*) AS views, count(DISTINCT visitor_id) FROM events WHERE {pg}"
+            ' GROUP BY link ORDER BY views DESC, link COLLATE "C" LIMIT %(top)s',
+            f"SELECT link, sum(events) AS v, uniqExactMerge(visitors) FROM stats_hourly WHERE {ch}"
+            " GROUP BY link ORDER BY v DESC, link LIMIT {top:UInt32}")
 
 
 def _counted_by(column: str, top: bool) -> Callable[[Filter], tuple[str, str]]:
     limit_pg, limit_ch = (" LIMIT %(top)s", " LIMIT {top:UInt32}") if top else ("", "")
 
     def build(f: Filter) -> tuple[str, str]:
-        w = _days(f)
-        return (f"SELECT {column}, count(*) AS n FROM events WHERE {w.pg}"
+        pg, ch = _days(f)
+        return (f"SELECT {column}, count(*) AS n FROM events WHERE {pg}"
                 f' GROUP BY {column} ORDER BY n DESC, {column} COLLATE "C"{limit_pg}',
-                f"SELECT {column}, count() AS n FROM events FINAL WHERE {w.ch}"
+                f"SELECT {column}, sum(events) AS n FROM stats_hourly WHERE {ch}"
                 f" GROUP BY {column} ORDER BY n DESC, {column}{limit_ch}")
     return build
 
 
 def _hourly(f: Filter) -> tuple[str, str]:
-    w = _days(f)
-    ch = (f"SELECT toHour(hour) AS h, uniqExactMerge(views) FROM link_hourly WHERE {w.ch_rollup} GROUP BY h ORDER BY h"
-          if f.rollup else
-          f"SELECT toHour(footprint_time) AS h, count() FROM events FINAL WHERE {w.ch} GROUP BY h ORDER BY h")
-    return (f"SELECT extract(hour FROM footprint_time)::int AS h, count(*) FROM events WHERE {w.pg}"
-            " GROUP BY 1 ORDER BY 1", ch)
+    pg, ch = _days(f)
+    return (f"SELECT extract(hour FROM footprint_time)::int AS h, count(*) FROM events WHERE {pg}"
+            " GROUP BY 1 ORDER BY 1",
+            f"SELECT toHour(hour) AS h, sum(events) FROM stats_hourly WHERE {ch} GROUP BY h ORDER BY h")
 
 
 def _live(f: Filter) -> tuple[str, str]:
-    """Events per minute since ``live_since`` (the last hour; not bounded by the filter's days)."""
-    w = _where(f, "footprint_time >= %(live_since)s", "footprint_time >= {live_since:DateTime}", "")
-    return (f"SELECT date_trunc('minute', footprint_time) AS m, count(*) FROM events WHERE {w.pg}"
+    """Events per minute since ``live_since`` (the last hour; not bounded by the filter's days): the raw
+    tables (minutes), ClickHouse's read limited by its sort key (type, synthetic, hour) to the last hour."""
+    pg, ch = _where(f, "footprint_time >= %(live_since)s",
+                    "NOT synthetic AND footprint_time >= {live_since:DateTime}")
+    return (f"SELECT date_trunc('minute', footprint_time) AS m, count(*) FROM events WHERE {pg}"
             " GROUP BY 1 ORDER BY 1",
-            f"SELECT toStartOfMinute(footprint_time) AS m, count() FROM events FINAL WHERE {w.ch}"
+            f"SELECT toStartOfMinute(footprint_time) AS m, count() FROM events FINAL WHERE {ch}"
             " GROUP BY m ORDER BY m")
 
 
 # name -> builder; the order is the order of `footprint stats` and of the dashboard's stores panel
 QUERIES: dict[str, Callable[[Filter], tuple[str, str]]] = {
-    "views_per_day": _per_day("count(*)", "count()", "uniqExactMerge(views)"),
-    "unique_visitors_per_day": _per_day("count(DISTINCT visitor_id)", "uniqExact(visitor_id)",
-                                        "uniqExactMerge(visitors)"),
+    "views_per_day": _per_day("count(*)", "sum(events)"),
+    "unique_visitors_per_day": _per_day("count(DISTINCT visitor_id)", "uniqExactMerge(visitors)"),
     "top_links": _top_links,
     "methods": _counted_by("method", top=False),
     "top_events": _counted_by("event", top=True),

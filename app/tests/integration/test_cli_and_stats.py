@@ -88,7 +88,7 @@ def _truncate(settings: Settings) -> None:
         c.execute("TRUNCATE events")
     ch = ch_client(settings)
     try:
-        for table in ("events", "link_hourly", "event_ids"):  # event_ids must follow events (first write wins)
+        for table in ("events", "link_hourly", "stats_hourly", "event_ids"):  # event_ids after events
             ch.command(f"TRUNCATE TABLE {table}")
     finally:
         ch.close()
