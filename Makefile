@@ -20,13 +20,14 @@ deps: ## install the machine packages the tests need (root; Debian/Ubuntu)
 	@apt-get update -qq
 	@echo "deps: apt-get install: debootstrap, systemd-container, iptables, iproute2 (the test hosts);" \
 	  "postgresql, openjdk-17-jre-headless, maven (real stores for the app's integration tests);" \
-	  "chromium (the browser the snippet is tested in); ~1-2 min on a fresh machine"
+	  "chromium (the browser the snippet and the dashboard are tested in); npm (vendors the dashboard's" \
+	  "charting library at build time); ~1-2 min on a fresh machine"
 	@DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	  debootstrap systemd-container iptables iproute2 postgresql openjdk-17-jre-headless maven chromium >/dev/null
+	  debootstrap systemd-container iptables iproute2 postgresql openjdk-17-jre-headless maven chromium npm >/dev/null
 	@echo "deps: done"
 
 venv: $(VENV)/.done ## the control-node venv from requirements.txt (+ the app, editable)
-$(VENV)/.done: requirements.txt app/pyproject.toml
+$(VENV)/.done: requirements.txt app/pyproject.toml app/vendor.json
 	@echo "venv: $(VENV): creating it with python3 -m venv (if missing)"
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@echo "venv: upgrading pip"
@@ -36,6 +37,8 @@ $(VENV)/.done: requirements.txt app/pyproject.toml
 	@echo "venv: installing the app (./app, editable) with its test extras: FastAPI, confluent-kafka, psycopg," \
 	  "clickhouse-connect, hypothesis, schemathesis, playwright (driving Debian's chromium; no browser download)"
 	@$(BIN)/pip install -q -e './app[test]'
+	@echo "venv: vendoring the dashboard's pinned JavaScript (app/vendor.json: npm pack, sha512-checked)"
+	@python3 app/tools/vendor_js.py app
 	@touch $@
 	@echo "venv: ready ($(VENV))"
 

@@ -616,6 +616,33 @@ def _to_wire(wire: dict[str, Any], message_id: str | None, received: str, enrich
     }
 
 
+# ------------------------------------------------------------------------------------- outbound
+
+# stored columns that no inbound field fills, and the names the read API gives them
+OUTBOUND_EXTRA: dict[str, str] = {
+    "event_id": "eventId", "method": "method", "link": "link", "visitor_id": "visitorId",
+    "received_at": "receivedAt", "schema_version": "schemaVersion", "synthetic": "synthetic",
+    # what the collector derived from the context: referrer_host -> referrerHost, utm_source -> utmSource, ...
+    **{c: c.split("_")[0] + "".join(w.title() for w in c.split("_")[1:]) for c in ENRICHED_COLUMNS},
+}
+
+
+def outbound_names(type_: str) -> dict[str, str]:
+    """Column -> the name the read API answers with for an event of ``type_``: the inbound (Segment)
+    name of the field that fills it (``event`` is ``name`` for a page), else ``OUTBOUND_EXTRA``."""
+    names = {"type": "type"}
+    for f in (*INBOUND_COMMON, *INBOUND_TYPES.get(type_, ())):
+        if f.column:
+            names[f.column] = f.name
+    return {**names, **OUTBOUND_EXTRA}
+
+
+def outbound(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored event (column -> value, canonical values) in the read API's (Segment) names."""
+    names = outbound_names(str(row.get("type", "")))
+    return {names[c]: row[c] for c in COLUMN_NAMES if c in names and c in row}
+
+
 _KIND_SCHEMA: dict[str, dict[str, Any]] = {
     "short": {"type": "string", "minLength": 1, "maxLength": SHORT_MAX_CHARS},
     "object": {"type": "object", "additionalProperties": True},
