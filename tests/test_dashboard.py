@@ -85,8 +85,10 @@ def test_a_probe_shows_in_the_events_api_and_never_in_the_stats(hostvars: dict[s
     public = secret(hostvars, "footprint_api_keys").reveal()
     private = secret(hostvars, "footprint_private_keys").reveal()
     link = f"/footprint-smoke/{uuid.uuid4().hex}"
-    r = httpx.get(collector + link, headers={"X-Footprint-Probe": "1"}, timeout=10)  # a page event, synthetic
-    assert r.status_code == 404
+    probe = {"type": "page", "anonymousId": "footprint-smoke", "properties": {"path": link, "footprint_probe": True}}
+    r = httpx.post(collector + "/v1/events", json={"batch": [probe]}, headers={"Authorization": f"Bearer {public}"},
+                   timeout=10)  # a synthetic page view
+    assert r.status_code == 202, r.text
     assert _read(collector, public, {"link": link}).status_code == 403  # a public key reads nothing
     wanted = {"link": link, "synthetic": "true", "type": "page"}
     deadline = time.monotonic() + 90
