@@ -98,3 +98,6 @@ def test_a_row_postgres_refuses_is_told_from_an_outage_by_its_probe(settings: Se
         sink.close()
     with psycopg.connect(settings.pg_owner_dsn.get_secret_value()) as c:
         assert c.execute("SELECT count(*) FROM events WHERE event_id = %s", (good["event_id"],)).fetchone() == (1,)
+        # written to PostgreSQL alone, on purpose: removed, so that later tests comparing the two stores
+        # over the shared database (the last hour's events per minute) see the same data in both
+        c.execute("DELETE FROM events WHERE event_id = %s", (good["event_id"],))
