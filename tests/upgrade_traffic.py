@@ -9,7 +9,8 @@ answer, "error": text, "ids": [messageIds]}. Every event carries a messageId, so
 refused batch (the same messageIds) is stored once: a batch is retried until it gets a 2xx, as
 clients are expected to. `load` sends COUNT events in batches of 100 and exits; `trickle` sends a
 small batch every INTERVAL seconds until SIGTERM/SIGINT, then finishes the batch in flight.
-Events are marked synthetic (X-Footprint-Probe), so the smoke checks' stats stay untouched.
+The header X-Footprint-Probe marks as synthetic the page view that release 0.1.0 records for each API
+call (0.2.0 on records none), so the smoke checks' stats stay untouched.
 """
 
 from __future__ import annotations
