@@ -183,8 +183,12 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
     from footprint.stats import Filter, render, run_stats
 
-    f = Filter(since=args.since, until=args.until, top=args.top, link=args.link,
-               type="" if args.type == "all" else args.type)
+    try:
+        f = Filter(since=args.since, until=args.until, top=args.top, link=args.link,
+                   type="" if args.type == "all" else args.type)
+    except ValueError as exc:
+        print(f"footprint stats: {exc}", file=sys.stderr)
+        return 2
     results = run_stats(settings, args.since, args.until, args.top, f=f)
     if args.json:
         print(json.dumps([
@@ -273,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("stats", help="dashboard queries on both stores with timings; exit 1 if answers differ")
     s.add_argument("--since", type=_date, default=date(1970, 1, 1), help="first UTC day (YYYY-MM-DD)")
-    s.add_argument("--until", type=_date, default=date(2100, 1, 1), help="end UTC day, exclusive")
+    s.add_argument("--until", type=_date, default=date(2100, 1, 1),
+                   help="end UTC day, exclusive (2106-02-07 at the latest)")
     s.add_argument("--top", type=int, default=10, help="number of top links and event names (default 10)")
     s.add_argument("--type", choices=[*EVENT_TYPES, "all"], default="page", help="event type counted (default page)")
     s.add_argument("--link", default="", help="count only links starting with this prefix")

@@ -25,6 +25,11 @@ from footprint.stores import ch_client, pg_connect
 
 Rows = list[tuple[Any, ...]]
 LIVE_MINUTES = 60
+# The end of the days a statistic can cover. The contract takes times up to 2199 and the raw tables hold
+# them exactly, but the ClickHouse rollups keep the hour as a DateTime (32-bit seconds, up to
+# 2106-02-07 06:28:15 UTC), where a later event's hour saturates. A filter ending on this day leaves those
+# events out of both stores alike.
+ROLLUP_END = date(2106, 2, 7)
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,8 @@ class Filter:
     def __post_init__(self) -> None:
         if self.type and self.type not in EVENT_TYPES:
             raise ValueError(f"type: one of {', '.join(EVENT_TYPES)} (or empty for all)")
+        if self.until > ROLLUP_END:
+            raise ValueError(f"until: {ROLLUP_END} at the latest (the hourly rollups end there)")
 
 
 def _where(f: Filter, time_pg: str, time_ch: str, bots: bool = False) -> tuple[str, str]:
@@ -94,10 +101,12 @@ def _hourly(f: Filter) -> tuple[str, str]:
 
 
 def _live(f: Filter) -> tuple[str, str]:
-    """Events per minute since ``live_since`` (the last hour; not bounded by the filter's days): the raw
-    tables (minutes), ClickHouse's read limited by its sort key (type, synthetic, hour) to the last hour."""
-    pg, ch = _where(f, "footprint_time >= %(live_since)s",
-                    "NOT synthetic AND NOT bot AND footprint_time >= {live_since:DateTime}")
+    """Events per minute of the last hour, [``live_since``, ``live_until``) (not bounded by the filter's
+    days; an event timestamped in the future is not live): the raw tables (minutes), ClickHouse's read
+    limited by its sort key (type, synthetic, hour) to that hour."""
+    pg, ch = _where(f, "footprint_time >= %(live_since)s AND footprint_time < %(live_until)s",
+                    "NOT synthetic AND NOT bot AND footprint_time >= {live_since:DateTime}"
+                    " AND footprint_time < {live_until:DateTime}")
     return (f"SELECT date_trunc('minute', footprint_time) AS m, count(*) FROM events WHERE {pg}"
             " GROUP BY 1 ORDER BY 1",
             f"SELECT toStartOfMinute(footprint_time) AS m, count() FROM events FINAL WHERE {ch}"
@@ -168,7 +177,8 @@ class Params:
     def of(cls, f: Filter, now: datetime | None = None) -> Params:
         now = now or datetime.now(UTC)
         live_since = (now - timedelta(minutes=LIVE_MINUTES - 1)).replace(second=0, microsecond=0)
-        common = {"top": f.top, "link": f.link, "live_since": live_since}
+        common = {"top": f.top, "link": f.link, "live_since": live_since,
+                  "live_until": live_since + timedelta(minutes=LIVE_MINUTES)}  # the minute after now's
         return cls(pg={**common, "since": f.since, "until": f.until},
                    ch={**common, "since": datetime.combine(f.since, dtime(), UTC),
                        "until": datetime.combine(f.until, dtime(), UTC)})
