@@ -169,7 +169,8 @@ def test_login_charts_filter_and_phone(dashboard: dict[str, Any]) -> None:
             # generated traffic has PUTs of its own)
             mine = _cli_stats(env, *_window(30), "--link", f"/{run}/")
             assert "PUT" not in [row[0] for row in _expected(mine)["methods"]]
-            # the stores panel: every query, both timings, answers the same
+            # the stores panel (asked after the charts are drawn): every query, both timings, answers the same
+            page.wait_for_function("() => Number(document.body.dataset.compared || 0) >= 1", timeout=60_000)
             table = page.eval_on_selector_all("#stores tbody tr", "rows => rows.map(r => r.innerText)")
             assert len(table) == len(QUERIES) and all("same" in row and "DIFFERENT" not in row for row in table)
 
@@ -227,8 +228,8 @@ def test_login_charts_filter_and_phone(dashboard: dict[str, Any]) -> None:
 def test_the_api_needs_a_session_and_refuses_bad_filters(dashboard: dict[str, Any]) -> None:
     base = dashboard["base"]
     with httpx.Client(base_url=base, timeout=30) as c:
-        assert c.get("/api/stats").status_code == 401
-        assert c.get("/api/live").status_code == 401
+        for path in ("/api/stats", "/api/live", "/api/stores"):
+            assert c.get(path).status_code == 401, path
         assert c.get("/", follow_redirects=False).status_code == 303
         c.cookies.set("footprint_session", "eyJ9.AAAA")  # forged
         assert c.get("/api/stats").status_code == 401
@@ -236,9 +237,12 @@ def test_the_api_needs_a_session_and_refuses_bad_filters(dashboard: dict[str, An
         r = c.post("/login", content="secret=" + KEY, headers={"Content-Type": "application/x-www-form-urlencoded"})
         assert r.status_code == 303 and "footprint_session" in c.cookies
         for params in ({"range": "2"}, {"type": "click"}, {"link": "x" * 3000}, {"colour": "red"}):
-            bad = c.get("/api/stats", params=params)
-            assert bad.status_code == 400, params
-        assert c.get("/api/stats", params={"range": "7"}).status_code == 200
+            for path in ("/api/stats", "/api/live", "/api/stores"):
+                bad = c.get(path, params=params)
+                assert bad.status_code == 400 and bad.json()["error"] == "invalid", (path, params)
+        assert set(c.get("/api/stats", params={"range": "7"}).json()["charts"]) == set(QUERIES)
+        compared = c.get("/api/stores", params={"range": "7"}).json()["stores"]
+        assert [r["query"] for r in compared] == list(QUERIES)
         c.cookies.clear()
         assert c.get("/static/../app.py").status_code == 404
         assert c.post("/login", content="secret=" + "test-key").status_code == 401  # a public key is no login

@@ -1,5 +1,6 @@
 // The dashboard page: one filter bar drives every chart; the live chart refreshes every few seconds.
-// Data: GET /api/stats (every statistic, both stores) and GET /api/live (ClickHouse), same filter.
+// Data, all for the same filter: GET /api/stats (the charts, ClickHouse), GET /api/live (ClickHouse),
+// then GET /api/stores (both stores, for the panel; PostgreSQL can take seconds, so the charts come first).
 "use strict";
 (function () {
   const charts = {};
@@ -88,11 +89,16 @@
         const rows = data.charts[name];
         draw(name, rows.map(function (r) { return label(r[0]); }), rows.map(function (r) { return r[1]; }));
       }
-      fillStores(data.stores);
-      const differ = data.stores.filter(function (r) { return !r.same; }).length;
-      status.textContent = "since " + data.filter.since + " (UTC)" + (differ ? ", " + differ + " answers differ between the stores" : "");
       await refreshLive();
+      const since = "since " + data.filter.since + " (UTC)";
+      status.textContent = since + ", comparing the stores...";
       document.body.dataset.updated = String(mine);
+      const compared = await getJson("/api/stores?" + query());
+      if (mine !== generation) return;
+      fillStores(compared.stores);
+      const differ = compared.stores.filter(function (r) { return !r.same; }).length;
+      status.textContent = since + (differ ? ", " + differ + " answers differ between the stores" : "");
+      document.body.dataset.compared = String(mine);
     } catch (err) {
       status.textContent = "could not load: " + err.message;
       status.classList.add("error");
