@@ -44,7 +44,7 @@ def _kafka_reachable(settings: Settings, timeout: float = 10.0) -> None:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(settings.kafka_client_config("collector"))
     try:
         md = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
