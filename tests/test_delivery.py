@@ -22,7 +22,7 @@ import httpx
 import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from conftest import Secret, secret, setting
+from conftest import Secret, kafka_client, pg_tls, secret, setting
 
 # The probe runs from the control node against the collector's host.
 testinfra_hosts = ["ansible://app"]
@@ -59,6 +59,7 @@ def endpoints(component: Callable[[str], tuple[str, dict[str, Any]]]) -> dict[st
             "dbname": setting(pg_vars, "postgresql_database"),
             "user": setting(pg_vars, "postgresql_reader_user"),
             "password": secret(pg_vars, "postgresql_reader_password"),
+            **pg_tls(pg_vars),
         },
         "ch": {
             "host": ch_addr,
@@ -69,6 +70,7 @@ def endpoints(component: Callable[[str], tuple[str, dict[str, Any]]]) -> dict[st
         },
         # the broker's advertised address, as the kafka role resolves it
         "kafka": f"{setting(kafka_vars, 'kafka_advertised_host')}:{setting(kafka_vars, 'kafka_port')}",
+        "kafka_vars": kafka_vars,
         "topic": next(t["name"] for t in setting(kafka_vars, "kafka_topics") if not t["name"].endswith(".dlq")),
         "dlq": next(t["name"] for t in setting(kafka_vars, "kafka_topics") if t["name"].endswith(".dlq")),
         "group": setting(app_vars, "footprint_kafka_group"),
@@ -101,7 +103,7 @@ def ch_rows(ep: dict[str, Any], where: str, params: dict[str, Any]) -> list[dict
 
 def kafka_positions(ep: dict[str, Any]) -> tuple[int, int, int]:
     """(sum of high watermarks of the events topic, of committed offsets, DLQ high watermark)."""
-    consumer = Consumer({"bootstrap.servers": ep["kafka"], "group.id": ep["group"], "enable.auto.commit": False})
+    consumer = Consumer(kafka_client(ep["kafka_vars"], ep["kafka"]) | {"group.id": ep["group"], "enable.auto.commit": False})
     try:
         meta = consumer.list_topics(timeout=10)
         parts = [TopicPartition(ep["topic"], p) for p in meta.topics[ep["topic"]].partitions]
