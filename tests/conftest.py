@@ -279,3 +279,13 @@ def pg_tls(pg_vars: dict[str, Any]) -> dict[str, Any]:
     if not enabled(pg_vars, "postgresql_tls_enabled"):
         return {}
     return {"sslmode": "verify-full", "sslrootcert": setting(pg_vars, "footprint_tls_ca_cert")}
+
+
+def web_scheme(app_vars: dict[str, Any]) -> str:
+    """https when nginx terminates TLS in front of the collector and the dashboard (footprint_tls_enabled)."""
+    return "https" if enabled(app_vars, "footprint_tls_enabled") else "http"
+
+
+def web_verify(app_vars: dict[str, Any]) -> str | bool:
+    """httpx's `verify` for the collector and the dashboard: the deploy's CA with TLS."""
+    return str(setting(app_vars, "footprint_tls_ca_cert")) if enabled(app_vars, "footprint_tls_enabled") else True

@@ -15,7 +15,7 @@ import httpx
 import psycopg
 from chnative import handshake
 from confluent_kafka.admin import AdminClient
-from conftest import kafka_client, pg_tls, secret, setting
+from conftest import kafka_client, pg_tls, secret, setting, web_scheme, web_verify
 
 # The checks run from the control node; one pass for the deployment.
 testinfra_hosts = ["ansible://app"]
@@ -26,7 +26,7 @@ Component = Callable[[str], tuple[str, dict[str, Any]]]
 def test_collector_http(component: Component) -> None:
     addr, hv = component("app")
     port = int(setting(hv, "footprint_collector_port"))
-    r = httpx.get(f"http://{addr}:{port}/healthz", timeout=10)
+    r = httpx.get(f"{web_scheme(hv)}://{addr}:{port}/healthz", timeout=10, verify=web_verify(hv))
     assert r.status_code == 200, f"collector {addr}:{port}: HTTP {r.status_code}"
 
 

@@ -327,3 +327,68 @@ def test_vvv_output_holds_no_secret(request: pytest.FixtureRequest, tmp_path: Pa
     secrets = deploy_secrets(secrets_dir)
     leaked = sum(1 for s in secrets if s.found_in(out))
     assert leaked == 0, f"{leaked} secret(s) of the deploy appear in the -vvv output"
+
+
+# --- HTTPS in front of the collector and the dashboard (nginx) -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def web(component: Component) -> dict[str, Any]:
+    addr, hv = component("app")
+    if not enabled(hv, "footprint_tls_enabled"):
+        pytest.skip("footprint_tls_enabled is false in this inventory")
+    port = int(setting(hv, "footprint_collector_port"))
+    return {"vars": hv, "address": addr, "port": port, "url": f"https://{addr}:{port}",
+            "ca": str(setting(hv, "footprint_tls_ca_cert")), "http_port": int(setting(hv, "footprint_proxy_http_port"))}
+
+
+def test_collector_https_works_with_the_ca(web: dict[str, Any]) -> None:
+    import httpx
+
+    r = httpx.get(f"{web['url']}/healthz", verify=web["ca"], timeout=10)
+    assert r.status_code == 200 and r.json()["status"] == "ok"
+
+
+def test_collector_plain_http_is_redirected_or_refused(web: dict[str, Any]) -> None:
+    import httpx
+
+    # plain HTTP to the HTTPS port: nginx answers 400, never the app
+    r = httpx.get(f"http://{web['address']}:{web['port']}/healthz", timeout=10)
+    assert r.status_code == 400, r.status_code
+    if web["http_port"]:
+        r = httpx.post(f"http://{web['address']}:{web['http_port']}/v1/events", json={}, timeout=10)
+        assert r.status_code == 308 and r.headers["location"] == f"https://{web['address']}:{web['port']}/v1/events"
+
+
+def test_collector_client_rejects_a_server_from_another_ca(web: dict[str, Any], other_ca: Path) -> None:
+    import httpx
+
+    with pytest.raises(httpx.ConnectError) as rejected:
+        httpx.get(f"{web['url']}/healthz", verify=str(other_ca), timeout=10)
+    assert "CERTIFICATE_VERIFY_FAILED" in str(rejected.value)
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1], ids=["tls1.0", "tls1.1"])
+def test_collector_refuses_old_tls(web: dict[str, Any], version: ssl.TLSVersion) -> None:
+    assert tls_handshake(web["address"], web["port"], ssl.TLSVersion.TLSv1_2) == "ok"
+    result = tls_handshake(web["address"], web["port"], version)
+    assert refused_by_server(result), result
+
+
+def test_collector_body_limit(web: dict[str, Any]) -> None:
+    import httpx
+
+    body = b"x" * (4 * 1024 * 1024)
+    r = httpx.post(f"{web['url']}/v1/events", content=body, verify=web["ca"], timeout=30,
+                   headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_app_listens_on_loopback_behind_nginx(host: Any, hostvars: dict[str, Any]) -> None:
+    if "app" not in setting(hostvars, "group_names") or not enabled(hostvars, "footprint_tls_enabled"):
+        pytest.skip("no HTTPS proxy on this host")
+    backend = int(setting(hostvars, "footprint_collector_backend_port"))
+    assert host.socket(f"tcp://127.0.0.1:{backend}").is_listening
+    assert not host.socket(f"tcp://0.0.0.0:{backend}").is_listening
+    key = host.file("/etc/nginx/tls/footprint.key")
+    assert key.user == "root" and key.mode == 0o600

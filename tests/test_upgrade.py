@@ -194,7 +194,7 @@ def test_after_upgrade_metadata_version_is_finalized_at_the_new_level(host: Any,
 
 
 def test_after_upgrade_the_app_reports_the_kits_version(endpoints: dict[str, Any], host: Any) -> None:
-    res = httpx.get(f"{endpoints['collector']}/healthz", timeout=10)
+    res = httpx.get(f"{endpoints['collector']}/healthz", timeout=10, verify=endpoints["verify"])
     assert res.status_code == 200 and res.json()["version"] == APP_VERSION, res.text
     assert host.check_output("/opt/footprint/venv/bin/footprint version") == APP_VERSION
 
