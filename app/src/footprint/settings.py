@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     ch_owner_password: SecretStr = SecretStr("")
     ch_reader_user: str = "footprint_reader"
     ch_reader_password: SecretStr = SecretStr("")
+    ch_secure: bool = False  # HTTPS to ClickHouse (the clickhouse role's clickhouse_tls_enabled)
+    ch_ca_cert: str = ""  # PEM file of the CA ClickHouse's certificate chains to (empty: the system's CAs)
 
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)  # public: ingest only
     # private keys: read (GET /v1/events), query (POST /v1/queries), erase, dashboard login; never ingest
