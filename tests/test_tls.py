@@ -224,13 +224,6 @@ def test_kafka_client_rejects_a_server_from_another_ca(kafka: dict[str, Any], ot
         [e.str() for e in errors]
 
 
-@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1], ids=["tls1.0", "tls1.1"])
-def test_kafka_refuses_old_tls(kafka: dict[str, Any], version: ssl.TLSVersion) -> None:
-    assert tls_handshake(kafka["address"], kafka["port"], ssl.TLSVersion.TLSv1_2) == "ok"
-    result = tls_handshake(kafka["address"], kafka["port"], version)
-    assert refused_by_server(result), result
-
-
 # --- PostgreSQL -----------------------------------------------------------------------------------
 
 
@@ -251,13 +244,6 @@ def test_postgresql_client_rejects_a_server_from_another_ca(pg: dict[str, Any], 
         psycopg.connect(**pg["params"], password=pg["password"].reveal(), connect_timeout=10,
                         sslmode="verify-full", sslrootcert=str(other_ca))
     assert "certificate verify failed" in str(rejected.value), str(rejected.value)[:300]
-
-
-@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1], ids=["tls1.0", "tls1.1"])
-def test_postgresql_refuses_old_tls(pg: dict[str, Any], version: ssl.TLSVersion) -> None:
-    assert tls_handshake(pg["address"], pg["port"], ssl.TLSVersion.TLSv1_2, starttls_pg=True) == "ok"
-    result = tls_handshake(pg["address"], pg["port"], version, starttls_pg=True)
-    assert refused_by_server(result), result
 
 
 # --- on the hosts: keys and logs ------------------------------------------------------------------
@@ -368,13 +354,6 @@ def test_collector_client_rejects_a_server_from_another_ca(web: dict[str, Any], 
     assert "CERTIFICATE_VERIFY_FAILED" in str(rejected.value)
 
 
-@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1], ids=["tls1.0", "tls1.1"])
-def test_collector_refuses_old_tls(web: dict[str, Any], version: ssl.TLSVersion) -> None:
-    assert tls_handshake(web["address"], web["port"], ssl.TLSVersion.TLSv1_2) == "ok"
-    result = tls_handshake(web["address"], web["port"], version)
-    assert refused_by_server(result), result
-
-
 def test_collector_body_limit(web: dict[str, Any]) -> None:
     import httpx
 
@@ -392,3 +371,16 @@ def test_app_listens_on_loopback_behind_nginx(host: Any, hostvars: dict[str, Any
     assert not host.socket(f"tcp://0.0.0.0:{backend}").is_listening
     key = host.file("/etc/nginx/tls/footprint.key")
     assert key.user == "root" and key.mode == 0o600
+
+
+# --- every TLS listener: TLS 1.0 and 1.1 refused, 1.2 accepted ---------------------------------------
+
+
+@pytest.mark.parametrize("listener", ["kafka", "pg", "web"])
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1], ids=["tls1.0", "tls1.1"])
+def test_old_tls_is_refused(request: pytest.FixtureRequest, listener: str, version: ssl.TLSVersion) -> None:
+    endpoint = request.getfixturevalue(listener)  # skips when that component's TLS is off
+    starttls = listener == "pg"
+    assert tls_handshake(endpoint["address"], endpoint["port"], ssl.TLSVersion.TLSv1_2, starttls_pg=starttls) == "ok"
+    result = tls_handshake(endpoint["address"], endpoint["port"], version, starttls_pg=starttls)
+    assert refused_by_server(result), result
