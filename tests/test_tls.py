@@ -85,12 +85,15 @@ def kafka_as(kafka: dict[str, Any], who: str, **extra: Any) -> dict[str, Any]:
 def auth_errors(config: dict[str, Any], seconds: float = 15) -> tuple[list[KafkaError], bool]:
     """(errors reported by the client, whether metadata was returned) of one metadata request."""
     errors: list[KafkaError] = []
-    admin = AdminClient(config | {"error_cb": errors.append, "socket.timeout.ms": 5000})
+    admin = AdminClient(config | {"error_cb": errors.append, "socket.timeout.ms": 5000,
+                                  "reconnect.backoff.ms": 1000, "reconnect.backoff.max.ms": 2000})
     try:
         admin.list_topics(timeout=seconds)
-        return errors, True
+        answered = True
     except KafkaException:
-        return errors, False
+        answered = False
+    admin.poll(1)  # serves the error callbacks
+    return errors, answered
 
 
 @pytest.fixture(scope="module")
@@ -204,12 +207,14 @@ def test_collector_cannot_read(kafka: dict[str, Any], scratch_topic: str) -> Non
     try:
         consumer.assign([TopicPartition(kafka["topic"], 0, 0)])
         errors = []
-        for _ in range(20):
+        for _ in range(30):  # a refused group (no ACL either) may show first: keep fetching
             msg = consumer.poll(1.0)
             err = msg.error() if msg is not None else None
             if err is not None:
                 errors.append(err.code())
-                break
+                if err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                    break
+                continue
             assert msg is None, "the collector's principal read a record of the events topic"
         assert KafkaError.TOPIC_AUTHORIZATION_FAILED in errors, errors
     finally:
@@ -243,7 +248,9 @@ def test_postgresql_client_rejects_a_server_from_another_ca(pg: dict[str, Any], 
     with pytest.raises(psycopg.OperationalError) as rejected:
         psycopg.connect(**pg["params"], password=pg["password"].reveal(), connect_timeout=10,
                         sslmode="verify-full", sslrootcert=str(other_ca))
-    assert "certificate verify failed" in str(rejected.value), str(rejected.value)[:300]
+    # the other CA has the same name as the deploy's: OpenSSL reports the signature failure itself
+    text = str(rejected.value)
+    assert "certificate verify failed" in text or "bad signature" in text, text[:300]
 
 
 # --- on the hosts: keys and logs ------------------------------------------------------------------
