@@ -310,8 +310,11 @@ def test_vvv_output_holds_no_secret(request: pytest.FixtureRequest, tmp_path: Pa
          "roles": [{"role": "pki"}, {"role": "kafka"}, {"role": "postgresql"}]},
     ]))
     env = dict(os.environ, ANSIBLE_ROLES_PATH=str(REPO / "roles"), ANSIBLE_NOCOLOR="1")
+    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-vvv", "-i", str(inventory), str(playbook)]
+    if os.environ.get("FOOTPRINT_EXTRA_VARS"):  # the variables the deploy under test was given
+        cmd += ["-e", f"@{os.environ['FOOTPRINT_EXTRA_VARS']}"]
     res = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-vvv", "-i", str(inventory), str(playbook)],
+        cmd,
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900,
     )
     out = res.stdout
