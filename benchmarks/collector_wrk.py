@@ -82,6 +82,20 @@ def wrk(url: str, script: Path, duration: int, connections: int) -> dict[str, fl
             "non2xx": float(non2xx.group(1)) if non2xx else 0.0, "socket_errors": 1.0 if errors else 0.0}
 
 
+def measure(url: str, script: Path, args: argparse.Namespace, proc: subprocess.Popen[bytes], label: str) -> dict[str, float]:
+    """wrk for ``args.duration`` seconds; with ``--profile DIR``, py-spy samples the server meanwhile."""
+    spy = None
+    if args.profile:
+        spy = subprocess.Popen(["py-spy", "record", "-p", str(proc.pid), "-d", str(args.duration), "-r", "200", "-f",
+                                "raw", "--nonblocking", "-o", str(Path(args.profile) / f"{label}.txt")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        return wrk(url, script, args.duration, args.connections)
+    finally:
+        if spy is not None:
+            spy.wait(60)
+
+
 def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
@@ -99,6 +113,8 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=20, help="seconds per wrk run (default 20)")
     ap.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
     ap.add_argument("--batch", type=int, default=100, help="events per POST /v1/events (default 100)")
+    ap.add_argument("--profile", default=None, metavar="DIR",
+                    help="py-spy (on PATH) samples each server during its measured run; collapsed stacks go to DIR")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         print("wrk is missing: apt-get install wrk (Debian's package)", file=sys.stderr)
@@ -145,7 +161,7 @@ def run_api(work: Path, env: dict[str, str], args: argparse.Namespace) -> dict[s
         wait_up(f"http://127.0.0.1:{port}/healthz", proc)
         print(f"POST /v1/events: warm-up 3 s, then {args.duration} s", flush=True)
         wrk(f"http://127.0.0.1:{port}/v1/events", script, 3, args.connections)
-        return wrk(f"http://127.0.0.1:{port}/v1/events", script, args.duration, args.connections)
+        return measure(f"http://127.0.0.1:{port}/v1/events", script, args, proc, "collector-api")
     finally:
         stop(proc)
 
@@ -164,7 +180,7 @@ def run_pages(work: Path, env: dict[str, str], args: argparse.Namespace) -> dict
             wait_up(f"http://127.0.0.1:{port}/hello", proc)
             print(f"GET /hello {name}: warm-up 3 s, then {args.duration} s", flush=True)
             wrk(f"http://127.0.0.1:{port}/hello", script, 3, args.connections)
-            out[name] = wrk(f"http://127.0.0.1:{port}/hello", script, args.duration, args.connections)
+            out[name] = measure(f"http://127.0.0.1:{port}/hello", script, args, proc, f"site-{factory}")
         finally:
             stop(proc)
     return out

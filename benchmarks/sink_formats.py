@@ -101,11 +101,36 @@ def pg_methods(sink: Any, settings: Settings) -> dict[str, Callable[[dict[str, b
     def binary_text_rows_only(docs: dict[str, bytes]) -> None:
         rows(docs)
 
+    import uuid
+    from datetime import datetime
+
+    typed_kinds = {**kinds, "uuid": uuid.UUID, "time": datetime}
+    typed_decoder = msgspec.json.Decoder(msgspec.defstruct("TypedRow", [(c.name, typed_kinds[c.kind]) for c in COLUMNS]))
+    conn.execute("CREATE TEMP TABLE stage_typed2 ("
+                 + ", ".join(f"{c.name} {'text' if c.pg_type == 'jsonb' else c.pg_type}" for c in COLUMNS)
+                 + ") ON COMMIT DELETE ROWS")
+    conn.commit()
+    json_casts = ", ".join(f"{c.name}::jsonb" if c.pg_type == "jsonb" else c.name for c in COLUMNS)
+
+    def binary_typed(docs: dict[str, bytes]) -> None:
+        with conn.cursor() as cur:
+            with cur.copy(f"COPY stage_typed2 ({cols}) FROM STDIN (FORMAT binary)") as copy:
+                copy.set_types(["text" if c.pg_type == "jsonb" else c.pg_type for c in COLUMNS])
+                for doc in docs.values():
+                    row = list(msgspec.structs.astuple(typed_decoder.decode(doc)))
+                    for i in objects:
+                        row[i] = bytes(row[i]).decode()
+                    copy.write_row(row)
+            cur.execute(f"INSERT INTO events ({cols}) SELECT {json_casts} FROM stage_typed2"
+                        " ON CONFLICT (event_id) DO NOTHING")
+        conn.commit()
+
     return {
         "this tree's PostgresSink.write": sink.write,
         "CSV COPY of jsonb docs, INSERT SELECT doc->>col (0.3.0)": csv_jsonb,
         "CSV COPY of json docs, json_populate_record": csv_json_populate,
         "binary COPY of text columns, INSERT SELECT with casts": binary_text,
+        "binary COPY of typed columns (uuid, timestamptz), jsonb cast": binary_typed,
         "(msgspec rows for the binary COPY alone, no store)": binary_text_rows_only,
     }
 

@@ -92,7 +92,7 @@ def plain_batch(body: bytes, received_at: datetime, max_events: int, enrich: Enr
         return None
     try:
         events = _DECODER.decode(body).batch
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):  # deep nesting: the contract says why
         return None
     if len(events) > max_events:
         return None

@@ -75,7 +75,7 @@ def canonical_message(value: bytes) -> str | None:
         return None
     try:
         event = _DECODER.decode(value)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):  # deep nesting: the contract says why
         return None
     for name in _TIMES:
         # UTC ("Z" once re-encoded; msgspec writes six fraction digits unless there are none, which
@@ -110,3 +110,15 @@ def decode_message(value: bytes | None) -> tuple[str, bytes]:
         if key is not None:
             return key, value
     return schema_decode_message(value)
+
+
+class _UserIdOnly(msgspec.Struct):
+    user_id: str = ""
+
+
+_USER_ID = msgspec.json.Decoder(_UserIdOnly)
+
+
+def user_id_of(doc: bytes) -> str:
+    """The ``user_id`` of a canonical document (as ``decode_message`` returns it), other fields skipped."""
+    return _USER_ID.decode(doc).user_id

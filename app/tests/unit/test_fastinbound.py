@@ -53,6 +53,11 @@ def test_a_plain_batch_takes_the_fast_path_with_the_contracts_events() -> None:
     assert fast is not None and slow is not None and same(fast, slow, body)
 
 
+def test_deep_nesting_is_left_to_the_contract() -> None:
+    body = b'{"batch":[{"type":"track","event":"e","userId":"u","properties":{"a":' + b"[" * 100_000
+    assert plain_batch(body + b"]" * 100_000 + b"}}]}", NOW, 500, enrich) is None
+
+
 def test_the_fast_path_leaves_floats_to_the_contracts_encoder() -> None:
     body = json.dumps({"batch": [{"type": "track", "event": "e", "userId": "u", "messageId": "m",
                                   "properties": {"x": 1e-05, "y": 1e16, "z": 2**70}}]}).encode()

@@ -57,6 +57,7 @@ def test_a_canonical_message_takes_the_fast_path_and_is_written_as_read() -> Non
     json.dumps(json.loads(canonical_bytes())).encode(),  # spaces
     canonical_bytes().replace(b'"bot":false', b'"bot":false,"bot":true'),
     canonical_bytes().replace(b',"bot":false', b""),  # an earlier form without a column
+    canonical_bytes().replace(b'"properties":{}', b'"properties":{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
 ])
 def test_anything_not_canonical_is_left_to_the_contract(value: bytes) -> None:
     assert fastwire.canonical_message(value) is None
