@@ -65,6 +65,22 @@ def services(partitions: int = 3, kafka: bool = True) -> Iterator[Settings]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def reference_tree(rev: str) -> Iterator[Path]:
+    """The ``app/src`` of git revision ``rev``, checked out into a temporary worktree (removed after)."""
+    import shutil
+    import subprocess
+
+    tree = Path(tempfile.mkdtemp(prefix="fp-reference-"))
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), rev], check=True,
+                   capture_output=True)
+    try:
+        yield tree / "app" / "src"
+    finally:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False)
+        shutil.rmtree(tree, ignore_errors=True)
+
+
 def machine() -> str:
     import os
     import platform

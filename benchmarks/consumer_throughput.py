@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 
-from _services import machine, services
+from _services import machine, reference_tree, services
 from helpers import gen_events, produce
 
 CONSUMER_RUN = """
@@ -80,20 +80,8 @@ def run_process(settings: Any, n: int, src: Any, label: str = "footprint") -> tu
 
 def run_reference(settings: Any, n: int, rev: str) -> tuple[float, int]:
     """Footprint's consumer at git revision ``rev`` (a temporary worktree), in its own process."""
-    import shutil
-    import subprocess
-    import tempfile
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[1]
-    tree = Path(tempfile.mkdtemp(prefix="fp-reference-"))
-    subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(tree), rev], check=True,
-                   capture_output=True)
-    try:
-        return run_process(settings, n, tree / "app" / "src", label=f"reference-{rev}")
-    finally:
-        subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(tree)], check=False)
-        shutil.rmtree(tree, ignore_errors=True)
+    with reference_tree(rev) as src:
+        return run_process(settings, n, src, label=f"reference-{rev}")
 
 
 def run_baseline(settings: Any, n: int) -> float:
