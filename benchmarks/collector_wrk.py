@@ -117,6 +117,8 @@ def main() -> int:
                     help="py-spy (on PATH) samples each server during its measured run; collapsed stacks go to DIR")
     ap.add_argument("--reference", default=None, metavar="REV",
                     help="also run POST /v1/events against the collector of this git revision, same broker")
+    ap.add_argument("--reference-python", default=sys.executable, metavar="PYTHON",
+                    help="the interpreter (venv) that runs the reference, e.g. one without this tree's new dependencies")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         print("wrk is missing: apt-get install wrk (Debian's package)", file=sys.stderr)
@@ -137,7 +139,8 @@ def main() -> int:
             ref = None
             if args.reference:
                 with reference_tree(args.reference) as src:
-                    ref = run_api(work, dict(env, PYTHONPATH=str(src)), args, label=f"collector-api-{args.reference}")
+                    ref = run_api(work, dict(env, PYTHONPATH=str(src)), args, label=f"collector-api-{args.reference}",
+                                  python=args.reference_python)
             pages = run_pages(work, env, args)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -158,13 +161,14 @@ def main() -> int:
     return 0
 
 
-def run_api(work: Path, env: dict[str, str], args: argparse.Namespace, label: str = "collector-api") -> dict[str, float]:
+def run_api(work: Path, env: dict[str, str], args: argparse.Namespace, label: str = "collector-api",
+            python: str = sys.executable) -> dict[str, float]:
     port = free_port()
     body = json.dumps({"batch": [{"type": "track", "event": "Bench", "userId": f"u{i}", "properties": {"i": i}}
                                  for i in range(args.batch)]})
     script = work / "post.lua"
     script.write_text(POST_LUA.format(key=KEY, body=body))
-    proc = start([sys.executable, "-m", "footprint.cli", "serve"],
+    proc = start([python, "-m", "footprint.cli", "serve"],
                  dict(env, FOOTPRINT_COLLECTOR_HOST="127.0.0.1", FOOTPRINT_COLLECTOR_PORT=str(port)),
                  work / "collector.log")
     try:
