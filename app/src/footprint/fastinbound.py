@@ -14,6 +14,7 @@ one (``tests/unit/test_fastinbound.py`` compares the two on random batches).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Union
 
@@ -56,12 +57,34 @@ def _event_struct(type_: str, fields: tuple[InField, ...]) -> Any:
 
 _FIELDS: dict[str, tuple[InField, ...]] = {t: (*INBOUND_COMMON, *extra) for t, extra in INBOUND_TYPES.items()}
 _STRUCTS = {t: _event_struct(t, fields) for t, fields in _FIELDS.items()}
-_TYPES = {s: t for t, s in _STRUCTS.items()}
 # a list of any of them (built at run time from the contract's types, hence Any to the type checker)
 _ANY_EVENT: Any = Union[tuple(_STRUCTS.values())]  # noqa: UP007
 _BATCH: Any = Annotated[list[_ANY_EVENT], msgspec.Meta(min_length=1)]
 InboundBatch: Any = msgspec.defstruct("InboundBatch", [("batch", _BATCH)], forbid_unknown_fields=True)
 _DECODER = msgspec.json.Decoder(InboundBatch)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What ``_wire`` does with one inbound type's fields, worked out once."""
+
+    type: str
+    required: tuple[str, ...]
+    objects: tuple[tuple[str, bool], ...]  # (name, stored in a column)
+    times: tuple[str, ...]
+    columns: tuple[tuple[str, str], ...]  # (inbound name, wire column)
+
+
+_PLANS = {
+    _STRUCTS[t]: _Plan(
+        type=t,
+        required=tuple(f.name for f in fields if f.required),
+        objects=tuple((f.name, f.column is not None) for f in fields if f.kind == "object"),
+        times=tuple(f.name for f in fields if f.kind == "time"),
+        columns=tuple((f.name, f.column) for f in fields if f.column),
+    )
+    for t, fields in _FIELDS.items()
+}
 _ENCODER = msgspec.json.Encoder()
 _INT64 = range(-(2**63), 2**63)
 
@@ -108,32 +131,30 @@ def plain_batch(body: bytes, received_at: datetime, max_events: int, enrich: Enr
 
 
 def _wire(event: Any, random_id: str, received: str, problems: _Problems, enrich: Enrich | None) -> Wire | None:
-    type_ = _TYPES[type(event)]
-    wire: dict[str, Any] = {"type": type_}
+    plan = _PLANS[type(event)]
+    values = msgspec.structs.asdict(event)  # inbound name -> value (None: absent)
+    if not (values["userId"] or values["anonymousId"]):
+        return None
+    for name in plan.required:
+        if values[name] is None:
+            return None
     plain = True
-    context = None
-    message_id = None
-    for f in _FIELDS[type_]:
-        value = getattr(event, f.name)
-        if value is None:
-            if f.required:
-                return None
-            continue
-        if f.kind == "object":
+    for name, stored in plan.objects:
+        value = values[name]
+        if value:
             ok, plain_object = _object_shape(value)
             if not ok:
                 return None
-            plain = plain and (plain_object or f.column is None)  # the context itself is not stored
-        elif f.kind == "time":
-            value = _time(value, f.name, problems)  # the contract's parser: any RFC 3339 -> canonical
-        if f.column:
-            wire[f.column] = value
-        elif f.name == "context":
-            context = value
-        else:
-            message_id = value
-    if not (getattr(event, "userId", None) or getattr(event, "anonymousId", None)):
-        return None
+            plain = plain and (plain_object or not stored)  # the context itself is not stored
+    for name in plan.times:
+        if values[name] is not None:  # the contract's parser: any RFC 3339 -> canonical
+            values[name] = _time(values[name], name, problems)
+    wire: dict[str, Any] = {"type": plan.type}
+    for name, column in plan.columns:
+        if values[name] is not None:
+            wire[column] = values[name]
+    context = values["context"]
     enriched = enrich(context) if enrich and context is not None else _NOT_ENRICHED
+    message_id = values["messageId"]
     out = _to_wire(wire, message_id_uuid(message_id) if message_id else random_id, received, enriched)
-    return out["event_id"], _ENCODER.encode(out) if plain else encode_event(out), type_
+    return out["event_id"], _ENCODER.encode(out) if plain else encode_event(out), plan.type
