@@ -125,8 +125,19 @@ def pg_methods(sink: Any, settings: Settings) -> dict[str, Callable[[dict[str, b
                         " ON CONFLICT (event_id) DO NOTHING")
         conn.commit()
 
+    def direct_text(docs: dict[str, bytes]) -> None:
+        with conn.cursor() as cur:
+            held = {r[0] for r in cur.execute("SELECT event_id::text FROM events WHERE event_id = ANY(%s::uuid[])",
+                                              (list(docs),))}
+            with cur.copy(f"COPY events ({cols}) FROM STDIN") as copy:
+                for key, row in zip(docs, rows(docs), strict=True):
+                    if key not in held:
+                        copy.write_row(row)
+        conn.commit()
+
     return {
         "this tree's PostgresSink.write": sink.write,
+        "ids looked up, then text COPY straight into events (no staging)": direct_text,
         "CSV COPY of jsonb docs, INSERT SELECT doc->>col (0.3.0)": csv_jsonb,
         "CSV COPY of json docs, json_populate_record": csv_json_populate,
         "binary COPY of text columns, INSERT SELECT with casts": binary_text,
