@@ -112,13 +112,11 @@ def decode_message(value: bytes | None) -> tuple[str, bytes]:
     return schema_decode_message(value)
 
 
-class _UserIdOnly(msgspec.Struct):
-    user_id: str = ""
-
-
-_USER_ID = msgspec.json.Decoder(_UserIdOnly)
+# only the one field; the others are skipped by the decoder
+_USER_ID: Any = msgspec.json.Decoder(msgspec.defstruct("UserIdOnly", [("user_id", str, "")]))
 
 
 def user_id_of(doc: bytes) -> str:
     """The ``user_id`` of a canonical document (as ``decode_message`` returns it), other fields skipped."""
-    return _USER_ID.decode(doc).user_id
+    user_id: str = _USER_ID.decode(doc).user_id
+    return user_id

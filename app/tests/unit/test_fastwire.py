@@ -112,3 +112,8 @@ def test_the_fast_path_never_answers_differently_from_the_contract(value: bytes)
     key = fastwire.canonical_message(value)
     if key is not None:  # what it accepts is canonical: the contract returns the very same bytes
         assert decode_message(value) == (key, value)
+
+
+def test_the_erasure_filter_reads_the_user_id_of_a_document() -> None:
+    assert fastwire.user_id_of(canonical_bytes(user_id="u-7")) == "u-7"
+    assert fastwire.user_id_of(canonical_bytes()) == ""
