@@ -22,8 +22,12 @@ deps: ## install the machine packages the tests need (root; Debian/Ubuntu)
 	  "postgresql, openjdk-17-jre-headless, maven (real stores for the app's integration tests);" \
 	  "chromium (the browser the snippet and the dashboard are tested in); npm (vendors the dashboard's" \
 	  "charting library at build time); ~1-2 min on a fresh machine"
+	@# npm only where no Node.js brings its own: NodeSource's nodejs (as on the CI machines) ships npm
+	@# and declares "Conflicts: npm", so asking apt for Debian's npm beside it fails the whole install.
 	@DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	  debootstrap systemd-container iptables iproute2 postgresql openjdk-17-jre-headless maven chromium npm >/dev/null
+	  debootstrap systemd-container iptables iproute2 postgresql openjdk-17-jre-headless maven chromium \
+	  $$(command -v npm >/dev/null || echo npm) >/dev/null
+	@echo "deps: npm: $$(command -v npm) $$(npm --version)"
 	@echo "deps: done"
 
 venv: $(VENV)/.done ## the control-node venv from requirements.txt (+ the app, editable)

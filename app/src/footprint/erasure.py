@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from footprint.batch import Docs
-from footprint.schema import loads
+from footprint.fastwire import user_id_of
 from footprint.settings import Settings
 from footprint.stores import ch_client, pg_connect
 
@@ -185,7 +185,7 @@ class ErasedUsers:
         users = self.users()
         if not users:
             return docs
-        kept = {k: d for k, d in docs.items() if loads(d).get("user_id") not in users}
+        kept = {k: d for k, d in docs.items() if user_id_of(d) not in users}
         if len(kept) < len(docs):
             log.info("events of erased users dropped", extra={"dropped": len(docs) - len(kept)})
         return kept

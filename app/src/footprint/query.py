@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from footprint.auth import Signer
@@ -130,10 +131,35 @@ _SELECT = ", ".join(f"toString({c})" if c in ("event_id", "footprint_time", "rec
                     for c in COLUMN_NAMES)
 
 
-def to_sql(q: EventQuery) -> tuple[str, dict[str, Any]]:
-    """The ClickHouse query (one more row than the limit: is there a next page?) and its parameters."""
+# How far back each try of a page reaches, from its newest possible row (the cursor's time, ``until`` or
+# now): a page of the newest events is found in the last hour of a busy site without reading its history.
+WINDOWS = (timedelta(hours=1), timedelta(days=1), timedelta(days=7), timedelta(days=31))
+
+
+def floors(q: EventQuery, now: datetime) -> list[str]:
+    """The lower time bounds to try in turn (canonical times; "" = no bound beyond the filters). A try
+    that finds more rows than the limit holds the page: every row it did not read is older than its rows.
+    Rows timestamped after ``now`` (the contract takes times up to 2199) are in every try."""
+    newest = (parse_time(q.after[0]) if q.after else parse_time(q.until) if q.until
+              else now.astimezone(UTC).replace(tzinfo=None))
+    oldest = parse_time(q.since) if q.since else None
+    out = []
+    for span in WINDOWS:
+        floor = newest - span
+        if oldest is not None and floor <= oldest:
+            break
+        out.append(format_time(floor))
+    return [*out, ""]
+
+
+def to_sql(q: EventQuery, floor: str = "") -> tuple[str, dict[str, Any]]:
+    """The ClickHouse query (one more row than the limit: is there a next page?) and its parameters;
+    ``floor``: one of ``floors``."""
     where = ["synthetic = {synthetic:Bool}"]
     params: dict[str, Any] = {"synthetic": q.synthetic, "limit": q.limit + 1}
+    if floor:
+        where.append("footprint_time >= toDateTime64({floor:String}, 6, 'UTC')")
+        params["floor"] = floor[:-1]
     for i, (column, value) in enumerate(sorted(q.equal.items())):
         where.append(f"{column} = {{e{i}:String}}")
         params[f"e{i}"] = value
@@ -159,6 +185,17 @@ def to_sql(q: EventQuery) -> tuple[str, dict[str, Any]]:
     sql = (f"SELECT {_SELECT} FROM events FINAL WHERE {' AND '.join(where)}"
            " ORDER BY footprint_time DESC, event_id DESC LIMIT {limit:UInt32}")
     return sql, params
+
+
+def page_rows(q: EventQuery, now: datetime, run: Callable[[str, dict[str, Any]], Sequence[Any]]) -> Sequence[Any]:
+    """The rows of one page (up to ``q.limit`` + 1): ``run(sql, parameters)`` for each floor in turn,
+    until one finds more rows than the limit or there is no floor left."""
+    rows: Sequence[Any] = []
+    for floor in floors(q, now):
+        rows = run(*to_sql(q, floor))
+        if len(rows) > q.limit:
+            break
+    return rows
 
 
 def row_to_event(row: Sequence[Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -115,9 +116,9 @@ def add_read_routes(app: FastAPI, settings: Settings, error: Error) -> Eraser:
             q = events_query.parse(dict(params), [k for k, _ in params.multi_items()], signer)
         except events_query.BadFilter as exc:
             return error(400, "invalid", str(exc))
-        sql, values = events_query.to_sql(q)
         try:
-            rows = reader.client().query(sql, parameters=values, settings=sqlapi.limits(settings)).result_rows
+            rows = events_query.page_rows(q, datetime.now(UTC), lambda sql, values: reader.client().query(
+                sql, parameters=values, settings=sqlapi.limits(settings)).result_rows)
         except StoreUnavailable as exc:
             return unavailable(exc)
         except Exception as exc:

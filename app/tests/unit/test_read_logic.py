@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from footprint import query
 from footprint.auth import Signer, authorized, bearer, matches
-from footprint.schema import outbound, outbound_names
+from footprint.schema import format_time, outbound, outbound_names
 from footprint.settings import Settings
 
 
@@ -93,3 +98,38 @@ def test_outbound_uses_the_inbound_names_per_type() -> None:
     e = outbound({"type": "track", "event": "Paid", "user_id": "u", "footprint_time": "t", "event_id": "i"})
     assert e == {"eventId": "i", "type": "track", "event": "Paid", "userId": "u", "timestamp": "t"}
 
+
+
+@settings(max_examples=300, deadline=None)
+@given(offsets=st.lists(st.integers(-3 * 86400, 400 * 86400), max_size=60),
+       limit=st.integers(1, 8), until=st.none() | st.integers(0, 40 * 86400),
+       since=st.none() | st.integers(0, 90 * 86400), pages=st.integers(1, 4))
+def test_a_page_tried_from_the_newest_hour_back_is_the_page_of_the_whole_history(
+        offsets: list[int], limit: int, until: int | None, since: int | None, pages: int) -> None:
+    """``page_rows`` tries ever older floors; whatever the rows' times (future ones included), each page
+    is exactly what one query over the whole history answers."""
+    assume(since is None or until is None or since > until)  # (since after until is a 400)
+    now = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    rows = [(format_time(now - timedelta(seconds=o)), f"{i:04d}") for i, o in enumerate(offsets)]
+    params = {"limit": str(limit)}
+    if until is not None:
+        params["until"] = format_time(now - timedelta(seconds=until))
+    if since is not None:
+        params["since"] = format_time(now - timedelta(seconds=since))
+    q = _parse(params)
+
+    def run(sql: str, values: dict[str, Any]) -> list[tuple[str, str]]:  # the SQL's conditions, in Python
+        def kept(r: tuple[str, str]) -> bool:
+            return all((("floor" not in values or r[0][:-1] >= values["floor"]),
+                        ("since" not in values or r[0][:-1] >= values["since"]),
+                        ("until" not in values or r[0][:-1] < values["until"]),
+                        ("at" not in values or (r[0][:-1], r[1]) < (values["at"], values["aid"]))))
+        return sorted(filter(kept, rows), reverse=True)[:values["limit"]]
+
+    for _ in range(pages):
+        got = list(query.page_rows(q, now, run))
+        whole = run(*query.to_sql(q))
+        assert got == whole
+        if len(got) <= limit:
+            break
+        q.after = got[limit - 1]

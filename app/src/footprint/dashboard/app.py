@@ -22,7 +22,7 @@ from footprint import __version__
 from footprint.auth import Signer, key_bytes, matches
 from footprint.schema import EVENT_TYPES, TEXT_MAX_BYTES
 from footprint.settings import Settings
-from footprint.stats import LIVE_MINUTES, QUERIES, Filter, run_clickhouse, run_stats
+from footprint.stats import LIVE_MINUTES, Filter, run_clickhouse, run_stats
 from footprint.stores import StoreUnavailable, ch_client
 
 COOKIE = "footprint_session"
@@ -60,6 +60,10 @@ def parse_filter(params: dict[str, str], today: datetime | None = None) -> Filte
     day = (today or datetime.now(UTC)).date()
     since = day - timedelta(days=days - 1) if days else Filter().since
     return Filter(since=since, until=day + timedelta(days=1), type="" if kind == "all" else kind, link=link, top=TOP)
+
+
+# the statistics the page draws from /api/stats (the live chart has /api/live; the stores panel compares all)
+CHARTS = ("views_per_day", "unique_visitors_per_day", "top_links", "methods", "top_events")
 
 
 def _static(name: str) -> bytes | None:
@@ -155,12 +159,12 @@ def create_dashboard(settings: Settings) -> FastAPI:
 
     @app.get("/api/stats")
     def stats(request: Request) -> JSONResponse:
-        """Every statistic of the filter on ClickHouse (its rollup answers in milliseconds), for the charts."""
+        """The charts' statistics of the filter on ClickHouse (its rollup answers them in milliseconds)."""
         f = api(request)
         if isinstance(f, JSONResponse):
             return f
         try:
-            charts = run_clickhouse(settings, f, tuple(QUERIES))
+            charts = run_clickhouse(settings, f, CHARTS)
         except Exception as exc:  # a store down or failing: the page says so and retries
             return unavailable(exc)
         return JSONResponse({"filter": described(f), "charts": charts}, headers=_HEADERS)
