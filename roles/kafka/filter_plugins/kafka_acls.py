@@ -14,7 +14,13 @@ _ENTRY = re.compile(
 
 
 def _key(resource_type: str, name: str, pattern: str, principal: str, operation: str) -> str:
-    return "|".join([resource_type.upper().replace("-", "_"), name, pattern.upper(), principal, operation.upper().replace("_", "")])
+    return "|".join([resource_type.upper().replace("-", "_"), name, pattern.upper(), principal, _operation(operation).upper()])
+
+
+def _operation(operation: str) -> str:
+    """An operation as AclCommand's --operation takes it: `kafka-acls --list` prints DESCRIBE_CONFIGS, and
+    `--operation describe_configs` is refused ("only supports operations ..."); describeconfigs is not."""
+    return str(operation).replace("_", "").replace("-", "").lower()
 
 
 def kafka_acls_list(output: str) -> list[dict[str, str]]:
@@ -33,7 +39,7 @@ def kafka_acls_list(output: str) -> list[dict[str, str]]:
                 "name": resource["name"],
                 "pattern_type": resource["pattern"].lower(),
                 "principal": entry["principal"],
-                "operation": entry["op"].lower(),
+                "operation": _operation(entry["op"]),
                 "key": _key(resource["type"], resource["name"], resource["pattern"], entry["principal"], entry["op"]),
             })
     return found
@@ -53,7 +59,7 @@ def kafka_acls_declared(principals: list[dict[str, Any]]) -> list[dict[str, str]
                     "name": name,
                     "pattern_type": pattern,
                     "principal": user,
-                    "operation": str(op).lower(),
+                    "operation": _operation(op),
                     "key": _key(acl["resource_type"], name, pattern, user, op),
                 })
     return flat
