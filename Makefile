@@ -32,8 +32,8 @@ deps: ## install the machine packages the tests need (root; Debian/Ubuntu)
 # built from its Go module by `make venv`.
 ACTIONLINT_VERSION := v1.7.12
 
-venv: $(VENV)/.done ## the control-node venv from requirements.txt (+ the app, editable; actionlint)
-$(VENV)/.done: requirements.txt app/pyproject.toml Makefile
+venv: $(VENV)/.done $(VENV)/.actionlint-$(ACTIONLINT_VERSION) ## the control-node venv from requirements.txt (+ the app, editable; actionlint)
+$(VENV)/.done: requirements.txt app/pyproject.toml
 	@echo "venv: $(VENV): creating it with python3 -m venv (if missing)"
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@echo "venv: upgrading pip"
@@ -43,7 +43,9 @@ $(VENV)/.done: requirements.txt app/pyproject.toml Makefile
 	@echo "venv: installing the app (./app, editable) with its test extras: FastAPI, confluent-kafka, psycopg," \
 	  "clickhouse-connect, hypothesis, schemathesis, playwright (driving Debian's chromium; no browser download)"
 	@$(BIN)/pip install -q -e './app[test]'
-	@echo "venv: installing actionlint $(ACTIONLINT_VERSION) (GitHub workflow checker) into $(BIN) with go install (Go module proxy)"
+	@touch $@
+$(VENV)/.actionlint-$(ACTIONLINT_VERSION): $(VENV)/.done
+	@echo "venv: installing actionlint $(ACTIONLINT_VERSION) (GitHub workflow checker) into $(BIN) with go install (~25 s)"
 	@GOBIN=$(abspath $(BIN)) GOFLAGS=-buildvcs=false go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
 	@touch $@
 	@echo "venv: ready ($(VENV))"
