@@ -90,7 +90,7 @@ molecule-upgrade: venv artifacts ## the upgrade scenario: release v0.1.0 deploye
 # engine started by testbed/docker and stopped again, whatever the result. Debian 12 has no
 # OpenJDK 21 and Adoptium is out of reach: its offline converge uses Debian's OpenJDK 17.
 DOCKER_PLATFORM ?= debian-12
-molecule-docker: venv artifacts ## the docker scenario on DOCKER_PLATFORM=debian-12|debian-13 (local image, dockerd started and stopped; ~15 min)
+molecule-docker: venv artifacts ## the docker scenario on DOCKER_PLATFORM=debian-12|debian-13 (local image, dockerd started and stopped; ~25 min)
 	@case "$(DOCKER_PLATFORM)" in debian-12|debian-13) ;; *) echo "DOCKER_PLATFORM: debian-12 or debian-13" >&2; exit 2;; esac
 	testbed/docker up --image $(DOCKER_PLATFORM)
 	rc=0; FOOTPRINT_DOCKER_IMAGE=footprint-testbed/debian:$(subst debian-,,$(DOCKER_PLATFORM)) FOOTPRINT_DOCKER_PREBUILT=true \
