@@ -21,11 +21,15 @@ deps: ## install the machine packages the tests need (root; Debian/Ubuntu)
 	@echo "deps: apt-get install: debootstrap, systemd-container, iptables, iproute2 (the test hosts);" \
 	  "docker.io (the engine of the docker scenario, started by testbed/docker);" \
 	  "postgresql, openjdk-17-jre-headless, maven (real stores for the app's integration tests);" \
-	  "chromium (the browser the snippet is tested in); golang-go only where no Go is installed" \
-	  "(it builds actionlint); ~1-2 min on a fresh machine"
+	  "chromium (the browser the snippet and the dashboard are tested in); npm (vendors the dashboard's" \
+	  "charting library at build time) only where no Node.js brings its own; golang-go only where no Go" \
+	  "is installed (it builds actionlint); ~1-2 min on a fresh machine"
+	@# npm only where no Node.js brings its own: NodeSource's nodejs (as on the CI machines) ships npm
+	@# and declares "Conflicts: npm", so asking apt for Debian's npm beside it fails the whole install.
 	@DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	  debootstrap systemd-container iptables iproute2 docker.io postgresql openjdk-17-jre-headless maven chromium \
-	  $$(command -v go >/dev/null || echo golang-go) >/dev/null
+	  $$(command -v npm >/dev/null || echo npm) $$(command -v go >/dev/null || echo golang-go) >/dev/null
+	@echo "deps: npm: $$(command -v npm) $$(npm --version); go: $$(command -v go)"
 	@echo "deps: done"
 
 # actionlint ships no wheel that works offline (the PyPI wrappers download it from GitHub): it is
@@ -33,7 +37,7 @@ deps: ## install the machine packages the tests need (root; Debian/Ubuntu)
 ACTIONLINT_VERSION := v1.7.12
 
 venv: $(VENV)/.done $(VENV)/.actionlint-$(ACTIONLINT_VERSION) ## the control-node venv from requirements.txt (+ the app, editable; actionlint)
-$(VENV)/.done: requirements.txt app/pyproject.toml
+$(VENV)/.done: requirements.txt app/pyproject.toml app/vendor.json
 	@echo "venv: $(VENV): creating it with python3 -m venv (if missing)"
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@echo "venv: upgrading pip"
@@ -43,6 +47,8 @@ $(VENV)/.done: requirements.txt app/pyproject.toml
 	@echo "venv: installing the app (./app, editable) with its test extras: FastAPI, confluent-kafka, psycopg," \
 	  "clickhouse-connect, hypothesis, schemathesis, playwright (driving Debian's chromium; no browser download)"
 	@$(BIN)/pip install -q -e './app[test]'
+	@echo "venv: vendoring the dashboard's pinned JavaScript (app/vendor.json: npm pack, sha512-checked)"
+	@python3 app/tools/vendor_js.py app
 	@touch $@
 $(VENV)/.actionlint-$(ACTIONLINT_VERSION): $(VENV)/.done
 	@echo "venv: installing actionlint $(ACTIONLINT_VERSION) (GitHub workflow checker) into $(BIN) with go install (~25 s)"
@@ -90,7 +96,7 @@ molecule-upgrade: venv artifacts ## the upgrade scenario: release v0.1.0 deploye
 # engine started by testbed/docker and stopped again, whatever the result. Debian 12 has no
 # OpenJDK 21 and Adoptium is out of reach: its offline converge uses Debian's OpenJDK 17.
 DOCKER_PLATFORM ?= debian-12
-molecule-docker: venv artifacts ## the docker scenario on DOCKER_PLATFORM=debian-12|debian-13 (local image, dockerd started and stopped; ~25 min)
+molecule-docker: venv artifacts ## the docker scenario on DOCKER_PLATFORM=debian-12|debian-13 (local image, dockerd started and stopped; ~15 min)
 	@case "$(DOCKER_PLATFORM)" in debian-12|debian-13) ;; *) echo "DOCKER_PLATFORM: debian-12 or debian-13" >&2; exit 2;; esac
 	testbed/docker up --image $(DOCKER_PLATFORM)
 	rc=0; FOOTPRINT_DOCKER_IMAGE=footprint-testbed/debian:$(subst debian-,,$(DOCKER_PLATFORM)) FOOTPRINT_DOCKER_PREBUILT=true \

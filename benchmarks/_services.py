@@ -19,7 +19,8 @@ from services import CH_PASSWORDS, LocalPostgres, private_kafka, start_clickhous
 
 
 @contextlib.contextmanager
-def services(partitions: int = 3) -> Iterator[Settings]:
+def services(partitions: int = 3, kafka: bool = True) -> Iterator[Settings]:
+    """Settings for fresh, migrated stores and (unless ``kafka`` is False) a broker with a topic."""
     import signal
 
     from confluent_kafka.admin import AdminClient, NewTopic
@@ -36,23 +37,25 @@ def services(partitions: int = 3) -> Iterator[Settings]:
     try:
         pg.setup_roles()
         ch = start_clickhouse(base / "ch")
-        with private_kafka(base / "kafka", heap="512m") as kafka:  # type: ignore[attr-defined]
+        s = Settings(
+            pg_dsn=pg.dsn("footprint_writer"), pg_owner_dsn=pg.dsn("footprint_owner"),
+            pg_reader_dsn=pg.dsn("footprint_reader"),
+            ch_host=ch.host, ch_port=ch.http_port,  # type: ignore[attr-defined]
+            ch_password=CH_PASSWORDS["footprint_writer"], ch_owner_password=CH_PASSWORDS["footprint_owner"],
+            ch_reader_password=CH_PASSWORDS["footprint_reader"],
+        )
+        migrate_postgres(s)
+        migrate_clickhouse(s)
+        if not kafka:
+            yield s
+            return
+        with private_kafka(base / "kafka", heap="512m") as broker:  # type: ignore[attr-defined]
             name = f"bench-{uuid.uuid4().hex[:8]}"
-            admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+            admin = AdminClient({"bootstrap.servers": broker.bootstrap})
             for f in admin.create_topics([NewTopic(name, partitions, 1), NewTopic(name + ".dlq", 1, 1)]).values():
                 f.result(30)
-            s = Settings(
-                kafka_bootstrap=kafka.bootstrap, kafka_topic=name, kafka_dlq_topic=name + ".dlq",
-                kafka_group=name + "-g",
-                pg_dsn=pg.dsn("footprint_writer"), pg_owner_dsn=pg.dsn("footprint_owner"),
-                pg_reader_dsn=pg.dsn("footprint_reader"),
-                ch_host=ch.host, ch_port=ch.http_port,  # type: ignore[attr-defined]
-                ch_password=CH_PASSWORDS["footprint_writer"], ch_owner_password=CH_PASSWORDS["footprint_owner"],
-                ch_reader_password=CH_PASSWORDS["footprint_reader"],
-            )
-            migrate_postgres(s)
-            migrate_clickhouse(s)
-            yield s
+            yield s.model_copy(update={"kafka_bootstrap": broker.bootstrap, "kafka_topic": name,
+                                       "kafka_dlq_topic": name + ".dlq", "kafka_group": name + "-g"})
     finally:
         if ch is not None:
             ch.stop()  # type: ignore[attr-defined]
@@ -60,6 +63,22 @@ def services(partitions: int = 3) -> Iterator[Settings]:
         import shutil
 
         shutil.rmtree(base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def reference_tree(rev: str) -> Iterator[Path]:
+    """The ``app/src`` of git revision ``rev``, checked out into a temporary worktree (removed after)."""
+    import shutil
+    import subprocess
+
+    tree = Path(tempfile.mkdtemp(prefix="fp-reference-"))
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), rev], check=True,
+                   capture_output=True)
+    try:
+        yield tree / "app" / "src"
+    finally:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False)
+        shutil.rmtree(tree, ignore_errors=True)
 
 
 def machine() -> str:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _services import REPO, machine
+from _services import REPO, machine, reference_tree
 
 sys.path.insert(0, str(REPO / "app" / "tests"))
 
@@ -82,6 +82,20 @@ def wrk(url: str, script: Path, duration: int, connections: int) -> dict[str, fl
             "non2xx": float(non2xx.group(1)) if non2xx else 0.0, "socket_errors": 1.0 if errors else 0.0}
 
 
+def measure(url: str, script: Path, args: argparse.Namespace, proc: subprocess.Popen[bytes], label: str) -> dict[str, float]:
+    """wrk for ``args.duration`` seconds; with ``--profile DIR``, py-spy samples the server meanwhile."""
+    spy = None
+    if args.profile:
+        spy = subprocess.Popen(["py-spy", "record", "-p", str(proc.pid), "-d", str(args.duration), "-r", "200", "-f",
+                                "raw", "--nonblocking", "-o", str(Path(args.profile) / f"{label}.txt")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        return wrk(url, script, args.duration, args.connections)
+    finally:
+        if spy is not None:
+            spy.wait(60)
+
+
 def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
@@ -99,6 +113,12 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=20, help="seconds per wrk run (default 20)")
     ap.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
     ap.add_argument("--batch", type=int, default=100, help="events per POST /v1/events (default 100)")
+    ap.add_argument("--profile", default=None, metavar="DIR",
+                    help="py-spy (on PATH) samples each server during its measured run; collapsed stacks go to DIR")
+    ap.add_argument("--reference", default=None, metavar="REV",
+                    help="also run POST /v1/events against the collector of this git revision, same broker")
+    ap.add_argument("--reference-python", default=sys.executable, metavar="PYTHON",
+                    help="the interpreter (venv) that runs the reference, e.g. one without this tree's new dependencies")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         print("wrk is missing: apt-get install wrk (Debian's package)", file=sys.stderr)
@@ -116,6 +136,11 @@ def main() -> int:
             env = dict(os.environ, FOOTPRINT_KAFKA_BOOTSTRAP=kafka.bootstrap, FOOTPRINT_KAFKA_TOPIC=topic,
                        FOOTPRINT_API_KEYS=KEY, FOOTPRINT_LOG_LEVEL="WARNING")
             api = run_api(work, env, args)
+            ref = None
+            if args.reference:
+                with reference_tree(args.reference) as src:
+                    ref = run_api(work, dict(env, PYTHONPATH=str(src)), args, label=f"collector-api-{args.reference}",
+                                  python=args.reference_python)
             pages = run_pages(work, env, args)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -124,6 +149,10 @@ def main() -> int:
     print(f"{'':34} {'req/s':>9} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
     print(f"{'POST /v1/events (batch ' + str(args.batch) + ')':34} {api['rps']:9,.0f} {events:10,.0f}"
           f" {api['p50']:8.2f} {api['p99']:8.2f} {api['non2xx']:8,.0f}")
+    if ref is not None:
+        print(f"{'  the same at ' + args.reference:34} {ref['rps']:9,.0f} {ref['rps'] * args.batch:10,.0f}"
+              f" {ref['p50']:8.2f} {ref['p99']:8.2f} {ref['non2xx']:8,.0f}")
+        print(f"{'  ratio':34} {api['rps'] / ref['rps']:8.2f}x")
     for name, r in pages.items():
         print(f"{'GET /hello ' + name:34} {r['rps']:9,.0f} {'':>10} {r['p50']:8.2f} {r['p99']:8.2f} {r['non2xx']:8,.0f}")
     added = pages["with footprint.track"]["p99"] - pages["plain"]["p99"]
@@ -132,20 +161,21 @@ def main() -> int:
     return 0
 
 
-def run_api(work: Path, env: dict[str, str], args: argparse.Namespace) -> dict[str, float]:
+def run_api(work: Path, env: dict[str, str], args: argparse.Namespace, label: str = "collector-api",
+            python: str = sys.executable) -> dict[str, float]:
     port = free_port()
     body = json.dumps({"batch": [{"type": "track", "event": "Bench", "userId": f"u{i}", "properties": {"i": i}}
                                  for i in range(args.batch)]})
     script = work / "post.lua"
     script.write_text(POST_LUA.format(key=KEY, body=body))
-    proc = start([sys.executable, "-m", "footprint.cli", "serve"],
+    proc = start([python, "-m", "footprint.cli", "serve"],
                  dict(env, FOOTPRINT_COLLECTOR_HOST="127.0.0.1", FOOTPRINT_COLLECTOR_PORT=str(port)),
                  work / "collector.log")
     try:
         wait_up(f"http://127.0.0.1:{port}/healthz", proc)
-        print(f"POST /v1/events: warm-up 3 s, then {args.duration} s", flush=True)
+        print(f"POST /v1/events ({label}): warm-up 3 s, then {args.duration} s", flush=True)
         wrk(f"http://127.0.0.1:{port}/v1/events", script, 3, args.connections)
-        return wrk(f"http://127.0.0.1:{port}/v1/events", script, args.duration, args.connections)
+        return measure(f"http://127.0.0.1:{port}/v1/events", script, args, proc, label)
     finally:
         stop(proc)
 
@@ -164,7 +194,7 @@ def run_pages(work: Path, env: dict[str, str], args: argparse.Namespace) -> dict
             wait_up(f"http://127.0.0.1:{port}/hello", proc)
             print(f"GET /hello {name}: warm-up 3 s, then {args.duration} s", flush=True)
             wrk(f"http://127.0.0.1:{port}/hello", script, 3, args.connections)
-            out[name] = wrk(f"http://127.0.0.1:{port}/hello", script, args.duration, args.connections)
+            out[name] = measure(f"http://127.0.0.1:{port}/hello", script, args, proc, f"site-{factory}")
         finally:
             stop(proc)
     return out

@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 
-from _services import machine, services
+from _services import machine, reference_tree, services
 from helpers import gen_events, produce
 
 CONSUMER_RUN = """
@@ -55,35 +55,33 @@ t.join()
 """
 
 
-def run_process(settings: Any, n: int, src: Any) -> tuple[float, int]:
+PROFILE: dict[str, Any] = {"dir": None}  # --profile DIR: run each consumer under py-spy, stacks into DIR
+
+
+def run_process(settings: Any, n: int, src: Any, label: str = "footprint") -> tuple[float, int]:
     """Footprint's consumer from the source tree ``src`` in its own process: (seconds, peak RSS MiB)."""
     import subprocess
+    from pathlib import Path
 
     from helpers import settings_env
 
     env = settings_env(settings)
     env["PYTHONPATH"] = str(src)
-    out = subprocess.run([sys.executable, "-c", CONSUMER_RUN, str(n)], env=env, check=True,
-                         capture_output=True, text=True, timeout=1800).stdout.split()
-    return float(out[0]), int(out[1])
+    cmd = [sys.executable, "-c", CONSUMER_RUN, str(n)]
+    if PROFILE["dir"]:
+        # py-spy samples every thread of the consumer (not idle ones) 200 times a second; `--native`
+        # would add C frames but costs more than the process itself on 2 cores
+        out_file = Path(PROFILE["dir"]) / f"{label}.txt"
+        cmd = ["py-spy", "record", "-r", "200", "-f", "raw", "--nonblocking", "-o", str(out_file), "--", *cmd]
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True, timeout=1800).stdout
+    seconds, rss = next(line.split() for line in reversed(out.splitlines()) if len(line.split()) == 2)
+    return float(seconds), int(rss)
 
 
 def run_reference(settings: Any, n: int, rev: str) -> tuple[float, int]:
     """Footprint's consumer at git revision ``rev`` (a temporary worktree), in its own process."""
-    import shutil
-    import subprocess
-    import tempfile
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[1]
-    tree = Path(tempfile.mkdtemp(prefix="fp-reference-"))
-    subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(tree), rev], check=True,
-                   capture_output=True)
-    try:
-        return run_process(settings, n, tree / "app" / "src")
-    finally:
-        subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(tree)], check=False)
-        shutil.rmtree(tree, ignore_errors=True)
+    with reference_tree(rev) as src:
+        return run_process(settings, n, src, label=f"reference-{rev}")
 
 
 def run_baseline(settings: Any, n: int) -> float:
@@ -138,7 +136,10 @@ def main() -> int:
     ap.add_argument("--baseline-events", type=int, default=3_000)
     ap.add_argument("--batch", type=int, default=None, help="FOOTPRINT_BATCH_MAX_EVENTS for this run")
     ap.add_argument("--reference", default=None, help="also run the consumer of this git revision (e.g. de14caa)")
+    ap.add_argument("--profile", default=None, metavar="DIR",
+                    help="run each consumer under py-spy (on PATH); collapsed stacks go to DIR (see profile_summary.py)")
     args = ap.parse_args()
+    PROFILE["dir"] = args.profile
     print(machine())
     with services() as s:
         if args.batch:

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("FOOTPRINT_CACHE", Path.home() / ".cache" / "footprint"))
 RESOLVER = ROOT / "playbooks" / "resolve-vars.yml"
 # variables whose values are secrets: held as Secret in every fixture
-SECRET_NAME = re.compile(r"(_password|_api_key|_api_keys|_dsn)$")
+SECRET_NAME = re.compile(r"(_password|_api_key|_api_keys|_private_keys|_dsn)$")
 
 
 class Secret:

@@ -83,6 +83,8 @@ def test_firewall_opens_the_ports_of_the_components_on_the_host(hostvars: dict[s
     expected = set()
     if "app" in groups:
         expected.add(int(setting(hostvars, "footprint_collector_port")))
+        if setting(hostvars, "footprint_dashboard_enabled"):
+            expected.add(int(setting(hostvars, "footprint_dashboard_port")))
     if "kafka" in groups:
         expected.add(int(setting(hostvars, "kafka_port")))
     if "clickhouse" in groups:

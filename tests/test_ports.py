@@ -1,6 +1,6 @@
 """Every port moves, and back (destructive: molecule only).
 
-Changes every client port (Kafka, ClickHouse HTTP and native, PostgreSQL, the collector) with
+Changes every client port (Kafka, ClickHouse HTTP and native, PostgreSQL, the collector, the dashboard) with
 extra variables, re-converges `playbooks/site.yml`, runs the listener, firewall and delivery
 checks against the new ports (a pytest run that resolves the inventory with the same extra
 variables), checks that the old ports are closed by the firewall (a listener on each old port
@@ -26,7 +26,8 @@ from conftest import ROOT, setting
 
 testinfra_hosts = ["ansible://app"]
 
-PORT_VARS = ("kafka_port", "clickhouse_http_port", "clickhouse_tcp_port", "postgresql_port", "footprint_collector_port")
+PORT_VARS = ("kafka_port", "clickhouse_http_port", "clickhouse_tcp_port", "postgresql_port", "footprint_collector_port",
+             "footprint_dashboard_port")
 SHIFT = 17  # new port = old + SHIFT (clear of the defaults' neighbours: 9093, 8001)
 BIN = Path(sys.executable).parent
 
@@ -105,7 +106,8 @@ def test_every_port_moves_and_back(
     try:
         res, moved_s = converge(inventory, extra)
         assert res.returncode == 0, "converge with the new ports failed:\n" + res.stdout[-5000:]
-        checks = smoke(inventory, extra, "tests/test_listeners.py", "tests/test_delivery.py", "tests/test_base.py")
+        checks = smoke(inventory, extra, "tests/test_listeners.py", "tests/test_delivery.py", "tests/test_base.py",
+                       "tests/test_dashboard.py")
         assert checks.returncode == 0, "smoke checks on the new ports failed:\n" + checks.stdout[-5000:]
         for name, port in new.items():
             assert listening(host, port), f"{name}: nothing listens on the new port {port}"

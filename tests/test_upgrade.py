@@ -133,7 +133,7 @@ def test_before_upgrade_load_is_accepted_and_stored(endpoints: dict[str, Any]) -
     (state() / "kafka-before.json").write_text(json.dumps(snapshot, indent=1))
 
 
-def test_after_upgrade_every_accepted_event_is_stored_exactly_once(endpoints: dict[str, Any]) -> None:
+def test_after_upgrade_every_accepted_event_is_stored_exactly_once(endpoints: dict[str, Any], host: Any) -> None:
     paths = logs()
     assert [p.name for p in paths] == ["load.jsonl", "trickle.jsonl"], "the load or the trickle log is missing"
     accepted = [upgrade_traffic.event_id(m) for p in paths for m in upgrade_traffic.accepted_ids(p)]
@@ -146,7 +146,10 @@ def test_after_upgrade_every_accepted_event_is_stored_exactly_once(endpoints: di
         pg, ch = stored_ids(endpoints, runs)
         return (pg, ch) if set(accepted) <= set(pg) and set(accepted) <= set(ch) else None
 
-    found = wait_for(f"all {len(accepted)} accepted events in both stores", caught_up, timeout=180)
+    try:
+        found = wait_for(f"all {len(accepted)} accepted events in both stores", caught_up, timeout=180)
+    except pytest.fail.Exception:
+        pytest.fail(missing_report(endpoints, paths, runs, host))
     for store, ids in zip(("PostgreSQL", "ClickHouse"), found, strict=True):
         dupes = len(ids) - len(set(ids))
         assert dupes == 0, f"{store} holds {dupes} events more than once"
@@ -154,6 +157,22 @@ def test_after_upgrade_every_accepted_event_is_stored_exactly_once(endpoints: di
     print(f"\nupgrade: {len(accepted)} accepted events ({N_LOAD} loaded before, {len(accepted) - N_LOAD} during)"
           " each found exactly once in PostgreSQL and ClickHouse; "
           f"{len(found[0]) - len(accepted)} more were stored from batches refused while stopping")
+
+
+def missing_report(ep: dict[str, Any], paths: list[Path], runs: list[str], host: Any) -> str:
+    """Which accepted events a store lacks (messageIds: run and sequence number, so the phase shows), how
+    many records the dead-letter topic holds and the consumer's last log lines: what a failed wait needs."""
+    by_id = {upgrade_traffic.event_id(m): m for p in paths for m in upgrade_traffic.accepted_ids(p)}
+    pg, ch = stored_ids(ep, runs)
+    lines = [f"of {len(by_id)} accepted events, after 180 s:"]
+    for store, ids in (("PostgreSQL", pg), ("ClickHouse", ch)):
+        gone = sorted((by_id[i] for i in set(by_id) - set(ids)), key=lambda m: int(m.rsplit("-", 1)[1]))
+        lines.append(f"{store} lacks {len(gone)}: {gone[:5]} ... {gone[-5:]}")
+    dlq = {k: v[0] for k, v in topic_digests(ep).items() if k.startswith(ep["dlq"])}
+    lines.append(f"dead-letter topic end offsets: {dlq}")
+    journal = host.run("journalctl -u footprint-consumer -n 15 --no-pager -o cat")
+    lines.append("the consumer's last log lines:\n" + journal.stdout[-3000:])
+    return "\n".join(lines)
 
 
 def test_after_upgrade_kafka_cluster_id_and_topic_data_are_unchanged(endpoints: dict[str, Any]) -> None:

@@ -141,9 +141,9 @@ def caught_up(settings: Settings) -> bool:
 class RunningConsumer:
     """The real consumer in a background thread."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, erased: Any = None) -> None:
         self.consumer = BatchConsumer(settings, [PostgresSink(settings.pg_dsn.get_secret_value()),
-                                                 ClickHouseSink(settings)])
+                                                 ClickHouseSink(settings)], erased=erased)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
 

@@ -13,6 +13,7 @@ from datetime import date
 from typing import Any
 
 from footprint import __version__
+from footprint.schema import EVENT_TYPES
 from footprint.settings import Settings
 from footprint.stores import StoreUnavailable
 
@@ -69,6 +70,23 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    if not settings.private_keys and not settings.dashboard_password.get_secret_value():
+        raise StoreUnavailable(
+            "the dashboard needs FOOTPRINT_PRIVATE_KEYS or FOOTPRINT_DASHBOARD_PASSWORD to log in with")
+    uvicorn.run(
+        "footprint.dashboard.app:app_from_env",
+        factory=True,
+        host=settings.dashboard_host,
+        port=settings.dashboard_port,
+        access_log=False,
+        log_config=None,
+    )
+    return 0
+
+
 def wait_for(checks: dict[str, Callable[[], None]], stop: threading.Event, max_delay: float,
              waiting: dict[str, str]) -> bool:
     """Retry ``checks`` with a bounded backoff until all pass (True) or ``stop`` is set (False).
@@ -95,6 +113,7 @@ def wait_for(checks: dict[str, Callable[[], None]], stop: threading.Event, max_d
 
 def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
     from footprint.consumer import BatchConsumer
+    from footprint.erasure import ErasedUsers
     from footprint.httpd import serve
     from footprint.metrics import ConsumerMetrics
     from footprint.sinks import ClickHouseSink, PostgresSink
@@ -130,7 +149,8 @@ def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
     try:
         if not wait_for(checks, stop, settings.retry_max_seconds, waiting):
             return 0
-        consumer = BatchConsumer(settings, [pg, ch], metrics)
+        erased = ErasedUsers(settings.pg_dsn.get_secret_value(), settings.erasure_refresh_seconds)
+        consumer = BatchConsumer(settings, [pg, ch], metrics, erased=erased)
         holder["c"] = consumer
 
         def relay() -> None:
@@ -161,9 +181,15 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
-    from footprint.stats import render, run_stats
+    from footprint.stats import Filter, render, run_stats
 
-    results = run_stats(settings, args.since, args.until, args.top)
+    try:
+        f = Filter(since=args.since, until=args.until, top=args.top, link=args.link,
+                   type="" if args.type == "all" else args.type)
+    except ValueError as exc:
+        print(f"footprint stats: {exc}", file=sys.stderr)
+        return 2
+    results = run_stats(settings, args.since, args.until, args.top, f=f)
     if args.json:
         print(json.dumps([
             {"query": r.name, "same": r.same, "postgres_ms": round(r.pg_ms, 2), "clickhouse_ms": round(r.ch_ms, 2),
@@ -232,6 +258,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_serve)
 
     s = sub.add_parser(
+        "dashboard", help="run the web dashboard (reader credentials only; log in with a private key or the password)",
+        description="Serve the web dashboard on FOOTPRINT_DASHBOARD_HOST:FOOTPRINT_DASHBOARD_PORT (default "
+                    "127.0.0.1:8002): page views and unique visitors per day, top links, HTTP methods, top event "
+                    "names, live events per minute, and the same queries on PostgreSQL and ClickHouse with their "
+                    "timings. It reads with FOOTPRINT_PG_READER_DSN and FOOTPRINT_CH_READER_USER/_PASSWORD only. "
+                    "Log in with one of FOOTPRINT_PRIVATE_KEYS or FOOTPRINT_DASHBOARD_PASSWORD; the session "
+                    "cookie is signed, HttpOnly, SameSite=Strict and lasts FOOTPRINT_DASHBOARD_SESSION_HOURS (12).")
+    s.set_defaults(fn=cmd_dashboard)
+
+    s = sub.add_parser(
         "consume", help="wait for the stores, then consume the topic into PostgreSQL and ClickHouse until SIGTERM")
     s.set_defaults(fn=cmd_consume)
 
@@ -241,8 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("stats", help="dashboard queries on both stores with timings; exit 1 if answers differ")
     s.add_argument("--since", type=_date, default=date(1970, 1, 1), help="first UTC day (YYYY-MM-DD)")
-    s.add_argument("--until", type=_date, default=date(2100, 1, 1), help="end UTC day, exclusive")
-    s.add_argument("--top", type=int, default=10, help="number of top links (default 10)")
+    s.add_argument("--until", type=_date, default=date(2100, 1, 1),
+                   help="end UTC day, exclusive (2106-02-07 at the latest)")
+    s.add_argument("--top", type=int, default=10, help="number of top links and event names (default 10)")
+    s.add_argument("--type", choices=[*EVENT_TYPES, "all"], default="page", help="event type counted (default page)")
+    s.add_argument("--link", default="", help="count only links starting with this prefix")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s.set_defaults(fn=cmd_stats)
 

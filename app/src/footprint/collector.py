@@ -9,29 +9,36 @@ send it: requests to the collector itself are never page views (a site records i
 
 from __future__ import annotations
 
-import hmac
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import msgspec
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from footprint import __version__
+from footprint.auth import authorized, key_bytes, matches
 from footprint.browser import add_browser_routes
 from footprint.enrich import enrich
+from footprint.erasure import Eraser
+from footprint.fastinbound import plain_batch
 from footprint.metrics import CollectorMetrics
+from footprint.readapi import add_read_routes
 from footprint.schema import ContractError, encode_event, inbound_json_schema, loads, validate_batch
 from footprint.settings import Settings
+from footprint.stores import StoreUnavailable
 from footprint.visitors import VisitorIds, client_address, parse_networks
 
 log = logging.getLogger("footprint.collector")
 
 Scope = MutableMapping[str, Any]
+_ACCEPTED = msgspec.json.Encoder()
 
 
 class Sender(Protocol):
@@ -101,19 +108,6 @@ def _error(status: int, error: str, detail: str, metrics: CollectorMetrics,
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
-def _authorized(header: str | None, keys: list[bytes]) -> bool:
-    if not header or not keys:
-        return False
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return False
-    given = token.strip().encode("latin-1", "replace")
-    ok = False
-    for key in keys:  # compare against every key: no early exit timing signal
-        ok |= hmac.compare_digest(given, key)
-    return ok
-
-
 def _media_type_problem(header: str) -> str | None:
     """Why a Content-Type is not acceptable (JSON in UTF-8 only), or None."""
     mtype, *params = (part.strip() for part in header.split(";"))
@@ -166,6 +160,8 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
                                   "footprint-collector")
             owned.start()
             holder["s"] = owned
+        if settings.private_keys:  # erasure jobs an earlier process left unfinished (idempotent)
+            threading.Thread(target=_resume_erasures, args=(eraser,), daemon=True).start()
         try:
             yield
         finally:
@@ -174,7 +170,7 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
 
     app = FastAPI(title="footprint collector", version=__version__, lifespan=lifespan, docs_url=None,
                   redoc_url=None)
-    keys = [k.get_secret_value().encode() for k in settings.api_keys]
+    keys = key_bytes(settings.api_keys)
     retry_after = {"Retry-After": str(settings.retry_after_seconds)}
 
     def current() -> Sender:
@@ -201,11 +197,11 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
         openapi_extra={"requestBody": {"required": True, "content": {
             "application/json": {"schema": inbound_json_schema(settings.max_batch_events)}}}},
     )
-    async def events(request: Request) -> JSONResponse:
+    async def events(request: Request) -> Response:
         """Accept a batch of events: 202 once Kafka acknowledged all of them, nothing produced otherwise."""
         s = current()
         m = s.metrics
-        if not _authorized(request.headers.get("authorization"), keys):
+        if not authorized(request.headers.get("authorization"), keys):
             return _error(401, "unauthorized", "missing or invalid bearer key", m)
         problem = _media_type_problem(request.headers.get("content-type", ""))
         if problem:
@@ -213,35 +209,49 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
         body = await _read_body(request, settings.max_body_bytes)
         if body is None:
             return _error(413, "too_large", f"body exceeds {settings.max_body_bytes} bytes", m)
-        try:
-            raw = loads(body)
-        except ValueError as exc:
-            return _error(400, "invalid_json", f"body: {exc}", m)
-        batch_raw = raw.get("batch") if isinstance(raw, dict) else None
-        if isinstance(batch_raw, list) and len(batch_raw) > settings.max_batch_events:
-            return _error(413, "too_large", f"batch: more than {settings.max_batch_events} events", m)
-        try:
-            wire = validate_batch(raw, datetime.now(UTC), settings.max_batch_events, enrich)
-        except ContractError as exc:
-            return _error(400, "invalid", str(exc), m, exc.problems)
-        outcome = await s.deliver([(e["event_id"], encode_event(e), e["type"]) for e in wire],
-                                  settings.api_ack_timeout_seconds)
+        # a plainly valid batch in one pass (fastinbound); anything else is decided by the contract
+        wire = plain_batch(body, datetime.now(UTC), settings.max_batch_events, enrich)
+        if wire is None:
+            try:
+                raw = loads(body)
+            except ValueError as exc:
+                return _error(400, "invalid_json", f"body: {exc}", m)
+            batch_raw = raw.get("batch") if isinstance(raw, dict) else None
+            if isinstance(batch_raw, list) and len(batch_raw) > settings.max_batch_events:
+                return _error(413, "too_large", f"batch: more than {settings.max_batch_events} events", m)
+            try:
+                events = validate_batch(raw, datetime.now(UTC), settings.max_batch_events, enrich)
+            except ContractError as exc:
+                return _error(400, "invalid", str(exc), m, exc.problems)
+            wire = [(e["event_id"], encode_event(e), e["type"]) for e in events]
+        outcome = await s.deliver(wire, settings.api_ack_timeout_seconds)
         if outcome is not None:
             detail = f"{outcome}; retry the whole batch (with messageIds a retry is stored once)"
             return _error(503, "unavailable", detail, m, headers=retry_after)
-        ids = [e["event_id"] for e in wire]
-        return JSONResponse(Accepted(accepted=len(ids), event_ids=ids).model_dump(), status_code=202)
+        # the Accepted model's JSON, encoded directly
+        ids = [event_id for event_id, _, _ in wire]
+        return Response(_ACCEPTED.encode({"accepted": len(ids), "event_ids": ids}), status_code=202,
+                        media_type="application/json")
 
+    eraser = add_read_routes(app, settings, error=lambda status, kind, detail, headers=None: _error(
+        status, kind, detail, current().metrics, headers=headers))
     visitor = visitor_function(settings)
     add_browser_routes(
         app, settings,
         deliver=lambda events: current().deliver(events, settings.api_ack_timeout_seconds),
         visitor=visitor,
-        authorized=lambda key: _authorized(f"Bearer {key}", keys),
+        authorized=lambda key: matches(key, keys),
         error=lambda status, kind, detail, problems=None, headers=None: _error(
             status, kind, detail, current().metrics, problems, headers),
     )
     return app
+
+
+def _resume_erasures(eraser: Eraser) -> None:
+    try:
+        eraser.resume()
+    except StoreUnavailable as exc:
+        log.warning("unfinished erasure jobs not resumed", extra={"error": str(exc)})
 
 
 def app_from_env() -> FastAPI:

@@ -43,6 +43,10 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
+class Erased(Protocol):
+    def filter(self, docs: Docs) -> Docs: ...
+
+
 class KafkaClient(Protocol):
     """What the loop needs from a Kafka consumer (``confluent_kafka.Consumer`` has it)."""
 
@@ -139,9 +143,11 @@ class BatchConsumer:
         metrics: ConsumerMetrics | None = None,
         consumer: KafkaClient | None = None,
         dead_letters: DeadLetters | None = None,
+        erased: Erased | None = None,
     ) -> None:
         self.settings = settings
         self.sinks = sinks
+        self.erased = erased
         self.metrics = metrics or ConsumerMetrics()
         self.consumer: KafkaClient = consumer or Consumer(consumer_config(settings))
         self.dead_letters = dead_letters or DeadLetters(
@@ -174,6 +180,9 @@ class BatchConsumer:
         docs = dict(batch.docs)  # a snapshot: rebalances change the batch in the loop's thread
 
         def write_all() -> Rejected:
+            nonlocal docs
+            if self.erased is not None:  # erased users' events never reach a store (their offsets commit)
+                docs = self.erased.filter(docs)
             if not docs:
                 return []
             futures = [self._sink_pool.submit(self._retries[s.name].run, s.name, lambda s=s: store(s, docs),

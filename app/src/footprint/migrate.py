@@ -105,6 +105,8 @@ def _pg_grants(conn: object, settings: Settings) -> None:
             sql.SQL("GRANT " + privs + " ON events TO {}").format(sql.Identifier(role))
         )
         conn.execute(sql.SQL("GRANT SELECT ON schema_migrations TO {}").format(sql.Identifier(role)))
+        # erasure requests: written by the owner (who erases); the consumer drops erased users' events
+        conn.execute(sql.SQL("GRANT SELECT ON erasure_requests TO {}").format(sql.Identifier(role)))
 
 
 def migrate_clickhouse(settings: Settings) -> list[str]:

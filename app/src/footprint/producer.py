@@ -7,6 +7,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -34,23 +35,32 @@ def producer_config(bootstrap: str, queue_max: int, message_timeout_ms: int, cli
 class _Acks:
     """Counts down the delivery reports of one batch and resolves an asyncio future at zero.
 
-    Delivery callbacks run on the producer's poll thread; the future lives on the request's loop.
+    ``report`` is the delivery callback of every message of the batch (one bound method, no closure
+    per message); it runs on the producer's poll thread, the future lives on the request's loop.
+    ``on_error`` sees each failed message; ``on_done(delivered)`` runs once, on the poll thread.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, n: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, n: int, on_error: Callable[[KafkaError, Message], None],
+                 on_done: Callable[[int], None]) -> None:
         self.loop = loop
+        self.n = n
         self.left = n
         self.errors: list[str] = []
         self.done: asyncio.Future[None] = loop.create_future()
+        self._on_error = on_error
+        self._on_done = on_done
         self._lock = threading.Lock()
 
-    def report(self, err: KafkaError | None, _msg: Message) -> None:
+    def report(self, err: KafkaError | None, msg: Message | None) -> None:
+        if err is not None and msg is not None:
+            self._on_error(err, msg)
         with self._lock:
             if err is not None:
                 self.errors.append(str(err))
             self.left -= 1
             finished = self.left == 0
         if finished:
+            self._on_done(self.n - len(self.errors))
             # a closed loop: the request timed out and the server stopped; nobody waits any more
             with contextlib.suppress(RuntimeError):
                 self.loop.call_soon_threadsafe(self._resolve)
@@ -108,14 +118,15 @@ class EventProducer:
         """None when a broker answered the last check; otherwise why not."""
         return self._broker_error
 
-    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        if err is None:
-            self.metrics.delivered.inc()
+    def _on_error(self, err: KafkaError, msg: Message) -> None:
+        self.metrics.delivery_failures.inc()
+        self.last_error = str(err)
+        self._fail_log.warning("event not delivered to Kafka", error=str(err), topic=msg.topic())
+
+    def _on_done(self, delivered: int) -> None:
+        self.metrics.delivered.inc(delivered)
+        if delivered:
             self.last_error = None
-        else:
-            self.metrics.delivery_failures.inc()
-            self.last_error = str(err)
-            self._fail_log.warning("event not delivered to Kafka", error=str(err), topic=msg.topic())
 
     async def deliver(self, events: list[tuple[str, bytes, str]], timeout: float) -> str | None:
         """Produce ``(key, value, type)`` events and wait for Kafka's acknowledgement of all of them.
@@ -127,18 +138,22 @@ class EventProducer:
         if len(self._producer) + len(events) > self.queue_max:
             self.metrics.dropped.labels("queue_full").inc(len(events))
             return "the producer queue is full (Kafka is slow or unreachable)"
-        acks = _Acks(asyncio.get_running_loop(), len(events))
+        acks = _Acks(asyncio.get_running_loop(), len(events), self._on_error, self._on_done)
+        produce, topic, report = self._producer.produce, self.topic, acks.report
+        types: dict[str, int] = {}
         for produced, (key, value, type_) in enumerate(events):
             try:
-                self._producer.produce(self.topic, value=value, key=key, on_delivery=self._delivery(acks))
+                produce(topic, value=value, key=key, on_delivery=report)
             except (BufferError, KafkaException) as exc:
                 # nothing more of this batch is produced; count the rest as reported failures
                 self.metrics.dropped.labels("producer_error").inc(len(events) - produced)
-                acks.report(KafkaError(KafkaError._FAIL, str(exc)), None)  # type: ignore[arg-type]
+                acks.report(KafkaError(KafkaError._FAIL, str(exc)), None)
                 for _ in range(len(events) - produced - 1):
-                    acks.report(None, None)  # type: ignore[arg-type]
+                    acks.report(None, None)
                 break
-            self.metrics.enqueued.labels(type_).inc()
+            types[type_] = types.get(type_, 0) + 1
+        for type_, count in types.items():
+            self.metrics.enqueued.labels(type_).inc(count)
         try:
             await asyncio.wait_for(asyncio.shield(acks.done), timeout)
         except TimeoutError:
@@ -146,12 +161,6 @@ class EventProducer:
         if acks.errors:
             return f"Kafka refused the batch: {acks.errors[0]}"
         return None
-
-    def _delivery(self, acks: _Acks) -> Any:
-        def cb(err: KafkaError | None, msg: Message) -> None:
-            self._on_delivery(err, msg)
-            acks.report(err, msg)
-        return cb
 
     def queue_length(self) -> int:
         return len(self._producer)

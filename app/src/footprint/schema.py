@@ -18,8 +18,10 @@ event says. No recursion anywhere: nesting is bounded by ``MAX_DEPTH`` and check
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import re
 import uuid
 from collections.abc import Callable
@@ -583,10 +585,39 @@ def _inbound_event(item: Any, where: str, received: str, problems: _Problems,
         if column:
             wire[column] = value
     enriched = enrich(values["context"]) if enrich and "context" in values else _NOT_ENRICHED
-    return _to_wire(wire, values.get("messageId"), received, enriched)
+    message_id = values.get("messageId")
+    return _to_wire(wire, message_id_uuid(message_id) if message_id else random_uuids(1)[0], received, enriched)
 
 
-def _to_wire(wire: dict[str, Any], message_id: str | None, received: str, enriched: dict[str, Any]) -> dict[str, Any]:
+# uuid's version and variant bits, as uuid.UUID(version=...) sets them
+_UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID_VARIANT = 0x8000 << 48
+
+
+def _uuid_string(value: int) -> str:
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def random_uuids(n: int) -> list[str]:
+    """``n`` random (version 4) UUIDs as canonical strings: ``str(uuid.uuid4())`` with one read of
+    the OS's random source for all of them (version digit 4; variant: the 17th digit's top bits 10)."""
+    digits = os.urandom(16 * n).hex()
+    return [f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT_DIGIT[h[16]]}{h[17:20]}-{h[20:32]}"
+            for h in (digits[i:i + 32] for i in range(0, 32 * n, 32))]
+
+
+_VARIANT_DIGIT = {d: f"{(int(d, 16) & 0x3) | 0x8:x}" for d in "0123456789abcdef"}
+_NAMESPACE_BYTES = MESSAGE_ID_NAMESPACE.bytes
+
+
+def message_id_uuid(message_id: str) -> str:
+    """The event id of a client's messageId: ``str(uuid.uuid5(MESSAGE_ID_NAMESPACE, message_id))``."""
+    digest = hashlib.sha1(_NAMESPACE_BYTES + message_id.encode("utf-8"), usedforsecurity=False).digest()
+    return _uuid_string((int.from_bytes(digest[:16], "big") & _UUID_CLEAR) | _UUID_VARIANT | (5 << 76))
+
+
+def _to_wire(wire: dict[str, Any], event_id: str, received: str, enriched: dict[str, Any]) -> dict[str, Any]:
     properties = wire.get("properties") or {}
     traits = wire.get("traits") or {}
     link = method = ""
@@ -595,9 +626,8 @@ def _to_wire(wire: dict[str, Any], message_id: str | None, received: str, enrich
     if wire["type"] == "page" and isinstance(properties.get("method"), str):
         method = clean_text(properties["method"], SHORT_MAX_BYTES)[:SHORT_MAX_CHARS]
     user_id, anonymous_id = wire.get("user_id", ""), wire.get("anonymous_id", "")
-    event_id = uuid.uuid5(MESSAGE_ID_NAMESPACE, message_id) if message_id else uuid.uuid4()
     return {
-        "event_id": str(event_id),
+        "event_id": event_id,
         "type": wire["type"],
         "event": wire.get("event", ""),
         "method": method,
@@ -614,6 +644,33 @@ def _to_wire(wire: dict[str, Any], message_id: str | None, received: str, enrich
         "synthetic": bool(properties.get("footprint_probe") or traits.get("footprint_probe")),
         **enriched,
     }
+
+
+# ------------------------------------------------------------------------------------- outbound
+
+# stored columns that no inbound field fills, and the names the read API gives them
+OUTBOUND_EXTRA: dict[str, str] = {
+    "event_id": "eventId", "method": "method", "link": "link", "visitor_id": "visitorId",
+    "received_at": "receivedAt", "schema_version": "schemaVersion", "synthetic": "synthetic",
+    # what the collector derived from the context: referrer_host -> referrerHost, utm_source -> utmSource, ...
+    **{c: c.split("_")[0] + "".join(w.title() for w in c.split("_")[1:]) for c in ENRICHED_COLUMNS},
+}
+
+
+def outbound_names(type_: str) -> dict[str, str]:
+    """Column -> the name the read API answers with for an event of ``type_``: the inbound (Segment)
+    name of the field that fills it (``event`` is ``name`` for a page), else ``OUTBOUND_EXTRA``."""
+    names = {"type": "type"}
+    for f in (*INBOUND_COMMON, *INBOUND_TYPES.get(type_, ())):
+        if f.column:
+            names[f.column] = f.name
+    return {**names, **OUTBOUND_EXTRA}
+
+
+def outbound(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored event (column -> value, canonical values) in the read API's (Segment) names."""
+    names = outbound_names(str(row.get("type", "")))
+    return {names[c]: row[c] for c in COLUMN_NAMES if c in names and c in row}
 
 
 _KIND_SCHEMA: dict[str, dict[str, Any]] = {

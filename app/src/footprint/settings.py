@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _PG_BASE = "host=127.0.0.1 port=5432 dbname=footprint"
@@ -40,7 +40,9 @@ class Settings(BaseSettings):
     ch_reader_user: str = "footprint_reader"
     ch_reader_password: SecretStr = SecretStr("")
 
-    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)  # public: ingest only
+    # private keys: read (GET /v1/events), query (POST /v1/queries), erase, dashboard login; never ingest
+    private_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     collector_host: str = "127.0.0.1"
     collector_port: int = Field(default=8000, ge=1, le=65535)
     collector_workers: int = Field(default=1, ge=1)
@@ -61,14 +63,35 @@ class Settings(BaseSettings):
     consumer_http_host: str = "127.0.0.1"
     consumer_http_port: int = Field(default=8001, ge=0, le=65535)
 
+    # read side (readapi.py, query.py, erasure.py, dashboard)
+    query_max_execution_seconds: float = Field(default=10.0, gt=0, le=600)
+    query_max_result_rows: int = Field(default=10_000, ge=1)
+    query_max_result_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    query_max_sql_bytes: int = Field(default=16 * 1024, ge=64)
+    # erasure requests are kept (and applied to events arriving from Kafka) this long: the topic's retention
+    erasure_keep_seconds: int = Field(default=7 * 86400, ge=60)
+    erasure_refresh_seconds: float = Field(default=5.0, gt=0, le=300)
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = Field(default=8002, ge=1, le=65535)
+    dashboard_password: SecretStr = SecretStr("")
+    dashboard_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    dashboard_refresh_seconds: float = Field(default=5.0, ge=1, le=300)
+
     log_level: str = "INFO"
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "private_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return [k.strip() for k in value.split(",") if k.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _keys_apart(self) -> Settings:
+        public = {k.get_secret_value() for k in self.api_keys}
+        if any(k.get_secret_value() in public for k in self.private_keys):
+            raise ValueError("a key is both public (FOOTPRINT_API_KEYS) and private (FOOTPRINT_PRIVATE_KEYS)")
+        return self
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -1,8 +1,9 @@
 """Batch writers for the two stores. Both are idempotent by event_id, first write wins.
 
 Both sinks receive the canonical event documents (``schema.decode_message``), keyed by
-event_id, and let the store parse them in bulk: PostgreSQL through COPY (CSV) into a
-session-local staging table, ClickHouse through one JSONEachRow insert. Column lists come from
+event_id. PostgreSQL: the documents are split into their columns in one msgspec pass (``pgrows``)
+and sent by binary COPY into a session-local staging table, then inserted with ON CONFLICT DO
+NOTHING; ClickHouse parses them itself in one JSONEachRow insert. Column lists come from
 ``schema.COLUMNS``. A sink raises whatever the store raised; whether that was the data or the
 store is decided by the consumer with ``probe`` (a known-good write), never by error codes.
 """
@@ -16,6 +17,7 @@ import psycopg
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.external import ExternalData
 
+from footprint.pgrows import COPY_STAGE, INSERT_FROM_STAGE, STAGE_TABLE, STAGE_TYPES, rows
 from footprint.schema import COLUMNS, dumps, make_event, parse_time
 from footprint.settings import Settings
 from footprint.stores import ch_client, pg_connect
@@ -24,13 +26,6 @@ log = logging.getLogger("footprint.sinks")
 
 Docs = dict[str, bytes]  # event_id -> canonical JSON document
 
-_COLS = ", ".join(c.name for c in COLUMNS)
-_PG_FROM_DOC = ", ".join(
-    f"doc->'{c.name}'" if c.pg_type == "jsonb" else
-    f"doc->>'{c.name}'" if c.pg_type == "text" else
-    f"(doc->>'{c.name}')::{c.pg_type}"
-    for c in COLUMNS
-)
 CH_INSERT_SETTINGS = {
     "date_time_input_format": "best_effort",
     "input_format_json_read_objects_as_strings": 1,
@@ -47,12 +42,8 @@ CANARY: Docs = {CANARY_ID: dumps(make_event(
 ))}
 
 
-def csv_field(doc: bytes) -> bytes:
-    return b'"' + doc.replace(b'"', b'""') + b'"\n'
-
-
 class PostgresSink:
-    """COPY into a staging table, then ``INSERT ... SELECT ... ON CONFLICT (event_id) DO NOTHING``."""
+    """Binary COPY into a staging table, then ``INSERT ... SELECT ... ON CONFLICT (event_id) DO NOTHING``."""
 
     name = "postgres"
 
@@ -63,7 +54,7 @@ class PostgresSink:
     def connect(self) -> None:
         if self._conn is None or self._conn.closed:
             conn = pg_connect(self._dsn, "writer")
-            conn.execute("CREATE TEMP TABLE IF NOT EXISTS events_stage (doc jsonb NOT NULL) ON COMMIT DELETE ROWS")
+            conn.execute(STAGE_TABLE)
             conn.commit()
             self._conn = conn
 
@@ -74,12 +65,12 @@ class PostgresSink:
             assert self._conn is not None
             conn = self._conn
             with conn.cursor() as cur:
-                with cur.copy("COPY events_stage (doc) FROM STDIN (FORMAT csv)") as copy:
-                    copy.write(b"".join(csv_field(d) for d in docs.values()))
-                cur.execute(
-                    f"INSERT INTO events ({_COLS}) SELECT {_PG_FROM_DOC} FROM events_stage"
-                    " ON CONFLICT (event_id) DO NOTHING"
-                )
+                with cur.copy(COPY_STAGE) as copy:
+                    copy.set_types(STAGE_TYPES)
+                    write_row = copy.write_row
+                    for row in rows(docs.values()):
+                        write_row(row)
+                cur.execute(INSERT_FROM_STAGE)
                 inserted = cur.rowcount
             conn.commit()
             return inserted

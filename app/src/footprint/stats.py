@@ -1,80 +1,155 @@
-"""Dashboard queries on BOTH stores, results and timings side by side."""
+"""Dashboard queries on BOTH stores, results and timings side by side.
+
+One definition of every statistic, for ``footprint stats`` and the dashboard alike: a ``Filter``
+(UTC days, an event type, a link prefix) -> one PostgreSQL and one ClickHouse query per statistic.
+Every statistic counts human events: synthetic ones (smoke-check probes, the consumer's canary) never,
+bots (stored and flagged by the collector's enrichment) only in ``bots_per_day``.
+PostgreSQL reads the raw table; ClickHouse reads the hourly rollup ``stats_hourly`` (counts and
+visitor sets per hour, type, link, method and event name; migration 0003, bots left out since 0004),
+and the raw table (``FINAL``) for the last hour's events per minute and the breakdowns by referrer,
+browser and device.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from typing import Any
 
+from footprint.schema import EVENT_TYPES
 from footprint.settings import Settings
 from footprint.stores import ch_client, pg_connect
 
 Rows = list[tuple[Any, ...]]
-
-# Every query counts human page views in [since, until) (UTC days): page events that are neither
-# synthetic (the smoke probes) nor from a known bot (stored and marked, counted by "bots" alone).
-# PostgreSQL reads the raw table; ClickHouse reads the hourly rollup where it can, the raw
-# table (FINAL: exact after replays) otherwise.
-_PG_PAGES = "type = 'page' AND NOT synthetic AND footprint_time >= %(since)s AND footprint_time < %(until)s"
-_CH_PAGES = (
-    "type = 'page' AND NOT synthetic"
-    " AND footprint_time >= {since:DateTime} AND footprint_time < {until:DateTime}"
-)
-_PG_WHERE = f"{_PG_PAGES} AND NOT bot"
-_CH_WHERE = f"{_CH_PAGES} AND NOT bot"
+LIVE_MINUTES = 60
+# The end of the days a statistic can cover. The contract takes times up to 2199 and the raw tables hold
+# them exactly, but the ClickHouse rollups keep the hour as a DateTime (32-bit seconds, up to
+# 2106-02-07 06:28:15 UTC), where a later event's hour saturates. A filter ending on this day leaves those
+# events out of both stores alike.
+ROLLUP_END = date(2106, 2, 7)
 
 
-def _breakdown(column: str) -> tuple[str, str]:
-    """Human page views per value of ``column`` (\"\" where nothing was known), most first."""
-    return (
-        f"SELECT {column}, count(*) AS n FROM events WHERE {_PG_WHERE}"
-        f' GROUP BY {column} ORDER BY n DESC, {column} COLLATE "C" LIMIT %(top)s',
-        f"SELECT {column}, count() AS n FROM events FINAL WHERE {_CH_WHERE}"
-        f" GROUP BY {column} ORDER BY n DESC, {column} LIMIT {{top:UInt32}}",
-    )
+@dataclass(frozen=True)
+class Filter:
+    since: date = date(1970, 1, 1)  # first UTC day
+    until: date = date(2100, 1, 1)  # end UTC day, exclusive
+    type: str = "page"  # one of schema.EVENT_TYPES, or "" for every type
+    link: str = ""  # a link prefix, "" for every link
+    top: int = 10
+
+    def __post_init__(self) -> None:
+        if self.type and self.type not in EVENT_TYPES:
+            raise ValueError(f"type: one of {', '.join(EVENT_TYPES)} (or empty for all)")
+        if self.until > ROLLUP_END:
+            raise ValueError(f"until: {ROLLUP_END} at the latest (the hourly rollups end there)")
 
 
-_CH_ROLLUP = "hour >= {since:DateTime} AND hour < {until:DateTime}"
+def _where(f: Filter, time_pg: str, time_ch: str, bots: bool = False) -> tuple[str, str]:
+    """The WHERE clauses of one filter in each store's dialect. ``time_ch`` carries what ClickHouse
+    needs besides the filter: the rollup holds neither synthetic events nor bots, the raw table does."""
+    pg, ch = ["NOT synthetic", "bot" if bots else "NOT bot", time_pg], [time_ch]
+    if f.type:  # a literal (validated against EVENT_TYPES): PostgreSQL's partial index matches it
+        pg.append(f"type = '{f.type}'")
+        ch.append(f"type = '{f.type}'")
+    if f.link:
+        pg.append("starts_with(link, %(link)s)")
+        ch.append("startsWith(link, {link:String})")
+    return " AND ".join(pg), " AND ".join(ch)
 
-QUERIES: dict[str, tuple[str, str]] = {
-    "views_per_day": (
-        f"SELECT footprint_time::date AS day, count(*) FROM events WHERE {_PG_WHERE} GROUP BY 1 ORDER BY 1",
-        f"SELECT toDate(hour) AS day, uniqExactMerge(views) FROM link_hourly WHERE {_CH_ROLLUP}"
-        " GROUP BY day ORDER BY day",
-    ),
-    "top_links": (
-        f"SELECT link, count(*) AS views, count(DISTINCT visitor_id) FROM events WHERE {_PG_WHERE}"
-        ' GROUP BY link ORDER BY views DESC, link COLLATE "C" LIMIT %(top)s',
-        "SELECT link, uniqExactMerge(views) AS v, uniqExactMerge(visitors) FROM link_hourly"
-        f" WHERE {_CH_ROLLUP} GROUP BY link ORDER BY v DESC, link LIMIT {{top:UInt32}}",
-    ),
-    "methods": (
-        f"SELECT method, count(*) AS n FROM events WHERE {_PG_WHERE}"
-        ' GROUP BY method ORDER BY n DESC, method COLLATE "C"',
-        f"SELECT method, count() AS n FROM events FINAL WHERE {_CH_WHERE} GROUP BY method ORDER BY n DESC, method",
-    ),
-    "hourly_traffic": (
-        f"SELECT extract(hour FROM footprint_time)::int AS h, count(*) FROM events WHERE {_PG_WHERE}"
-        " GROUP BY 1 ORDER BY 1",
-        f"SELECT toHour(hour) AS h, uniqExactMerge(views) FROM link_hourly WHERE {_CH_ROLLUP}"
-        " GROUP BY h ORDER BY h",
-    ),
-    "unique_visitors_per_day": (
-        f"SELECT footprint_time::date AS day, count(DISTINCT visitor_id) FROM events WHERE {_PG_WHERE}"
-        " GROUP BY 1 ORDER BY 1",
-        f"SELECT toDate(hour) AS day, uniqExactMerge(visitors) FROM link_hourly WHERE {_CH_ROLLUP}"
-        " GROUP BY day ORDER BY day",
-    ),
+
+def _days(f: Filter) -> tuple[str, str]:
+    return _where(f, "footprint_time >= %(since)s AND footprint_time < %(until)s",
+                  "hour >= {since:DateTime} AND hour < {until:DateTime}")
+
+
+def _per_day(pg_value: str, ch_value: str) -> Callable[[Filter], tuple[str, str]]:
+    def build(f: Filter) -> tuple[str, str]:
+        pg, ch = _days(f)
+        return (f"SELECT footprint_time::date AS day, {pg_value} FROM events WHERE {pg} GROUP BY 1 ORDER BY 1",
+                f"SELECT toDate(hour) AS day, {ch_value} FROM stats_hourly WHERE {ch} GROUP BY day ORDER BY day")
+    return build
+
+
+def _top_links(f: Filter) -> tuple[str, str]:
+    pg, ch = _days(f)
+    return (f"SELECT link, count(*) AS views, count(DISTINCT visitor_id) FROM events WHERE {pg}"
+            ' GROUP BY link ORDER BY views DESC, link COLLATE "C" LIMIT %(top)s',
+            f"SELECT link, sum(events) AS v, uniqExactMerge(visitors) FROM stats_hourly WHERE {ch}"
+            " GROUP BY link ORDER BY v DESC, link LIMIT {top:UInt32}")
+
+
+def _counted_by(column: str, top: bool) -> Callable[[Filter], tuple[str, str]]:
+    limit_pg, limit_ch = (" LIMIT %(top)s", " LIMIT {top:UInt32}") if top else ("", "")
+
+    def build(f: Filter) -> tuple[str, str]:
+        pg, ch = _days(f)
+        return (f"SELECT {column}, count(*) AS n FROM events WHERE {pg}"
+                f' GROUP BY {column} ORDER BY n DESC, {column} COLLATE "C"{limit_pg}',
+                f"SELECT {column}, sum(events) AS n FROM stats_hourly WHERE {ch}"
+                f" GROUP BY {column} ORDER BY n DESC, {column}{limit_ch}")
+    return build
+
+
+def _hourly(f: Filter) -> tuple[str, str]:
+    pg, ch = _days(f)
+    return (f"SELECT extract(hour FROM footprint_time)::int AS h, count(*) FROM events WHERE {pg}"
+            " GROUP BY 1 ORDER BY 1",
+            f"SELECT toHour(hour) AS h, sum(events) FROM stats_hourly WHERE {ch} GROUP BY h ORDER BY h")
+
+
+def _live(f: Filter) -> tuple[str, str]:
+    """Events per minute of the last hour, [``live_since``, ``live_until``) (not bounded by the filter's
+    days; an event timestamped in the future is not live): the raw tables (minutes), ClickHouse's read
+    limited by its sort key (type, synthetic, hour) to that hour."""
+    pg, ch = _where(f, "footprint_time >= %(live_since)s AND footprint_time < %(live_until)s",
+                    "NOT synthetic AND NOT bot AND footprint_time >= {live_since:DateTime}"
+                    " AND footprint_time < {live_until:DateTime}")
+    return (f"SELECT date_trunc('minute', footprint_time) AS m, count(*) FROM events WHERE {pg}"
+            " GROUP BY 1 ORDER BY 1",
+            f"SELECT toStartOfMinute(footprint_time) AS m, count() FROM events FINAL WHERE {ch}"
+            " GROUP BY m ORDER BY m")
+
+
+def _raw_days(f: Filter, bots: bool = False) -> tuple[str, str]:
+    """The filter on the raw tables in both stores (what the rollup does not hold)."""
+    return _where(f, "footprint_time >= %(since)s AND footprint_time < %(until)s",
+                  f"NOT synthetic AND {'bot' if bots else 'NOT bot'}"
+                  " AND footprint_time >= {since:DateTime} AND footprint_time < {until:DateTime}", bots=bots)
+
+
+def _breakdown(column: str) -> Callable[[Filter], tuple[str, str]]:
+    """Events per value of an enrichment column (\"\" where nothing was known), most first."""
+    def build(f: Filter) -> tuple[str, str]:
+        pg, ch = _raw_days(f)
+        return (f"SELECT {column}, count(*) AS n FROM events WHERE {pg}"
+                f' GROUP BY {column} ORDER BY n DESC, {column} COLLATE "C" LIMIT %(top)s',
+                f"SELECT {column}, count() AS n FROM events FINAL WHERE {ch}"
+                f" GROUP BY {column} ORDER BY n DESC, {column} LIMIT {{top:UInt32}}")
+    return build
+
+
+def _bots_per_day(f: Filter) -> tuple[str, str]:
+    pg, ch = _raw_days(f, bots=True)
+    return (f"SELECT footprint_time::date AS day, count(*) FROM events WHERE {pg} GROUP BY 1 ORDER BY 1",
+            f"SELECT toDate(footprint_time) AS day, count() FROM events FINAL WHERE {ch} GROUP BY day ORDER BY day")
+
+
+# name -> builder; the order is the order of `footprint stats` and of the dashboard's stores panel
+QUERIES: dict[str, Callable[[Filter], tuple[str, str]]] = {
+    "views_per_day": _per_day("count(*)", "sum(events)"),
+    "unique_visitors_per_day": _per_day("count(DISTINCT visitor_id)", "uniqExactMerge(visitors)"),
+    "top_links": _top_links,
+    "methods": _counted_by("method", top=False),
+    "top_events": _counted_by("event", top=True),
+    "hourly_traffic": _hourly,
+    "live_per_minute": _live,
     "referrers": _breakdown("referrer_host"),
     "browsers": _breakdown("browser"),
     "devices": _breakdown("device"),
-    "bots_per_day": (
-        f"SELECT footprint_time::date AS day, count(*) FROM events WHERE {_PG_PAGES} AND bot GROUP BY 1 ORDER BY 1",
-        f"SELECT toDate(footprint_time) AS day, count() FROM events FINAL WHERE {_CH_PAGES} AND bot"
-        " GROUP BY day ORDER BY day",
-    ),
+    "bots_per_day": _bots_per_day,
 }
 
 
@@ -91,13 +166,34 @@ class QueryResult:
         return self.pg_rows == self.ch_rows
 
 
+@dataclass
+class Params:
+    """The values every query of one filter binds (both dialects)."""
+
+    pg: dict[str, Any] = field(default_factory=dict)
+    ch: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, f: Filter, now: datetime | None = None) -> Params:
+        now = now or datetime.now(UTC)
+        live_since = (now - timedelta(minutes=LIVE_MINUTES - 1)).replace(second=0, microsecond=0)
+        common = {"top": f.top, "link": f.link, "live_since": live_since,
+                  "live_until": live_since + timedelta(minutes=LIVE_MINUTES)}  # the minute after now's
+        return cls(pg={**common, "since": f.since, "until": f.until},
+                   ch={**common, "since": datetime.combine(f.since, dtime(), UTC),
+                       "until": datetime.combine(f.until, dtime(), UTC)})
+
+
 def normalize(rows: Any) -> Rows:
-    """Plain comparable values: dates as ISO strings, numbers as int."""
+    """Plain comparable values: days as ISO dates, minutes as ``YYYY-MM-DDTHH:MM`` (UTC), numbers as int."""
     out = []
     for row in rows:
         vals: list[Any] = []
         for v in row:
-            if isinstance(v, date):
+            if isinstance(v, datetime):
+                v = v.astimezone(UTC) if v.tzinfo else v
+                vals.append(v.strftime("%Y-%m-%dT%H:%M"))
+            elif isinstance(v, date):
                 vals.append(v.isoformat())
             elif isinstance(v, bool | str) or v is None:
                 vals.append(v)
@@ -107,23 +203,21 @@ def normalize(rows: Any) -> Rows:
     return out
 
 
-def run_stats(settings: Settings, since: date, until: date, top: int = 10) -> list[QueryResult]:
-    params = {"since": since, "until": until, "top": top}
-
-    ch_params = {
-        "since": datetime.combine(since, dtime(), UTC),
-        "until": datetime.combine(until, dtime(), UTC),
-        "top": top,
-    }
+def run_stats(settings: Settings, since: date, until: date, top: int = 10, *, f: Filter | None = None,
+              names: tuple[str, ...] | None = None) -> list[QueryResult]:
+    """Every query (or ``names``) of filter ``f`` (default: page events of [since, until)) on both stores."""
+    f = f or Filter(since=since, until=until, top=top)
+    params = Params.of(f)
     results = []
     with pg_connect(settings.pg_reader_dsn.get_secret_value(), "reader") as conn:
         client = ch_client(settings, "reader")
         try:
-            for name, (pg_sql, ch_sql) in QUERIES.items():
+            for name in names or tuple(QUERIES):
+                pg_sql, ch_sql = QUERIES[name](f)
                 t0 = time.perf_counter()
-                pg_rows = conn.execute(pg_sql, params).fetchall()
+                pg_rows = conn.execute(pg_sql, params.pg).fetchall()
                 t1 = time.perf_counter()
-                ch_rows = client.query(ch_sql, parameters=ch_params).result_rows
+                ch_rows = client.query(ch_sql, parameters=params.ch).result_rows
                 t2 = time.perf_counter()
                 pg_ms, ch_ms = (t1 - t0) * 1000, (t2 - t1) * 1000
                 results.append(QueryResult(name, normalize(pg_rows), normalize(ch_rows), pg_ms, ch_ms))
@@ -131,6 +225,17 @@ def run_stats(settings: Settings, since: date, until: date, top: int = 10) -> li
         finally:
             client.close()
     return results
+
+
+def run_clickhouse(settings: Settings, f: Filter, names: tuple[str, ...]) -> dict[str, Rows]:
+    """``names`` of filter ``f`` on ClickHouse alone (the dashboard's live chart, refreshed often)."""
+    params = Params.of(f)
+    client = ch_client(settings, "reader")
+    try:
+        return {name: normalize(client.query(QUERIES[name](f)[1], parameters=params.ch).result_rows)
+                for name in names}
+    finally:
+        client.close()
 
 
 def render(results: list[QueryResult], limit: int = 12) -> str:

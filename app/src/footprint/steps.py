@@ -23,7 +23,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from confluent_kafka import KafkaException, TopicPartition
 
 from footprint.batch import Batch, Msg, Partition, Rejected
-from footprint.schema import decode_message
+from footprint.fastwire import decode_message
 
 log = logging.getLogger("footprint.consumer")
 

@@ -17,15 +17,17 @@ from pathlib import Path
 import httpx
 
 from footprint.settings import Settings
+from helpers import settings_env
 from services import free_port
 
 EXAMPLES = int(os.environ.get("FOOTPRINT_FUZZ_EXAMPLES", "150"))
 ORIGIN = "http://fuzz.example"  # an allowed site origin: the snippet endpoint parses bodies too
 
 
-def _serve(settings: Settings, port: int, log: Path) -> subprocess.Popen[bytes]:
+def _serve(settings: Settings, port: int, log: Path, **extra: str) -> subprocess.Popen[bytes]:
     env = dict(
         os.environ,
+        **extra,
         FOOTPRINT_KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
         FOOTPRINT_KAFKA_TOPIC=settings.kafka_topic,
         FOOTPRINT_API_KEYS="fuzz-key",
@@ -39,8 +41,19 @@ def _serve(settings: Settings, port: int, log: Path) -> subprocess.Popen[bytes]:
 
 
 def test_no_generated_request_gets_a_5xx(settings: Settings, tmp_path: Path) -> None:
+    _fuzz(settings, tmp_path, "fuzz-key", EXAMPLES)
+
+
+def test_no_generated_request_with_a_private_key_gets_a_5xx(settings: Settings, tmp_path: Path) -> None:
+    """The read side (events query, SQL, erasure) against the real stores, with the private key."""
+    stores = {k: v for k, v in settings_env(settings).items() if k.startswith(("FOOTPRINT_PG_", "FOOTPRINT_CH_"))}
+    _fuzz(settings, tmp_path, "fuzz-private-key", max(EXAMPLES // 3, 20), FOOTPRINT_PRIVATE_KEYS="fuzz-private-key",
+          FOOTPRINT_QUERY_MAX_EXECUTION_SECONDS="2", **stores)
+
+
+def _fuzz(settings: Settings, tmp_path: Path, key: str, examples: int, **extra: str) -> None:
     port = free_port()
-    server = _serve(settings, port, tmp_path / "collector.log")
+    server = _serve(settings, port, tmp_path / "collector.log", **extra)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -57,16 +70,16 @@ def test_no_generated_request_gets_a_5xx(settings: Settings, tmp_path: Path) -> 
         st = Path(sys.executable).with_name("st")
         run = subprocess.run(
             [str(st), "run", f"{base}/openapi.json", "--checks", "not_a_server_error",
-             "--max-examples", str(EXAMPLES), "--seed", "20261201", "--header", "Authorization: Bearer fuzz-key",
+             "--max-examples", str(examples), "--seed", "20261201", "--header", f"Authorization: Bearer {key}",
              "--header", f"Origin: {ORIGIN}",
              "--generation-allow-x00", "true", "--request-timeout", "30", "--workers", "2", "--no-shrink",
              "--report", "ndjson", "--report-ndjson-path", str(report)],
-            capture_output=True, text=True, timeout=max(1500, EXAMPLES),  # at most 1 s per example
+            capture_output=True, text=True, timeout=max(1500, examples),  # at most 1 s per example
         )
         requests = _requests(report)
         print(f"schemathesis: {requests} requests; exit {run.returncode}")
         assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
-        assert requests >= EXAMPLES, f"only {requests} requests were made"
+        assert requests >= examples, f"only {requests} requests were made"
     finally:
         server.terminate()
         server.wait(30)

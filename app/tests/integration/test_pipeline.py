@@ -42,7 +42,7 @@ def test_migrate_is_idempotent_and_roles_are_separated(base_settings: Settings) 
                            " VALUES (gen_random_uuid(), 'page', now(), now(), 1)")
     with psycopg.connect(base_settings.pg_owner_dsn.get_secret_value()) as owner:
         versions = [r[0] for r in owner.execute("SELECT version FROM schema_migrations ORDER BY 1")]
-    assert versions == [m.version for m in load("postgres")]
+    assert versions == [m.version for m in load("postgres")]  # every migration applied, once
 
 
 def test_every_event_lands_exactly_once_in_both_stores(settings: Settings) -> None:

@@ -185,3 +185,18 @@ def test_when_even_the_minimal_copy_is_refused_it_is_an_outage() -> None:
     producer = MemoryProducer(errors=lambda v: KafkaError(KafkaError.INVALID_RECORD))
     with pytest.raises(DeadLetterUnavailable, match="minimal copy"):
         DeadLetters(producer, "t.dlq", 1000).send([(Msg("t", 0, 1), "r")], set())  # type: ignore[list-item]
+
+
+def test_erasure_rebuilds_each_rollup_with_the_filter_its_view_has_now() -> None:
+    """erasure.py repeats each rollup view's filter (it rebuilds erased hours): it must match the
+    latest definition of the view in the migrations (CREATE or MODIFY QUERY)."""
+    import re
+
+    from footprint.erasure import _ROLLUPS
+
+    text = "\n".join(m.text for m in load("clickhouse"))
+    for table, (_select, where, _group) in _ROLLUPS.items():
+        defs = re.findall(rf"{table}_mv (?:MODIFY QUERY|TO \{{db\}}\.{table} AS)\s+SELECT.*?WHERE (.*?)\s+GROUP BY",
+                          text, re.S)
+        assert defs, table
+        assert " ".join(defs[-1].split()) == where, (table, defs[-1], where)

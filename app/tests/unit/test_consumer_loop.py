@@ -37,6 +37,11 @@ def wait(pred: Callable[[], bool], timeout: float = 10, what: str = "condition")
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def count(metric: Any) -> float:
+    """A counter's current value, read the way Prometheus reads it."""
+    return float(next(s.value for s in metric.collect()[0].samples if s.name.endswith("_total")))
+
+
 class Rig:
     def __init__(self, stores: list[MemoryStore], dlq: MemoryProducer | None = None, **settings: Any) -> None:
         self.kafka = FakeKafka("t")
@@ -111,7 +116,7 @@ def test_an_outage_commits_nothing_retries_only_that_store_and_then_catches_up()
         ch.down.set()
         committed = dict(rig.kafka.committed)
         more = rig.fill(40)
-        wait(lambda: rig.consumer.metrics.store_errors.labels("ch")._value.get() >= 3, what="retries")
+        wait(lambda: count(rig.consumer.metrics.store_errors.labels("ch")) >= 3, what="retries")
         assert rig.kafka.committed == committed  # nothing committed while a store is down
         pg_writes = pg.writes
         time.sleep(0.5)
@@ -141,7 +146,7 @@ def test_stop_during_an_outage_commits_nothing() -> None:
     ch.down.set()
     rig.fill(30)
     with running(rig):
-        wait(lambda: rig.consumer.metrics.store_errors.labels("ch")._value.get() >= 1, what="an outage")
+        wait(lambda: count(rig.consumer.metrics.store_errors.labels("ch")) >= 1, what="an outage")
     assert rig.kafka.commits == [] and rig.kafka.closed
 
 
@@ -149,7 +154,7 @@ def test_stop_finishes_and_commits_what_is_in_memory() -> None:
     rig = Rig([MemoryStore("pg"), MemoryStore("ch")], batch_max_seconds=30)  # never due by time
     ids = rig.fill(10)
     with running(rig):
-        wait(lambda: rig.consumer.metrics.consumed._value.get() == 10, what="read")
+        wait(lambda: count(rig.consumer.metrics.consumed) == 10, what="read")
     assert rig.caught_up() and set(rig.stores[0].rows) == set(ids)
 
 
@@ -157,7 +162,7 @@ def test_a_revoked_partition_is_forgotten_and_never_committed_again() -> None:
     rig = Rig([MemoryStore("pg"), MemoryStore("ch")], batch_max_seconds=30)
     rig.fill(9)
     with running(rig):
-        wait(lambda: rig.consumer.metrics.consumed._value.get() == 9, what="read")
+        wait(lambda: count(rig.consumer.metrics.consumed) == 9, what="read")
         rig.kafka.revoke(2)  # before the batch is due: its messages of partition 2 must go
         wait(lambda: rig.consumer.assigned == [("t", 0), ("t", 1)], what="revoked")
     assert rig.kafka.commits and all(p != 2 for c in rig.kafka.commits for p, _ in c)
@@ -173,7 +178,7 @@ def test_a_full_dead_letter_topic_outage_is_retried_not_skipped() -> None:
     rig = Rig([MemoryStore("pg")], dlq=dlq)
     rig.kafka.append(0, b"{bad")
     with running(rig):
-        wait(lambda: rig.consumer.metrics.store_errors.labels("dlq")._value.get() >= 2, what="dlq retries")
+        wait(lambda: count(rig.consumer.metrics.store_errors.labels("dlq")) >= 2, what="dlq retries")
         assert rig.kafka.commits == []
         down.clear()
         wait(rig.caught_up, what="dead letter acknowledged, then committed")
@@ -207,6 +212,6 @@ def test_a_failed_offset_commit_is_counted_and_the_consumer_goes_on() -> None:
     rig.kafka.commit = flaky_commit  # type: ignore[method-assign]
     rig.fill(5)
     with running(rig):
-        wait(lambda: rig.consumer.metrics.commit_failures._value.get() == 1, what="the failed commit")
+        wait(lambda: count(rig.consumer.metrics.commit_failures) == 1, what="the failed commit")
         rig.fill(5)
         wait(rig.caught_up, what="later batches committed")

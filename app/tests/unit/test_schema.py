@@ -346,3 +346,18 @@ def test_found_by_the_property_tests_refusals_are_printable(body: bytes) -> None
 def test_found_by_schemathesis_a_type_of_any_json_kind_is_a_400(type_: Any) -> None:
     with pytest.raises(ContractError, match=r"batch\[0\]\.type: must be one of"):
         one({"type": type_, "userId": "u"})
+
+
+def test_event_ids_are_what_the_uuid_module_makes() -> None:
+    """The collector's bulk ids: version 4 random UUIDs, and uuid5 of a messageId (retries are idempotent)."""
+    import uuid as uuid_module
+
+    from footprint.schema import MESSAGE_ID_NAMESPACE, message_id_uuid, random_uuids
+
+    ids = random_uuids(2000)
+    assert len(set(ids)) == 2000
+    for text in ids:
+        parsed = uuid_module.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid_module.RFC_4122
+    for name in ("m-1", "caf\u00e9", "x" * 200):
+        assert message_id_uuid(name) == str(uuid_module.uuid5(MESSAGE_ID_NAMESPACE, name))

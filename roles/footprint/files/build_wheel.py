@@ -32,6 +32,9 @@ def build(source: Path, outdir: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="footprint-build-") as tmp:
         staged = Path(tmp) / "src"
         shutil.copytree(source, staged, ignore=IGNORED)
+        vendor = staged / "tools" / "vendor_js.py"
+        if vendor.is_file():  # the dashboard's pinned JavaScript (npm, integrity-checked) into the package
+            subprocess.run([sys.executable, str(vendor), str(staged)], check=True, stdout=subprocess.DEVNULL)
         built = Path(tmp) / "out"
         subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(built), str(staged)],

@@ -13,9 +13,9 @@ ALTER TABLE {db}.events
     ADD COLUMN IF NOT EXISTS device        LowCardinality(String),
     ADD COLUMN IF NOT EXISTS bot           Bool;
 
--- the rollup counts human page views: bots (stored, marked, countable in events) stay out of it.
--- MODIFY QUERY swaps the view's query in place: no insert is missed, as it would be between a
--- DROP and a CREATE while the consumer writes.
+-- the rollups count human events: bots (stored, marked, countable in events) stay out of them.
+-- MODIFY QUERY swaps a view's query in place: no insert is missed, as it would be between a
+-- DROP and a CREATE while the consumer writes. (erasure.py rebuilds hours with the same filters.)
 ALTER TABLE {db}.link_hourly_mv MODIFY QUERY
 SELECT
     toStartOfHour(footprint_time) AS hour,
@@ -25,3 +25,16 @@ SELECT
 FROM {db}.events
 WHERE type = 'page' AND NOT synthetic AND NOT bot
 GROUP BY hour, link;
+
+ALTER TABLE {db}.stats_hourly_mv MODIFY QUERY
+SELECT
+    toStartOfHour(footprint_time) AS hour,
+    type,
+    link,
+    method,
+    event,
+    count() AS events,
+    uniqExactState(visitor_id) AS visitors
+FROM {db}.events
+WHERE NOT synthetic AND NOT bot
+GROUP BY hour, type, link, method, event;

@@ -1,0 +1,210 @@
+"""The dashboard service: login, the page, and the JSON behind its charts.
+
+It holds reader credentials only (PostgreSQL reader, ClickHouse reader) and the secrets to check a
+login against: a private key (``FOOTPRINT_PRIVATE_KEYS``) or the dashboard password
+(``FOOTPRINT_DASHBOARD_PASSWORD``). A login sets a signed session cookie (HttpOnly,
+SameSite=Strict, expiring after ``dashboard_session_hours``); every ``/api/`` answer needs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+
+from footprint import __version__
+from footprint.auth import Signer, key_bytes, matches
+from footprint.schema import EVENT_TYPES, TEXT_MAX_BYTES
+from footprint.settings import Settings
+from footprint.stats import LIVE_MINUTES, Filter, run_clickhouse, run_stats
+from footprint.stores import StoreUnavailable, ch_client
+
+COOKIE = "footprint_session"
+RANGES = {"1": 1, "7": 7, "30": 30, "90": 90, "365": 365, "all": 0}
+TOP = 10
+_TYPES = {"png": "image/png", "js": "application/javascript", "css": "text/css", "html": "text/html; charset=utf-8",
+          "md": "text/markdown; charset=utf-8"}
+_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+                               " connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+class BadFilter(ValueError):
+    pass
+
+
+def parse_filter(params: dict[str, str], today: datetime | None = None) -> Filter:
+    """``range`` (days: 1, 7, 30, 90, 365 or all), ``type`` (an event type or all), ``link`` (a prefix)."""
+    unknown = set(params) - {"range", "type", "link"}
+    if unknown:
+        raise BadFilter(f"unknown parameter {sorted(unknown)[0]!r} (range, type, link)")
+    days = RANGES.get(params.get("range", "30"))
+    if days is None:
+        raise BadFilter(f"range: one of {', '.join(RANGES)}")
+    kind = params.get("type", "page")
+    if kind != "all" and kind not in EVENT_TYPES:
+        raise BadFilter(f"type: one of {', '.join(EVENT_TYPES)} or all")
+    link = params.get("link", "")
+    if len(link.encode("utf-8", "replace")) > TEXT_MAX_BYTES or "\x00" in link:
+        raise BadFilter(f"link: a prefix of at most {TEXT_MAX_BYTES} bytes")
+    day = (today or datetime.now(UTC)).date()
+    since = day - timedelta(days=days - 1) if days else Filter().since
+    return Filter(since=since, until=day + timedelta(days=1), type="" if kind == "all" else kind, link=link, top=TOP)
+
+
+# the statistics the page draws from /api/stats (the live chart has /api/live; the stores panel compares all)
+CHARTS = ("views_per_day", "unique_visitors_per_day", "top_links", "methods", "top_events")
+
+
+def _static(name: str) -> bytes | None:
+    for folder in (resources.files("footprint") / "dashboard" / "static", resources.files("footprint") / "static"
+                   / "vendor"):
+        path = folder / name
+        if path.is_file():
+            return path.read_bytes()
+    return None
+
+
+def create_dashboard(settings: Settings) -> FastAPI:
+    app = FastAPI(title="footprint dashboard", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    secrets = key_bytes(settings.private_keys)
+    if settings.dashboard_password.get_secret_value():
+        secrets.append(settings.dashboard_password.get_secret_value().encode())
+    sessions = Signer.from_settings(settings, "dashboard-session")
+    max_age = int(settings.dashboard_session_hours * 3600)
+
+    def signed_in(request: Request) -> bool:
+        token = request.cookies.get(COOKIE, "")
+        return bool(token) and sessions.verify_expiring(token) == "dashboard"
+
+    def page(name: str, status: int = 200) -> Response:
+        body = _static(name) or b""
+        if status == 401:  # the login page, saying why
+            body = body.replace(b'class="failed" hidden', b'class="failed"')
+        return Response(body, status_code=status, media_type=_TYPES["html"], headers=_HEADERS)
+
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        """200 when ClickHouse answers the reader user, else 503 (the role's health gate)."""
+        try:
+            client = ch_client(settings, "reader")
+            try:
+                client.command("SELECT 1")
+            finally:
+                client.close()
+        except StoreUnavailable as exc:
+            return JSONResponse({"status": "unavailable", "clickhouse": str(exc), "version": __version__}, 503)
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    @app.get("/")
+    def index(request: Request) -> Response:
+        if not signed_in(request):
+            return RedirectResponse("/login", status_code=303, headers=_HEADERS)
+        return page("index.html")
+
+    @app.get("/login")
+    def login_page() -> Response:
+        return page("login.html")
+
+    @app.post("/login")
+    async def login(request: Request) -> Response:
+        body = await request.body()
+        fields = parse_qs(body[:4096].decode("utf-8", "replace")) if len(body) <= 4096 else {}
+        secret = (fields.get("secret") or [""])[0]
+        if not matches(secret, secrets):
+            await asyncio.sleep(0.5)  # slows guessing; the comparison itself is constant-time
+            return page("login.html", status=401)
+        response = RedirectResponse("/", status_code=303, headers=_HEADERS)
+        response.set_cookie(COOKIE, sessions.sign_expiring("dashboard", max_age), max_age=max_age, httponly=True,
+                            samesite="strict", secure=request.url.scheme == "https", path="/")
+        return response
+
+    @app.post("/logout")
+    def logout() -> Response:
+        response = RedirectResponse("/login", status_code=303, headers=_HEADERS)
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+        return response
+
+    @app.get("/static/{name}")
+    def static(name: str) -> Response:
+        body = _static(name) if "/" not in name and not name.startswith(".") else None
+        if body is None:
+            return JSONResponse({"error": "not_found"}, 404)
+        kind = _TYPES.get(name.rsplit(".", 1)[-1], "application/octet-stream")
+        return Response(body, media_type=kind, headers={**_HEADERS, "Cache-Control": "public, max-age=3600"})
+
+    def api(request: Request) -> Filter | JSONResponse:
+        if not signed_in(request):
+            return JSONResponse({"error": "unauthorized", "detail": "log in first"}, 401, headers=_HEADERS)
+        try:
+            return parse_filter(dict(request.query_params))
+        except BadFilter as exc:
+            return JSONResponse({"error": "invalid", "detail": str(exc)}, 400, headers=_HEADERS)
+
+    def unavailable(exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": "unavailable", "detail": str(exc)[:300]}, 503, headers=_HEADERS)
+
+    def described(f: Filter) -> dict[str, Any]:
+        return {**asdict(f), "since": f.since.isoformat(), "until": f.until.isoformat()}
+
+    @app.get("/api/stats")
+    def stats(request: Request) -> JSONResponse:
+        """The charts' statistics of the filter on ClickHouse (its rollup answers them in milliseconds)."""
+        f = api(request)
+        if isinstance(f, JSONResponse):
+            return f
+        try:
+            charts = run_clickhouse(settings, f, CHARTS)
+        except Exception as exc:  # a store down or failing: the page says so and retries
+            return unavailable(exc)
+        return JSONResponse({"filter": described(f), "charts": charts}, headers=_HEADERS)
+
+    @app.get("/api/stores")
+    def stores(request: Request) -> JSONResponse:
+        """Every statistic of the filter on both stores, for the stores panel: both timings and whether the
+        answers are the same. Asked after the charts are drawn (PostgreSQL takes seconds at millions of events)."""
+        f = api(request)
+        if isinstance(f, JSONResponse):
+            return f
+        try:
+            results = run_stats(settings, f.since, f.until, f=f)
+        except Exception as exc:
+            return unavailable(exc)
+        return JSONResponse({"filter": described(f), "stores": [
+            {"query": r.name, "postgres_ms": round(r.pg_ms, 2), "clickhouse_ms": round(r.ch_ms, 2), "same": r.same,
+             "postgres_rows": len(r.pg_rows), "clickhouse_rows": len(r.ch_rows)} for r in results]},
+            headers=_HEADERS)
+
+    @app.get("/api/live")
+    def live(request: Request) -> JSONResponse:
+        """Events per minute over the last hour (ClickHouse), for the chart refreshed every few seconds."""
+        f = api(request)
+        if isinstance(f, JSONResponse):
+            return f
+        try:
+            rows = run_clickhouse(settings, f, ("live_per_minute",))["live_per_minute"]
+        except Exception as exc:
+            return unavailable(exc)
+        return JSONResponse({"minutes": LIVE_MINUTES, "refresh_seconds": settings.dashboard_refresh_seconds,
+                             "rows": rows, "now": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M")}, headers=_HEADERS)
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory for ``footprint dashboard``: settings from the environment."""
+    from footprint.logs import setup_logging
+
+    settings = Settings()
+    setup_logging(settings.log_level)
+    return create_dashboard(settings)

@@ -1,0 +1,191 @@
+"""Erasure of a user's events (``DELETE /v1/users/{userId}``) from both stores, as a job.
+
+Who may delete: the owner of each store (PostgreSQL ``footprint_owner``, ClickHouse
+``footprint_owner``). The writer and the reader have no DELETE (nor ALTER DELETE) at all, so only
+this code path, which connects as the owner, can remove events.
+
+A request is a row in PostgreSQL's ``erasure_requests`` (migration 0003). The job then deletes:
+
+- PostgreSQL: the user's rows of ``events``;
+- ClickHouse: their ids from ``event_ids`` (the consumer's "already stored" index, so a replay of
+  such an event from Kafka is not mistaken for a stored one), their rows of ``events``, and the
+  hourly rollup ``link_hourly`` is rebuilt for the hours the user had page views in (its
+  uniqExact states cannot be subtracted; rebuilding those hours from ``events`` is exact, and a
+  concurrent insert through the materialized view only adds a state that the set union absorbs).
+
+Events still in Kafka: the request is kept until ``keep_until`` (``erasure_keep_seconds``, set to the
+topic's retention), and the consumer drops every event of a user with a kept request before writing
+(``ErasedUsers``). An event the consumer had already filtered before the request arrived is removed
+by the job's second pass, which runs after the consumer's refresh interval plus a batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from footprint.batch import Docs
+from footprint.fastwire import user_id_of
+from footprint.settings import Settings
+from footprint.stores import ch_client, pg_connect
+
+log = logging.getLogger("footprint.erasure")
+
+_MUTATION = {"mutations_sync": 2}
+
+
+class Eraser:
+    """Records erasure requests and runs them in background threads (one per job)."""
+
+    def __init__(self, settings: Settings, second_pass_after: float | None = None) -> None:
+        self.settings = settings
+        self.second_pass_after = (settings.erasure_refresh_seconds * 2 + settings.batch_max_seconds
+                                  if second_pass_after is None else second_pass_after)
+        self._threads: list[threading.Thread] = []
+
+    def _owner(self) -> Any:
+        return pg_connect(self.settings.pg_owner_dsn.get_secret_value(), "owner")
+
+    def request(self, user_id: str) -> str:
+        """Record the request (kept until the topic's retention passed it) and start the job."""
+        job = str(uuid.uuid4())
+        keep_until = datetime.now(UTC) + timedelta(seconds=self.settings.erasure_keep_seconds)
+        with self._owner() as conn:
+            conn.execute("INSERT INTO erasure_requests (job_id, user_id, keep_until) VALUES (%s, %s, %s)",
+                         (job, user_id, keep_until))
+        self._start(job, user_id)
+        return job
+
+    def resume(self) -> int:
+        """Start the jobs an earlier process left unfinished (after a restart)."""
+        with self._owner() as conn:
+            rows = conn.execute(
+                "SELECT job_id::text, user_id FROM erasure_requests WHERE status IN ('pending', 'running')").fetchall()
+        for job, user_id in rows:
+            self._start(job, user_id)
+        return len(rows)
+
+    def status(self, job: str) -> dict[str, Any] | None:
+        with pg_connect(self.settings.pg_reader_dsn.get_secret_value(), "reader") as conn:
+            row = conn.execute(
+                "SELECT job_id::text, user_id, status, requested_at, finished_at, keep_until, pg_deleted, ch_deleted,"
+                " error FROM erasure_requests WHERE job_id = %s", (job,)).fetchone()
+        if row is None:
+            return None
+        names = ("jobId", "userId", "status", "requestedAt", "finishedAt", "keptUntil", "postgresDeleted",
+                 "clickhouseDeleted", "error")
+        return {n: (v.isoformat() if isinstance(v, datetime) else v) for n, v in zip(names, row, strict=True)}
+
+    def wait(self, timeout: float) -> None:
+        """Wait for the started jobs (tests, shutdown)."""
+        end = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(end - time.monotonic(), 0))
+
+    def _start(self, job: str, user_id: str) -> None:
+        t = threading.Thread(target=self._run, args=(job, user_id), name=f"erasure-{job[:8]}", daemon=True)
+        self._threads = [x for x in self._threads if x.is_alive()] + [t]
+        t.start()
+
+    def _run(self, job: str, user_id: str) -> None:
+        try:
+            self._set(job, "status = 'running'")
+            pg, ch, hours = self.erase(user_id)
+            time.sleep(self.second_pass_after)  # events a consumer was writing while the request arrived
+            pg2, ch2, _ = self.erase(user_id, rebuild=hours)  # (the same hours again: see _rebuild_rollups)
+            self._set(job, "status = 'done', finished_at = now(), pg_deleted = %s, ch_deleted = %s, error = ''",
+                      (pg + pg2, ch + ch2))
+            log.info("erasure done", extra={"job": job, "postgres_deleted": pg + pg2, "clickhouse_deleted": ch + ch2})
+        except Exception as exc:
+            log.exception("erasure failed", extra={"job": job})
+            self._set(job, "status = 'failed', finished_at = now(), error = %s", (str(exc)[:500],))
+
+    def _set(self, job: str, assignments: str, values: tuple[Any, ...] = ()) -> None:
+        with self._owner() as conn:
+            conn.execute(f"UPDATE erasure_requests SET {assignments} WHERE job_id = %s", (*values, job))
+
+    def erase(self, user_id: str, rebuild: list[datetime] | None = None) -> tuple[int, int, list[datetime]]:
+        """Delete ``user_id``'s events from both stores now and rebuild the rollups' hours they were in
+        (and ``rebuild``); returns (PostgreSQL rows, ClickHouse ids, the hours)."""
+        with self._owner() as conn:
+            pg_deleted = conn.execute("DELETE FROM events WHERE user_id = %s", (user_id,)).rowcount
+        client = ch_client(self.settings, "owner")
+        try:
+            params = {"user": user_id}
+            ids = [r[0] for r in client.query(
+                "SELECT DISTINCT event_id FROM events WHERE user_id = {user:String}", parameters=params).result_rows]
+            hours = [r[0] for r in client.query(
+                "SELECT DISTINCT toStartOfHour(footprint_time) FROM events"
+                " WHERE user_id = {user:String} AND NOT synthetic", parameters=params).result_rows]
+            for start in range(0, len(ids), 10_000):
+                client.command("ALTER TABLE event_ids DELETE WHERE has({ids:Array(UUID)}, event_id)",
+                               parameters={"ids": ids[start:start + 10_000]}, settings=_MUTATION)
+            if ids:
+                client.command("ALTER TABLE events DELETE WHERE user_id = {user:String}", parameters=params,
+                               settings=_MUTATION)
+            if hours or rebuild:
+                _rebuild_rollups(client, sorted(set(hours) | set(rebuild or ())))
+        finally:
+            client.close()
+        return pg_deleted, len(ids), hours
+
+
+# The rollups fed by materialized views from ``events`` (clickhouse/0001_events.sql, 0003_read_side.sql,
+# their filters as 0004_enrichment left them: no bots):
+# table -> (the view's SELECT list, its filter, its GROUP BY). Rebuilt for the erased user's hours.
+_ROLLUPS = {
+    "link_hourly": ("toStartOfHour(footprint_time) AS hour, link, uniqExactState(event_id) AS views,"
+                    " uniqExactState(visitor_id) AS visitors", "type = 'page' AND NOT synthetic AND NOT bot",
+                    "hour, link"),
+    "stats_hourly": ("toStartOfHour(footprint_time) AS hour, type, link, method, event, count() AS events,"
+                     " uniqExactState(visitor_id) AS visitors", "NOT synthetic AND NOT bot",
+                     "hour, type, link, method, event"),
+}
+
+
+def _rebuild_rollups(client: Any, hours: list[datetime]) -> None:
+    """Each rollup's rows of ``hours`` deleted and made again from ``events`` (uniqExact states and sums
+    cannot be subtracted). Rows a concurrent insert adds through a view in between may count twice in
+    ``stats_hourly`` (the erasure's second pass rebuilds the hours again)."""
+    hp = {"hours": hours}
+    for table, (select, where, group) in _ROLLUPS.items():
+        client.command(f"ALTER TABLE {table} DELETE WHERE has({{hours:Array(DateTime('UTC'))}}, hour)",
+                       parameters=hp, settings=_MUTATION)
+        client.command(
+            f"INSERT INTO {table} SELECT {select} FROM events FINAL WHERE {where}"
+            " AND has({hours:Array(DateTime('UTC'))}, toStartOfHour(footprint_time))"
+            f" GROUP BY {group}", parameters=hp)
+
+
+class ErasedUsers:
+    """The consumer's view of kept erasure requests: drops those users' events before any store."""
+
+    def __init__(self, dsn: str, refresh_seconds: float) -> None:
+        self._dsn = dsn
+        self._refresh = refresh_seconds
+        self._users: frozenset[str] = frozenset()
+        self._loaded = -float("inf")
+
+    def users(self) -> frozenset[str]:
+        if time.monotonic() - self._loaded >= self._refresh:
+            try:
+                with pg_connect(self._dsn) as conn:
+                    rows = conn.execute("SELECT DISTINCT user_id FROM erasure_requests WHERE keep_until > now()")
+                    self._users = frozenset(r[0] for r in rows)
+                self._loaded = time.monotonic()
+            except Exception as exc:  # keep the last list; the store write will report an outage itself
+                log.warning("erasure requests not refreshed", extra={"error": str(exc)[:300]})
+        return self._users
+
+    def filter(self, docs: Docs) -> Docs:
+        users = self.users()
+        if not users:
+            return docs
+        kept = {k: d for k, d in docs.items() if user_id_of(d) not in users}
+        if len(kept) < len(docs):
+            log.info("events of erased users dropped", extra={"dropped": len(docs) - len(kept)})
+        return kept

@@ -1,0 +1,51 @@
+"""PostgreSQL's cheapest idempotent insert of a batch: binary COPY of the columns into a staging table.
+
+The canonical documents are split into their columns in one msgspec (C) pass; psycopg writes them in
+COPY's binary format (no quoting, no parsing of text on the server); one ``INSERT ... SELECT ...
+ON CONFLICT (event_id) DO NOTHING`` moves them into ``events``. The staging table holds ids, times
+and objects as text, so PostgreSQL itself still reads and judges every value (a value it refuses is
+refused by the store, as before); everything is derived from ``schema.COLUMNS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import msgspec
+
+from footprint.schema import COLUMNS, Kind
+
+# text where PostgreSQL parses the value itself (uuid, timestamptz, jsonb); the others as they are
+_PARSED = ("uuid", "timestamptz", "jsonb")
+STAGE_TYPES = ["text" if c.pg_type in _PARSED else c.pg_type for c in COLUMNS]
+_NAMES = ", ".join(c.name for c in COLUMNS)
+STAGE_TABLE = (
+    "CREATE TEMP TABLE IF NOT EXISTS events_copy ("
+    + ", ".join(f"{c.name} {t}" for c, t in zip(COLUMNS, STAGE_TYPES, strict=True))
+    + ") ON COMMIT DELETE ROWS"
+)
+COPY_STAGE = f"COPY events_copy ({_NAMES}) FROM STDIN (FORMAT binary)"
+INSERT_FROM_STAGE = (
+    f"INSERT INTO events ({_NAMES}) SELECT "
+    + ", ".join(f"{c.name}::{c.pg_type}" if c.pg_type in _PARSED else c.name for c in COLUMNS)
+    + " FROM events_copy ON CONFLICT (event_id) DO NOTHING"
+)
+
+# the documents' values as JSON gives them: objects as their raw JSON text
+_KIND_TYPES: dict[Kind, Any] = {"uuid": str, "type": str, "short": str, "text": str, "object": msgspec.Raw,
+                                "time": str, "version": int, "bool": bool}
+_Row = msgspec.defstruct("PgRow", [(c.name, _KIND_TYPES[c.kind]) for c in COLUMNS])
+_DECODER = msgspec.json.Decoder(_Row)
+_OBJECTS = [i for i, c in enumerate(COLUMNS) if c.kind == "object"]
+
+
+def rows(docs: Iterable[bytes]) -> Iterator[list[Any]]:
+    """Each canonical document as the list of its column values, in ``COLUMNS`` order."""
+    astuple = msgspec.structs.astuple
+    decode = _DECODER.decode
+    for doc in docs:
+        row = list(astuple(decode(doc)))
+        for i in _OBJECTS:
+            row[i] = bytes(row[i]).decode()
+        yield row

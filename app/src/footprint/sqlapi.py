@@ -1,0 +1,150 @@
+"""``POST /v1/queries``: read-only SQL on the app database in ClickHouse, within limits.
+
+Three layers, each enough on a real ClickHouse server, all applied:
+
+1. the reader user (``SELECT ON <db>.*`` only);
+2. server-side settings sent with the query: ``readonly=1``, ``max_execution_time``,
+   ``max_result_rows``/``max_result_bytes`` with ``result_overflow_mode=throw``;
+3. the app itself, before running anything: ClickHouse's own parser (``EXPLAIN QUERY TREE``, which
+   accepts only a SELECT) lists every table the query reads; a table outside the app database or a
+   table function is refused. The offline ClickHouse stand-in does not enforce every grant the
+   role writes, so this layer is what refuses ``system.users`` there.
+
+Every refusal is a 4xx naming the reason (``QueryRefused``); a store that cannot be reached is a 503.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from footprint.settings import Settings
+
+_CODE = re.compile(r"Code: (\d+)\.")
+# ClickHouse error code -> (HTTP status, reason)
+_REASONS: dict[int, tuple[int, str]] = {
+    164: (403, "read-only: the query would write or change settings"),
+    497: (403, "not allowed for the reader user"),
+    159: (422, "ran longer than the time limit"),
+    160: (422, "too slow: would run longer than the time limit"),
+    396: (422, "result larger than the row or byte limit"),
+    158: (422, "read more rows than allowed"),
+    307: (422, "read more bytes than allowed"),
+    62: (400, "SQL syntax error"),
+    60: (400, "unknown table"),
+    81: (400, "unknown database"),
+    47: (400, "unknown identifier"),
+    46: (400, "unknown function"),
+    43: (400, "illegal argument type"),
+    241: (422, "memory limit exceeded"),
+}
+_TABLE = re.compile(r"\btable_name: (\S+)")
+_TABLE_FUNCTION = re.compile(r"\btable_function_name: (\S+)")
+# table functions that only generate numbers (every other one reads a file, a URL, another server...)
+_GENERATORS = frozenset({"numbers", "numbers_mt", "zeros", "zeros_mt", "generate_series", "generateSeries"})
+
+
+class QueryRefused(Exception):
+    def __init__(self, status: int, error: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.error, self.detail = status, error, detail
+
+
+@dataclass
+class QueryResult:
+    columns: list[str]
+    types: list[str]
+    rows: list[list[Any]]
+    elapsed_ms: float
+
+
+def limits(settings: Settings) -> dict[str, Any]:
+    return {
+        "readonly": 1,
+        "max_execution_time": settings.query_max_execution_seconds,
+        "max_result_rows": settings.query_max_result_rows,
+        "max_result_bytes": settings.query_max_result_bytes,
+        "result_overflow_mode": "throw",
+    }
+
+
+def refusal(exc: Exception) -> QueryRefused:
+    """A ClickHouse error -> the 4xx that names it (unknown codes: 400 with ClickHouse's first line)."""
+    text = str(exc)
+    m = _CODE.search(text)
+    code = int(m.group(1)) if m else 0
+    status, reason = _REASONS.get(code, (400, "ClickHouse refused the query"))
+    first = text[m.start():] if m else text
+    first = first.strip().splitlines()[0][:400] if first.strip() else reason
+    return QueryRefused(status, "query_refused", f"{reason} ({first})")
+
+
+def check_sql(sql: str, settings: Settings) -> None:
+    """Refuse before parsing: empty, too long, or more than one statement."""
+    if not sql.strip():
+        raise QueryRefused(400, "invalid", "sql: empty")
+    if len(sql.encode("utf-8", "replace")) > settings.query_max_sql_bytes:
+        raise QueryRefused(413, "too_large", f"sql: longer than {settings.query_max_sql_bytes} bytes")
+    if "\x00" in sql:
+        raise QueryRefused(400, "invalid", "sql: contains a NUL character")
+
+
+def check_tables(client: Client, sql: str, settings: Settings) -> None:
+    """ClickHouse's parser lists the tables: only the app database's, no table functions."""
+    try:
+        tree = client.command(f"EXPLAIN QUERY TREE {sql}", settings={
+            "readonly": 1, "max_execution_time": settings.query_max_execution_seconds})
+    except Exception as exc:
+        if _CODE.search(str(exc)) is None:
+            raise
+        refused = refusal(exc)
+        if refused.status == 400 and ("SELECT" in str(exc) or "Syntax error" in str(exc)):
+            refused.detail = "only one SELECT query is allowed: " + refused.detail
+        raise refused from None
+    text = tree if isinstance(tree, str) else "\n".join(str(x) for x in (tree if isinstance(tree, list) else [tree]))
+    functions = [f for f in _TABLE_FUNCTION.findall(text) if f not in _GENERATORS]
+    if functions:
+        names = ", ".join(sorted(set(functions)))
+        raise QueryRefused(403, "query_refused", f"table functions are not allowed ({names})")
+    for table in _TABLE.findall(text):
+        if table == "system.one":  # what a SELECT without FROM reads
+            continue
+        database = table.split(".", 1)[0] if "." in table else settings.ch_database
+        if database != settings.ch_database:
+            raise QueryRefused(403, "query_refused",
+                               f"reaches another database: {table} (only {settings.ch_database}.* is readable)")
+
+
+def run(client: Client, sql: str, settings: Settings) -> QueryResult:
+    import time
+
+    check_sql(sql, settings)
+    check_tables(client, sql, settings)
+    t0 = time.perf_counter()
+    try:
+        result = client.query(sql, settings=limits(settings))
+    except Exception as exc:
+        if _CODE.search(str(exc)) is None:
+            raise
+        raise refusal(exc) from None
+    return QueryResult(list(result.column_names), [t.name for t in result.column_types],
+                       [[_jsonable(v) for v in r] for r in result.result_rows], (time.perf_counter() - t0) * 1000)
+
+
+def _jsonable(value: Any) -> Any:
+    """A result value as JSON can carry it: text for dates, UUIDs, decimals, non-finite floats."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)

@@ -1,0 +1,249 @@
+"""The dashboard in a real browser (Debian's chromium, headless, driven by playwright) against a real
+``footprint dashboard`` process and the real stores: the login refuses a wrong key, the page loads
+without console errors, each chart shows the numbers ``footprint stats --json`` gives for the same
+filter, changing the filter updates every chart, probes stay out, and a phone screen has no
+horizontal overflow."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from footprint.dashboard.app import CHARTS as API_CHARTS
+from footprint.schema import encode_event, make_event
+from footprint.settings import Settings
+from footprint.sinks import ClickHouseSink, PostgresSink
+from footprint.stats import QUERIES
+from helpers import settings_env, wait_for
+from services import free_port
+
+CHROMIUM = "/usr/bin/chromium"
+KEY = "dashboard-private-key"
+CHARTS = (*API_CHARTS, "live_per_minute")  # what the page draws
+
+
+def _traffic(run: str, now: datetime, n: int = 600) -> list[dict[str, Any]]:
+    """Page and track events over the last 10 days, a share of them in the last hour, and probes."""
+    rnd = random.Random(run)
+    out = []
+    for i in range(n):
+        recent = i % 4 == 0
+        when = now - timedelta(seconds=rnd.randrange(3500) if recent else rnd.randrange(10 * 86400))
+        kind = "track" if i % 5 == 0 else "page"
+        out.append(make_event(
+            type=kind, footprint_time=when, received_at=when, anonymous_id=f"{run}-v{rnd.randrange(60)}",
+            event=rnd.choice(["Signed Up", "Paid", "Search"]) if kind == "track" else rnd.choice(["Home", "Post"]),
+            method=rnd.choice(["GET", "GET", "POST", "HEAD"]) if kind == "page" else None,
+            link=f"/{run}" + rnd.choice(["/", "/blog", "/blog/kafka", "/docs"]) if kind == "page" else None,
+        ))
+    for i in range(30):  # smoke-check probes: never in any chart
+        out.append(make_event(type="page", method="PUT", link=f"/{run}/probe", anonymous_id="probe",
+                              footprint_time=now - timedelta(minutes=i), received_at=now, synthetic=True))
+    return out
+
+
+@pytest.fixture(scope="module")
+def dashboard(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    settings = base_settings.model_copy(update={"private_keys": [SecretStr(KEY)], "dashboard_refresh_seconds": 2})
+    run = uuid.uuid4().hex[:8]
+    docs = {e["event_id"]: encode_event(e) for e in _traffic(run, datetime.now(UTC) - timedelta(seconds=5))}
+    for sink in (PostgresSink(settings.pg_dsn.get_secret_value()), ClickHouseSink(settings)):
+        sink.write(docs)
+        sink.close()
+    port = free_port()
+    # reader credentials only: the writer's and the owner's are not given to the process
+    env = settings_env(settings, dashboard_port=port, log_level="WARNING", pg_dsn="", pg_owner_dsn="",
+                       ch_password="", ch_owner_password="")
+    log_path = tmp_path_factory.mktemp("dashboard") / "dashboard.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "footprint.cli", "dashboard"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _healthy(base), timeout=60, what="dashboard healthy")
+        yield {"base": base, "run": run, "settings": settings, "env": env}
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    text = log_path.read_text()
+    assert "Traceback" not in text, text[-3000:]
+    assert KEY not in text
+
+
+def _healthy(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _cli_stats(env: dict[str, str], *args: str) -> dict[str, Any]:
+    res = subprocess.run([sys.executable, "-m", "footprint.cli", "stats", "--json", *args], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode in (0, 1), res.stderr
+    return {r["query"]: r for r in json.loads(res.stdout)}
+
+
+def _window(days: int) -> list[str]:
+    today = datetime.now(UTC).date()
+    since, until = today - timedelta(days=days - 1), today + timedelta(days=1)
+    return ["--since", since.isoformat(), "--until", until.isoformat()]
+
+
+def _shown(page: Any) -> dict[str, list[list[Any]]]:
+    """What each chart draws: [label, value] pairs, read from the Chart.js instances on the page."""
+    return dict(page.evaluate("""(names) => Object.fromEntries(names.map((n) => {
+        const c = Chart.getChart(n);
+        return [n, c.data.labels.map((l, i) => [l, c.data.datasets[0].data[i]])];
+    }))""", list(CHARTS)))
+
+
+def _expected(stats: dict[str, Any]) -> dict[str, list[list[Any]]]:
+    """The same statistics as the page draws them (name "" shown as "(none)"; value = second column)."""
+    out = {}
+    for name in CHARTS[:-1]:
+        rows = stats[name]["clickhouse"]
+        assert rows == stats[name]["postgres"], name  # both stores agree on this data
+        out[name] = [["(none)" if r[0] == "" else str(r[0]), r[1]] for r in rows]
+    return out
+
+
+def _updated(page: Any, after: int) -> None:
+    page.wait_for_function("(n) => Number(document.body.dataset.updated || 0) > n", arg=after, timeout=60_000)
+
+
+def _live_total(shown: dict[str, list[list[Any]]]) -> int:
+    return sum(v for _, v in shown["live_per_minute"])
+
+
+def test_login_charts_filter_and_phone(dashboard: dict[str, Any]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    base, run, env = dashboard["base"], dashboard["run"], dashboard["env"]
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            ctx = browser.new_context(viewport={"width": 1280, "height": 1000})
+            page = ctx.new_page()
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+
+            # a wrong key: refused, no session, the page says so
+            page.goto(base + "/")
+            assert page.url.endswith("/login")
+            page.fill("#secret", "not-the-key")
+            with page.expect_navigation():
+                page.click("button[type=submit]")
+            assert page.is_visible("#failed")
+            assert not [c for c in ctx.cookies() if c["name"] == "footprint_session"]
+            assert httpx.get(base + "/api/stats", timeout=10).status_code == 401
+            errors.clear()  # the browser logs the 401 of the refused login itself
+
+            # the right key: a signed, HttpOnly, SameSite=Strict session
+            page.fill("#secret", KEY)
+            with page.expect_navigation():
+                page.click("button[type=submit]")
+            cookie = next(c for c in ctx.cookies() if c["name"] == "footprint_session")
+            assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+            _updated(page, 0)
+
+            # every chart shows what `footprint stats --json` answers for the same filter (30 days, page)
+            stats = _cli_stats(env, *_window(30))
+            shown = _shown(page)
+            for name, rows in _expected(stats).items():
+                assert shown[name] == rows, name
+            assert _live_total(shown) > 0
+            assert all(f"/{run}/probe" != label for label, _ in shown["top_links"])
+            # only this run's probes used PUT on this run's links (other tests share the stores: their
+            # generated traffic has PUTs of its own)
+            mine = _cli_stats(env, *_window(30), "--link", f"/{run}/")
+            assert "PUT" not in [row[0] for row in _expected(mine)["methods"]]
+            # the stores panel (asked after the charts are drawn): every query, both timings, answers the same
+            page.wait_for_function("() => Number(document.body.dataset.compared || 0) >= 1", timeout=60_000)
+            table = page.eval_on_selector_all("#stores tbody tr", "rows => rows.map(r => r.innerText)")
+            assert len(table) == len(QUERIES) and all("same" in row and "DIFFERENT" not in row for row in table)
+
+            # one filter bar drives every chart: this run's /blog links only
+            before = shown
+            page.fill("#link", f"/{run}/blog")
+            page.click("#filters button[type=submit]")
+            _updated(page, 1)
+            shown = _shown(page)
+            stats = _cli_stats(env, *_window(30), "--link", f"/{run}/blog")
+            for name, rows in _expected(stats).items():
+                assert shown[name] == rows, name
+            for name in CHARTS:
+                assert shown[name] != before[name], f"{name} did not change with the filter"
+            assert 0 < _live_total(shown) < _live_total(before)
+            assert all(label.startswith(f"/{run}/blog") for label, _ in shown["top_links"])
+
+            # another event type: the track events' names
+            page.select_option("#type", "track")
+            _updated(page, 2)
+            shown = _shown(page)
+            stats = _cli_stats(env, *_window(30), "--link", f"/{run}/blog", "--type", "track")
+            assert _expected(stats)["top_events"] == shown["top_events"] == []  # track events have no link
+            page.fill("#link", "")
+            page.click("#filters button[type=submit]")
+            _updated(page, 3)
+            stats = _cli_stats(env, *_window(30), "--type", "track")
+            shown = _shown(page)
+            for name, rows in _expected(stats).items():
+                assert shown[name] == rows, name
+            assert {label for label, _ in shown["top_events"]} >= {"Signed Up", "Paid", "Search"}
+
+            shot = os.environ.get("FOOTPRINT_DASHBOARD_SCREENSHOT")
+            page.select_option("#type", "page")
+            _updated(page, 4)
+            if shot:
+                page.screenshot(path=shot, full_page=True)
+            assert errors == []
+
+            # a phone: the same page without horizontal overflow
+            phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
+                                        is_mobile=True, has_touch=True)
+            phone.add_cookies([{k: cookie[k] for k in ("name", "value", "domain", "path", "httpOnly", "sameSite")}])
+            mobile = phone.new_page()
+            mobile.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            mobile.goto(base + "/")
+            _updated(mobile, 0)
+            width = mobile.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+            assert width[0] <= width[1], f"horizontal overflow on a phone: {width}"
+            assert errors == []
+        finally:
+            browser.close()
+
+
+def test_the_api_needs_a_session_and_refuses_bad_filters(dashboard: dict[str, Any]) -> None:
+    base = dashboard["base"]
+    with httpx.Client(base_url=base, timeout=30) as c:
+        for path in ("/api/stats", "/api/live", "/api/stores"):
+            assert c.get(path).status_code == 401, path
+        assert c.get("/", follow_redirects=False).status_code == 303
+        c.cookies.set("footprint_session", "eyJ9.AAAA")  # forged
+        assert c.get("/api/stats").status_code == 401
+        c.cookies.clear()
+        r = c.post("/login", content="secret=" + KEY, headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert r.status_code == 303 and "footprint_session" in c.cookies
+        for params in ({"range": "2"}, {"type": "click"}, {"link": "x" * 3000}, {"colour": "red"}):
+            for path in ("/api/stats", "/api/live", "/api/stores"):
+                bad = c.get(path, params=params)
+                assert bad.status_code == 400 and bad.json()["error"] == "invalid", (path, params)
+        assert tuple(c.get("/api/stats", params={"range": "7"}).json()["charts"]) == API_CHARTS
+        compared = c.get("/api/stores", params={"range": "7"}).json()["stores"]
+        assert [r["query"] for r in compared] == list(QUERIES)
+        c.cookies.clear()
+        assert c.get("/static/../app.py").status_code == 404
+        assert c.post("/login", content="secret=" + "test-key").status_code == 401  # a public key is no login

@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Benchmark (read side): every dashboard query on both stores, and the read API's queries, at each size.
+
+Generated events (benchmarks' usual traffic: 85 % page events over --days days) are written straight
+into both stores with the consumer's own sinks (PostgreSQL COPY, ClickHouse JSONEachRow) up to each
+size. Then, REPEAT times each, median printed:
+
+- every ``footprint.stats`` query (the dashboard's charts and stores panel) on PostgreSQL and
+  ClickHouse, for three filters the dashboard offers: 30 days of page events, the same under a link
+  prefix, and 30 days of track events (ClickHouse reads its rollup for page events, ``events FINAL``
+  otherwise);
+- the read API's ClickHouse queries as ``GET /v1/events`` builds them (newest 100, by userId, by a
+  property, the second page by cursor) and a ``POST /v1/queries`` example, on ClickHouse (the API
+  reads ClickHouse only).
+
+  python benchmarks/read_queries.py [--sizes 1000000,10000000] [--repeat 5] [--days 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _services import machine, services
+from helpers import gen_events
+
+CHUNK = 200_000
+
+
+def load(settings: Any, start: datetime, days: int, frm: int, to: int) -> float:
+    """Events [frm, to) of the generated stream into both stores; seconds taken."""
+    from footprint.schema import encode_event
+    from footprint.sinks import ClickHouseSink, PostgresSink
+
+    pg, ch = PostgresSink(settings.pg_dsn.get_secret_value()), ClickHouseSink(settings)
+    t0 = time.perf_counter()
+    for offset in range(frm, to, CHUNK):
+        n = min(CHUNK, to - offset)
+        events = gen_events(n, seed=offset + 7, start=start, days=days)
+        docs = {e["event_id"]: encode_event(e) for e in events}
+        pg.write(docs)
+        ch.write(docs)
+    pg.close()
+    ch.close()
+    import psycopg
+
+    with psycopg.connect(settings.pg_owner_dsn.get_secret_value(), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE events")  # planner statistics and the visibility map, as autovacuum would
+    return time.perf_counter() - t0
+
+
+def timed(fn: Callable[[], Any], repeat: int) -> float:
+    runs = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        runs.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(runs)
+
+
+def dashboard(settings: Any, today: datetime, repeat: int) -> None:
+    from footprint.stats import Filter, run_stats
+
+    since = (today - timedelta(days=29)).date()
+    until = (today + timedelta(days=1)).date()
+    filters = {
+        "page, 30 days": Filter(since=since, until=until),
+        "page, 30 days, link /blog": Filter(since=since, until=until, link="/blog"),
+        "track, 30 days": Filter(since=since, until=until, type="track"),
+    }
+    for label, f in filters.items():
+        run_stats(settings, since, until, f=f)  # warm
+        runs = [run_stats(settings, since, until, f=f) for _ in range(repeat)]
+        print(f"\n### dashboard queries: {label}")
+        print(f"{'query':<26}{'postgres ms':>14}{'clickhouse ms':>16}{'answers':>10}")
+        for i, r in enumerate(runs[0]):
+            pg = statistics.median(run[i].pg_ms for run in runs)
+            ch = statistics.median(run[i].ch_ms for run in runs)
+            same = all(run[i].same for run in runs)
+            print(f"{r.name:<26}{pg:>14.1f}{ch:>16.1f}{'same' if same else 'DIFFERENT':>10}")
+
+
+def api(settings: Any, repeat: int) -> None:
+    from footprint import query, sqlapi
+    from footprint.auth import Signer
+    from footprint.stores import ch_client
+
+    signer = Signer(b"benchmark", "events-cursor")
+    client = ch_client(settings, "reader")
+    try:
+        def run(sql: str, values: dict[str, Any]) -> Any:
+            return client.query(sql, parameters=values, settings=sqlapi.limits(settings)).result_rows
+
+        def events(params: dict[str, str]) -> Callable[[], Any]:  # as the API runs it: the newest hour first
+            q = query.parse(params, list(params), signer)
+            return lambda: query.page_rows(q, datetime.now(UTC), run)
+
+        first = query.parse({"limit": "100"}, ["limit"], signer)
+        sql, values = query.to_sql(first)
+        rows = client.query(sql, parameters=values).result_rows
+        cursor = query.next_cursor(query.row_to_event(rows[99]), first, signer)
+        cases = {
+            "GET /v1/events (newest 100)": events({"limit": "100"}),
+            "GET /v1/events?userId=": events({"userId": "user-7", "limit": "100"}),
+            "GET /v1/events?type=track&properties.plan=pro": events({"type": "track", "properties.plan": "pro"}),
+            "GET /v1/events (page 2, cursor)": events({"limit": "100", "cursor": cursor}),
+            "POST /v1/queries (count by type)": lambda: sqlapi.run(
+                client, "SELECT type, count() FROM events FINAL GROUP BY type", settings),
+        }
+        print(f"\n### read API (ClickHouse, reader user, the API's limits)\n{'query':<48}{'clickhouse ms':>16}")
+        for label, fn in cases.items():
+            fn()  # warm
+            print(f"{label:<48}{timed(fn, repeat):>16.1f}")
+    finally:
+        client.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="1000000")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--days", type=int, default=30, help="the generated traffic spans this many days up to now")
+    args = ap.parse_args()
+    sizes = [int(x) for x in args.sizes.split(",")]
+    print(machine())
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = today - timedelta(days=args.days - 1)
+    with services() as s:
+        loaded = 0
+        for size in sizes:
+            secs = load(s, start, args.days, loaded, size)
+            loaded = size
+            print(f"\n## {size:,} events (written to both stores in {secs:.0f} s)")
+            dashboard(s, today, args.repeat)
+            api(s, args.repeat)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
