@@ -89,7 +89,9 @@ def test_after_reboot_every_service_runs_and_none_failed(host: Any, hostvars: di
         assert props["ActiveState"] == "active", (unit, props)
         if props["Type"] != "oneshot":  # postgresql.service is an umbrella; its clusters run
             assert props["SubState"] == "running", (unit, props)
-            assert props["NRestarts"] == "0", f"{unit} was restarted by systemd after failing ({props})"
+            assert props["NRestarts"] == "0", (
+                f"{unit} was restarted by systemd after failing ({props}); its journal since the boot:\n"
+                + host.run(f"journalctl --boot --unit {unit} --no-pager --lines 60").stdout)
     clusters = host.check_output("systemctl list-units 'postgresql@*' --state=running --no-legend --plain")
     assert clusters.strip(), "no PostgreSQL cluster runs"
     for line in clusters.splitlines():
