@@ -57,7 +57,12 @@ def send_and_wait(ep: dict[str, Any], label: str) -> list[str]:
 
 
 def boot_id(host: Any) -> str:
-    return str(host.file("/proc/sys/kernel/random/boot_id").content_string.strip())
+    """Which boot the host is in: the kernel's boot_id (systemd-nspawn gives every container boot
+    its own) and PID 1's start time (a Docker container shares the kernel's boot_id, but its
+    systemd starts again)."""
+    kernel = host.file("/proc/sys/kernel/random/boot_id").content_string.strip()
+    pid1_start = host.file("/proc/1/stat").content_string.rsplit(")", 1)[1].split()[19]
+    return f"{kernel}/{pid1_start}"
 
 
 def store_units(hostvars: dict[str, Any]) -> list[str]:
@@ -84,7 +89,9 @@ def test_after_reboot_every_service_runs_and_none_failed(host: Any, hostvars: di
         assert props["ActiveState"] == "active", (unit, props)
         if props["Type"] != "oneshot":  # postgresql.service is an umbrella; its clusters run
             assert props["SubState"] == "running", (unit, props)
-            assert props["NRestarts"] == "0", f"{unit} was restarted by systemd after failing ({props})"
+            assert props["NRestarts"] == "0", (
+                f"{unit} was restarted by systemd after failing ({props}); its journal since the boot:\n"
+                + host.run(f"journalctl --boot --unit {unit} --no-pager --lines 60").stdout)
     clusters = host.check_output("systemctl list-units 'postgresql@*' --state=running --no-legend --plain")
     assert clusters.strip(), "no PostgreSQL cluster runs"
     for line in clusters.splitlines():
