@@ -29,6 +29,7 @@ import pytest
 import testinfra.host
 import testinfra.utils.ansible_runner as ansible_runner
 from testinfra.backend import base
+from testinfra.backend.docker import DockerBackend
 from testinfra.backend.local import LocalBackend
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,6 +112,13 @@ def _get_ansible_host(config: Any, inventory: Any, host: str, **kwargs: Any) -> 
     pidfile = CACHE / "hosts" / host / "leader.pid"
     if hostvars.get("ansible_connection") == "community.docker.nsenter" and pidfile.is_file():
         return testinfra.host.Host(NsenterBackend(host, pidfile))
+    if hostvars.get("ansible_connection") in ("docker", "community.docker.docker"):
+        # `docker exec` needs the container's name (ansible_docker_host, as Ansible's docker
+        # connection reads it); testinfra's own mapping would take ansible_host, which is the
+        # address the checks reach the services at (molecule/docker)
+        backend = DockerBackend(str(hostvars.get("ansible_docker_host") or host))
+        backend.hostname = host  # get_hostname(): the inventory name, as with Ansible's backend
+        return testinfra.host.Host(backend)
     return _original_get_ansible_host(config, inventory, host, **kwargs)
 
 

@@ -57,7 +57,12 @@ def send_and_wait(ep: dict[str, Any], label: str) -> list[str]:
 
 
 def boot_id(host: Any) -> str:
-    return str(host.file("/proc/sys/kernel/random/boot_id").content_string.strip())
+    """Which boot the host is in: the kernel's boot_id (systemd-nspawn gives every container boot
+    its own) and PID 1's start time (a Docker container shares the kernel's boot_id, but its
+    systemd starts again)."""
+    kernel = host.file("/proc/sys/kernel/random/boot_id").content_string.strip()
+    pid1_start = host.file("/proc/1/stat").content_string.rsplit(")", 1)[1].split()[19]
+    return f"{kernel}/{pid1_start}"
 
 
 def store_units(hostvars: dict[str, Any]) -> list[str]:
