@@ -46,7 +46,7 @@ def send_and_wait(ep: dict[str, Any], label: str) -> list[str]:
     batch = [{"type": "track", "event": f"Reboot {label}", "userId": f"reboot-{marker}",
               "properties": {"footprint_probe": True, "n": i}, "messageId": f"{marker}-{i}"} for i in range(N_EVENTS)]
     res = httpx.post(f"{ep['collector']}/v1/events", json={"batch": batch},
-                     headers=bearer(ep["api_key"]), timeout=15)
+                     headers=bearer(ep["api_key"]), timeout=15, verify=ep["verify"])
     assert res.status_code == 202, res.text
     ids = [str(i) for i in res.json()["event_ids"]]
     assert len(ids) == N_EVENTS
