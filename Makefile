@@ -22,19 +22,21 @@ deps: ## install the machine packages the tests need (root; Debian/Ubuntu)
 	  "docker.io (the engine of the docker scenario, started by testbed/docker);" \
 	  "postgresql, openjdk-17-jre-headless, maven (real stores for the app's integration tests);" \
 	  "chromium (the browser the snippet and the dashboard are tested in); npm (vendors the dashboard's" \
-	  "charting library at build time) only where no Node.js brings its own; golang-go only where no Go" \
-	  "is installed (it builds actionlint); ~1-2 min on a fresh machine"
+	  "charting library at build time) only where no Node.js brings its own; ~1-2 min on a fresh machine"
 	@# npm only where no Node.js brings its own: NodeSource's nodejs (as on the CI machines) ships npm
 	@# and declares "Conflicts: npm", so asking apt for Debian's npm beside it fails the whole install.
 	@DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	  debootstrap systemd-container iptables iproute2 docker.io postgresql openjdk-17-jre-headless maven chromium \
-	  $$(command -v npm >/dev/null || echo npm) $$(command -v go >/dev/null || echo golang-go) >/dev/null
-	@echo "deps: npm: $$(command -v npm) $$(npm --version); go: $$(command -v go)"
+	  $$(command -v npm >/dev/null || echo npm) >/dev/null
+	@echo "deps: npm: $$(command -v npm) $$(npm --version)"
 	@echo "deps: done"
 
 # actionlint ships no wheel that works offline (the PyPI wrappers download it from GitHub): it is
-# built from its Go module by `make venv`.
+# built from its Go module by `make venv`, with the machine's Go (>= 1.25, which actionlint's
+# go.mod asks for: Debian 12's golang-go 1.19 cannot build it). The go on the PATH, else the
+# usual /usr/local/go.
 ACTIONLINT_VERSION := v1.7.12
+GO ?= $(or $(shell command -v go),$(wildcard /usr/local/go/bin/go),go)
 
 venv: $(VENV)/.done $(VENV)/.actionlint-$(ACTIONLINT_VERSION) ## the control-node venv from requirements.txt (+ the app, editable; actionlint)
 $(VENV)/.done: requirements.txt app/pyproject.toml app/vendor.json
@@ -52,7 +54,8 @@ $(VENV)/.done: requirements.txt app/pyproject.toml app/vendor.json
 	@touch $@
 $(VENV)/.actionlint-$(ACTIONLINT_VERSION): $(VENV)/.done
 	@echo "venv: installing actionlint $(ACTIONLINT_VERSION) (GitHub workflow checker) into $(BIN) with go install (~25 s)"
-	@GOBIN=$(abspath $(BIN)) GOFLAGS=-buildvcs=false go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+	@command -v $(GO) >/dev/null || { echo "venv: no Go found (PATH, /usr/local/go/bin): actionlint needs Go >= 1.25 to build; install it from go.dev/dl or set GO=/path/to/go" >&2; exit 1; }
+	@GOBIN=$(abspath $(BIN)) GOFLAGS=-buildvcs=false $(GO) install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
 	@touch $@
 	@echo "venv: ready ($(VENV))"
 
