@@ -23,7 +23,7 @@ def kafka_quorum_replication(output: str) -> list[dict[str, Any]]:
             continue
         if header is None or not fields[0].isdigit() or len(fields) < len(header):
             continue
-        row = dict(zip(header, fields))
+        row = dict(zip(header, fields, strict=False))
         rows.append(
             {
                 "id": int(row["NodeId"]),
@@ -68,11 +68,11 @@ def kafka_quorum_problems(output: str, node_ids: list[Any], max_lag: Any) -> lis
         if row["status"] in ("Leader", "Follower") and not 0 <= row["lag"] <= int(max_lag):
             problems.append(f"voter {row['id']} lags {row['lag']} records")
     for node_id in sorted({int(i) for i in node_ids}):
-        row = seen.get(node_id)
-        if row is None:
+        found = seen.get(node_id)
+        if found is None:
             problems.append(f"node {node_id} does not fetch the metadata log")
-        elif row["status"] == "Observer" and not 0 <= row["lag"] <= int(max_lag):
-            problems.append(f"node {node_id} lags {row['lag']} records")
+        elif found["status"] == "Observer" and not 0 <= found["lag"] <= int(max_lag):
+            problems.append(f"node {node_id} lags {found['lag']} records")
     return problems
 
 
