@@ -85,12 +85,12 @@ def test_a_stopped_voter_or_a_missing_node_is_a_problem() -> None:
 
 DESCRIBE = """Topic: web-logs-topic\tTopicId: 3VbW2zFQRbGEgRkD4LPv3A\tPartitionCount: 2\tReplicationFactor: 1\tConfigs: \
 min.insync.replicas=1,cleanup.policy=delete,retention.ms=604800000
-\tTopic: web-logs-topic\tPartition: 0\tLeader: 1\tReplicas: 1\tIsr: 1\tElr: \tLastKnownElr: 
-\tTopic: web-logs-topic\tPartition: 1\tLeader: 1\tReplicas: 1\tIsr: 1\tElr: \tLastKnownElr: 
+\tTopic: web-logs-topic\tPartition: 0\tLeader: 1\tReplicas: 1\tIsr: 1\tElr: \tLastKnownElr:
+\tTopic: web-logs-topic\tPartition: 1\tLeader: 1\tReplicas: 1\tIsr: 1\tElr: \tLastKnownElr:
 Topic: __consumer_offsets\tTopicId: Q0d0yZ3sR1u2uXQ2Wn3hJg\tPartitionCount: 2\tReplicationFactor: 3\tConfigs: \
 compression.type=producer,cleanup.policy=compact,segment.bytes=104857600
-\tTopic: __consumer_offsets\tPartition: 0\tLeader: 1\tReplicas: 1,2,3\tIsr: 1,2,3\tElr: \tLastKnownElr: 
-\tTopic: __consumer_offsets\tPartition: 1\tLeader: 2\tReplicas: 2,3,1\tIsr: 2,3,1\tElr: \tLastKnownElr: 
+\tTopic: __consumer_offsets\tPartition: 0\tLeader: 1\tReplicas: 1,2,3\tIsr: 1,2,3\tElr: \tLastKnownElr:
+\tTopic: __consumer_offsets\tPartition: 1\tLeader: 2\tReplicas: 2,3,1\tIsr: 2,3,1\tElr: \tLastKnownElr:
 """
 
 
