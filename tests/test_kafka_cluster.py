@@ -98,8 +98,8 @@ def test_topics_are_replicated_and_in_sync(hostvars: dict[str, Any], cluster: di
 def wait_in_sync(admin: AdminClient, topic: str, replicas: int, timeout: float) -> float:
     start = time.monotonic()
     while time.monotonic() - start < timeout:
-        p = admin.list_topics(topic, timeout=10).topics[topic].partitions[0]
-        if len(p.isrs) == replicas and p.leader >= 0:
+        p = admin.list_topics(topic, timeout=10).topics[topic].partitions.get(0)  # none yet right after creation
+        if p is not None and len(p.isrs) == replicas and p.leader >= 0:
             return time.monotonic() - start
         time.sleep(1)
     pytest.fail(f"{topic}/0 not back to {replicas} in-sync replicas within {timeout} s")
