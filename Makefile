@@ -10,7 +10,7 @@ INVENTORY ?= inventory/local/hosts.yml
 DEMO_HOST := footprint-demo
 DEMO_IP := 10.77.0.10
 
-.PHONY: help deps venv artifacts lint test test-testbed test-app molecule molecule-upgrade demo demo-down smoke upgrade docs fuzz
+.PHONY: help deps venv artifacts lint test test-testbed test-app molecule molecule-upgrade molecule-docker docker-down demo demo-down smoke upgrade docs fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -19,18 +19,26 @@ deps: ## install the machine packages the tests need (root; Debian/Ubuntu)
 	@echo "deps: apt-get update: refreshing the package lists (a few seconds to ~30 s)"
 	@apt-get update -qq
 	@echo "deps: apt-get install: debootstrap, systemd-container, iptables, iproute2 (the test hosts);" \
+	  "docker.io (the engine of the docker scenario, started by testbed/docker);" \
 	  "postgresql, openjdk-17-jre-headless, maven (real stores for the app's integration tests);" \
 	  "chromium (the browser the snippet and the dashboard are tested in); npm (vendors the dashboard's" \
-	  "charting library at build time); ~1-2 min on a fresh machine"
+	  "charting library at build time) only where no Node.js brings its own; ~1-2 min on a fresh machine"
 	@# npm only where no Node.js brings its own: NodeSource's nodejs (as on the CI machines) ships npm
 	@# and declares "Conflicts: npm", so asking apt for Debian's npm beside it fails the whole install.
 	@DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	  debootstrap systemd-container iptables iproute2 postgresql openjdk-17-jre-headless maven chromium \
+	  debootstrap systemd-container iptables iproute2 docker.io postgresql openjdk-17-jre-headless maven chromium \
 	  $$(command -v npm >/dev/null || echo npm) >/dev/null
 	@echo "deps: npm: $$(command -v npm) $$(npm --version)"
 	@echo "deps: done"
 
-venv: $(VENV)/.done ## the control-node venv from requirements.txt (+ the app, editable)
+# actionlint ships no wheel that works offline (the PyPI wrappers download it from GitHub): it is
+# built from its Go module by `make venv`, with the machine's Go (>= 1.25, which actionlint's
+# go.mod asks for: Debian 12's golang-go 1.19 cannot build it). The go on the PATH, else the
+# usual /usr/local/go.
+ACTIONLINT_VERSION := v1.7.12
+GO ?= $(or $(shell command -v go),$(wildcard /usr/local/go/bin/go),go)
+
+venv: $(VENV)/.done $(VENV)/.actionlint-$(ACTIONLINT_VERSION) ## the control-node venv from requirements.txt (+ the app, editable; actionlint)
 $(VENV)/.done: requirements.txt app/pyproject.toml app/vendor.json
 	@echo "venv: $(VENV): creating it with python3 -m venv (if missing)"
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -44,19 +52,26 @@ $(VENV)/.done: requirements.txt app/pyproject.toml app/vendor.json
 	@echo "venv: vendoring the dashboard's pinned JavaScript (app/vendor.json: npm pack, sha512-checked)"
 	@python3 app/tools/vendor_js.py app
 	@touch $@
+$(VENV)/.actionlint-$(ACTIONLINT_VERSION): $(VENV)/.done
+	@echo "venv: installing actionlint $(ACTIONLINT_VERSION) (GitHub workflow checker) into $(BIN) with go install (~25 s)"
+	@command -v $(GO) >/dev/null || { echo "venv: no Go found (PATH, /usr/local/go/bin): actionlint needs Go >= 1.25 to build; install it from go.dev/dl or set GO=/path/to/go" >&2; exit 1; }
+	@GOBIN=$(abspath $(BIN)) GOFLAGS=-buildvcs=false $(GO) install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+	@touch $@
 	@echo "venv: ready ($(VENV))"
 
 # The Kafka versions the test bed needs: the default one, and the newer one the upgrade scenario
 # moves to (molecule/upgrade/host_vars/).
 KAFKA_UPGRADE_VERSION := 4.1.2
 
-artifacts: venv ## build (once, cached) the Debian 13 rootfs and the Kafka distributions (4.0.2, and 4.1.2 for upgrades)
+artifacts: venv ## build (once, cached) the Debian 13 and 12 rootfs and the Kafka distributions (4.0.2, and 4.1.2 for upgrades)
 	testbed/host rootfs
+	testbed/host rootfs --suite bookworm
 	testbed/kafka-dist/build
 	KAFKA_VERSION=$(KAFKA_UPGRADE_VERSION) testbed/kafka-dist/build
 
-lint: venv ## yamllint, ansible-lint (production), syntax checks, role docs, ruff, mypy
+lint: venv ## yamllint, ansible-lint (production), syntax checks, role docs, ruff, mypy, actionlint
 	yamllint --strict .
+	actionlint
 	ansible-lint --profile production
 	ansible-playbook --syntax-check -i $(INVENTORY) playbooks/*.yml
 	$(PY) tools/role-docs --check
@@ -80,7 +95,27 @@ molecule: venv artifacts ## the offline molecule scenario: create, converge site
 molecule-upgrade: venv artifacts ## the upgrade scenario: release v0.1.0 deployed, upgrade.yml under traffic, a failed gate (~15 min)
 	molecule test -s upgrade
 
-test: lint test-testbed test-app molecule molecule-upgrade ## EVERYTHING (what CI runs)
+# The docker scenario here: a local image from the test bed's rootfs (debian-12 or debian-13), the
+# engine started by testbed/docker and stopped again, whatever the result. Debian 12 has no
+# OpenJDK 21 and Adoptium is out of reach: its offline converge uses Debian's OpenJDK 17.
+DOCKER_PLATFORM ?= debian-12
+molecule-docker: venv artifacts ## the docker scenario on DOCKER_PLATFORM=debian-12|debian-13 (local image, dockerd started and stopped; ~15 min)
+	@case "$(DOCKER_PLATFORM)" in debian-12|debian-13) ;; *) echo "DOCKER_PLATFORM: debian-12 or debian-13" >&2; exit 2;; esac
+	testbed/docker up --image $(DOCKER_PLATFORM)
+	rc=0; FOOTPRINT_DOCKER_IMAGE=footprint-testbed/debian:$(subst debian-,,$(DOCKER_PLATFORM)) FOOTPRINT_DOCKER_PREBUILT=true \
+	  FOOTPRINT_JAVA_MAJOR=$(if $(filter debian-12,$(DOCKER_PLATFORM)),17,21) molecule test -s docker || rc=$$?; \
+	  testbed/docker down || rc=1; testbed/docker leftovers || rc=1; exit $$rc
+
+docker-down: ## remove the docker scenario's containers and network, stop the engine testbed/docker started
+	testbed/docker down
+
+# Fastest first, one at a time. (Lint beside the test-host tool was tried: 7 min side by side
+# against ~7.5 one after the other on 2 cores, not worth the interleaved output.)
+# The docker scenario (make molecule-docker) is not in it yet: on Debian 12 in Docker, Kafka's very
+# first start failed at once in 3 of 6 converges. The cause (the unit's start check could run
+# before the JVM's process dropped root: EPERM) is fixed in roles/kafka/templates/kafka.service.j2;
+# the scenario comes back once it has passed with the fix a few times.
+test: lint test-testbed test-app molecule molecule-upgrade ## everything CI runs (the docker scenario apart: see above)
 
 demo: venv artifacts ## deploy the whole stack into the local demo host and say where it is
 	testbed/host up $(DEMO_HOST) $(DEMO_IP)

@@ -29,6 +29,7 @@ import pytest
 import testinfra.host
 import testinfra.utils.ansible_runner as ansible_runner
 from testinfra.backend import base
+from testinfra.backend.docker import DockerBackend
 from testinfra.backend.local import LocalBackend
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,6 +112,13 @@ def _get_ansible_host(config: Any, inventory: Any, host: str, **kwargs: Any) -> 
     pidfile = CACHE / "hosts" / host / "leader.pid"
     if hostvars.get("ansible_connection") == "community.docker.nsenter" and pidfile.is_file():
         return testinfra.host.Host(NsenterBackend(host, pidfile))
+    if hostvars.get("ansible_connection") in ("docker", "community.docker.docker"):
+        # `docker exec` needs the container's name (ansible_docker_host, as Ansible's docker
+        # connection reads it); testinfra's own mapping would take ansible_host, which is the
+        # address the checks reach the services at (molecule/docker)
+        backend = DockerBackend(str(hostvars.get("ansible_docker_host") or host))
+        backend.hostname = host  # get_hostname(): the inventory name, as with Ansible's backend
+        return testinfra.host.Host(backend)
     return _original_get_ansible_host(config, inventory, host, **kwargs)
 
 
@@ -247,3 +255,45 @@ def secret(hostvars: dict[str, Any], variable: str) -> Secret:
     if not isinstance(value, Secret) or not value.reveal():
         pytest.fail(f"{variable} did not resolve to a secret")
     return value
+
+
+def enabled(hostvars: dict[str, Any], variable: str) -> bool:
+    """A resolved boolean switch (true/false, also as the strings Ansible may render)."""
+    value = setting(hostvars, variable)
+    return value if isinstance(value, bool) else str(value).strip().lower() in ("true", "yes", "1", "on")
+
+
+def kafka_client(kafka_vars: dict[str, Any], bootstrap: str, user: str | None = None,
+                 password: Secret | None = None, **extra: Any) -> dict[str, Any]:
+    """confluent-kafka configuration for the broker of kafka_vars: with kafka_tls_enabled, SASL_SSL
+    (SCRAM-SHA-512) as `user` (default: the kafka role's admin principal), the broker's certificate
+    verified against the CA of the deploy (kafka_tls_ca_cert). The password is revealed here only,
+    straight into the client's configuration."""
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap}
+    if enabled(kafka_vars, "kafka_tls_enabled"):
+        config.update({
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": user or setting(kafka_vars, "kafka_admin_user"),
+            "sasl.password": (password or secret(kafka_vars, "kafka_admin_password")).reveal(),
+            "ssl.ca.location": setting(kafka_vars, "kafka_tls_ca_cert"),
+            "ssl.endpoint.identification.algorithm": "https",
+        })
+    return config | extra
+
+
+def pg_tls(pg_vars: dict[str, Any]) -> dict[str, Any]:
+    """libpq TLS parameters for the PostgreSQL of pg_vars: verify-full against the deploy's CA."""
+    if not enabled(pg_vars, "postgresql_tls_enabled"):
+        return {}
+    return {"sslmode": "verify-full", "sslrootcert": setting(pg_vars, "footprint_tls_ca_cert")}
+
+
+def web_scheme(app_vars: dict[str, Any]) -> str:
+    """https when nginx terminates TLS in front of the collector and the dashboard (footprint_tls_enabled)."""
+    return "https" if enabled(app_vars, "footprint_tls_enabled") else "http"
+
+
+def web_verify(app_vars: dict[str, Any]) -> str | bool:
+    """httpx's `verify` for the collector and the dashboard: the deploy's CA with TLS."""
+    return str(setting(app_vars, "footprint_tls_ca_cert")) if enabled(app_vars, "footprint_tls_enabled") else True

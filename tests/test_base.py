@@ -85,6 +85,8 @@ def test_firewall_opens_the_ports_of_the_components_on_the_host(hostvars: dict[s
         expected.add(int(setting(hostvars, "footprint_collector_port")))
         if setting(hostvars, "footprint_dashboard_enabled"):
             expected.add(int(setting(hostvars, "footprint_dashboard_port")))
+        if setting(hostvars, "footprint_tls_enabled") and int(setting(hostvars, "footprint_proxy_http_port")):
+            expected.add(int(setting(hostvars, "footprint_proxy_http_port")))  # nginx's redirect to HTTPS
     if "kafka" in groups:
         expected.add(int(setting(hostvars, "kafka_port")))
     if "clickhouse" in groups:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml  # type: ignore[import-untyped]
-from conftest import secret, setting
+from conftest import secret, setting, web_scheme, web_verify
 
 testinfra_hosts = ["ansible://app"]
 
@@ -38,7 +38,8 @@ def dashboard(hostvars: dict[str, Any], address: str, enabled: None) -> str:
     host = setting(hostvars, "footprint_dashboard_host")
     if host in ("127.0.0.1", "::1", "localhost"):
         pytest.skip("the dashboard listens on loopback only on this host: not reachable from the control node")
-    return f"http://{address if host in ('0.0.0.0', '::') else host}:{setting(hostvars, 'footprint_dashboard_port')}"
+    reach = address if host in ("0.0.0.0", "::") else host
+    return f"{web_scheme(hostvars)}://{reach}:{setting(hostvars, 'footprint_dashboard_port')}"
 
 
 def test_dashboard_unit_runs_with_reader_credentials_only(host: Any, hostvars: dict[str, Any], enabled: None) -> None:
@@ -61,7 +62,7 @@ def test_dashboard_listens_on_its_configured_address(host: Any, hostvars: dict[s
 def test_dashboard_login_with_the_generated_secret(hostvars: dict[str, Any], dashboard: str) -> None:
     password = secret(hostvars, "footprint_dashboard_password")
     private = secret(hostvars, "footprint_private_keys")
-    with httpx.Client(base_url=dashboard, timeout=30) as c:
+    with httpx.Client(base_url=dashboard, timeout=30, verify=web_verify(hostvars)) as c:
         assert c.get("/healthz").json()["status"] == "ok"
         assert c.get("/api/stats").status_code == 401
         assert c.post("/login", data={"secret": "not-the-password"}).status_code == 401
@@ -75,27 +76,29 @@ def test_dashboard_login_with_the_generated_secret(hostvars: dict[str, Any], das
         assert c.get("/static/chart.umd.min.js").status_code == 200  # vendored into the wheel, no CDN
 
 
-def _read(collector: str, key: str, params: dict[str, str]) -> Any:
-    return httpx.get(f"{collector}/v1/events", params=params, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+def _read(collector: str, key: str, params: dict[str, str], verify: str | bool = True) -> Any:
+    return httpx.get(f"{collector}/v1/events", params=params, headers={"Authorization": f"Bearer {key}"}, timeout=30,
+                     verify=verify)
 
 
 def test_a_probe_shows_in_the_events_api_and_never_in_the_stats(hostvars: dict[str, Any], address: str,
                                                                  dashboard: str) -> None:
-    collector = f"http://{address}:{setting(hostvars, 'footprint_collector_port')}"
+    collector = f"{web_scheme(hostvars)}://{address}:{setting(hostvars, 'footprint_collector_port')}"
+    verify = web_verify(hostvars)
     public = secret(hostvars, "footprint_api_keys").reveal()
     private = secret(hostvars, "footprint_private_keys").reveal()
     link = f"/footprint-smoke/{uuid.uuid4().hex}"
     probe = {"type": "page", "anonymousId": "footprint-smoke", "properties": {"path": link, "footprint_probe": True}}
     r = httpx.post(collector + "/v1/events", json={"batch": [probe]}, headers={"Authorization": f"Bearer {public}"},
-                   timeout=10)  # a synthetic page view
+                   timeout=10, verify=verify)  # a synthetic page view
     assert r.status_code == 202, r.text
-    assert _read(collector, public, {"link": link}).status_code == 403  # a public key reads nothing
+    assert _read(collector, public, {"link": link}, verify).status_code == 403  # a public key reads nothing
     wanted = {"link": link, "synthetic": "true", "type": "page"}
     deadline = time.monotonic() + 90
-    while not (found := _read(collector, private, wanted).json()["data"]) and time.monotonic() < deadline:
+    while not (found := _read(collector, private, wanted, verify).json()["data"]) and time.monotonic() < deadline:
         time.sleep(1)
     assert found and found[0]["link"] == link and found[0]["synthetic"] is True
-    with httpx.Client(base_url=dashboard, timeout=30) as c:
+    with httpx.Client(base_url=dashboard, timeout=30, verify=verify) as c:
         assert c.post("/login", data={"secret": private}).status_code == 303
         stats = c.get("/api/stats", params={"range": "1", "link": link}).json()
     assert all(rows == [] for rows in stats["charts"].values()), "a probe was counted in the stats"

@@ -22,7 +22,7 @@ import httpx
 import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from conftest import Secret, secret, setting
+from conftest import Secret, kafka_client, pg_tls, secret, setting, web_scheme, web_verify
 
 # The probe runs from the control node against the collector's host.
 testinfra_hosts = ["ansible://app"]
@@ -51,7 +51,8 @@ def endpoints(component: Callable[[str], tuple[str, dict[str, Any]]]) -> dict[st
     ch_addr, ch_vars = component("clickhouse")
     _, kafka_vars = component("kafka")
     return {
-        "collector": f"http://{app_addr}:{setting(app_vars, 'footprint_collector_port')}",
+        "collector": f"{web_scheme(app_vars)}://{app_addr}:{setting(app_vars, 'footprint_collector_port')}",
+        "verify": web_verify(app_vars),  # the deploy's CA when nginx terminates TLS
         "api_key": secret(app_vars, "footprint_api_keys"),
         "pg": {
             "host": pg_addr,
@@ -59,6 +60,7 @@ def endpoints(component: Callable[[str], tuple[str, dict[str, Any]]]) -> dict[st
             "dbname": setting(pg_vars, "postgresql_database"),
             "user": setting(pg_vars, "postgresql_reader_user"),
             "password": secret(pg_vars, "postgresql_reader_password"),
+            **pg_tls(pg_vars),
         },
         "ch": {
             "host": ch_addr,
@@ -69,6 +71,7 @@ def endpoints(component: Callable[[str], tuple[str, dict[str, Any]]]) -> dict[st
         },
         # the broker's advertised address, as the kafka role resolves it
         "kafka": f"{setting(kafka_vars, 'kafka_advertised_host')}:{setting(kafka_vars, 'kafka_port')}",
+        "kafka_vars": kafka_vars,
         "topic": next(t["name"] for t in setting(kafka_vars, "kafka_topics") if not t["name"].endswith(".dlq")),
         "dlq": next(t["name"] for t in setting(kafka_vars, "kafka_topics") if t["name"].endswith(".dlq")),
         "group": setting(app_vars, "footprint_kafka_group"),
@@ -101,7 +104,7 @@ def ch_rows(ep: dict[str, Any], where: str, params: dict[str, Any]) -> list[dict
 
 def kafka_positions(ep: dict[str, Any]) -> tuple[int, int, int]:
     """(sum of high watermarks of the events topic, of committed offsets, DLQ high watermark)."""
-    consumer = Consumer({"bootstrap.servers": ep["kafka"], "group.id": ep["group"], "enable.auto.commit": False})
+    consumer = Consumer(kafka_client(ep["kafka_vars"], ep["kafka"]) | {"group.id": ep["group"], "enable.auto.commit": False})
     try:
         meta = consumer.list_topics(timeout=10)
         parts = [TopicPartition(ep["topic"], p) for p in meta.topics[ep["topic"]].partitions]
@@ -141,7 +144,7 @@ def probe(endpoints: dict[str, Any]) -> dict[str, Any]:
                     "context": {"page": {"referrer": "smoke.example", "search": "?utm_source=smoke&secret=1"}}}
     before = kafka_positions(ep)
     started = datetime.now(UTC)
-    with httpx.Client(timeout=10) as http:
+    with httpx.Client(timeout=10, verify=ep["verify"]) as http:
         assert http.get(f"{ep['collector']}/probe-get/{marker}").status_code == 404  # no page view of it
         res = http.post(f"{ep['collector']}/v1/events", json={"batch": batch}, headers=bearer(ep["api_key"]))
         snippet = http.post(f"{ep['collector']}/v1/b", headers={"Origin": origin, "User-Agent": BROWSER,
@@ -240,7 +243,7 @@ def test_real_page_view_fills_the_rollup(endpoints: dict[str, Any], probe: dict[
     link = f"/rollup-check/{probe['marker']}"
     event = {"type": "page", "anonymousId": f"a-{probe['marker']}", "name": link, "properties": {"path": link},
              "messageId": f"{probe['marker']}-rollup"}
-    with httpx.Client(timeout=10) as http:
+    with httpx.Client(timeout=10, verify=endpoints["verify"]) as http:
         res = http.post(f"{endpoints['collector']}/v1/events", json={"batch": [event]},
                         headers=bearer(endpoints["api_key"]))
     assert res.status_code == 202, res.text

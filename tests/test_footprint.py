@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml  # type: ignore[import-untyped]
-from conftest import setting
+from conftest import setting, web_scheme, web_verify
 
 # Only the hosts of the app group (the suite may run against a split inventory).
 testinfra_hosts = ["ansible://app"]
@@ -92,7 +92,7 @@ def test_collector_listens_on_the_configured_port(host: Any, hostvars: dict[str,
 
 def test_healthz_answers_from_the_control_node(hostvars: dict[str, Any], address: str) -> None:
     port = int(setting(hostvars, "footprint_collector_port"))
-    r = httpx.get(f"http://{address}:{port}/healthz", timeout=10)
+    r = httpx.get(f"{web_scheme(hostvars)}://{address}:{port}/healthz", timeout=10, verify=web_verify(hostvars))
     assert r.status_code == 200
     assert r.json()["status"] == "ok"
 
@@ -100,9 +100,10 @@ def test_healthz_answers_from_the_control_node(hostvars: dict[str, Any], address
 def test_events_endpoint_refuses_a_wrong_key(hostvars: dict[str, Any], address: str) -> None:
     port = int(setting(hostvars, "footprint_collector_port"))
     r = httpx.post(
-        f"http://{address}:{port}/v1/events",
+        f"{web_scheme(hostvars)}://{address}:{port}/v1/events",
         json={"batch": [{"type": "track", "event": "probe", "userId": "u1"}]},
         headers={"Authorization": "Bearer not-a-key"},
         timeout=10,
+        verify=web_verify(hostvars),
     )
     assert r.status_code == 401

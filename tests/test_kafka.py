@@ -31,7 +31,7 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
-from conftest import setting
+from conftest import kafka_client, setting
 
 REPO = Path(__file__).resolve().parent.parent
 # Only the hosts of the kafka group (the suite may run against a split inventory).
@@ -55,13 +55,14 @@ def is_controller(hostvars: dict[str, Any]) -> bool:
 
 
 @pytest.fixture(scope="module")
-def bootstrap(hostvars: dict[str, Any], address: str) -> str:
-    return f"{address}:{int(setting(hostvars, 'kafka_port'))}"
+def bootstrap(hostvars: dict[str, Any], address: str) -> dict[str, Any]:
+    """The client configuration of the admin principal (SASL_SSL when kafka_tls_enabled)."""
+    return kafka_client(hostvars, f"{address}:{int(setting(hostvars, 'kafka_port'))}")
 
 
 @pytest.fixture(scope="module")
-def admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000})
+def admin(bootstrap: dict[str, Any]) -> AdminClient:
+    return AdminClient(bootstrap | {"socket.timeout.ms": 10000})
 
 
 @pytest.fixture()
@@ -92,7 +93,7 @@ def meta_cluster_id(host: Any, hostvars: dict[str, Any]) -> str:
     return match.group(1)
 
 
-def produce_one(bootstrap: str, topic: str, value: str) -> tuple[int, int]:
+def produce_one(bootstrap: dict[str, Any], topic: str, value: str) -> tuple[int, int]:
     """Produce one record (idempotent, acks=all) and return its (partition, offset)."""
     delivered: list[tuple[int, int]] = []
     errors: list[str] = []
@@ -103,18 +104,17 @@ def produce_one(bootstrap: str, topic: str, value: str) -> tuple[int, int]:
         else:
             delivered.append((msg.partition(), msg.offset()))
 
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
+    producer = Producer(bootstrap | {"enable.idempotence": True, "acks": "all"})
     producer.produce(topic, key=value.encode(), value=value.encode(), on_delivery=on_delivery)
     assert producer.flush(30) == 0, "record not delivered within 30 s"
     assert not errors, errors
     return delivered[0]
 
 
-def consume_at(bootstrap: str, topic: str, partition: int, offset: int) -> str | None:
+def consume_at(bootstrap: dict[str, Any], topic: str, partition: int, offset: int) -> str | None:
     """Read the record at (partition, offset), or None within 30 s."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
+        bootstrap | {
             "group.id": f"footprint-test-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
         }
@@ -250,9 +250,9 @@ def test_declared_topic_settings(admin: AdminClient, hostvars: dict[str, Any]) -
             assert configs[key].value == value, f"{topic['name']} {key}={configs[key].value}, want {value}"
 
 
-def test_auto_topic_creation_is_off(bootstrap: str, admin: AdminClient) -> None:
+def test_auto_topic_creation_is_off(bootstrap: dict[str, Any], admin: AdminClient) -> None:
     name = f"footprint-absent-{uuid.uuid4().hex[:12]}"
-    producer = Producer({"bootstrap.servers": bootstrap, "message.timeout.ms": 5000})
+    producer = Producer(bootstrap | {"message.timeout.ms": 5000})
     errors: list[Any] = []
     producer.produce(name, b"x", on_delivery=lambda err, msg: errors.append(err))
     producer.flush(15)
@@ -260,7 +260,7 @@ def test_auto_topic_creation_is_off(bootstrap: str, admin: AdminClient) -> None:
     assert name not in admin.list_topics(timeout=15).topics
 
 
-def test_produce_consume_round_trip(bootstrap: str, scratch_topic: str) -> None:
+def test_produce_consume_round_trip(bootstrap: dict[str, Any], scratch_topic: str) -> None:
     value = f"footprint-{uuid.uuid4()}"
     partition, offset = produce_one(bootstrap, scratch_topic, value)
     assert consume_at(bootstrap, scratch_topic, partition, offset) == value
@@ -299,7 +299,7 @@ def test_reconverge_never_reformats(
     tmp_path: Path,
     host: Any,
     hostvars: dict[str, Any],
-    bootstrap: str,
+    bootstrap: dict[str, Any],
     scratch_topic: str,
 ) -> None:
     value = f"persist-{uuid.uuid4()}"

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
-from conftest import ROOT, address_of, resolved, setting
+from conftest import ROOT, address_of, kafka_client, resolved, setting
 
 testinfra_hosts = ["ansible://kafka"]
 
@@ -51,6 +51,7 @@ def cluster(hostvars: dict[str, Any], request: pytest.FixtureRequest) -> dict[st
         "bootstrap": ",".join(f"{address_of(v)}:{int(v['kafka_port'])}" for v in nodes.values()),
         "hosts": kafka,
         "rf": min(3, len(kafka)),
+        "vars": nodes[kafka[0]],
     }
 
 
@@ -58,8 +59,10 @@ def quorum_tool(host: Any, hostvars: dict[str, Any], *args: str) -> str:
     home = f"{setting(hostvars, 'kafka_install_root')}/current"
     env = (f"KAFKA_HEAP_OPTS=-Xmx128m KAFKA_LOG4J_OPTS=-Dlog4j2.configurationFile="
            f"{setting(hostvars, 'kafka_config_dir')}/tools-log4j2.properties")
-    out = host.run(f"env {env} {home}/bin/kafka-metadata-quorum.sh --bootstrap-server 127.0.0.1:"
-                   f"{int(setting(hostvars, 'kafka_port'))} describe " + " ".join(args))
+    # as the role's tools do: the admin principal's client configuration (TLS or not)
+    out = host.run(f"env {env} {home}/bin/kafka-metadata-quorum.sh --bootstrap-server {address_of(hostvars)}:"
+                   f"{int(setting(hostvars, 'kafka_port'))} --command-config "
+                   f"{setting(hostvars, 'kafka_config_dir')}/admin.properties describe " + " ".join(args))
     assert out.rc == 0, out.stderr[-2000:]
     return str(out.stdout)
 
@@ -75,9 +78,14 @@ def test_every_node_follows_the_quorum(host: Any, hostvars: dict[str, Any], clus
     assert quorum.kafka_quorum_problems(replication, list(cluster["ids"].values()), 20) == []
 
 
+def _extra(options: dict[str, Any]) -> dict[str, Any]:
+    """librdkafka options with dots in their names, for kafka_client's keyword arguments."""
+    return options
+
+
 @pytest.fixture(scope="module")
 def admin(cluster: dict[str, Any]) -> AdminClient:
-    return AdminClient({"bootstrap.servers": cluster["bootstrap"], "socket.timeout.ms": 10000})
+    return AdminClient(kafka_client(cluster["vars"], cluster["bootstrap"], **_extra({"socket.timeout.ms": 10000})))
 
 
 def test_topics_are_replicated_and_in_sync(hostvars: dict[str, Any], cluster: dict[str, Any], admin: AdminClient) -> None:
@@ -120,10 +128,10 @@ def test_kill_9_of_the_leader_under_a_producer_loses_and_duplicates_nothing(
         import testinfra  # the victim's own connection, from the same inventory
 
         victim_host = testinfra.get_host(f"ansible://{victim}?ansible_inventory={request.config.option.ansible_inventory}")
-        producer = Producer({
-            "bootstrap.servers": cluster["bootstrap"], "enable.idempotence": True, "acks": "all",
+        producer = Producer(kafka_client(cluster["vars"], cluster["bootstrap"], **_extra({
+            "enable.idempotence": True, "acks": "all",
             "linger.ms": 5, "delivery.timeout.ms": 120000, "message.timeout.ms": 120000,
-        })
+        })))
         delivered: list[int] = []
         failed: list[str] = []
 
@@ -148,10 +156,10 @@ def test_kill_9_of_the_leader_under_a_producer_loses_and_duplicates_nothing(
                 killed_at = time.monotonic() - started
             time.sleep(0.005)
         assert producer.flush(150) == 0, "messages still in flight after 150 s"
-        consumer = Consumer({
-            "bootstrap.servers": cluster["bootstrap"], "group.id": f"kill-check-{uuid.uuid4().hex[:8]}",
+        consumer = Consumer(kafka_client(cluster["vars"], cluster["bootstrap"], **_extra({
+            "group.id": f"kill-check-{uuid.uuid4().hex[:8]}",
             "auto.offset.reset": "earliest", "enable.auto.commit": False, "isolation.level": "read_committed",
-        })
+        })))
         consumer.subscribe([topic])
         seen: list[int] = []
         idle = time.monotonic()

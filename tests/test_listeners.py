@@ -15,7 +15,7 @@ import httpx
 import psycopg
 from chnative import handshake
 from confluent_kafka.admin import AdminClient
-from conftest import secret, setting
+from conftest import kafka_client, pg_tls, secret, setting, web_scheme, web_verify
 
 # The checks run from the control node; one pass for the deployment.
 testinfra_hosts = ["ansible://app"]
@@ -26,14 +26,14 @@ Component = Callable[[str], tuple[str, dict[str, Any]]]
 def test_collector_http(component: Component) -> None:
     addr, hv = component("app")
     port = int(setting(hv, "footprint_collector_port"))
-    r = httpx.get(f"http://{addr}:{port}/healthz", timeout=10)
+    r = httpx.get(f"{web_scheme(hv)}://{addr}:{port}/healthz", timeout=10, verify=web_verify(hv))
     assert r.status_code == 200, f"collector {addr}:{port}: HTTP {r.status_code}"
 
 
 def test_kafka_client_listener(component: Component) -> None:
     _, hv = component("kafka")
     bootstrap = f"{setting(hv, 'kafka_advertised_host')}:{int(setting(hv, 'kafka_port'))}"
-    meta = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000}).list_topics(timeout=15)
+    meta = AdminClient(kafka_client(hv, bootstrap) | {"socket.timeout.ms": 10000}).list_topics(timeout=15)
     assert meta.brokers, f"kafka {bootstrap}: no broker in the metadata"
     advertised = {f"{b.host}:{b.port}" for b in meta.brokers.values()}
     assert bootstrap in advertised, f"kafka advertises {advertised}, clients were given {bootstrap}"
@@ -67,6 +67,6 @@ def test_postgresql(component: Component) -> None:
     with psycopg.connect(
         host=addr, port=int(setting(hv, "postgresql_port")), dbname=setting(hv, "postgresql_database"),
         user=setting(hv, "postgresql_reader_user"), password=secret(hv, "postgresql_reader_password").reveal(),
-        connect_timeout=10,
+        connect_timeout=10, **pg_tls(hv),
     ) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)

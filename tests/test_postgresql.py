@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 import yaml  # type: ignore[import-untyped]
-from conftest import Secret, secret, setting
+from conftest import Secret, pg_tls, secret, setting
 from psycopg import errors
 
 # Only the hosts of the postgresql group (the suite may run against a split inventory).
@@ -64,6 +64,7 @@ class Db:
             password=self.password(role).reveal() if password is None else password,
             connect_timeout=10,
             autocommit=True,
+            **pg_tls(self.hostvars),
         )
 
 

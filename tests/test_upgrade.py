@@ -28,7 +28,7 @@ import pytest
 import upgrade_traffic
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
-from conftest import ROOT, setting
+from conftest import ROOT, kafka_client, setting
 from test_delivery import endpoints, revealed, wait_for
 
 __all__ = ["endpoints"]  # the fixture, shared with test_delivery
@@ -49,15 +49,15 @@ def state() -> Path:
 
 
 def cluster_id(ep: dict[str, Any]) -> str:
-    admin = AdminClient({"bootstrap.servers": ep["kafka"]})
+    admin = AdminClient(kafka_client(ep["kafka_vars"], ep["kafka"]))
     return str(admin.describe_cluster(request_timeout=15).result().cluster_id)
 
 
 def topic_digests(ep: dict[str, Any], ranges: dict[str, int] | None = None) -> dict[str, Any]:
     """topic[partition] -> (end offset, sha256 of every record's offset, key and value up to it).
     With `ranges`, read exactly those end offsets (the data that existed before)."""
-    consumer = Consumer({"bootstrap.servers": ep["kafka"], "group.id": "footprint-upgrade-check",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    consumer = Consumer(kafka_client(ep["kafka_vars"], ep["kafka"]) | {
+        "group.id": "footprint-upgrade-check", "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     out: dict[str, Any] = {}
     try:
         meta = consumer.list_topics(timeout=15)
@@ -201,10 +201,11 @@ def test_after_upgrade_the_broker_runs_the_new_version(host: Any, hostvars: dict
 
 def test_after_upgrade_metadata_version_is_finalized_at_the_new_level(host: Any, hostvars: dict[str, Any]) -> None:
     bootstrap = f"127.0.0.1:{setting(hostvars, 'kafka_port')}"
-    mapping = kafka_tool(host, "kafka-features.sh", "--bootstrap-server", bootstrap, "version-mapping")
+    admin = ["--command-config", f"{setting(hostvars, 'kafka_config_dir')}/admin.properties"]
+    mapping = kafka_tool(host, "kafka-features.sh", "--bootstrap-server", bootstrap, *admin, "version-mapping")
     level = re.search(r"metadata\.version=\d+ \(([^)]+)\)", mapping)
     assert level, mapping
-    described = kafka_tool(host, "kafka-features.sh", "--bootstrap-server", bootstrap, "describe")
+    described = kafka_tool(host, "kafka-features.sh", "--bootstrap-server", bootstrap, *admin, "describe")
     finalized = re.search(r"Feature: metadata\.version\s.*FinalizedVersionLevel:\s*(\S+)", described)
     assert finalized, described
     assert finalized[1] == level[1], described
@@ -212,7 +213,7 @@ def test_after_upgrade_metadata_version_is_finalized_at_the_new_level(host: Any,
 
 
 def test_after_upgrade_the_app_reports_the_kits_version(endpoints: dict[str, Any], host: Any) -> None:
-    res = httpx.get(f"{endpoints['collector']}/healthz", timeout=10)
+    res = httpx.get(f"{endpoints['collector']}/healthz", timeout=10, verify=endpoints["verify"])
     assert res.status_code == 200 and res.json()["version"] == APP_VERSION, res.text
     assert host.check_output("/opt/footprint/venv/bin/footprint version") == APP_VERSION
 

@@ -4,8 +4,9 @@
   three-node test cluster).
 - The role's own tasks (tasks/cluster.yml) and templates, run locally on made-up inventories:
   a single host renders byte for byte what the role rendered before clusters existed
-  (data/kafka-single-host.*: server.properties, the unit, the firewall's ports and the app's
-  bootstrap, rendered by commit bd425ae from the same inventory); three
+  (data/kafka-single-host*: server.properties with and without TLS, the unit, the firewall's
+  ports and the app's bootstrap, rendered by main's role at commit 5695c9e, before clusters, from
+  the same inventory); three
   controllers and a broker-only node render a dynamic quorum with replicated internal topics,
   the firewall opens the controller port to the other Kafka hosts only, and the app gets every
   broker; bad input fails before anything changes, naming the variable.
@@ -150,7 +151,10 @@ def inventory(hosts: dict[str, dict[str, Any]], kafka: list[str], controllers: l
     first = next(iter(hosts))
     return {"all": {
         "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-                 "base_firewall_enabled": True, "footprint_firewall_store_from": "10.77.0.0/24"},
+                 "base_firewall_enabled": True, "footprint_firewall_store_from": "10.77.0.0/24",
+                 # fixed, so that a render can be compared byte for byte
+                 "kafka_broker_password": "broker-password-for-the-render",
+                 "kafka_keystore_password": "keystore-password-for-the-render"},
         "children": {"footprint": {"hosts": hosts, "children": {
             "kafka": kafka_group,
             "clickhouse": {"hosts": {first: {}}}, "postgresql": {"hosts": {first: {}}}, "app": {"hosts": {first: {}}},
@@ -180,11 +184,16 @@ def host(n: int, node_id: int | None = None) -> dict[str, Any]:
     return vars_
 
 
-def test_a_single_host_renders_as_before(tmp_path: Path) -> None:
-    res = render(tmp_path, inventory({"h1": host(0)}, ["h1"], None))
+@pytest.mark.parametrize("tls", [True, False], ids=["tls", "plaintext"])
+def test_a_single_host_renders_as_before(tmp_path: Path, tls: bool) -> None:
+    inv = inventory({"h1": host(0)}, ["h1"], None)
+    inv["all"]["vars"]["kafka_tls_enabled"] = tls
+    res = render(tmp_path, inv)
     assert res.returncode == 0, res.stdout[-3000:]
-    for name in ("server.properties", "kafka.service"):
-        assert (tmp_path / "out" / f"h1.{name}").read_text() == (DATA / f"kafka-single-host.{name}").read_text(), name
+    expected = {"server.properties": "kafka-single-host" if tls else "kafka-single-host-plaintext",
+                "kafka.service": "kafka-single-host"}  # the unit does not depend on TLS
+    for name, data in expected.items():
+        assert (tmp_path / "out" / f"h1.{name}").read_text() == (DATA / f"{data}.{name}").read_text(), name
     wiring = json.loads((tmp_path / "out" / "h1.json").read_text())
     assert wiring == json.loads((DATA / "kafka-single-host.wiring.json").read_text())
     assert wiring["bootstrap"] == "127.0.0.1:9092"
@@ -203,10 +212,15 @@ def test_three_controllers_and_a_broker(tmp_path: Path) -> None:
         assert p["min.insync.replicas"] == p["transaction.state.log.min.isr"] == "2"
         assert p["node.id"] == str(hosts[h]["kafka_node_id"])
     assert props["c2"]["process.roles"] == "broker,controller"
-    assert props["c2"]["listeners"] == "PLAINTEXT://0.0.0.0:9092,CONTROLLER://10.77.0.62:9093"
-    assert props["c2"]["advertised.listeners"] == "PLAINTEXT://10.77.0.62:9092,CONTROLLER://10.77.0.62:9093"
+    assert props["c2"]["listeners"] == "CLIENT://0.0.0.0:9092,CONTROLLER://10.77.0.62:9093"
+    assert props["c2"]["advertised.listeners"] == "CLIENT://10.77.0.62:9092,CONTROLLER://10.77.0.62:9093"
     assert props["c4"]["process.roles"] == "broker"
-    assert props["c4"]["listeners"] == "PLAINTEXT://0.0.0.0:9092"
+    assert props["c4"]["listeners"] == "CLIENT://0.0.0.0:9092"
+    for p in props.values():  # TLS (the default): the brokers SASL_SSL, the controllers mutual TLS
+        assert p["listener.security.protocol.map"] == "CONTROLLER:SSL,CLIENT:SASL_SSL"
+        assert p["inter.broker.listener.name"] == "CLIENT"
+        # every node's certificate (CN = inventory name) is a super user on the controller listener
+        assert set(p["super.users"].split(";")) >= {"User:c1", "User:c2", "User:c3", "User:c4"}
     wiring = {h: json.loads((tmp_path / "out" / f"{h}.json").read_text()) for h in hosts}
     assert wiring["c1"]["bootstrap"] == "10.77.0.61:9092,10.77.0.62:9092,10.77.0.63:9092,10.77.0.64:9092"
     controller_rules = {h: [r for r in w["fw"] if r["port"] == 9093] for h, w in wiring.items()}

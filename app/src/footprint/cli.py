@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Callable
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from footprint import __version__
 from footprint.schema import EVENT_TYPES
@@ -40,11 +40,12 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _kafka_reachable(settings: Settings, timeout: float = 10.0) -> None:
+def _kafka_reachable(settings: Settings, principal: Literal["collector", "consumer"], timeout: float = 10.0) -> None:
+    """Kafka answers a metadata request of ``principal`` (with SASL, its own credentials only)."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(settings.kafka_client_config(principal))
     try:
         md = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
@@ -57,7 +58,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     if args.check_kafka:
-        _kafka_reachable(settings)
+        _kafka_reachable(settings, "collector")
     uvicorn.run(
         "footprint.collector:app_from_env",
         factory=True,
@@ -145,7 +146,7 @@ def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
             ) from None
     pg = PostgresSink(settings.pg_dsn.get_secret_value())
     ch = ClickHouseSink(settings)
-    checks = {"kafka": lambda: _kafka_reachable(settings), "postgres": pg.connect, "clickhouse": ch.connect}
+    checks = {"kafka": lambda: _kafka_reachable(settings, "consumer"), "postgres": pg.connect, "clickhouse": ch.connect}
     try:
         if not wait_for(checks, stop, settings.retry_max_seconds, waiting):
             return 0
@@ -204,7 +205,7 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
     from footprint.tail import tail
 
-    _kafka_reachable(settings)
+    _kafka_reachable(settings, "consumer")
     stop = _stop_on_signals()
     tail(settings, stop, from_beginning=args.from_beginning, max_events=args.max)
     return 0
@@ -217,7 +218,9 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     report: dict[str, str] = {}
     failed = False
     checks: dict[str, Callable[[], None]] = {
-        "kafka": lambda: _kafka_reachable(settings),
+        # the consumer's principal where its password is set (the consumer's env file), else the collector's
+        "kafka": lambda: _kafka_reachable(
+            settings, "consumer" if settings.kafka_consumer_password.get_secret_value() else "collector"),
         "pg": lambda: pg_connect(settings.pg_dsn.get_secret_value()).close(),
         "ch": lambda: ch_client(settings).close(),
     }

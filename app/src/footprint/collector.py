@@ -157,7 +157,7 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
 
             owned = EventProducer(settings.kafka_bootstrap, settings.kafka_topic, CollectorMetrics(),
                                   settings.producer_queue_max, int(settings.api_ack_timeout_seconds * 1000),
-                                  "footprint-collector")
+                                  "footprint-collector", settings.kafka_client_config("collector"))
             owned.start()
             holder["s"] = owned
         if settings.private_keys:  # erasure jobs an earlier process left unfinished (idempotent)

@@ -61,7 +61,7 @@ class KafkaClient(Protocol):
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
     config: dict[str, Any] = {
-        "bootstrap.servers": settings.kafka_bootstrap,
+        **settings.kafka_client_config("consumer"),
         "group.id": settings.kafka_group,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
@@ -151,7 +151,8 @@ class BatchConsumer:
         self.metrics = metrics or ConsumerMetrics()
         self.consumer: KafkaClient = consumer or Consumer(consumer_config(settings))
         self.dead_letters = dead_letters or DeadLetters(
-            Producer(dlq_producer_config(settings.kafka_bootstrap)), settings.kafka_dlq_topic,
+            Producer(dlq_producer_config(settings.kafka_bootstrap) | settings.kafka_client_config("consumer")),
+            settings.kafka_dlq_topic,
             settings.dlq_max_value_bytes,
         )
         self.stop = threading.Event()

@@ -79,11 +79,13 @@ class EventProducer:
     """
 
     def __init__(self, bootstrap: str, topic: str, metrics: CollectorMetrics, queue_max: int = 100_000,
-                 message_timeout_ms: int = 120_000, client_id: str = "footprint-collector") -> None:
+                 message_timeout_ms: int = 120_000, client_id: str = "footprint-collector",
+                 security: dict[str, Any] | None = None) -> None:
         self.topic = topic
         self.metrics = metrics
         self.queue_max = queue_max
-        self._producer = Producer(producer_config(bootstrap, queue_max, message_timeout_ms, client_id))
+        config = producer_config(bootstrap, queue_max, message_timeout_ms, client_id)
+        self._producer = Producer(config | (security or {}))  # Settings.kafka_client_config("collector")
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._fail_log = RateLimitedLog(log)

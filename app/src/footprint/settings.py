@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -23,6 +23,15 @@ class Settings(BaseSettings):
     # partitions back at once instead of after the session timeout; one id per consumer process
     kafka_group_instance_id: str = ""
     kafka_session_timeout_ms: int = Field(default=45_000, ge=6_000, le=300_000)
+    # TLS and authentication of every Kafka client (kafka_client_config): SASL_SSL with SCRAM in a
+    # deploy (the kafka role's default); the collector and the consumer are separate principals.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_ssl_ca_location: str = ""  # PEM file of the CA the brokers' certificates chain to
+    kafka_collector_user: str = ""
+    kafka_collector_password: SecretStr = SecretStr("")
+    kafka_consumer_user: str = ""
+    kafka_consumer_password: SecretStr = SecretStr("")
 
     pg_dsn: SecretStr = SecretStr(f"{_PG_BASE} user=footprint_writer")
     pg_owner_dsn: SecretStr = SecretStr(f"{_PG_BASE} user=footprint_owner")
@@ -39,6 +48,8 @@ class Settings(BaseSettings):
     ch_owner_password: SecretStr = SecretStr("")
     ch_reader_user: str = "footprint_reader"
     ch_reader_password: SecretStr = SecretStr("")
+    ch_secure: bool = False  # HTTPS to ClickHouse (the clickhouse role's clickhouse_tls_enabled)
+    ch_ca_cert: str = ""  # PEM file of the CA ClickHouse's certificate chains to (empty: the system's CAs)
 
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)  # public: ingest only
     # private keys: read (GET /v1/events), query (POST /v1/queries), erase, dashboard login; never ingest
@@ -78,6 +89,24 @@ class Settings(BaseSettings):
     dashboard_refresh_seconds: float = Field(default=5.0, ge=1, le=300)
 
     log_level: str = "INFO"
+
+    def kafka_client_config(self, principal: Literal["collector", "consumer"]) -> dict[str, Any]:
+        """bootstrap.servers and the security options of a Kafka client acting as ``principal``
+        (the collector produces events; the consumer reads them, commits its group and writes the DLQ)."""
+        config: dict[str, Any] = {"bootstrap.servers": self.kafka_bootstrap,
+                                  "security.protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol.endswith("SSL"):
+            config["ssl.endpoint.identification.algorithm"] = "https"
+            if self.kafka_ssl_ca_location:
+                config["ssl.ca.location"] = self.kafka_ssl_ca_location
+        if self.kafka_security_protocol.startswith("SASL"):
+            user, password = {
+                "collector": (self.kafka_collector_user, self.kafka_collector_password),
+                "consumer": (self.kafka_consumer_user, self.kafka_consumer_password),
+            }[principal]
+            config.update({"sasl.mechanism": self.kafka_sasl_mechanism, "sasl.username": user,
+                           "sasl.password": password.get_secret_value()})
+        return config
 
     @field_validator("api_keys", "private_keys", mode="before")
     @classmethod

@@ -42,6 +42,9 @@ def ch_client(settings: Settings, role: str = "writer", database: str | None = N
             connect_timeout=5,
             send_receive_timeout=60,
             autogenerate_session_id=False,
+            secure=settings.ch_secure,
+            verify=True,
+            ca_cert=settings.ch_ca_cert or None,
         )
     except Exception as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)

@@ -23,7 +23,7 @@ def tail(
 ) -> int:
     """Follow the topic with a throwaway group (commits nothing); returns events printed."""
     consumer = Consumer({
-        "bootstrap.servers": settings.kafka_bootstrap,
+        **settings.kafka_client_config("consumer"),
         "group.id": f"footprint-tail-{uuid.uuid4()}",
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest" if from_beginning else "latest",
