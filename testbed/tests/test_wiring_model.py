@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -92,13 +93,17 @@ def test_a_store_port_set_for_its_group_reaches_the_app_on_another_host(tmp_path
 
 
 def test_the_wiring_falls_back_to_the_roles_defaults() -> None:
+    """Every `<role variable> | default(<value>)` of the wiring names the role's own default."""
     text = (ROOT / "playbooks" / "group_vars" / "all.yml").read_text()
-
-    def default(role: str, name: str) -> Any:
-        return yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text())[name]
-
-    for role, name in (("postgresql", "postgresql_port"), ("clickhouse", "clickhouse_http_port"), ("kafka", "kafka_port")):
-        assert f"['{name}'] | default({default(role, name)})" in text, f"{name}: the fallback is not the {role} role's default"
+    defaults: dict[str, Any] = {}
+    for f in (ROOT / "roles").glob("*/defaults/main.yml"):
+        defaults |= yaml.safe_load(f.read_text()) or {}
+    found = re.findall(r"\b(\w+)'?\]? \| default\(([^()]+)\)", text)
+    checked = [(name, value) for name, value in found if name in defaults]
+    for name in ("postgresql_port", "clickhouse_http_port", "clickhouse_tcp_port", "kafka_port"):
+        assert name in dict(checked), f"{name}: no fallback found in the wiring"
+    for name, value in checked:
+        assert yaml.safe_load(value) == defaults[name], f"{name} | default({value}): the role's default is {defaults[name]!r}"
 
 
 def test_more_app_hosts_than_partitions_is_warned(tmp_path: Path) -> None:
