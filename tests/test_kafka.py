@@ -42,6 +42,18 @@ WILDCARDS = {"0.0.0.0", "::", "*", "[::]"}
 play = pytest.mark.destructive
 
 
+def cluster_rf(hostvars: dict[str, Any]) -> int:
+    """The replication factor the role gives internal topics and topics declared without one."""
+    return min(3, max(1, len(hostvars["groups"].get(setting(hostvars, "kafka_cluster_group"), []))))
+
+
+def is_controller(hostvars: dict[str, Any]) -> bool:
+    groups = hostvars["groups"]
+    if len(groups.get(setting(hostvars, "kafka_cluster_group"), [])) <= 1:
+        return True
+    return hostvars["inventory_hostname"] in groups.get(setting(hostvars, "kafka_controller_group"), [])
+
+
 @pytest.fixture(scope="module")
 def bootstrap(hostvars: dict[str, Any], address: str) -> dict[str, Any]:
     """The client configuration of the admin principal (SASL_SSL when kafka_tls_enabled)."""
@@ -54,10 +66,10 @@ def admin(bootstrap: dict[str, Any]) -> AdminClient:
 
 
 @pytest.fixture()
-def scratch_topic(admin: AdminClient) -> Iterator[str]:
+def scratch_topic(admin: AdminClient, hostvars: dict[str, Any]) -> Iterator[str]:
     """A throwaway topic (auto-creation is off), deleted afterwards."""
     name = f"footprint-test-{uuid.uuid4().hex[:12]}"
-    admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])[name].result(30)
+    admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=cluster_rf(hostvars))])[name].result(30)
     yield name
     admin.delete_topics([name])[name].result(30)
 
@@ -168,7 +180,7 @@ def test_listens_where_configured(host: Any, hostvars: dict[str, Any]) -> None:
         setting(hostvars, "kafka_controller_listen_address"),
         int(setting(hostvars, "kafka_controller_port")),
     )
-    for addr, port in (client, controller):
+    for addr, port in (client, controller) if is_controller(hostvars) else (client,):
         ok = any(p == port and (a == addr or (addr in WILDCARDS and a in WILDCARDS)) for a, p in found)
         assert ok, f"nothing listens on {addr}:{port}; listening: {sorted(found)}"
 
@@ -185,8 +197,9 @@ def test_controller_port_not_reachable_from_outside(hostvars: dict[str, Any], ad
 def test_server_properties(host: Any, hostvars: dict[str, Any]) -> None:
     props = host.file(f"{setting(hostvars, 'kafka_config_dir')}/server.properties").content_string
     assert "auto.create.topics.enable=false" in props
-    assert "offsets.topic.replication.factor=1" in props
-    assert "transaction.state.log.replication.factor=1" in props
+    assert f"offsets.topic.replication.factor={cluster_rf(hostvars)}" in props
+    assert f"transaction.state.log.replication.factor={cluster_rf(hostvars)}" in props
+    assert f"min.insync.replicas={max(1, cluster_rf(hostvars) - 1)}" in props
     assert f"node.id={setting(hostvars, 'kafka_node_id')}" in props
 
 
@@ -220,7 +233,8 @@ def test_declared_topics_exist_with_their_partitions(admin: AdminClient, hostvar
         assert topic["name"] in metadata.topics, f"{topic['name']} missing; topics: {sorted(metadata.topics)}"
         partitions = metadata.topics[topic["name"]].partitions
         assert len(partitions) == int(topic.get("partitions", 1)), topic["name"]
-        assert all(len(p.replicas) == int(topic.get("replication_factor", 1)) for p in partitions.values())
+        wanted = int(topic.get("replication_factor", cluster_rf(hostvars)))
+        assert all(len(p.replicas) == wanted for p in partitions.values())
 
 
 def test_declared_topic_settings(admin: AdminClient, hostvars: dict[str, Any]) -> None:

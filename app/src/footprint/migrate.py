@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
+from clickhouse_connect.driver.client import Client
 from psycopg import sql
 
 from footprint.settings import Settings
@@ -109,29 +110,113 @@ def _pg_grants(conn: object, settings: Settings) -> None:
         conn.execute(sql.SQL("GRANT SELECT ON erasure_requests TO {}").format(sql.Identifier(role)))
 
 
-def migrate_clickhouse(settings: Settings) -> list[str]:
-    """Apply pending ClickHouse migrations as the owner; returns names applied."""
+# --- a ClickHouse cluster (settings.ch_cluster) ---------------------------------------------------
+# The tables of the migrations become replicated tables named <table>_local on every host, and
+# <table> itself a Distributed table over them, so the app reads and writes the names it always
+# did. Raw events (and their ids) are sharded by event_id: a replayed event always meets its first
+# write on the same shard, where the ReplacingMergeTree and the event_ids lookup deduplicate it.
+# The rollups are filled by materialized views on each host's local events; their Distributed
+# tables have no sharding key and so refuse writes (only the views write them, locally).
+CLUSTER_TABLES: dict[str, str] = {
+    "events": "cityHash64(event_id)",
+    "event_ids": "cityHash64(event_id)",
+    "link_hourly": "",
+    "stats_hourly": "",
+}
+REPLICA_PATH = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"
+_TABLE_REF = re.compile(r"\{db\}\.(" + "|".join(CLUSTER_TABLES) + r")\b")
+_CREATE_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS \{db\}\.(\w+)\s")
+_ENGINE = re.compile(r"\bENGINE = (\w*MergeTree)\b(?:\(\))?")
+_ALTER_TABLE = re.compile(r"^ALTER TABLE \{db\}\.(\w+)\s")
+_COLUMN_CHANGE = re.compile(r"\b(ADD|DROP|MODIFY|RENAME|COMMENT) COLUMN\b")
+
+
+def cluster_statements(statements: list[str], cluster: str) -> list[str]:
+    """A migration's statements (with ``{db}``) for a cluster named ``cluster``, run on every host.
+
+    CREATE TABLE of a known table -> the replicated ``<table>_local`` and the Distributed
+    ``<table>``; every other reference to a known table -> its local table (views, indexes,
+    backfills work on each host's own data); a column change -> on both. An unknown table raises:
+    a new table needs its place in CLUSTER_TABLES, never a silent single-host table in a cluster.
+    """
+    out: list[str] = []
+    for stmt in statements:
+        local = _TABLE_REF.sub(r"{db}.\1_local", stmt)
+        create = _CREATE_TABLE.match(stmt)
+        if create:
+            table = create.group(1)
+            if table not in CLUSTER_TABLES or not _ENGINE.search(stmt):
+                raise ValueError(f"{table}: a table the cluster layout does not know (migrate.CLUSTER_TABLES)")
+            out.append(_ENGINE.sub(lambda m: f"ENGINE = Replicated{m.group(1)}({REPLICA_PATH})", local, count=1))
+            key = f", {CLUSTER_TABLES[table]}" if CLUSTER_TABLES[table] else ""
+            out.append(f"CREATE TABLE IF NOT EXISTS {{db}}.{table} AS {{db}}.{table}_local\n"
+                       f"ENGINE = Distributed('{cluster}', '{{db}}', '{table}_local'{key})")
+            continue
+        out.append(local)
+        alter = _ALTER_TABLE.match(stmt)
+        if alter and alter.group(1) in CLUSTER_TABLES and _COLUMN_CHANGE.search(stmt):
+            out.append(stmt)  # the Distributed table's columns follow its local table's
+    return out
+
+
+def clickhouse_statements(mig: Migration, settings: Settings) -> list[str]:
+    """The statements of ``mig`` as run on a ClickHouse host (a single server or each host of a cluster)."""
     db = settings.ch_database
-    client = ch_client(settings, "owner", database="")
+    if not settings.ch_cluster:
+        return split_statements(mig.text.replace("{db}", db))
+    return [s.replace("{db}", db) for s in cluster_statements(split_statements(mig.text), settings.ch_cluster)]
+
+
+# A cluster's owner waits for every replica to apply an ALTER of a replicated table before the
+# next statement (and the next host) runs: the other replicas then find it done (IF NOT EXISTS).
+CLUSTER_DDL_SETTINGS = {"alter_sync": 2}
+
+
+def migrate_clickhouse(settings: Settings) -> list[str]:
+    """Apply pending ClickHouse migrations as the owner; returns names applied.
+
+    A cluster (``ch_cluster``): every host of ``ch_host`` is migrated with its own
+    schema_migrations (no ON CLUSTER: see the clickhouse role's README, "Several hosts"),
+    one migration at a time on all of them before the next, so that the replicas of a table
+    are created with the same structure; every host must answer. Returns the names applied
+    on any host.
+    """
+    db = settings.ch_database
+    hosts: list[tuple[str, int] | None] = list(settings.ch_endpoints()) if settings.ch_cluster else [None]
+    clients: list[tuple[Client, set[int], str]] = []
     try:
-        if not client.command(f"EXISTS DATABASE {db}"):
-            client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
-        client.command(
-            f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations"
-            " (version UInt32, name String, applied_at DateTime DEFAULT now())"
-            " ENGINE = ReplacingMergeTree ORDER BY version"
-        )
-        done = {r[0] for r in client.query(f"SELECT version FROM {db}.schema_migrations FINAL").result_rows}
-        applied = []
+        for host in hosts:
+            client = ch_client(settings, "owner", database="", host=host)
+            clients.append((client, _ch_prepare(client, db), f"{host[0]}:{host[1]}" if host else ""))
+        applied: list[str] = []
         for mig in load("clickhouse"):
-            if mig.version in done:
-                continue
-            # every statement is IF NOT EXISTS, so a half-applied migration simply re-runs
-            for stmt in split_statements(mig.text.replace("{db}", db)):
-                client.command(stmt)
-            client.insert(f"{db}.schema_migrations", [[mig.version, mig.name]], column_names=["version", "name"])
-            applied.append(mig.name)
-            log.info("applied migration", extra={"store": "clickhouse", "migration": mig.name})
+            for client, done, where in clients:
+                if mig.version in done:
+                    continue
+                # every statement is IF NOT EXISTS, so a half-applied migration simply re-runs
+                for stmt in clickhouse_statements(mig, settings):
+                    if settings.ch_cluster:
+                        client.command(stmt, settings=CLUSTER_DDL_SETTINGS)
+                    else:
+                        client.command(stmt)
+                client.insert(f"{db}.schema_migrations", [[mig.version, mig.name]], column_names=["version", "name"])
+                if mig.name not in applied:
+                    applied.append(mig.name)
+                log.info("applied migration", extra={"store": "clickhouse", "migration": mig.name,
+                                                     **({"host": where} if where else {})})
         return applied
     finally:
-        client.close()
+        for client, _, _ in clients:
+            client.close()
+
+
+def _ch_prepare(client: Client, db: str) -> set[int]:
+    """The app database and schema_migrations exist on this host; returns the versions it applied."""
+    if not client.command(f"EXISTS DATABASE {db}"):
+        client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+    client.command(
+        f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations"
+        " (version UInt32, name String, applied_at DateTime DEFAULT now())"
+        " ENGINE = ReplacingMergeTree ORDER BY version"
+    )
+    return {r[0] for r in client.query(f"SELECT version FROM {db}.schema_migrations FINAL").result_rows}

@@ -39,8 +39,14 @@ class Settings(BaseSettings):
     pg_writer_role: str = "footprint_writer"
     pg_reader_role: str = "footprint_reader"
 
+    # one host, or several "host[:port]" separated by commas (a cluster's replicas): a client
+    # connects to the first that answers, in order (stores.ch_client); ch_port is the default port
     ch_host: str = "127.0.0.1"
     ch_port: int = Field(default=8123, ge=1, le=65535)
+    # the ClickHouse cluster's name (the clickhouse role's clickhouse_cluster_name) when the store is
+    # a cluster: migrations create replicated local tables and Distributed tables over them on every
+    # host of ch_host; empty = a single server, as before
+    ch_cluster: str = ""
     ch_database: str = "footprint"
     ch_user: str = "footprint_writer"
     ch_password: SecretStr = SecretStr("")
@@ -136,3 +142,44 @@ class Settings(BaseSettings):
         if not value.replace("_", "").isalnum():
             raise ValueError("must be a plain identifier (letters, digits, _)")
         return value
+
+    @field_validator("ch_cluster")
+    @classmethod
+    def _cluster_name(cls, value: str) -> str:
+        if value and not value.replace("_", "").isalnum():
+            raise ValueError("must be empty or a plain identifier (letters, digits, _)")
+        return value
+
+    @field_validator("ch_host")
+    @classmethod
+    def _ch_hosts(cls, value: str) -> str:
+        parse_ch_hosts(value, 8123)  # ValueError names the bad entry
+        return value
+
+    def ch_endpoints(self) -> list[tuple[str, int]]:
+        """The ClickHouse hosts of ``ch_host`` as (host, port), in the order given."""
+        return parse_ch_hosts(self.ch_host, self.ch_port)
+
+
+def parse_ch_hosts(text: str, default_port: int) -> list[tuple[str, int]]:
+    """``"a, b:8124, [fd00::1]:8123"`` -> [("a", default_port), ("b", 8124), ("fd00::1", 8123)]."""
+    out: list[tuple[str, int]] = []
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            raise ValueError(f"an empty host in {text!r}")
+        host, port = entry, default_port
+        if entry.startswith("["):  # [v6] or [v6]:port
+            host, _, rest = entry[1:].partition("]")
+            if rest:
+                if not rest.startswith(":") or not rest[1:].isdigit():
+                    raise ValueError(f"{entry!r}: want host, host:port or [v6]:port")
+                port = int(rest[1:])
+        elif entry.count(":") == 1:
+            host, _, text_port = entry.partition(":")
+            if not text_port.isdigit():
+                raise ValueError(f"{entry!r}: want host, host:port or [v6]:port")
+            port = int(text_port)
+        if not host or not 0 < port < 65536:
+            raise ValueError(f"{entry!r}: want host, host:port or [v6]:port")
+        out.append((host, port))
+    return out

@@ -32,6 +32,13 @@ CH_INSERT_SETTINGS = {
     "input_format_null_as_default": 0,
     "input_format_skip_unknown_fields": 0,
 }
+# A cluster (settings.ch_cluster): events and event_ids are Distributed tables. The insert returns
+# once every shard's replica took its rows (not after a background send from this host's disk
+# queue), so that "accepted" still means stored before the offsets are committed; the lookup and
+# the insert go to the first healthy replica of each shard in remote_servers order, so a batch's
+# ids are looked up where its previous attempt was written (another replica may not have fetched
+# that part yet).
+CH_CLUSTER_SETTINGS = {"distributed_foreground_insert": 1, "load_balancing": "in_order"}
 # A known-good event: a store that refuses it is down (or changed), not refusing data. Synthetic
 # (outside every statistic); first write wins, so it is one row in each store however often written.
 _CANARY_TIME = parse_time("2000-01-01T00:00:00Z")
@@ -114,6 +121,9 @@ class ClickHouseSink:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._client: Client | None = None
+        cluster = bool(settings.ch_cluster)
+        self._insert_settings = {**CH_INSERT_SETTINGS, **CH_CLUSTER_SETTINGS} if cluster else CH_INSERT_SETTINGS
+        self._lookup_settings = dict(CH_CLUSTER_SETTINGS) if cluster else None
 
     def connect(self) -> None:
         if self._client is None:
@@ -127,6 +137,7 @@ class ClickHouseSink:
                                  structure="event_id UUID")
         rows = self._client.query(
             "SELECT toString(event_id) FROM event_ids WHERE event_id IN batch_ids", external_data=ids_table,
+            settings=self._lookup_settings,
         ).result_rows
         return {r[0] for r in rows}
 
@@ -146,7 +157,7 @@ class ClickHouseSink:
         assert self._client is not None
         self._client.raw_insert(
             "events", column_names=[c.name for c in COLUMNS], insert_block=b"\n".join(docs),
-            settings=CH_INSERT_SETTINGS, fmt="JSONEachRow",
+            settings=self._insert_settings, fmt="JSONEachRow",
         )
 
     def probe(self) -> None:

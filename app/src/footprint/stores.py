@@ -7,6 +7,7 @@ from typing import Any
 import clickhouse_connect
 import psycopg
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import OperationalError
 
 from footprint.settings import Settings
 
@@ -26,28 +27,39 @@ def pg_connect(dsn: str, role: str = "writer", **kwargs: Any) -> psycopg.Connect
     return conn
 
 
-def ch_client(settings: Settings, role: str = "writer", database: str | None = None) -> Client:
+def ch_client(
+    settings: Settings, role: str = "writer", database: str | None = None, host: tuple[str, int] | None = None
+) -> Client:
+    """A client of ``role`` to the first ClickHouse host of ``settings.ch_host`` that answers.
+
+    Several hosts (a cluster's replicas): a host that cannot be reached is skipped (the next is
+    tried, in order); one that answers with an error (a wrong password) is not, that is not a
+    failover case. ``host`` pins one host (migrations run on every host of a cluster).
+    """
     user, password = {
         "writer": (settings.ch_user, settings.ch_password),
         "owner": (settings.ch_owner_user, settings.ch_owner_password),
         "reader": (settings.ch_reader_user, settings.ch_reader_password),
     }[role]
-    try:
-        return clickhouse_connect.get_client(
-            host=settings.ch_host,
-            port=settings.ch_port,
-            username=user,
-            password=password.get_secret_value(),
-            database=settings.ch_database if database is None else database,
-            connect_timeout=5,
-            send_receive_timeout=60,
-            autogenerate_session_id=False,
-            secure=settings.ch_secure,
-            verify=True,
-            ca_cert=settings.ch_ca_cert or None,
-        )
-    except Exception as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-        raise StoreUnavailable(
-            f"ClickHouse ({role}, {user}@{settings.ch_host}:{settings.ch_port}): {msg[:300]}"
-        ) from None
+    failures: list[str] = []
+    for ch_host, ch_port in [host] if host else settings.ch_endpoints():
+        try:
+            return clickhouse_connect.get_client(
+                host=ch_host,
+                port=ch_port,
+                username=user,
+                password=password.get_secret_value(),
+                database=settings.ch_database if database is None else database,
+                connect_timeout=5,
+                send_receive_timeout=60,
+                autogenerate_session_id=False,
+                secure=settings.ch_secure,
+                verify=True,
+                ca_cert=settings.ch_ca_cert or None,
+            )
+        except Exception as exc:
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            failures.append(f"ClickHouse ({role}, {user}@{ch_host}:{ch_port}): {msg[:300]}")
+            if not isinstance(exc, OperationalError):  # answered: no other host would do better
+                break
+    raise StoreUnavailable("; ".join(failures))

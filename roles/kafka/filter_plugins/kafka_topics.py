@@ -9,6 +9,10 @@ _HEADER = re.compile(
     r"^Topic:\s*(?P<name>\S+)\s+TopicId:\s*\S+\s+PartitionCount:\s*(?P<partitions>\d+)"
     r"\s+ReplicationFactor:\s*(?P<rf>\d+)\s+Configs:\s*(?P<configs>.*)$"
 )
+_PARTITION = re.compile(
+    r"^\s*Topic:\s*(?P<name>\S+)\s+Partition:\s*(?P<partition>\d+)\s+Leader:\s*\S+"
+    r"\s+Replicas:\s*(?P<replicas>[0-9,]*)\s+Isr:\s*(?P<isr>[0-9,]*)"
+)
 
 
 def _configs(text: str) -> dict[str, str]:
@@ -37,8 +41,40 @@ def kafka_topics_describe(output: str) -> dict[str, dict[str, Any]]:
                 "partitions": int(match["partitions"]),
                 "replication_factor": int(match["rf"]),
                 "configs": _configs(match["configs"]),
+                "assignment": {},
             }
+            continue
+        match = _PARTITION.match(line)
+        if match and match["name"] in topics:
+            replicas = [int(r) for r in match["replicas"].split(",") if r]
+            topics[match["name"]]["assignment"][int(match["partition"])] = replicas
     return topics
+
+
+def kafka_reassignment(
+    existing: dict[str, Any], wanted_rf: dict[str, Any], broker_ids: list[Any]
+) -> dict[str, Any]:
+    """The reassignment (kafka-reassign-partitions JSON) raising each topic of wanted_rf whose
+    replication factor is lower to the wanted one: every partition keeps its replicas (the
+    leader first) and gains brokers in a rotation that starts at a different broker for each
+    partition, so new replicas spread evenly. Topics already at (or above) it are left alone."""
+    brokers = sorted({int(b) for b in broker_ids})
+    partitions = []
+    for topic in sorted(wanted_rf):
+        info = existing.get(topic)
+        rf = int(wanted_rf[topic])
+        if not info or info["replication_factor"] >= rf:
+            continue
+        for partition, replicas in sorted(info["assignment"].items(), key=lambda kv: int(kv[0])):
+            new = list(replicas)
+            start = (int(partition) + sum(map(ord, topic))) % len(brokers) if brokers else 0
+            for broker in brokers[start:] + brokers[:start]:
+                if len(new) >= rf:
+                    break
+                if broker not in new:
+                    new.append(broker)
+            partitions.append({"topic": topic, "partition": int(partition), "replicas": new})
+    return {"version": 1, "partitions": partitions}
 
 
 def kafka_topic_wanted_configs(topic: dict[str, Any]) -> dict[str, str]:
@@ -81,4 +117,5 @@ class FilterModule:
             "kafka_topic_wanted_configs": kafka_topic_wanted_configs,
             "kafka_topic_config_args": kafka_topic_config_args,
             "kafka_topic_config_drift": kafka_topic_config_drift,
+            "kafka_reassignment": kafka_reassignment,
         }

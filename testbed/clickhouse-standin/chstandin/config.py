@@ -28,6 +28,11 @@ CARRIED_SETTINGS = (
     "uncompressed_cache_size",
     "timezone",
     "access_control_improvements",
+    # a cluster (the clickhouse role with several hosts): remote(), cluster() and Distributed
+    # tables work across stand-in processes; zookeeper, keeper_server and the interserver
+    # settings are NOT carried: the engine cannot replicate (README "Several hosts")
+    "remote_servers",
+    "macros",
 )
 # Listeners of clickhouse-server that the stand-in never opens.
 UNSERVED_PORTS = (
@@ -36,6 +41,7 @@ UNSERVED_PORTS = (
     "mysql_port",
     "postgresql_port",
     "interserver_http_port",
+    "interserver_https_port",
     "grpc_port",
     "prometheus/port",
 )

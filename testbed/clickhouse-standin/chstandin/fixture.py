@@ -67,6 +67,8 @@ class StandIn:
     tcp_port: int = 0
     python: str = sys.executable
     start_timeout: float = 120.0
+    # more config.d files (name -> XML text), e.g. the clickhouse role's footprint-cluster.xml
+    extra_config: dict[str, str] = field(default_factory=dict)
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -98,6 +100,10 @@ class StandIn:
             [u.spec() for u in self.users],
             (self.host,),
         )
+        for name, text in self.extra_config.items():
+            path = self.config_dir / "config.d" / name
+            path.write_text(text)
+            path.chmod(0o640)
         cmd = [
             self.python,
             str(STANDIN_SCRIPT),

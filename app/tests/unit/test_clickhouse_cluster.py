@@ -1,0 +1,116 @@
+"""A ClickHouse cluster, the app's side without a server: the DDL the migrations run on each host
+of a cluster (replicated tables cannot be created on the offline engine, so their text is what is
+tested here; the Distributed side runs on two stand-in shards in
+testbed/clickhouse-standin/tests/test_cluster.py), the host list, and a single server unchanged."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+from pydantic import ValidationError
+
+from footprint import migrate, stores
+from footprint.settings import Settings, parse_ch_hosts
+
+PATH = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"
+
+
+def statements(cluster: str) -> dict[str, list[str]]:
+    settings = Settings(ch_cluster=cluster, ch_database="fp")
+    return {m.name: migrate.clickhouse_statements(m, settings) for m in migrate.load("clickhouse")}
+
+
+def test_a_single_server_runs_the_migrations_as_written() -> None:
+    single = statements("")
+    for mig in migrate.load("clickhouse"):
+        assert single[mig.name] == migrate.split_statements(mig.text.replace("{db}", "fp"))
+        assert not any("_local" in s or "Replicated" in s or "Distributed" in s for s in single[mig.name])
+
+
+def test_a_cluster_gets_replicated_local_tables_and_distributed_tables_under_the_same_names() -> None:
+    every = [s for stmts in statements("footprint").values() for s in stmts]
+    creates = {m.group(1): s for s in every if (m := re.match(r"CREATE TABLE IF NOT EXISTS fp\.(\w+)\s", s))}
+    assert set(creates) == {"events", "events_local", "event_ids", "event_ids_local",
+                            "link_hourly", "link_hourly_local", "stats_hourly", "stats_hourly_local"}
+    events_engine = f"ENGINE = ReplicatedReplacingMergeTree({PATH})\nPARTITION BY toYYYYMM(footprint_time)"
+    assert events_engine in creates["events_local"]
+    assert f"ENGINE = ReplicatedReplacingMergeTree({PATH})\nORDER BY event_id" in creates["event_ids_local"]
+    assert f"ENGINE = ReplicatedAggregatingMergeTree({PATH})" in creates["link_hourly_local"]
+    assert f"ENGINE = ReplicatedAggregatingMergeTree({PATH})" in creates["stats_hourly_local"]
+    # sharded by event_id: a replay meets its first write on the same shard
+    assert creates["events"] == ("CREATE TABLE IF NOT EXISTS fp.events AS fp.events_local\n"
+                                 "ENGINE = Distributed('footprint', 'fp', 'events_local', cityHash64(event_id))")
+    assert creates["event_ids"].endswith("Distributed('footprint', 'fp', 'event_ids_local', cityHash64(event_id))")
+    # the rollups are written by the views on each host only: no sharding key, writes refused
+    assert creates["link_hourly"].endswith("Distributed('footprint', 'fp', 'link_hourly_local')")
+    # each local table before its Distributed table
+    assert every.index(creates["events_local"]) < every.index(creates["events"])
+    assert not any("ON CLUSTER" in s for s in every)
+
+
+def test_views_indexes_and_backfills_work_on_the_local_tables() -> None:
+    by_name = statements("footprint")
+    views = [s for s in by_name["0001_events.sql"] + by_name["0002_event_ids.sql"] + by_name["0003_read_side.sql"]
+             if s.startswith("CREATE MATERIALIZED VIEW")]
+    assert len(views) == 3
+    for view in views:
+        assert re.search(r"\bTO fp\.\w+_local AS\b", view) and "FROM fp.events_local" in view, view
+    assert "INSERT INTO fp.event_ids_local SELECT event_id FROM fp.events_local" in by_name["0002_event_ids.sql"]
+    read_side = by_name["0003_read_side.sql"]
+    assert read_side[0].startswith("ALTER TABLE fp.events_local ADD INDEX IF NOT EXISTS events_user_idx")
+    assert read_side[1].startswith("ALTER TABLE fp.events_local MATERIALIZE INDEX")  # no index on a Distributed table
+    assert next(s for s in read_side if s.startswith("INSERT INTO")).startswith("INSERT INTO fp.stats_hourly_local")
+    enrichment = by_name["0004_enrichment.sql"]
+    # a column change on the local table, then on the Distributed table
+    assert enrichment[0].startswith("ALTER TABLE fp.events_local\n    ADD COLUMN IF NOT EXISTS referrer_host String")
+    assert enrichment[1].startswith("ALTER TABLE fp.events\n    ADD COLUMN IF NOT EXISTS referrer_host String")
+    assert all("FROM fp.events_local" in s for s in enrichment if "MODIFY QUERY" in s)
+    every = [s for stmts in by_name.values() for s in stmts]
+    # the only statements naming a Distributed table: its creation and its column changes
+    for s in every:
+        if re.search(r"\bfp\.(events|event_ids|link_hourly|stats_hourly)\b", s):
+            assert s.startswith(("CREATE TABLE IF NOT EXISTS fp.", "ALTER TABLE fp.events\n")), s
+
+
+def test_a_table_the_cluster_layout_does_not_know_is_refused() -> None:
+    with pytest.raises(ValueError, match="visits: a table the cluster layout does not know"):
+        migrate.cluster_statements(["CREATE TABLE IF NOT EXISTS {db}.visits (a UInt8) ENGINE = MergeTree ORDER BY a"],
+                                   "footprint")
+
+
+def test_host_lists() -> None:
+    assert parse_ch_hosts("127.0.0.1", 8123) == [("127.0.0.1", 8123)]
+    assert parse_ch_hosts("a, b:8124,[fd00::1]:9000,[::1]", 8123) == [
+        ("a", 8123), ("b", 8124), ("fd00::1", 9000), ("::1", 8123)]
+    assert Settings(ch_host="a,b", ch_port=8443).ch_endpoints() == [("a", 8443), ("b", 8443)]
+    for bad in ("a,,b", "a:x", "a:0", "[::1]x", ""):
+        with pytest.raises(ValueError):
+            parse_ch_hosts(bad, 8123)
+    with pytest.raises(ValidationError, match="ch_cluster"):
+        Settings(ch_cluster="foot-print")
+
+
+def test_the_client_fails_over_on_a_connection_error_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    tried: list[str] = []
+
+    def get_client(host: str, **_: object) -> str:
+        tried.append(host)
+        if host == "down":
+            raise OperationalError("connection refused")
+        if host == "denied":
+            raise DatabaseError("Code: 516. Authentication failed")
+        return f"client of {host}"
+
+    monkeypatch.setattr(stores.clickhouse_connect, "get_client", get_client)
+    assert stores.ch_client(Settings(ch_host="down,up,down")) == "client of up"
+    assert tried == ["down", "up"]
+    tried.clear()
+    with pytest.raises(stores.StoreUnavailable) as err:
+        stores.ch_client(Settings(ch_host="down,denied,up"), "reader")
+    assert tried == ["down", "denied"]  # a host that answered "no" is not a failover case
+    assert str(err.value).startswith("ClickHouse (reader, footprint_reader@down:8123): connection refused; "
+                                     "ClickHouse (reader, footprint_reader@denied:8123): Code: 516")
+    with pytest.raises(stores.StoreUnavailable, match=r"^ClickHouse \(writer, footprint_writer@down:8123\): conn"):
+        stores.ch_client(Settings(ch_host="down"))

@@ -1,0 +1,231 @@
+"""Two stand-in shards with the clickhouse role's rendered cluster configuration (what can run offline).
+
+The role renders footprint-cluster.xml for a made-up inventory of two shards of one replica each
+(testbed/tests/test_clickhouse_cluster_model.py's render, the role's own tasks and template; TLS
+off, which the stand-in cannot serve). The one change before serving it: the inventory's
+addresses 10.77.0.71/72 become 127.0.0.1 in the file (the role refuses a loopback
+clickhouse_interserver_host, and the stand-ins listen on loopback); ports are the stand-ins' own.
+Then, as the engine reads it:
+- system.clusters shows the role's shards, getMacro() each host's macros;
+- the app's own migrations for a cluster (FOOTPRINT_CH_CLUSTER), run by migrate_clickhouse on
+  every host, with ONE substitution said here plainly: Replicated*MergeTree becomes the plain
+  engine, because the stand-in cannot create a replicated table (test_a_replicated_table_cannot_be_
+  created_here shows it refuses); no replica exists here, replication is not tested;
+- the app's ClickHouse sink writes events through the Distributed table, sharded by event_id: the
+  rows are spread over both shards as cityHash64(event_id) says, the sink's id lookup finds them
+  on either shard, a replayed event lands on the shard of its first write (so FINAL collapses it),
+  the rollup views fill each shard's local rollup, and a client given a host that is down first
+  fails over to the next and reads everything.
+NOT exercised here: Keeper / ZooKeeper (the zookeeper section is not carried), replication,
+interserver fetches, ON CLUSTER, TLS between the nodes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+import urllib.error
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[2]
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(ROOT / "app" / "src"))  # this checkout's app
+
+from chstandin import StandIn, StandInUser  # noqa: E402
+from chstandin.fixture import free_port  # noqa: E402
+from footprint import migrate  # noqa: E402
+from footprint.schema import dumps, make_event  # noqa: E402
+from footprint.settings import Settings  # noqa: E402
+from footprint.sinks import ClickHouseSink  # noqa: E402
+from footprint.stores import ch_client  # noqa: E402
+
+ENGINES = ["MergeTree", "ReplacingMergeTree", "AggregatingMergeTree", "Distributed"]
+OWNER = StandInUser("footprint_owner", "owner-pw-1234", ("ALL ON footprint.*", *(f"TABLE ENGINE ON {e}" for e in ENGINES)))
+WRITER = StandInUser("footprint_writer", "writer-pw-1234", ("INSERT, SELECT ON footprint.*",))
+READER = StandInUser("footprint_reader", "reader-pw-1234", ("SELECT ON footprint.*",))
+
+
+def _model() -> Any:
+    spec = importlib.util.spec_from_file_location("ch_model", ROOT / "testbed/tests/test_clickhouse_cluster_model.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def rendered_cluster_configs(tmp: Path, ports: list[tuple[int, int]]) -> list[str]:
+    """The role's footprint-cluster.xml of s1 (shard 1) and s2 (shard 2), addresses made loopback."""
+    model = _model()
+    hosts = {}
+    for n, (http, tcp) in enumerate(ports, start=1):
+        hosts[f"s{n}"] = {**model.node(n, n, "r1", n), "clickhouse_http_port": http, "clickhouse_tcp_port": tcp}
+    tmp.mkdir(parents=True, exist_ok=True)
+    res = model.render(tmp, model.inventory(hosts, ["s1"], clickhouse_tls_enabled=False))
+    assert res.returncode == 0, res.stdout[-3000:]
+    texts = [(tmp / "out" / f"{h}.footprint-cluster.xml").read_text() for h in hosts]
+    return [re.sub(r"10\.77\.0\.7[0-9]", "127.0.0.1", t) for t in texts]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[StandIn]]:
+    base = tmp_path_factory.mktemp("ch-cluster")
+    ports = [(free_port(), free_port()) for _ in range(2)]
+    configs = rendered_cluster_configs(base / "render", ports)
+    started: list[StandIn] = []
+    try:
+        for n, ((http, tcp), text) in enumerate(zip(ports, configs, strict=True), start=1):
+            ch = StandIn(base / f"s{n}", users=[OWNER, WRITER, READER], databases=("footprint",),
+                         http_port=http, tcp_port=tcp, extra_config={"footprint-cluster.xml": text})
+            started.append(ch.start())
+        yield started
+    finally:
+        for ch in started:
+            ch.stop()
+
+
+def settings_for(shards: list[StandIn], hosts: str | None = None) -> Settings:
+    return Settings(
+        ch_host=hosts or ",".join(f"{ch.host}:{ch.http_port}" for ch in shards), ch_cluster="footprint",
+        ch_user=WRITER.name, ch_password=SecretStr(WRITER.password),
+        ch_owner_user=OWNER.name, ch_owner_password=SecretStr(OWNER.password),
+        ch_reader_user=READER.name, ch_reader_password=SecretStr(READER.password),
+    )
+
+
+def scalar(ch: StandIn, sql: str) -> str:
+    """``sql`` as the local ``default`` user (system tables; the app users are the sink's and the migration's)."""
+    try:
+        return ch.query(sql).strip()
+    except urllib.error.HTTPError as exc:
+        raise RuntimeError(exc.read().decode(errors="replace")[:500]) from None
+
+
+def test_system_clusters_shows_the_role_s_shards(shards: list[StandIn]) -> None:
+    for ch in shards:
+        rows = scalar(ch, "SELECT shard_num, replica_num, host_address, port FROM system.clusters "
+                          "WHERE cluster = 'footprint' ORDER BY shard_num FORMAT TSV")
+        assert rows.splitlines() == [f"{n}\t1\t127.0.0.1\t{s.tcp_port}" for n, s in enumerate(shards, start=1)]
+
+
+def test_each_host_has_its_macros(shards: list[StandIn]) -> None:
+    for n, ch in enumerate(shards, start=1):
+        assert scalar(ch, "SELECT getMacro('cluster'), getMacro('shard'), getMacro('replica') FORMAT TSV") == \
+            f"footprint\t{n}\tr1"
+
+
+def test_a_replicated_table_cannot_be_created_here(shards: list[StandIn]) -> None:
+    # the limit the rest of this file works around, shown rather than assumed
+    with pytest.raises(Exception, match=r"(?i)zookeeper|keeper|replicated"):
+        scalar(shards[0], "CREATE TABLE footprint.replicated_probe (a UInt8) ENGINE = "
+                          "ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}') ORDER BY a")
+
+
+@pytest.fixture(scope="module")
+def migrated(shards: list[StandIn]) -> list[str]:
+    strip = re.compile(r"ENGINE = Replicated(\w*MergeTree)\(" + re.escape(migrate.REPLICA_PATH) + r"\)")
+    real = migrate.clickhouse_statements
+
+    def without_replication(mig: migrate.Migration, settings: Settings) -> list[str]:
+        statements = real(mig, settings)
+        out = [strip.sub(r"ENGINE = \1", s) for s in statements]
+        # the engine is all that changes, and every replicated table loses its replication
+        assert sum("Replicated" in s for s in statements) == sum(s != r for s, r in zip(out, statements, strict=True))
+        assert not any("Replicated" in s for s in out)
+        return out
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(migrate, "clickhouse_statements", without_replication)
+    try:
+        applied = migrate.migrate_clickhouse(settings_for(shards))
+        assert migrate.migrate_clickhouse(settings_for(shards)) == []  # each host recorded them
+    finally:
+        mp.undo()
+    return applied
+
+
+def docs(n: int, start: datetime) -> dict[str, bytes]:
+    out = {}
+    for i in range(n):
+        event = make_event(type="page", link=f"/p{i % 7}", anonymous_id=f"a{i % 13}", method="GET",
+                           footprint_time=start + timedelta(seconds=i), received_at=start + timedelta(seconds=i))
+        out[event["event_id"]] = dumps(event)
+    return out
+
+
+def test_the_migrations_make_local_and_distributed_tables_on_every_host(shards: list[StandIn], migrated: list[str]) -> None:
+    assert migrated == [m.name for m in migrate.load("clickhouse")]
+    for ch in shards:
+        engines = dict(line.split("\t") for line in scalar(
+            ch, "SELECT name, engine FROM system.tables WHERE database = 'footprint' FORMAT TSV").splitlines())
+        for table in migrate.CLUSTER_TABLES:
+            assert engines[table] == "Distributed"
+            assert engines[f"{table}_local"].endswith("MergeTree")
+        assert scalar(ch, "SELECT count() FROM footprint.schema_migrations FINAL") == str(len(migrated))
+
+
+def test_distributed_writes_shard_by_event_id_and_a_replay_stays_on_its_shard(
+    shards: list[StandIn], migrated: list[str]
+) -> None:
+    batch = docs(200, datetime(2026, 11, 30, 10, tzinfo=UTC))
+    sink = ClickHouseSink(settings_for(shards))
+    try:
+        assert sink.write(batch) == 200
+        local = [int(scalar(ch, "SELECT count() FROM footprint.events_local")) for ch in shards]
+        assert sum(local) == 200 and min(local) > 50, local  # both shards hold a part
+        for n, ch in enumerate(shards):  # shard n+1 holds exactly the ids with cityHash64 % 2 == n
+            assert scalar(ch, f"SELECT countIf(cityHash64(event_id) % 2 != {n}) FROM footprint.events_local") == "0"
+        # the sink's lookup finds every id through the Distributed event_ids, whichever shard holds it
+        assert sink.write(batch) == 0
+        assert sink.known(list(batch)) == set(batch)
+        # a replay that bypasses the lookup (the at-least-once case the sort key must absorb) lands
+        # on the shard of its first write: FINAL on each shard collapses it, the total stays 200
+        sink._insert(list(batch.values())[:50])
+        assert sum(int(scalar(ch, "SELECT count() FROM footprint.events_local")) for ch in shards) == 250
+        for n, ch in enumerate(shards):
+            assert scalar(ch, f"SELECT countIf(cityHash64(event_id) % 2 != {n}) FROM footprint.events_local") == "0"
+        for ch in shards:
+            assert scalar(ch, "SELECT count() FROM footprint.events FINAL") == "200"
+            assert scalar(ch, "SELECT uniqExact(event_id) FROM footprint.events") == "200"
+    finally:
+        sink.close()
+
+
+def test_the_rollups_fill_on_each_shard_and_read_through_the_distributed_table(
+    shards: list[StandIn], migrated: list[str]
+) -> None:
+    batch = docs(60, datetime(2026, 11, 29, 8, tzinfo=UTC))
+    sink = ClickHouseSink(settings_for(shards))
+    try:
+        assert sink.write(batch) == 60
+    finally:
+        sink.close()
+    day = "hour >= '2026-11-29 00:00:00' AND hour < '2026-11-30 00:00:00'"
+    for ch in shards:
+        assert scalar(ch, f"SELECT sum(events) FROM footprint.stats_hourly WHERE {day}") == "60"
+        assert scalar(ch, f"SELECT uniqExactMerge(views) FROM footprint.link_hourly WHERE {day}") == "60"
+        assert scalar(ch, f"SELECT uniqExactMerge(visitors) FROM footprint.stats_hourly WHERE {day}") == "13"
+    assert all(int(scalar(ch, f"SELECT sum(events) FROM footprint.stats_hourly_local WHERE {day}")) > 0 for ch in shards)
+
+
+def test_a_client_given_a_host_that_is_down_fails_over_to_the_next(shards: list[StandIn], migrated: list[str]) -> None:
+    down = free_port()
+    settings = settings_for(shards, hosts=f"127.0.0.1:{down},127.0.0.1:{shards[1].http_port}")
+    client = ch_client(settings, "reader")
+    try:
+        # connected to the second host: its own local table is what shard 2 holds
+        own = client.query("SELECT count() FROM events_local").result_rows[0][0]
+        assert own == int(scalar(shards[1], "SELECT count() FROM footprint.events_local")) > 0
+        assert own != int(scalar(shards[0], "SELECT count() FROM footprint.events_local"))
+        # and through the Distributed table it reads both shards
+        everything = client.query("SELECT count() FROM events FINAL WHERE toDate(footprint_time) = '2026-11-30'")
+        assert everything.result_rows[0][0] == 200
+    finally:
+        client.close()

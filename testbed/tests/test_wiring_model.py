@@ -1,0 +1,120 @@
+"""The cross-role wiring of playbooks/group_vars/all.yml, without a host.
+
+A store's port set for the store's own group reaches an app on another host (it used to keep
+the default there, silently); the fallbacks equal the roles' defaults; and an app topic that the
+kafka role does not keep fails the app's validation, naming the variables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+RENDER = """
+- name: Resolve the wiring as the app's hosts see it (nothing on any host changes)
+  hosts: all
+  gather_facts: false
+  become: false
+  tasks:
+    - name: Write the wiring
+      ansible.builtin.copy:
+        content: "{{ {'pg_port': footprint_pg_port | int, 'ch_port': footprint_ch_port | int,
+                      'bootstrap': footprint_kafka_bootstrap | trim} | to_json }}"
+        dest: "{{ out }}/{{ inventory_hostname }}.json"
+        mode: "0644"
+
+- name: Publish the kafka role's topics (its validation does this)
+  hosts: kafka
+  gather_facts: true
+  gather_subset: [min, network]
+  become: false
+  roles:
+    - {role: kafka, tags: [never]}
+  tasks:
+    - name: Set the topics this cluster keeps
+      ansible.builtin.set_fact:
+        kafka_declared_topics: "{{ kafka_topics | items2dict(key_name='name', value_name='partitions') }}"
+
+- name: Validate the app against them
+  hosts: app
+  gather_facts: true
+  gather_subset: [min]
+  become: false
+  roles:
+    - {role: footprint, tags: [never]}
+  tasks:
+    - name: The footprint role's validation
+      ansible.builtin.include_role:
+        name: footprint
+        tasks_from: validate.yml
+"""
+
+
+def run(tmp_path: Path, app_vars: dict[str, Any] | None = None,
+        extra_app_hosts: int = 0) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    inv = {"all": {"vars": local, "children": {
+        "app": {"hosts": {"app1": {"ansible_host": "10.77.0.81", "footprint_app_source": str(ROOT / "app"),
+                                   **(app_vars or {})}}},
+        "postgresql": {"hosts": {"pg1": {"ansible_host": "10.77.0.82"}}, "vars": {"postgresql_port": 6543}},
+        "clickhouse": {"hosts": {"ch1": {"ansible_host": "10.77.0.83"}}, "vars": {"clickhouse_http_port": 8124}},
+        "kafka": {"hosts": {"k1": {"ansible_host": "10.77.0.84"}}, "vars": {"kafka_port": 9094}},
+    }}}
+    for n in range(extra_app_hosts):
+        inv["all"]["children"]["app"]["hosts"][f"app{n + 2}"] = {"footprint_app_source": str(ROOT / "app")}
+    (tmp_path / "out").mkdir()
+    (tmp_path / "group_vars").symlink_to(ROOT / "playbooks" / "group_vars")
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inv))
+    (tmp_path / "wiring.yml").write_text(RENDER)
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_ROLES_PATH=str(ROOT / "roles"))
+    res = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
+         str(tmp_path / "wiring.yml"), "-e", f"out={tmp_path / 'out'}"],
+        text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, env=env, timeout=300,
+    )
+    out = tmp_path / "out" / "app1.json"
+    return res, json.loads(out.read_text()) if out.exists() else {}
+
+
+def test_a_store_port_set_for_its_group_reaches_the_app_on_another_host(tmp_path: Path) -> None:
+    res, wiring = run(tmp_path)
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert wiring == {"pg_port": 6543, "ch_port": 8124, "bootstrap": "10.77.0.84:9094"}
+
+
+def test_the_wiring_falls_back_to_the_roles_defaults() -> None:
+    """Every `<role variable> | default(<value>)` of the wiring names the role's own default."""
+    text = (ROOT / "playbooks" / "group_vars" / "all.yml").read_text()
+    defaults: dict[str, Any] = {}
+    for f in (ROOT / "roles").glob("*/defaults/main.yml"):
+        defaults |= yaml.safe_load(f.read_text()) or {}
+    found = re.findall(r"\b(\w+)'?\]? \| default\(([^()]+)\)", text)
+    checked = [(name, value) for name, value in found if name in defaults]
+    for name in ("postgresql_port", "clickhouse_http_port", "clickhouse_tcp_port", "kafka_port"):
+        assert name in dict(checked), f"{name}: no fallback found in the wiring"
+    for name, value in checked:
+        assert yaml.safe_load(value) == defaults[name], f"{name} | default({value}): the role's default is {defaults[name]!r}"
+
+
+def test_more_app_hosts_than_partitions_is_warned(tmp_path: Path) -> None:
+    res, _ = run(tmp_path, extra_app_hosts=2)
+    assert res.returncode == 0, res.stdout[-3000:]
+    flat = " ".join(res.stdout.split())
+    assert "WARNING: 3 app hosts run a consumer each, but web-logs-topic has 1 partition(s): 2 consumer(s)" in flat
+
+
+def test_an_app_topic_the_kafka_role_does_not_keep_fails_naming_the_variable(tmp_path: Path) -> None:
+    res, _ = run(tmp_path, {"footprint_kafka_topic": "clicks"})
+    assert res.returncode != 0
+    flat = " ".join(res.stdout.split())
+    assert "footprint_kafka_topic=clicks" in flat and "add them to kafka_topics" in flat, res.stdout[-3000:]

@@ -1,0 +1,180 @@
+"""testinfra checks of a Kafka cluster: the inventory group `kafka` has more than one host.
+
+    .venv/bin/pytest tests/test_kafka_cluster.py --hosts=ansible://kafka --ansible-inventory=INVENTORY
+
+Skipped when the group has one host (tests/test_kafka.py covers the single node). Node ids,
+controllers, ports and topics come from the resolved inventory (conftest). The quorum is read
+with the role's own filters (roles/kafka/filter_plugins/kafka_quorum.py) from
+`kafka-metadata-quorum.sh` on each host; the topics with confluent-kafka from the control node.
+
+- every controller of the inventory is a voter, and every node fetches the metadata log caught up
+- the declared topics and __consumer_offsets have min(3, brokers) replicas, all in sync, and
+  min.insync.replicas one less
+- `destructive`: an idempotent acks=all producer writes a numbered stream while the broker that
+  leads its partition is killed with SIGKILL (systemd starts it again): every number is read back
+  exactly once, and the partition is back to all replicas in sync.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
+from conftest import ROOT, address_of, kafka_client, resolved, setting
+
+testinfra_hosts = ["ansible://kafka"]
+
+_spec = importlib.util.spec_from_file_location("kafka_quorum", ROOT / "roles/kafka/filter_plugins/kafka_quorum.py")
+assert _spec and _spec.loader
+quorum: Any = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(quorum)
+
+
+@pytest.fixture(scope="module")
+def cluster(hostvars: dict[str, Any], request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The cluster as the inventory describes it: node ids, controller ids, brokers' bootstrap."""
+    groups = hostvars["groups"]
+    kafka = list(groups.get(setting(hostvars, "kafka_cluster_group"), []))
+    if len(kafka) < 2:
+        pytest.skip("the kafka group has one host (tests/test_kafka.py covers it)")
+    nodes = {h: resolved(request.config, h) for h in kafka}
+    controllers = groups.get(setting(hostvars, "kafka_controller_group"), [])
+    return {
+        "ids": {h: int(v["kafka_node_id"]) for h, v in nodes.items()},
+        "voters": sorted(int(nodes[h]["kafka_node_id"]) for h in controllers),
+        "bootstrap": ",".join(f"{address_of(v)}:{int(v['kafka_port'])}" for v in nodes.values()),
+        "hosts": kafka,
+        "rf": min(3, len(kafka)),
+        "vars": nodes[kafka[0]],
+    }
+
+
+def quorum_tool(host: Any, hostvars: dict[str, Any], *args: str) -> str:
+    home = f"{setting(hostvars, 'kafka_install_root')}/current"
+    env = (f"KAFKA_HEAP_OPTS=-Xmx128m KAFKA_LOG4J_OPTS=-Dlog4j2.configurationFile="
+           f"{setting(hostvars, 'kafka_config_dir')}/tools-log4j2.properties")
+    # as the role's tools do: the admin principal's client configuration (TLS or not)
+    out = host.run(f"env {env} {home}/bin/kafka-metadata-quorum.sh --bootstrap-server {address_of(hostvars)}:"
+                   f"{int(setting(hostvars, 'kafka_port'))} --command-config "
+                   f"{setting(hostvars, 'kafka_config_dir')}/admin.properties describe " + " ".join(args))
+    assert out.rc == 0, out.stderr[-2000:]
+    return str(out.stdout)
+
+
+def test_every_controller_is_a_voter(host: Any, hostvars: dict[str, Any], cluster: dict[str, Any]) -> None:
+    status = quorum_tool(host, hostvars, "--status")
+    assert quorum.kafka_quorum_voters(status) == cluster["voters"]
+    assert quorum.kafka_quorum_leader(status) in cluster["voters"]
+
+
+def test_every_node_follows_the_quorum(host: Any, hostvars: dict[str, Any], cluster: dict[str, Any]) -> None:
+    replication = quorum_tool(host, hostvars, "--replication")
+    assert quorum.kafka_quorum_problems(replication, list(cluster["ids"].values()), 20) == []
+
+
+def _extra(options: dict[str, Any]) -> dict[str, Any]:
+    """librdkafka options with dots in their names, for kafka_client's keyword arguments."""
+    return options
+
+
+@pytest.fixture(scope="module")
+def admin(cluster: dict[str, Any]) -> AdminClient:
+    return AdminClient(kafka_client(cluster["vars"], cluster["bootstrap"], **_extra({"socket.timeout.ms": 10000})))
+
+
+def test_topics_are_replicated_and_in_sync(hostvars: dict[str, Any], cluster: dict[str, Any], admin: AdminClient) -> None:
+    declared = setting(hostvars, "kafka_topics")
+    meta = admin.list_topics(timeout=20)
+    names = [t["name"] for t in declared] + (["__consumer_offsets"] if "__consumer_offsets" in meta.topics else [])
+    for name in names:
+        wanted = next((int(t.get("replication_factor", cluster["rf"])) for t in declared if t["name"] == name), cluster["rf"])
+        assert name in meta.topics, f"{name} does not exist"
+        for p in meta.topics[name].partitions.values():
+            assert len(p.replicas) == wanted, f"{name}/{p.id}: replicas {p.replicas}"
+            assert sorted(p.isrs) == sorted(p.replicas), f"{name}/{p.id}: ISR {p.isrs} of {p.replicas}"
+    resource = ConfigResource("topic", declared[0]["name"])
+    configs = admin.describe_configs([resource])[resource].result(20)
+    assert int(configs["min.insync.replicas"].value) == max(1, cluster["rf"] - 1)
+
+
+def wait_in_sync(admin: AdminClient, topic: str, replicas: int, timeout: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        p = admin.list_topics(topic, timeout=10).topics[topic].partitions.get(0)  # none yet right after creation
+        if p is not None and len(p.isrs) == replicas and p.leader >= 0:
+            return time.monotonic() - start
+        time.sleep(1)
+    pytest.fail(f"{topic}/0 not back to {replicas} in-sync replicas within {timeout} s")
+
+
+@pytest.mark.destructive
+def test_kill_9_of_the_leader_under_a_producer_loses_and_duplicates_nothing(
+    host: Any, hostvars: dict[str, Any], cluster: dict[str, Any], admin: AdminClient, request: pytest.FixtureRequest
+) -> None:
+    if host.backend.get_hostname() != cluster["hosts"][0]:
+        pytest.skip("runs once for the cluster (from the first Kafka host's parameter)")
+    topic = f"footprint-kill-{uuid.uuid4().hex[:8]}"
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=cluster["rf"])])[topic].result(30)
+    try:
+        wait_in_sync(admin, topic, cluster["rf"], 60)
+        leader_id = admin.list_topics(topic, timeout=10).topics[topic].partitions[0].leader
+        victim = next(h for h, i in cluster["ids"].items() if i == leader_id)
+        import testinfra  # the victim's own connection, from the same inventory
+
+        victim_host = testinfra.get_host(f"ansible://{victim}?ansible_inventory={request.config.option.ansible_inventory}")
+        producer = Producer(kafka_client(cluster["vars"], cluster["bootstrap"], **_extra({
+            "enable.idempotence": True, "acks": "all",
+            "linger.ms": 5, "delivery.timeout.ms": 120000, "message.timeout.ms": 120000,
+        })))
+        delivered: list[int] = []
+        failed: list[str] = []
+
+        def report(err: Any, msg: Any) -> None:
+            if err is None:
+                delivered.append(int(msg.value()))
+            else:
+                failed.append(str(err))
+
+        sent = 0
+        stop = threading.Event()
+        started = time.monotonic()
+        killed_at = None
+        while time.monotonic() - started < 40 and not stop.is_set():
+            producer.produce(topic, key=str(sent).encode(), value=str(sent).encode(), on_delivery=report)
+            sent += 1
+            producer.poll(0)
+            if killed_at is None and time.monotonic() - started > 8:
+                pid = victim_host.run("systemctl show --property=MainPID --value %s", setting(hostvars, "kafka_service_name"))
+                assert int(pid.stdout) > 0
+                assert victim_host.run("kill -9 %s", pid.stdout.strip()).rc == 0
+                killed_at = time.monotonic() - started
+            time.sleep(0.005)
+        assert producer.flush(150) == 0, "messages still in flight after 150 s"
+        consumer = Consumer(kafka_client(cluster["vars"], cluster["bootstrap"], **_extra({
+            "group.id": f"kill-check-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest", "enable.auto.commit": False, "isolation.level": "read_committed",
+        })))
+        consumer.subscribe([topic])
+        seen: list[int] = []
+        idle = time.monotonic()
+        while time.monotonic() - idle < 15 and len(seen) < sent:
+            msg = consumer.poll(1)
+            if msg is None or msg.error():
+                continue
+            seen.append(int(msg.value() or b"-1"))
+            idle = time.monotonic()
+        consumer.close()
+        back = wait_in_sync(admin, topic, cluster["rf"], 180)
+        print(f"\nkill -9 of node {leader_id} ({victim}) at {killed_at:.1f} s: sent {sent}, delivered {len(delivered)}, "
+              f"failed {len(failed)}, read {len(seen)}, distinct {len(set(seen))}; ISR {cluster['rf']} again {back:.0f} s later")
+        assert failed == []
+        assert len(delivered) == sent
+        assert sorted(seen) == list(range(sent)), "lost or duplicated"
+    finally:
+        admin.delete_topics([topic])[topic].result(30)
