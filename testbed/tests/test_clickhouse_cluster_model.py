@@ -16,7 +16,6 @@ testbed/clickhouse-standin/tests/test_cluster.py (two stand-in shards).
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from local_play import run_play
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
@@ -89,18 +88,7 @@ def inventory(hosts: dict[str, dict[str, Any]], keepers: list[str] | None, **ext
 
 
 def render(tmp_path: Path, inv: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    roles = ROOT / "roles"
-    (tmp_path / "out").mkdir(exist_ok=True)
-    (tmp_path / "group_vars").symlink_to(ROOT / "playbooks" / "group_vars")
-    (tmp_path / "render.yml").write_text(RENDER)
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inv))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_ROLES_PATH=str(roles))
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
-         str(tmp_path / "render.yml"), "-e", f"out={tmp_path / 'out'}", "-e", f"roles_dir={roles}"],
-        text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, env=env, timeout=300,
-    )
+    return run_play(tmp_path, RENDER, inv)
 
 
 def node(n: int, shard: int | None = None, replica: str | None = None, keeper_id: int | None = None) -> dict[str, Any]:

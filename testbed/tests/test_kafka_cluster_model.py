@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from local_play import run_play
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
@@ -164,17 +163,7 @@ def inventory(hosts: dict[str, dict[str, Any]], kafka: list[str], controllers: l
 
 def render(tmp_path: Path, inv: dict[str, Any], roles: Path = ROOT / "roles",
            group_vars: Path = ROOT / "playbooks" / "group_vars") -> subprocess.CompletedProcess[str]:
-    (tmp_path / "out").mkdir(exist_ok=True)
-    (tmp_path / "group_vars").symlink_to(group_vars)
-    (tmp_path / "render.yml").write_text(RENDER)
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inv))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_ROLES_PATH=str(roles))
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
-         str(tmp_path / "render.yml"), "-e", f"out={tmp_path / 'out'}", "-e", f"roles_dir={roles}"],
-        text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, env=env, timeout=300,
-    )
+    return run_play(tmp_path, RENDER, inv, roles, group_vars)
 
 
 def host(n: int, node_id: int | None = None) -> dict[str, Any]:

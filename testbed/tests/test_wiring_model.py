@@ -8,7 +8,6 @@ kafka role does not keep fails the app's validation, naming the variables.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from local_play import run_play
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,17 +71,7 @@ def run(tmp_path: Path, app_vars: dict[str, Any] | None = None,
     }}}
     for n in range(extra_app_hosts):
         inv["all"]["children"]["app"]["hosts"][f"app{n + 2}"] = {"footprint_app_source": str(ROOT / "app")}
-    (tmp_path / "out").mkdir()
-    (tmp_path / "group_vars").symlink_to(ROOT / "playbooks" / "group_vars")
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inv))
-    (tmp_path / "wiring.yml").write_text(RENDER)
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_ROLES_PATH=str(ROOT / "roles"))
-    res = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
-         str(tmp_path / "wiring.yml"), "-e", f"out={tmp_path / 'out'}"],
-        text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, env=env, timeout=300,
-    )
+    res = run_play(tmp_path, RENDER, inv)
     out = tmp_path / "out" / "app1.json"
     return res, json.loads(out.read_text()) if out.exists() else {}
 

@@ -171,6 +171,12 @@ def test_the_migrations_make_local_and_distributed_tables_on_every_host(shards: 
         assert scalar(ch, "SELECT count() FROM footprint.schema_migrations FINAL") == str(len(migrated))
 
 
+def assert_each_event_on_its_shard(shards: list[StandIn]) -> None:
+    """Shard n+1 holds exactly the events whose cityHash64(event_id) % 2 == n (the sharding key)."""
+    for n, ch in enumerate(shards):
+        assert scalar(ch, f"SELECT countIf(cityHash64(event_id) % 2 != {n}) FROM footprint.events_local") == "0"
+
+
 def test_distributed_writes_shard_by_event_id_and_a_replay_stays_on_its_shard(
     shards: list[StandIn], migrated: list[str]
 ) -> None:
@@ -180,8 +186,7 @@ def test_distributed_writes_shard_by_event_id_and_a_replay_stays_on_its_shard(
         assert sink.write(batch) == 200
         local = [int(scalar(ch, "SELECT count() FROM footprint.events_local")) for ch in shards]
         assert sum(local) == 200 and min(local) > 50, local  # both shards hold a part
-        for n, ch in enumerate(shards):  # shard n+1 holds exactly the ids with cityHash64 % 2 == n
-            assert scalar(ch, f"SELECT countIf(cityHash64(event_id) % 2 != {n}) FROM footprint.events_local") == "0"
+        assert_each_event_on_its_shard(shards)
         # the sink's lookup finds every id through the Distributed event_ids, whichever shard holds it
         assert sink.write(batch) == 0
         assert sink.known(list(batch)) == set(batch)
@@ -189,8 +194,7 @@ def test_distributed_writes_shard_by_event_id_and_a_replay_stays_on_its_shard(
         # on the shard of its first write: FINAL on each shard collapses it, the total stays 200
         sink._insert(list(batch.values())[:50])
         assert sum(int(scalar(ch, "SELECT count() FROM footprint.events_local")) for ch in shards) == 250
-        for n, ch in enumerate(shards):
-            assert scalar(ch, f"SELECT countIf(cityHash64(event_id) % 2 != {n}) FROM footprint.events_local") == "0"
+        assert_each_event_on_its_shard(shards)
         for ch in shards:
             assert scalar(ch, "SELECT count() FROM footprint.events FINAL") == "200"
             assert scalar(ch, "SELECT uniqExact(event_id) FROM footprint.events") == "200"
