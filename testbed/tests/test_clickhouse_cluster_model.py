@@ -9,7 +9,8 @@ The role's own tasks (tasks/cluster.yml) and templates, run locally on made-up i
   clickhouse_shard, replicas within, internal_replication, the shared secret), the macros of each
   host, the zookeeper section pointing at the Keeper hosts, the interserver settings, and
   keeper_server on the Keeper hosts only; an existing ZooKeeper replaces Keeper;
-- bad input fails before anything changes, naming the variable.
+- bad input fails before anything changes, naming the variable (the bad inventories in one run,
+  each its own cluster there: local_play.run_cases).
 The rendered files are also read as the engine reads them in
 testbed/clickhouse-standin/tests/test_cluster.py (two stand-in shards).
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from local_play import run_play
+from local_play import assert_failed_with, refused_fixture, run_play
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
@@ -33,8 +34,7 @@ SINGLE_FILES = ["footprint-network.xml", "footprint-logger.xml", "footprint-memo
 RENDER = """
 - name: Render the clickhouse role's configuration for these hosts (nothing on any host changes)
   hosts: clickhouse
-  gather_facts: true
-  gather_subset: [min]
+  gather_facts: false  # run_play gives every host this machine's facts first
   become: false
   roles:
     - {role: clickhouse, tags: [never]}
@@ -47,21 +47,15 @@ RENDER = """
         name: clickhouse
         tasks_from: cluster.yml
       when: __clickhouse_clustered | bool
-    - name: Render the config.d files the role chooses for this host
-      ansible.builtin.template:
-        src: "{{ roles_dir }}/clickhouse/templates/config.d/{{ item }}.j2"
-        dest: "{{ out }}/{{ inventory_hostname }}.{{ item }}"
-        mode: "0644"
-      loop: "{{ __clickhouse_config_files }}"
+    - name: Render the config.d files the role chooses for this host, and users.d (on the control node)
+      ansible.builtin.set_fact:
+        rendered: "{{ dict(names | zip(query('ansible.builtin.template', *templates))) }}"
       vars:
         ansible_managed: managed
-    - name: Render users.d
-      ansible.builtin.template:
-        src: "{{ roles_dir }}/clickhouse/templates/users.d/footprint-users.xml.j2"
-        dest: "{{ out }}/{{ inventory_hostname }}.footprint-users.xml"
-        mode: "0644"
-      vars:
-        ansible_managed: managed
+        names: "{{ __clickhouse_config_files + ['footprint-users.xml'] }}"
+        templates: "{{ __clickhouse_config_files | map('regex_replace', '^', source ~ '/config.d/')
+                       | map('regex_replace', '$', '.j2') | list + [source ~ '/users.d/footprint-users.xml.j2'] }}"
+        source: "{{ roles_dir }}/clickhouse/templates"
 """
 
 FIXED = {  # fixed, so that a render can be compared byte for byte
@@ -71,6 +65,11 @@ FIXED = {  # fixed, so that a render can be compared byte for byte
     "clickhouse_cluster_secret": "cluster-secret-for-the-render",
     "clickhouse_interserver_password": "interserver-password-for-the-render",
 }
+
+
+FACTS = ["min"]
+# The groups the role reads its cluster from (local_play.batch gives each case its own).
+CLUSTER_GROUPS = {"clickhouse_cluster_group": "clickhouse", "clickhouse_keeper_group": "clickhouse_keeper"}
 
 
 def inventory(hosts: dict[str, dict[str, Any]], keepers: list[str] | None, **extra: Any) -> dict[str, Any]:
@@ -88,7 +87,7 @@ def inventory(hosts: dict[str, dict[str, Any]], keepers: list[str] | None, **ext
 
 
 def render(tmp_path: Path, inv: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    return run_play(tmp_path, RENDER, inv)
+    return run_play(tmp_path, RENDER, inv, facts=FACTS)
 
 
 def node(n: int, shard: int | None = None, replica: str | None = None, keeper_id: int | None = None) -> dict[str, Any]:
@@ -197,34 +196,41 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("hosts", "keepers", "message"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
-def test_bad_cluster_input_fails_naming_the_variable(
-    tmp_path: Path, hosts: dict[str, Any], keepers: list[str] | None, message: str
-) -> None:
-    res = render(tmp_path, inventory(hosts, keepers))
-    assert res.returncode != 0
-    assert message in " ".join(res.stdout.split()), res.stdout[-3000:]
-
-
-def test_a_keeper_outside_the_clickhouse_group_is_refused(tmp_path: Path) -> None:
+def outsider() -> dict[str, Any]:
+    """A Keeper host (k9) outside the clickhouse group."""
     hosts = {"c1": node(1, 1, "a", 1), "c2": node(2, 2, "a", 2), "k9": node(9, keeper_id=9)}
     inv = inventory({"c1": hosts["c1"], "c2": hosts["c2"]}, None)
     inv["all"]["children"]["footprint"]["hosts"]["k9"] = hosts["k9"]
     inv["all"]["children"]["footprint"]["children"]["clickhouse_keeper"] = {"hosts": {"c1": {}, "c2": {}, "k9": {}}}
-    res = render(tmp_path, inv)
-    assert res.returncode != 0
-    assert "not in clickhouse: k9" in " ".join(res.stdout.split()), res.stdout[-3000:]
+    return inv
 
 
-def test_loopback_interserver_host_and_bad_zookeeper_hosts_are_refused(tmp_path: Path) -> None:
+def loopback() -> dict[str, Any]:
+    """Two shards, c2's interserver host on loopback."""
     hosts = {"c1": node(1, 1, "a"), "c2": node(2, 2, "a")}
     hosts["c2"]["clickhouse_interserver_host"] = "127.0.0.1"
-    res = render(tmp_path, inventory(hosts, ["c1"]))
-    assert res.returncode != 0
-    text = " ".join(res.stdout.split())
-    assert "On c2: clickhouse_cluster_name must be an identifier" in text and "got '127.0.0.1'" in text, text[-3000:]
-    (tmp_path / "group_vars").unlink()
-    res = render(tmp_path, inventory({"c1": node(1, 1, "a"), "c2": node(2, 2, "a")}, None,
-                                     clickhouse_zookeeper_hosts=["zk1.example"]))
-    assert res.returncode != 0
-    assert "clickhouse_zookeeper_hosts must list an existing ZooKeeper ensemble" in " ".join(res.stdout.split())
+    return inventory(hosts, ["c1"])
+
+
+def refused_cases() -> dict[str, dict[str, Any]]:
+    """Every inventory this module expects the role to refuse, by case."""
+    cases = {case: inventory(hosts, keepers) for case, hosts, keepers, _ in BAD}
+    bad_zookeeper = inventory({"c1": node(1, 1, "a"), "c2": node(2, 2, "a")}, None, clickhouse_zookeeper_hosts=["zk1.example"])
+    return cases | {"outsider": outsider(), "loopback": loopback(), "bad-zookeeper": bad_zookeeper}
+
+
+refused = refused_fixture(RENDER, refused_cases, CLUSTER_GROUPS, FACTS)  # each case its own cluster, in one run
+
+
+@pytest.mark.parametrize(("case", "message"), [(b[0], b[3]) for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_cluster_input_fails_naming_the_variable(refused: dict[str, str], case: str, message: str) -> None:
+    assert_failed_with(refused, case, message)
+
+
+def test_a_keeper_outside_the_clickhouse_group_is_refused(refused: dict[str, str]) -> None:
+    assert_failed_with(refused, "outsider", "not in clickhouse_outsider: outsider.k9")  # case c's group is clickhouse_c
+
+
+def test_loopback_interserver_host_and_bad_zookeeper_hosts_are_refused(refused: dict[str, str]) -> None:
+    assert_failed_with(refused, "loopback", "On loopback.c2: clickhouse_cluster_name must be an identifier", "got '127.0.0.1'")
+    assert_failed_with(refused, "bad-zookeeper", "clickhouse_zookeeper_hosts must list an existing ZooKeeper ensemble")

@@ -9,7 +9,8 @@
   the same inventory); three
   controllers and a broker-only node render a dynamic quorum with replicated internal topics,
   the firewall opens the controller port to the other Kafka hosts only, and the app gets every
-  broker; bad input fails before anything changes, naming the variable.
+  broker; bad input fails before anything changes, naming the variable (the bad inventories in
+  one run, each its own cluster there: local_play.run_cases).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from local_play import run_play
+from local_play import assert_failed_with, refused_fixture, run_play
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
@@ -112,8 +113,7 @@ def test_reassignment_raises_only_what_is_lower() -> None:
 RENDER = """
 - name: Render the kafka role's configuration for these hosts (nothing on any host changes)
   hosts: kafka
-  gather_facts: true
-  gather_subset: [min, network]
+  gather_facts: false  # run_play gives every host this machine's facts first
   become: false
   roles:
     - {role: base, tags: [never]}
@@ -126,21 +126,21 @@ RENDER = """
       ansible.builtin.include_role:
         name: kafka
         tasks_from: cluster.yml
-    - name: Render the configuration files
-      ansible.builtin.template:
-        src: "{{ roles_dir }}/kafka/templates/{{ item }}.j2"
-        dest: "{{ out }}/{{ inventory_hostname }}.{{ item }}"
-        mode: "0644"
-      loop: [server.properties, kafka.service]
+    - name: Render the configuration files and the wiring (on the control node)
+      ansible.builtin.set_fact:
+        rendered:
+          server.properties: "{{ lookup('ansible.builtin.template', roles_dir ~ '/kafka/templates/server.properties.j2') }}"
+          kafka.service: "{{ lookup('ansible.builtin.template', roles_dir ~ '/kafka/templates/kafka.service.j2') }}"
+          json: "{{ {'fw': base_firewall_service_ports, 'bootstrap': footprint_kafka_bootstrap} | to_json }}"
       vars:
         __kafka_java_home: /usr/lib/jvm/java-21
         ansible_managed: managed
-    - name: Write the wiring
-      ansible.builtin.copy:
-        content: "{{ {'fw': base_firewall_service_ports, 'bootstrap': footprint_kafka_bootstrap} | to_json }}"
-        dest: "{{ out }}/{{ inventory_hostname }}.json"
-        mode: "0644"
 """
+
+
+FACTS = ["min", "network"]  # the firewall's peers are the other Kafka hosts' addresses
+# The groups the role reads its cluster from (local_play.batch gives each case its own).
+CLUSTER_GROUPS = {"kafka_cluster_group": "kafka", "kafka_controller_group": "kafka_controller"}
 
 
 def inventory(hosts: dict[str, dict[str, Any]], kafka: list[str], controllers: list[str] | None) -> dict[str, Any]:
@@ -163,7 +163,7 @@ def inventory(hosts: dict[str, dict[str, Any]], kafka: list[str], controllers: l
 
 def render(tmp_path: Path, inv: dict[str, Any], roles: Path = ROOT / "roles",
            group_vars: Path = ROOT / "playbooks" / "group_vars") -> subprocess.CompletedProcess[str]:
-    return run_play(tmp_path, RENDER, inv, roles, group_vars)
+    return run_play(tmp_path, RENDER, inv, roles, group_vars, facts=FACTS)
 
 
 def host(n: int, node_id: int | None = None) -> dict[str, Any]:
@@ -231,27 +231,38 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("hosts", "kafka", "controllers", "message"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
-def test_bad_cluster_input_fails_naming_the_variable(
-    tmp_path: Path, hosts: dict[str, Any], kafka: list[str], controllers: list[str] | None, message: str
-) -> None:
-    res = render(tmp_path, inventory(hosts, kafka, controllers))
-    assert res.returncode != 0
-    assert message in " ".join(res.stdout.split()), res.stdout[-3000:]
-
-
-def test_a_controller_outside_the_kafka_group_is_refused(tmp_path: Path) -> None:
+def outsider() -> dict[str, Any]:
+    """A controller (c5) outside the kafka group."""
     hosts = {"c1": host(1, 1), "c2": host(2, 2), "c3": host(3, 3), "c5": host(5, 5)}
     inv = inventory(hosts, ["c1", "c2", "c3"], None)
     inv["all"]["children"]["footprint"]["children"]["kafka_controller"] = {"hosts": {"c1": {}, "c2": {}, "c5": {}}}
-    res = render(tmp_path, inv)
-    assert res.returncode != 0
-    assert "not in kafka: c5" in " ".join(res.stdout.split()), res.stdout[-3000:]
+    return inv
 
 
-def test_a_loopback_controller_listener_is_refused_with_several_nodes(tmp_path: Path) -> None:
+def loopback() -> dict[str, Any]:
+    """Three nodes, c2's controller listener on loopback."""
     hosts = {"c1": host(1, 1), "c2": host(2, 2), "c3": host(3, 3)}
     hosts["c2"]["kafka_controller_listen_address"] = "127.0.0.1"
-    res = render(tmp_path, inventory(hosts, ["c1", "c2", "c3"], ["c1", "c2", "c3"]))
-    assert res.returncode != 0
-    assert "kafka_controller_listen_address is 127.0.0.1 on c2" in " ".join(res.stdout.split()), res.stdout[-3000:]
+    return inventory(hosts, ["c1", "c2", "c3"], ["c1", "c2", "c3"])
+
+
+def refused_cases() -> dict[str, dict[str, Any]]:
+    """Every inventory this module expects the role to refuse, by case."""
+    cases = {case: inventory(hosts, kafka, controllers) for case, hosts, kafka, controllers, _ in BAD}
+    return cases | {"outsider": outsider(), "loopback": loopback()}
+
+
+refused = refused_fixture(RENDER, refused_cases, CLUSTER_GROUPS, FACTS)  # each case its own cluster, in one run
+
+
+@pytest.mark.parametrize(("case", "message"), [(b[0], b[4]) for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_cluster_input_fails_naming_the_variable(refused: dict[str, str], case: str, message: str) -> None:
+    assert_failed_with(refused, case, message)
+
+
+def test_a_controller_outside_the_kafka_group_is_refused(refused: dict[str, str]) -> None:
+    assert_failed_with(refused, "outsider", "not in kafka_outsider: outsider.c5")  # case c's kafka group is kafka_c
+
+
+def test_a_loopback_controller_listener_is_refused_with_several_nodes(refused: dict[str, str]) -> None:
+    assert_failed_with(refused, "loopback", "kafka_controller_listen_address is 127.0.0.1 on loopback.c2")

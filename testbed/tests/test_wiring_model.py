@@ -25,12 +25,11 @@ RENDER = """
   gather_facts: false
   become: false
   tasks:
-    - name: Write the wiring
-      ansible.builtin.copy:
-        content: "{{ {'pg_port': footprint_pg_port | int, 'ch_port': footprint_ch_port | int,
-                      'bootstrap': footprint_kafka_bootstrap | trim} | to_json }}"
-        dest: "{{ out }}/{{ inventory_hostname }}.json"
-        mode: "0644"
+    - name: Resolve the wiring (on the control node)
+      ansible.builtin.set_fact:
+        rendered:
+          json: "{{ {'pg_port': footprint_pg_port | int, 'ch_port': footprint_ch_port | int,
+                     'bootstrap': footprint_kafka_bootstrap | trim} | to_json }}"
 
 - name: Publish the kafka role's topics (its validation does this)
   hosts: kafka
@@ -62,7 +61,7 @@ RENDER = """
 def run(tmp_path: Path, app_vars: dict[str, Any] | None = None,
         extra_app_hosts: int = 0) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
-    inv = {"all": {"vars": local, "children": {
+    inv: dict[str, Any] = {"all": {"vars": local, "children": {
         "app": {"hosts": {"app1": {"ansible_host": "10.77.0.81", "footprint_app_source": str(ROOT / "app"),
                                    **(app_vars or {})}}},
         "postgresql": {"hosts": {"pg1": {"ansible_host": "10.77.0.82"}}, "vars": {"postgresql_port": 6543}},
