@@ -10,7 +10,7 @@ INVENTORY ?= inventory/local/hosts.yml
 DEMO_HOST := footprint-demo
 DEMO_IP := 10.77.0.10
 
-.PHONY: help deps venv artifacts lint test test-testbed test-app molecule molecule-upgrade molecule-docker docker-down demo demo-down smoke upgrade docs fuzz
+.PHONY: help deps venv artifacts lint test test-testbed test-app molecule molecule-upgrade molecule-docker molecule-cluster docker-down demo demo-down smoke upgrade docs fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -91,6 +91,9 @@ fuzz: venv artifacts ## schemathesis against a live collector and broker, 10,000
 
 molecule: venv artifacts ## the offline molecule scenario: create, converge site.yml, idempotence, verify, destroy
 	molecule test
+
+molecule-cluster: venv artifacts ## the cluster scenario: three hosts, Kafka grown from one node to three, ClickHouse and the app on two, a broker killed under traffic (~25 min)
+	molecule test -s cluster
 
 molecule-upgrade: venv artifacts ## the upgrade scenario: release v0.1.0 deployed, upgrade.yml under traffic, a failed gate (~15 min)
 	molecule test -s upgrade

@@ -134,10 +134,13 @@ def _phase(variable: str) -> str:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked `reboot` run only around a reboot (FOOTPRINT_REBOOT_PHASE=before|after, see
-    test_reboot.py), tests marked `upgrade` only around an upgrade (FOOTPRINT_UPGRADE_PHASE, alone:
-    see test_upgrade.py); otherwise they are deselected (reported as such, not skipped)."""
-    phase = _phase("FOOTPRINT_REBOOT_PHASE")
+    test_reboot.py), tests marked `grow` only around a grow (FOOTPRINT_GROW_PHASE, the same way:
+    see test_grow.py), tests marked `upgrade` only around an upgrade (FOOTPRINT_UPGRADE_PHASE,
+    alone: see test_upgrade.py); otherwise they are deselected (reported as such, not skipped)."""
     upgrade_phase = _phase("FOOTPRINT_UPGRADE_PHASE")
+    phases = {"reboot": _phase("FOOTPRINT_REBOOT_PHASE"), "grow": _phase("FOOTPRINT_GROW_PHASE")}
+    if all(phases.values()):
+        raise pytest.UsageError("FOOTPRINT_REBOOT_PHASE and FOOTPRINT_GROW_PHASE: one at a time")
 
     def wanted(item: pytest.Item) -> bool:
         upgrade = item.get_closest_marker("upgrade") is not None
@@ -145,12 +148,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             return upgrade and item.name.startswith(f"test_{upgrade_phase}_upgrade_")
         if upgrade:
             return False
-        reboot = item.get_closest_marker("reboot") is not None
-        if phase == "before":  # only the step before the reboot
-            return reboot and item.name.startswith("test_before_")
-        if phase == "after":  # the whole suite, plus the checks after the reboot
-            return not reboot or item.name.startswith("test_after_")
-        return not reboot
+        for marker, phase in phases.items():
+            marked = item.get_closest_marker(marker) is not None
+            if phase == "before":  # only the step before the reboot / the grow
+                return marked and item.name.startswith("test_before_")
+            if phase == "after" and marked:  # the whole suite, plus the checks after it
+                return item.name.startswith("test_after_")
+            if marked:
+                return False
+        return True
 
     keep = [item for item in items if wanted(item)]
     if len(keep) != len(items):

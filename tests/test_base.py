@@ -87,10 +87,18 @@ def test_firewall_opens_the_ports_of_the_components_on_the_host(hostvars: dict[s
             expected.add(int(setting(hostvars, "footprint_dashboard_port")))
         if setting(hostvars, "footprint_tls_enabled") and int(setting(hostvars, "footprint_proxy_http_port")):
             expected.add(int(setting(hostvars, "footprint_proxy_http_port")))  # nginx's redirect to HTTPS
+    inventory, me = setting(hostvars, "groups"), hostvars["inventory_hostname"]
     if "kafka" in groups:
         expected.add(int(setting(hostvars, "kafka_port")))
+        if len(inventory["kafka"]) > 1 and me in inventory.get(setting(hostvars, "kafka_controller_group"), []):
+            expected.add(int(setting(hostvars, "kafka_controller_port")))  # to the other Kafka hosts only
     if "clickhouse" in groups:
         expected |= {int(setting(hostvars, "clickhouse_http_port")), int(setting(hostvars, "clickhouse_tcp_port"))}
+        if len(inventory["clickhouse"]) > 1 and setting(hostvars, "clickhouse_cluster_replicated"):
+            expected.add(int(setting(hostvars, "clickhouse_interserver_port")))  # to the other ClickHouse hosts only
+            if me in inventory.get(setting(hostvars, "clickhouse_keeper_group"), []):
+                expected |= {int(setting(hostvars, "clickhouse_keeper_port")),
+                             int(setting(hostvars, "clickhouse_keeper_raft_port"))}
     if "postgresql" in groups:
         expected.add(int(setting(hostvars, "postgresql_port")))
     assert {int(p["port"]) for p in setting(hostvars, "base_firewall_service_ports")} == expected

@@ -27,6 +27,8 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 from conftest import Secret, secret, setting
 
+testinfra_hosts = ["ansible://clickhouse"]
+
 ROLE = Path(__file__).resolve().parent.parent / "roles" / "clickhouse"
 ROLE_OS_VARS: dict[str, Any] = yaml.safe_load((ROLE / "vars" / "Debian.yml").read_text())
 SYSCTL_FILE = "/etc/sysctl.d/60-footprint-base.conf"

@@ -22,7 +22,7 @@ import httpx
 import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from conftest import Secret, kafka_client, pg_tls, secret, setting, web_scheme, web_verify
+from conftest import Secret, address_of, kafka_client, pg_tls, secret, setting, web_scheme, web_verify
 
 # The probe runs from the control node against the collector's host.
 testinfra_hosts = ["ansible://app"]
@@ -44,14 +44,24 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = DEADLINE_S) -
 
 
 @pytest.fixture(scope="module")
-def endpoints(component: Callable[[str], tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-    """Where every client listener is, from the resolved inventory; passwords and the API key as Secret."""
-    app_addr, app_vars = component("app")
+def endpoints(component: Callable[[str], tuple[str, dict[str, Any]]], hostvars: dict[str, Any]) -> dict[str, Any]:
+    """endpoints_of the app host under test."""
+    return endpoints_of(component, hostvars)
+
+
+def endpoints_of(component: Callable[[str], tuple[str, dict[str, Any]]], hostvars: dict[str, Any]) -> dict[str, Any]:
+    """Where every client listener is, from the resolved inventory: the collector of the app host of
+    `hostvars` (each app host runs one), the stores of their groups' first hosts; passwords and the
+    API key as Secret."""
+    if "app" not in setting(hostvars, "group_names"):
+        pytest.fail(f"{hostvars['inventory_hostname']} is not an app host: the delivery checks run on app hosts")
+    app_addr, app_vars = address_of(hostvars), hostvars
     pg_addr, pg_vars = component("postgresql")
     ch_addr, ch_vars = component("clickhouse")
     _, kafka_vars = component("kafka")
     return {
         "collector": f"{web_scheme(app_vars)}://{app_addr}:{setting(app_vars, 'footprint_collector_port')}",
+        "app_hosts": list(hostvars["groups"]["app"]),
         "verify": web_verify(app_vars),  # the deploy's CA when nginx terminates TLS
         "api_key": secret(app_vars, "footprint_api_keys"),
         "pg": {

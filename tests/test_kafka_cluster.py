@@ -12,7 +12,9 @@ with the role's own filters (roles/kafka/filter_plugins/kafka_quorum.py) from
   min.insync.replicas one less
 - `destructive`: an idempotent acks=all producer writes a numbered stream while the broker that
   leads its partition is killed with SIGKILL (systemd starts it again): every number is read back
-  exactly once, and the partition is back to all replicas in sync.
+  exactly once, and the partition is back to all replicas in sync. Meanwhile events go through
+  every app host's collector (when the inventory has app hosts): each accepted one is found
+  exactly once in PostgreSQL and ClickHouse.
 """
 
 from __future__ import annotations
@@ -21,12 +23,17 @@ import importlib.util
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import upgrade_traffic
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
 from conftest import ROOT, address_of, kafka_client, resolved, setting
+from test_delivery import endpoints_of, wait_for
+from test_upgrade import runs_of, stored_ids
 
 testinfra_hosts = ["ansible://kafka"]
 
@@ -113,12 +120,60 @@ def wait_in_sync(admin: AdminClient, topic: str, replicas: int, timeout: float) 
     pytest.fail(f"{topic}/0 not back to {replicas} in-sync replicas within {timeout} s")
 
 
+class CollectorTraffic:
+    """Batches of events through every app host's collector, each batch sent until accepted, in
+    threads, from start() to stop(); every request logged (tests/upgrade_traffic.py)."""
+
+    def __init__(self, endpoints: list[dict[str, Any]], logs: Path) -> None:
+        self.endpoints = endpoints
+        self.logs = [logs / f"traffic-{i}.jsonl" for i in range(len(endpoints))]
+        self.done = threading.Event()
+        self.threads = [threading.Thread(target=self._send, args=(ep, log), daemon=True)
+                        for ep, log in zip(endpoints, self.logs, strict=True)]
+
+    def _send(self, ep: dict[str, Any], log: Path) -> None:
+        with log.open("a") as out:
+            sender = upgrade_traffic.Sender(ep["collector"], ep["api_key"].reveal(), out,
+                                            "kill" + uuid.uuid4().hex[:8], ep["verify"])
+            until_accepted = upgrade_traffic.Stop()
+            while not self.done.is_set():
+                sender.send_until_accepted(sender.batch(20, "kill"), 0.5, until_accepted)
+                time.sleep(0.2)
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+
+    def stop_and_check(self) -> str:
+        """Every accepted event exactly once in both stores; the report line."""
+        self.done.set()
+        for t in self.threads:
+            t.join(180)
+            assert not t.is_alive(), "a collector did not accept a batch within 180 s"
+        accepted = {upgrade_traffic.event_id(m) for log in self.logs for m in upgrade_traffic.accepted_ids(log)}
+        runs = sorted({r for log in self.logs for r in runs_of(log)})
+        ep = self.endpoints[0]
+
+        def caught_up() -> tuple[list[str], list[str]] | None:
+            pg, ch = stored_ids(ep, runs)
+            return (pg, ch) if accepted <= set(pg) and accepted <= set(ch) else None
+
+        found = wait_for(f"all {len(accepted)} accepted events in both stores", caught_up, timeout=180)
+        for store, ids in zip(("PostgreSQL", "ClickHouse"), found, strict=True):
+            assert len(ids) == len(set(ids)), f"{store} holds {len(ids) - len(set(ids))} events more than once"
+        return (f"{len(accepted)} events accepted by {len(self.threads)} collectors meanwhile, "
+                "each found exactly once in PostgreSQL and ClickHouse")
+
+
 @pytest.mark.destructive
 def test_kill_9_of_the_leader_under_a_producer_loses_and_duplicates_nothing(
-    host: Any, hostvars: dict[str, Any], cluster: dict[str, Any], admin: AdminClient, request: pytest.FixtureRequest
+    host: Any, hostvars: dict[str, Any], cluster: dict[str, Any], admin: AdminClient, request: pytest.FixtureRequest,
+    component: Callable[[str], tuple[str, dict[str, Any]]], tmp_path: Path,
 ) -> None:
     if host.backend.get_hostname() != cluster["hosts"][0]:
         pytest.skip("runs once for the cluster (from the first Kafka host's parameter)")
+    apps = hostvars["groups"].get("app", [])
+    traffic = CollectorTraffic([endpoints_of(component, resolved(request.config, h)) for h in apps], tmp_path)
     topic = f"footprint-kill-{uuid.uuid4().hex[:8]}"
     admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=cluster["rf"])])[topic].result(30)
     try:
@@ -143,6 +198,7 @@ def test_kill_9_of_the_leader_under_a_producer_loses_and_duplicates_nothing(
 
         sent = 0
         stop = threading.Event()
+        traffic.start()
         started = time.monotonic()
         killed_at = None
         while time.monotonic() - started < 40 and not stop.is_set():
@@ -171,10 +227,13 @@ def test_kill_9_of_the_leader_under_a_producer_loses_and_duplicates_nothing(
             idle = time.monotonic()
         consumer.close()
         back = wait_in_sync(admin, topic, cluster["rf"], 180)
+        through_the_app = traffic.stop_and_check() if apps else "no app host in the inventory"
         print(f"\nkill -9 of node {leader_id} ({victim}) at {killed_at:.1f} s: sent {sent}, delivered {len(delivered)}, "
-              f"failed {len(failed)}, read {len(seen)}, distinct {len(set(seen))}; ISR {cluster['rf']} again {back:.0f} s later")
+              f"failed {len(failed)}, read {len(seen)}, distinct {len(set(seen))}; ISR {cluster['rf']} again {back:.0f} s later;"
+              f" {through_the_app}")
         assert failed == []
         assert len(delivered) == sent
         assert sorted(seen) == list(range(sent)), "lost or duplicated"
     finally:
+        traffic.done.set()
         admin.delete_topics([topic])[topic].result(30)

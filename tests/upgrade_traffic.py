@@ -75,8 +75,8 @@ class Stop:
 
 
 class Sender:
-    def __init__(self, collector: str, key: str, out: IO[str], run: str) -> None:
-        self.client = httpx.Client(base_url=collector, timeout=10,
+    def __init__(self, collector: str, key: str, out: IO[str], run: str, verify: str | bool = True) -> None:
+        self.client = httpx.Client(base_url=collector, timeout=10, verify=verify,
                                    headers={"Authorization": f"Bearer {key}", "X-Footprint-Probe": "1"})
         self.out = out
         self.run = run

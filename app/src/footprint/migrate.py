@@ -131,12 +131,13 @@ _ALTER_TABLE = re.compile(r"^ALTER TABLE \{db\}\.(\w+)\s")
 _COLUMN_CHANGE = re.compile(r"\b(ADD|DROP|MODIFY|RENAME|COMMENT) COLUMN\b")
 
 
-def cluster_statements(statements: list[str], cluster: str) -> list[str]:
+def cluster_statements(statements: list[str], cluster: str, replicated: bool = True) -> list[str]:
     """A migration's statements (with ``{db}``) for a cluster named ``cluster``, run on every host.
 
-    CREATE TABLE of a known table -> the replicated ``<table>_local`` and the Distributed
-    ``<table>``; every other reference to a known table -> its local table (views, indexes,
-    backfills work on each host's own data); a column change -> on both. An unknown table raises:
+    CREATE TABLE of a known table -> the ``<table>_local`` (replicated, or with ``replicated``
+    false the migration's own engine: shards without replicas) and the Distributed ``<table>``;
+    every other reference to a known table -> its local table (views, indexes, backfills work on
+    each host's own data); a column change -> on both. An unknown table raises:
     a new table needs its place in CLUSTER_TABLES, never a silent single-host table in a cluster.
     """
     out: list[str] = []
@@ -147,7 +148,8 @@ def cluster_statements(statements: list[str], cluster: str) -> list[str]:
             table = create.group(1)
             if table not in CLUSTER_TABLES or not _ENGINE.search(stmt):
                 raise ValueError(f"{table}: a table the cluster layout does not know (migrate.CLUSTER_TABLES)")
-            out.append(_ENGINE.sub(lambda m: f"ENGINE = Replicated{m.group(1)}({REPLICA_PATH})", local, count=1))
+            out.append(_ENGINE.sub(lambda m: f"ENGINE = Replicated{m.group(1)}({REPLICA_PATH})", local, count=1)
+                       if replicated else local)
             key = f", {CLUSTER_TABLES[table]}" if CLUSTER_TABLES[table] else ""
             out.append(f"CREATE TABLE IF NOT EXISTS {{db}}.{table} AS {{db}}.{table}_local\n"
                        f"ENGINE = Distributed('{cluster}', '{{db}}', '{table}_local'{key})")
@@ -164,7 +166,8 @@ def clickhouse_statements(mig: Migration, settings: Settings) -> list[str]:
     db = settings.ch_database
     if not settings.ch_cluster:
         return split_statements(mig.text.replace("{db}", db))
-    return [s.replace("{db}", db) for s in cluster_statements(split_statements(mig.text), settings.ch_cluster)]
+    statements = cluster_statements(split_statements(mig.text), settings.ch_cluster, settings.ch_replicated)
+    return [s.replace("{db}", db) for s in statements]
 
 
 # A cluster's owner waits for every replica to apply an ALTER of a replicated table before the

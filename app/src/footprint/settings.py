@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     # a cluster: migrations create replicated local tables and Distributed tables over them on every
     # host of ch_host; empty = a single server, as before
     ch_cluster: str = ""
+    # with ch_cluster: the local tables are Replicated*MergeTree (replicas kept by the cluster's
+    # Keeper / ZooKeeper); false = shards without replicas, plain *MergeTree local tables (the
+    # clickhouse role's clickhouse_cluster_replicated: capacity, no redundancy, no coordination service)
+    ch_replicated: bool = True
     ch_database: str = "footprint"
     ch_user: str = "footprint_writer"
     ch_password: SecretStr = SecretStr("")

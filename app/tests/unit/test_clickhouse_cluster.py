@@ -17,8 +17,8 @@ from footprint.settings import Settings, parse_ch_hosts
 PATH = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"
 
 
-def statements(cluster: str) -> dict[str, list[str]]:
-    settings = Settings(ch_cluster=cluster, ch_database="fp")
+def statements(cluster: str, replicated: bool = True) -> dict[str, list[str]]:
+    settings = Settings(ch_cluster=cluster, ch_database="fp", ch_replicated=replicated)
     return {m.name: migrate.clickhouse_statements(m, settings) for m in migrate.load("clickhouse")}
 
 
@@ -48,6 +48,19 @@ def test_a_cluster_gets_replicated_local_tables_and_distributed_tables_under_the
     # each local table before its Distributed table
     assert every.index(creates["events_local"]) < every.index(creates["events"])
     assert not any("ON CLUSTER" in s for s in every)
+
+
+def test_shards_without_replicas_keep_the_migrations_engines_and_only_that_changes() -> None:
+    replicated, plain = statements("footprint"), statements("footprint", replicated=False)
+    engine = re.compile(r"ENGINE = Replicated(\w*MergeTree)\(" + re.escape(PATH) + r"\)")
+    changed = 0
+    for name, stmts in replicated.items():
+        assert len(plain[name]) == len(stmts)
+        for r, p in zip(stmts, plain[name], strict=True):
+            assert "Replicated" not in p
+            assert engine.sub(r"ENGINE = \1", r) == p
+            changed += r != p
+    assert changed == 4  # the four local tables; their Distributed tables and everything else as before
 
 
 def test_views_indexes_and_backfills_work_on_the_local_tables() -> None:

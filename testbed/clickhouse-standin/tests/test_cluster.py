@@ -8,8 +8,8 @@ clickhouse_interserver_host, and the stand-ins listen on loopback); ports are th
 Then, as the engine reads it:
 - system.clusters shows the role's shards, getMacro() each host's macros;
 - the app's own migrations for a cluster (FOOTPRINT_CH_CLUSTER), run by migrate_clickhouse on
-  every host, with ONE substitution said here plainly: Replicated*MergeTree becomes the plain
-  engine, because the stand-in cannot create a replicated table (test_a_replicated_table_cannot_be_
+  every host, for shards without replicas (FOOTPRINT_CH_REPLICATED=false: the plain engines),
+  because the stand-in cannot create a replicated table (test_a_replicated_table_cannot_be_
   created_here shows it refuses); no replica exists here, replication is not tested;
 - the app's ClickHouse sink writes events through the Distributed table, sharded by event_id: the
   rows are spread over both shards as cityHash64(event_id) says, the sink's id lookup finds them
@@ -94,6 +94,7 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[StandIn]]:
 def settings_for(shards: list[StandIn], hosts: str | None = None) -> Settings:
     return Settings(
         ch_host=hosts or ",".join(f"{ch.host}:{ch.http_port}" for ch in shards), ch_cluster="footprint",
+        ch_replicated=False,
         ch_user=WRITER.name, ch_password=SecretStr(WRITER.password),
         ch_owner_user=OWNER.name, ch_owner_password=SecretStr(OWNER.password),
         ch_reader_user=READER.name, ch_reader_password=SecretStr(READER.password),
@@ -130,24 +131,9 @@ def test_a_replicated_table_cannot_be_created_here(shards: list[StandIn]) -> Non
 
 @pytest.fixture(scope="module")
 def migrated(shards: list[StandIn]) -> list[str]:
-    strip = re.compile(r"ENGINE = Replicated(\w*MergeTree)\(" + re.escape(migrate.REPLICA_PATH) + r"\)")
-    real = migrate.clickhouse_statements
-
-    def without_replication(mig: migrate.Migration, settings: Settings) -> list[str]:
-        statements = real(mig, settings)
-        out = [strip.sub(r"ENGINE = \1", s) for s in statements]
-        # the engine is all that changes, and every replicated table loses its replication
-        assert sum("Replicated" in s for s in statements) == sum(s != r for s, r in zip(out, statements, strict=True))
-        assert not any("Replicated" in s for s in out)
-        return out
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(migrate, "clickhouse_statements", without_replication)
-    try:
-        applied = migrate.migrate_clickhouse(settings_for(shards))
-        assert migrate.migrate_clickhouse(settings_for(shards)) == []  # each host recorded them
-    finally:
-        mp.undo()
+    # shards without replicas (FOOTPRINT_CH_REPLICATED=false): the migrations' own engines
+    applied = migrate.migrate_clickhouse(settings_for(shards))
+    assert migrate.migrate_clickhouse(settings_for(shards)) == []  # each host recorded them
     return applied
 
 
