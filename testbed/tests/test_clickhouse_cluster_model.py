@@ -177,6 +177,20 @@ def test_an_existing_zookeeper_replaces_keeper(tmp_path: Path) -> None:
     assert not list((tmp_path / "out").glob("*.footprint-keeper.xml"))
 
 
+def test_shards_without_replicas_need_no_coordination_service(tmp_path: Path) -> None:
+    hosts = {"c1": node(1, 1, "a"), "c2": node(2, 2, "a")}
+    res = render(tmp_path, inventory(hosts, None, clickhouse_tls_enabled=False, clickhouse_cluster_replicated=False))
+    assert res.returncode == 0, res.stdout[-3000:]
+    for h, hv in hosts.items():
+        cfg = out(tmp_path, h, "footprint-cluster.xml")
+        shards = cfg.findall("remote_servers/footprint/shard")
+        assert [[r.findtext("host") for r in sh.findall("replica")] for sh in shards] == [["10.77.0.71"], ["10.77.0.72"]]
+        assert cfg.findtext("macros/shard") == str(hv["clickhouse_shard"])
+        for replication in ("zookeeper", "interserver_http_host", "interserver_http_port", "interserver_http_credentials"):
+            assert cfg.find(replication) is None, replication
+    assert not list((tmp_path / "out").glob("*.footprint-keeper.xml"))
+
+
 BAD = [
     ("pair-used-twice", {"c1": node(1, 1, "a", 1), "c2": node(2, 1, "a", 2), "c3": node(3, 2, "a", 3)},
      ["c1", "c2", "c3"], "The pair (clickhouse_shard, clickhouse_replica) must be set per host and unique"),
@@ -216,7 +230,10 @@ def refused_cases() -> dict[str, dict[str, Any]]:
     """Every inventory this module expects the role to refuse, by case."""
     cases = {case: inventory(hosts, keepers) for case, hosts, keepers, _ in BAD}
     bad_zookeeper = inventory({"c1": node(1, 1, "a"), "c2": node(2, 2, "a")}, None, clickhouse_zookeeper_hosts=["zk1.example"])
-    return cases | {"outsider": outsider(), "loopback": loopback(), "bad-zookeeper": bad_zookeeper}
+    replicas_unreplicated = inventory({"c1": node(1, 1, "a"), "c2": node(2, 1, "b")}, None, clickhouse_cluster_replicated=False)
+    disagree = inventory({"c1": {**node(1, 1, "a"), "clickhouse_cluster_replicated": False}, "c2": node(2, 2, "a")}, ["c1"])
+    return cases | {"outsider": outsider(), "loopback": loopback(), "bad-zookeeper": bad_zookeeper,
+                    "replicas-unreplicated": replicas_unreplicated, "disagree": disagree}
 
 
 refused = refused_fixture(RENDER, refused_cases, CLUSTER_GROUPS, FACTS)  # each case its own cluster, in one run
@@ -229,6 +246,12 @@ def test_bad_cluster_input_fails_naming_the_variable(refused: dict[str, str], ca
 
 def test_a_keeper_outside_the_clickhouse_group_is_refused(refused: dict[str, str]) -> None:
     assert_failed_with(refused, "outsider", "not in clickhouse_outsider: outsider.k9")  # case c's group is clickhouse_c
+
+
+def test_replicas_without_replication_and_a_split_setting_are_refused(refused: dict[str, str]) -> None:
+    assert_failed_with(refused, "replicas-unreplicated",
+                       "clickhouse_cluster_replicated is false (shards without replicas), but a shard has several hosts")
+    assert_failed_with(refused, "disagree", "clickhouse_cluster_name and clickhouse_cluster_replicated must be the same")
 
 
 def test_loopback_interserver_host_and_bad_zookeeper_hosts_are_refused(refused: dict[str, str]) -> None:
