@@ -122,7 +122,7 @@ def wait_in_sync(admin: AdminClient, topic: str, replicas: int, timeout: float) 
 
 class CollectorTraffic:
     """Batches of events through every app host's collector, each batch sent until accepted, in
-    threads, from start() to stop(); every request logged (tests/upgrade_traffic.py)."""
+    threads, from start() to stop_and_check(); every request logged (tests/upgrade_traffic.py)."""
 
     def __init__(self, endpoints: list[dict[str, Any]], logs: Path) -> None:
         self.endpoints = endpoints
