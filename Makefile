@@ -92,7 +92,7 @@ fuzz: venv artifacts ## schemathesis against a live collector and broker, 10,000
 molecule: venv artifacts ## the offline molecule scenario: create, converge site.yml, idempotence, verify, destroy
 	molecule test
 
-molecule-cluster: venv artifacts ## the cluster scenario: three hosts, Kafka grown from one node to three, ClickHouse and the app on two, a broker killed under traffic (~25 min)
+molecule-cluster: venv artifacts ## the cluster scenario: three hosts, Kafka grown from one node to three, ClickHouse and the app on two, a broker killed under traffic (~22 min)
 	molecule test -s cluster
 
 molecule-upgrade: venv artifacts ## the upgrade scenario: release v0.1.0 deployed, upgrade.yml under traffic, a failed gate (~15 min)

@@ -23,6 +23,7 @@ import ssl
 import struct
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -170,8 +171,20 @@ def scratch_topic(kafka: dict[str, Any]) -> Iterator[str]:
     admin = AdminClient(kafka_client(kafka["vars"], kafka["bootstrap"]))
     name = f"footprint-tls-{uuid.uuid4().hex[:10]}"
     admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])[name].result(30)
+    assert in_metadata(admin, name), f"{name}: created, but not in the cluster's metadata within 15 s"
     yield name
     admin.delete_topics([name])[name].result(30)
+
+
+def in_metadata(admin: AdminClient, topic: str, timeout: float = 15) -> bool:
+    """Whether the topic shows in the metadata within `timeout` s: with several brokers, the one a
+    request lands on may learn of a new topic a moment after the controller created it."""
+    deadline = time.monotonic() + timeout
+    while topic not in admin.list_topics(timeout=15).topics:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
 
 
 def produce_error(config: dict[str, Any], topic: str) -> KafkaError | None:
@@ -198,7 +211,7 @@ def test_consumer_cannot_delete_or_create_topics(kafka: dict[str, Any], scratch_
         admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])[name].result(30)
     assert created.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
     # the scratch topic is still there (the admin deletes it)
-    assert scratch_topic in AdminClient(kafka_client(kafka["vars"], kafka["bootstrap"])).list_topics(timeout=15).topics
+    assert in_metadata(AdminClient(kafka_client(kafka["vars"], kafka["bootstrap"])), scratch_topic)
 
 
 def test_collector_cannot_read(kafka: dict[str, Any], scratch_topic: str) -> None:
