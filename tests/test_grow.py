@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 import upgrade_traffic
-from test_delivery import endpoints, wait_for
-from test_upgrade import cluster_id, runs_of, stored_ids, topic_digests
+from test_delivery import endpoints
+from test_upgrade import cluster_id, load_and_snapshot, runs_of, stored_ids, topic_digests
 
 __all__ = ["endpoints"]  # the fixture, shared with test_delivery
 
@@ -44,27 +44,8 @@ def load_logs() -> list[Path]:
 
 
 def test_before_grow_events_through_this_collector_reach_both_stores(endpoints: dict[str, Any], host: Any) -> None:
-    ep = endpoints
-    log = state() / f"load-{host.backend.get_hostname()}.jsonl"
-    log.unlink(missing_ok=True)
-    with log.open("a") as out:
-        sender = upgrade_traffic.Sender(ep["collector"], ep["api_key"].reveal(), out, "grow" + os.urandom(4).hex(),
-                                        ep["verify"])
-        stop = upgrade_traffic.Stop()
-        while sender.n < N_LOAD:
-            sender.send_until_accepted(sender.batch(min(100, N_LOAD - sender.n), "grow"), 1.0, stop)
-    accepted = upgrade_traffic.accepted_ids(log)
-    assert len(accepted) == N_LOAD
-    expected = {upgrade_traffic.event_id(m) for m in accepted}
-
-    def all_stored() -> bool:
-        pg, ch = stored_ids(ep, runs_of(log))
-        return expected <= set(pg) and expected <= set(ch)
-
-    wait_for(f"{N_LOAD} events through {ep['collector']} in PostgreSQL and ClickHouse", all_stored, timeout=180)
-    # after the last app host's load, this snapshot holds every loaded event
-    snapshot = {"cluster_id": cluster_id(ep), "topics": topic_digests(ep)}
-    (state() / "kafka-before.json").write_text(json.dumps(snapshot, indent=1))
+    # after the last app host's load, the snapshot it saves holds every loaded event
+    load_and_snapshot(endpoints, state() / f"load-{host.backend.get_hostname()}.jsonl", N_LOAD, "grow")
 
 
 def test_after_grow_every_loaded_event_is_stored_exactly_once(endpoints: dict[str, Any]) -> None:

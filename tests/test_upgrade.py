@@ -111,26 +111,32 @@ def runs_of(path: Path) -> list[str]:
     return sorted({i.split("-")[1] for r in upgrade_traffic.read_log(path) for i in r["ids"]})
 
 
-def test_before_upgrade_load_is_accepted_and_stored(endpoints: dict[str, Any]) -> None:
-    ep = endpoints
-    log = state() / "load.jsonl"
+def load_and_snapshot(ep: dict[str, Any], log: Path, count: int, label: str) -> None:
+    """Send `count` events through `ep`'s collector in batches of 100, each retried until accepted
+    (every attempt in `log`), wait until all of them are in both stores, then save a snapshot of
+    Kafka (cluster id, a digest of every topic) to kafka-before.json in `log`'s directory."""
     log.unlink(missing_ok=True)
     with log.open("a") as out:
-        sender = upgrade_traffic.Sender(ep["collector"], ep["api_key"].reveal(), out, "load" + os.urandom(4).hex())
+        sender = upgrade_traffic.Sender(ep["collector"], ep["api_key"].reveal(), out, label + os.urandom(4).hex(),
+                                        ep["verify"])
         stop = upgrade_traffic.Stop()
-        while sender.n < N_LOAD:
-            sender.send_until_accepted(sender.batch(min(100, N_LOAD - sender.n), "load"), 1.0, stop)
+        while sender.n < count:
+            sender.send_until_accepted(sender.batch(min(100, count - sender.n), label), 1.0, stop)
     accepted = upgrade_traffic.accepted_ids(log)
-    assert len(accepted) == N_LOAD
+    assert len(accepted) == count
     expected = {upgrade_traffic.event_id(m) for m in accepted}
 
     def all_stored() -> bool:
         pg, ch = stored_ids(ep, runs_of(log))
         return set(pg) == expected and set(ch) == expected
 
-    wait_for(f"{N_LOAD} events in PostgreSQL and ClickHouse", all_stored, timeout=180)
+    wait_for(f"{count} events through {ep['collector']} in PostgreSQL and ClickHouse", all_stored, timeout=180)
     snapshot = {"cluster_id": cluster_id(ep), "topics": topic_digests(ep)}
-    (state() / "kafka-before.json").write_text(json.dumps(snapshot, indent=1))
+    (log.parent / "kafka-before.json").write_text(json.dumps(snapshot, indent=1))
+
+
+def test_before_upgrade_load_is_accepted_and_stored(endpoints: dict[str, Any]) -> None:
+    load_and_snapshot(endpoints, state() / "load.jsonl", N_LOAD, "load")
 
 
 def test_after_upgrade_every_accepted_event_is_stored_exactly_once(endpoints: dict[str, Any], host: Any) -> None:
