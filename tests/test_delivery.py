@@ -64,6 +64,7 @@ def endpoints_of(component: Callable[[str], tuple[str, dict[str, Any]]], hostvar
         "app_hosts": list(hostvars["groups"]["app"]),
         "verify": web_verify(app_vars),  # the deploy's CA when nginx terminates TLS
         "api_key": secret(app_vars, "footprint_api_keys"),
+        "private_key": secret(app_vars, "footprint_private_keys"),  # the read API's, erasure's
         "pg": {
             "host": pg_addr,
             "port": setting(pg_vars, "postgresql_port"),

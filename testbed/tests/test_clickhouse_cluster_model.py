@@ -153,6 +153,8 @@ def test_two_shards_of_two_replicas_with_three_keepers(tmp_path: Path, tls: bool
         owner_grants = [q.text for q in users.findall("users/footprint_owner/grants/query")]
         for engine in ("ReplicatedReplacingMergeTree", "ReplicatedAggregatingMergeTree", "Distributed"):
             assert f"GRANT TABLE ENGINE ON {engine}" in owner_grants
+        # the erasure reaches every shard: it reads a host's shard macro and the cluster's shards
+        assert {"GRANT SELECT ON system.macros", "GRANT SELECT ON system.clusters"} <= set(owner_grants)
     for h in ("c1", "c2", "c3"):
         keeper = out(tmp_path, h, "footprint-keeper.xml").find("keeper_server")
         assert keeper is not None

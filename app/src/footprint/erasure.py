@@ -31,7 +31,7 @@ from typing import Any
 from footprint.batch import Docs
 from footprint.fastwire import user_id_of
 from footprint.settings import Settings
-from footprint.stores import ch_client, pg_connect
+from footprint.stores import ch_client, ch_shard_clients, pg_connect
 
 log = logging.getLogger("footprint.erasure")
 
@@ -113,25 +113,48 @@ class Eraser:
         (and ``rebuild``); returns (PostgreSQL rows, ClickHouse ids, the hours)."""
         with self._owner() as conn:
             pg_deleted = conn.execute("DELETE FROM events WHERE user_id = %s", (user_id,)).rowcount
-        client = ch_client(self.settings, "owner")
+        return (pg_deleted, *self.erase_clickhouse(user_id, rebuild))
+
+    def erase_clickhouse(self, user_id: str, rebuild: list[datetime] | None = None) -> tuple[int, list[datetime]]:
+        """ClickHouse's part of ``erase``: (ids deleted, the hours they were in).
+
+        A cluster (``ch_cluster``): a mutation of a Distributed table is refused, and the rollups'
+        Distributed tables take no writes, so each shard (one host of it: ``ch_shard_clients``)
+        deletes from its own ``*_local`` tables and rebuilds its own rollups from its own events,
+        as its materialized views filled them. Events are sharded by event_id, so the shards' ids
+        add up without overlap."""
+        if self.settings.ch_cluster:
+            clients, suffix = ch_shard_clients(self.settings, "owner"), "_local"
+        else:
+            clients, suffix = [ch_client(self.settings, "owner")], ""
+        deleted, hours = 0, set[datetime]()
         try:
-            params = {"user": user_id}
-            ids = [r[0] for r in client.query(
-                "SELECT DISTINCT event_id FROM events WHERE user_id = {user:String}", parameters=params).result_rows]
-            hours = [r[0] for r in client.query(
-                "SELECT DISTINCT toStartOfHour(footprint_time) FROM events"
-                " WHERE user_id = {user:String} AND NOT synthetic", parameters=params).result_rows]
-            for start in range(0, len(ids), 10_000):
-                client.command("ALTER TABLE event_ids DELETE WHERE has({ids:Array(UUID)}, event_id)",
-                               parameters={"ids": ids[start:start + 10_000]}, settings=_MUTATION)
-            if ids:
-                client.command("ALTER TABLE events DELETE WHERE user_id = {user:String}", parameters=params,
-                               settings=_MUTATION)
-            if hours or rebuild:
-                _rebuild_rollups(client, sorted(set(hours) | set(rebuild or ())))
+            for client in clients:
+                n, shard_hours = _erase_ch(client, suffix, user_id, rebuild or [])
+                deleted, hours = deleted + n, hours | set(shard_hours)
         finally:
-            client.close()
-        return pg_deleted, len(ids), hours
+            for client in clients:
+                client.close()
+        return deleted, sorted(hours)
+
+
+def _erase_ch(client: Any, suffix: str, user_id: str, rebuild: list[datetime]) -> tuple[int, list[datetime]]:
+    """The erasure on one server's tables (``suffix`` "_local": a shard's own tables)."""
+    params = {"user": user_id}
+    ids = [r[0] for r in client.query(
+        f"SELECT DISTINCT event_id FROM events{suffix} WHERE user_id = {{user:String}}", parameters=params).result_rows]
+    hours = [r[0] for r in client.query(
+        f"SELECT DISTINCT toStartOfHour(footprint_time) FROM events{suffix}"
+        " WHERE user_id = {user:String} AND NOT synthetic", parameters=params).result_rows]
+    for start in range(0, len(ids), 10_000):
+        client.command(f"ALTER TABLE event_ids{suffix} DELETE WHERE has({{ids:Array(UUID)}}, event_id)",
+                       parameters={"ids": ids[start:start + 10_000]}, settings=_MUTATION)
+    if ids:
+        client.command(f"ALTER TABLE events{suffix} DELETE WHERE user_id = {{user:String}}", parameters=params,
+                       settings=_MUTATION)
+    if hours or rebuild:
+        _rebuild_rollups(client, sorted(set(hours) | set(rebuild)), suffix)
+    return len(ids), hours
 
 
 # The rollups fed by materialized views from ``events`` (clickhouse/0001_events.sql, 0003_read_side.sql,
@@ -147,16 +170,16 @@ _ROLLUPS = {
 }
 
 
-def _rebuild_rollups(client: Any, hours: list[datetime]) -> None:
+def _rebuild_rollups(client: Any, hours: list[datetime], suffix: str = "") -> None:
     """Each rollup's rows of ``hours`` deleted and made again from ``events`` (uniqExact states and sums
     cannot be subtracted). Rows a concurrent insert adds through a view in between may count twice in
     ``stats_hourly`` (the erasure's second pass rebuilds the hours again)."""
     hp = {"hours": hours}
     for table, (select, where, group) in _ROLLUPS.items():
-        client.command(f"ALTER TABLE {table} DELETE WHERE has({{hours:Array(DateTime('UTC'))}}, hour)",
+        client.command(f"ALTER TABLE {table}{suffix} DELETE WHERE has({{hours:Array(DateTime('UTC'))}}, hour)",
                        parameters=hp, settings=_MUTATION)
         client.command(
-            f"INSERT INTO {table} SELECT {select} FROM events FINAL WHERE {where}"
+            f"INSERT INTO {table}{suffix} SELECT {select} FROM events{suffix} FINAL WHERE {where}"
             " AND has({hours:Array(DateTime('UTC'))}, toStartOfHour(footprint_time))"
             f" GROUP BY {group}", parameters=hp)
 

@@ -63,3 +63,40 @@ def ch_client(
             if not isinstance(exc, OperationalError):  # answered: no other host would do better
                 break
     raise StoreUnavailable("; ".join(failures))
+
+
+def ch_shard_clients(settings: Settings, role: str = "owner") -> list[Client]:
+    """One client per shard of the cluster ``settings.ch_cluster``, for work that must reach every
+    shard's own (``*_local``) tables: of the hosts in ``ch_host``, in order, the first that answers
+    for each shard (its ``shard`` macro). With replicas, one replica per shard is enough (the
+    replicated tables carry a mutation to the others). A shard none of the hosts reached raises
+    StoreUnavailable naming how many were reached: such work cannot skip a shard."""
+    clients: dict[str, Client] = {}
+    failures: list[str] = []
+    shards = 0
+    try:
+        for endpoint in settings.ch_endpoints():
+            try:
+                client = ch_client(settings, role, host=endpoint)
+            except StoreUnavailable as exc:
+                failures.append(str(exc))
+                continue
+            shard = str(client.command("SELECT getMacro('shard')"))
+            shards = shards or int(str(client.command(
+                "SELECT count(DISTINCT shard_num) FROM system.clusters WHERE cluster = {c:String}",
+                parameters={"c": settings.ch_cluster})))
+            if shard in clients:
+                client.close()
+            else:
+                clients[shard] = client
+        if not shards or len(clients) < shards:
+            reached = ", ".join(sorted(clients)) or "none"
+            raise StoreUnavailable(
+                f"ClickHouse cluster {settings.ch_cluster!r}: {len(clients)} of {shards or 'its'} shards reached"
+                f" (shard macros: {reached}); every shard needs a reachable host in FOOTPRINT_CH_HOST"
+                + ("; " + "; ".join(failures) if failures else ""))
+    except BaseException:
+        for client in clients.values():
+            client.close()
+        raise
+    return list(clients.values())

@@ -15,7 +15,10 @@ Then, as the engine reads it:
   rows are spread over both shards as cityHash64(event_id) says, the sink's id lookup finds them
   on either shard, a replayed event lands on the shard of its first write (so FINAL collapses it),
   the rollup views fill each shard's local rollup, and a client given a host that is down first
-  fails over to the next and reads everything.
+  fails over to the next and reads everything;
+- the erasure of a user (the read API's job, its ClickHouse part) reaches both shards: their
+  events, ids and rollup rows go from each shard's local tables, the rollups keep the others'
+  events; with a shard's only host unreachable it refuses, naming the shards reached.
 NOT exercised here: Keeper / ZooKeeper (the zookeeper section is not carried), replication,
 interserver fetches, ON CLUSTER, TLS between the nodes.
 """
@@ -42,18 +45,22 @@ sys.path.insert(0, str(ROOT / "app" / "src"))  # this checkout's app
 from chstandin import StandIn, StandInUser  # noqa: E402
 from chstandin.fixture import free_port  # noqa: E402
 from footprint import migrate  # noqa: E402
+from footprint.erasure import Eraser  # noqa: E402
 from footprint.schema import dumps, make_event  # noqa: E402
 from footprint.settings import Settings  # noqa: E402
 from footprint.sinks import ClickHouseSink  # noqa: E402
-from footprint.stores import ch_client  # noqa: E402
+from footprint.stores import StoreUnavailable, ch_client  # noqa: E402
 
 ENGINES = ["MergeTree", "ReplacingMergeTree", "AggregatingMergeTree", "Distributed"]
-OWNER = StandInUser("footprint_owner", "owner-pw-1234", ("ALL ON footprint.*", *(f"TABLE ENGINE ON {e}" for e in ENGINES)))
+# the role's grants in a cluster (roles/clickhouse/vars/main.yml)
+OWNER = StandInUser("footprint_owner", "owner-pw-1234", ("ALL ON footprint.*", *(f"TABLE ENGINE ON {e}" for e in ENGINES),
+                                                         "SELECT ON system.macros", "SELECT ON system.clusters"))
 WRITER = StandInUser("footprint_writer", "writer-pw-1234", ("INSERT, SELECT ON footprint.*",))
 READER = StandInUser("footprint_reader", "reader-pw-1234", ("SELECT ON footprint.*",))
 
 
 def _model() -> Any:
+    sys.path.insert(0, str(ROOT / "testbed" / "tests"))  # its helpers (local_play), also when this file runs alone
     spec = importlib.util.spec_from_file_location("ch_model", ROOT / "testbed/tests/test_clickhouse_cluster_model.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -137,6 +144,15 @@ def migrated(shards: list[StandIn]) -> list[str]:
     return applied
 
 
+def write_all(shards: list[StandIn], batch: dict[str, bytes]) -> None:
+    """``batch`` through the app's ClickHouse sink (the Distributed tables), every event new."""
+    sink = ClickHouseSink(settings_for(shards))
+    try:
+        assert sink.write(batch) == len(batch)
+    finally:
+        sink.close()
+
+
 def docs(n: int, start: datetime) -> dict[str, bytes]:
     out = {}
     for i in range(n):
@@ -192,11 +208,7 @@ def test_the_rollups_fill_on_each_shard_and_read_through_the_distributed_table(
     shards: list[StandIn], migrated: list[str]
 ) -> None:
     batch = docs(60, datetime(2026, 11, 29, 8, tzinfo=UTC))
-    sink = ClickHouseSink(settings_for(shards))
-    try:
-        assert sink.write(batch) == 60
-    finally:
-        sink.close()
+    write_all(shards, batch)  # 60 events
     day = "hour >= '2026-11-29 00:00:00' AND hour < '2026-11-30 00:00:00'"
     for ch in shards:
         assert scalar(ch, f"SELECT sum(events) FROM footprint.stats_hourly WHERE {day}") == "60"
@@ -219,3 +231,40 @@ def test_a_client_given_a_host_that_is_down_fails_over_to_the_next(shards: list[
         assert everything.result_rows[0][0] == 200
     finally:
         client.close()
+
+
+def test_an_erasure_deletes_the_user_on_every_shard_and_rebuilds_each_shard_s_rollups(
+    shards: list[StandIn], migrated: list[str]
+) -> None:
+    start = datetime(2026, 11, 28, 9, tzinfo=UTC)
+    batch, ids = {}, {"erase-me": [], "keep-me": []}
+    for i in range(80):  # 40 page views of "erase-me", 40 of "keep-me", over two hours
+        who = "erase-me" if i % 2 else "keep-me"
+        event = make_event(type="page", link=f"/e{i % 5}", user_id=who, anonymous_id=f"v{i % 9}", method="GET",
+                           footprint_time=start + timedelta(minutes=i), received_at=start + timedelta(minutes=i))
+        batch[event["event_id"]] = dumps(event)
+        ids[who].append(str(event["event_id"]))
+    write_all(shards, batch)  # 80 events
+    user = "SELECT count() FROM footprint.{t} WHERE user_id = 'erase-me'"
+    assert all(int(scalar(ch, user.format(t="events_local"))) > 0 for ch in shards)  # the user is on both
+    day = "hour >= '2026-11-28 00:00:00' AND hour < '2026-11-29 00:00:00'"
+    assert scalar(shards[0], f"SELECT sum(events) FROM footprint.stats_hourly WHERE {day}") == "80"
+
+    with pytest.raises(StoreUnavailable, match=r"1 of 2 shards reached"):
+        Eraser(settings_for(shards, hosts=f"127.0.0.1:{shards[0].http_port}")).erase_clickhouse("erase-me")
+    assert scalar(shards[0], user.format(t="events")) == "40"  # refused before any shard was touched
+
+    deleted, hours = Eraser(settings_for(shards)).erase_clickhouse("erase-me")
+    assert deleted == 40
+    assert [h.replace(tzinfo=None) for h in hours] == [datetime(2026, 11, 28, 9), datetime(2026, 11, 28, 10)]
+    indexed = "SELECT count() FROM footprint.event_ids_local WHERE has([{}], toString(event_id))"
+    for ch in shards:
+        assert scalar(ch, user.format(t="events_local")) == "0"
+        assert scalar(ch, indexed.format(",".join(f"'{i}'" for i in ids["erase-me"]))) == "0"
+        assert int(scalar(ch, "SELECT count() FROM footprint.events_local WHERE user_id = 'keep-me'")) > 0
+    # the kept user's ids are still in the index, across both shards
+    assert sum(int(scalar(ch, indexed.format(",".join(f"'{i}'" for i in ids["keep-me"])))) for ch in shards) == 40
+    # the rollups, read through the Distributed tables: only the kept user's 40 page views remain
+    for ch in shards:
+        assert scalar(ch, f"SELECT sum(events) FROM footprint.stats_hourly WHERE {day}") == "40"
+        assert scalar(ch, f"SELECT uniqExactMerge(views) FROM footprint.link_hourly WHERE {day}") == "40"
