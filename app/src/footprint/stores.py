@@ -81,10 +81,14 @@ def ch_shard_clients(settings: Settings, role: str = "owner") -> list[Client]:
             except StoreUnavailable as exc:
                 failures.append(str(exc))
                 continue
-            shard = str(client.command("SELECT getMacro('shard')"))
-            shards = shards or int(str(client.command(
-                "SELECT count(DISTINCT shard_num) FROM system.clusters WHERE cluster = {c:String}",
-                parameters={"c": settings.ch_cluster})))
+            try:
+                shard = str(client.command("SELECT getMacro('shard')"))
+                shards = shards or int(str(client.command(
+                    "SELECT count(DISTINCT shard_num) FROM system.clusters WHERE cluster = {c:String}",
+                    parameters={"c": settings.ch_cluster})))
+            except BaseException:
+                client.close()
+                raise
             if shard in clients:
                 client.close()
             else:
