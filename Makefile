@@ -112,7 +112,7 @@ molecule-docker: venv artifacts ## the docker scenario on DOCKER_PLATFORM=debian
 docker-down: ## remove the docker scenario's containers and network, stop the engine testbed/docker started
 	testbed/docker down
 
-# Fastest first, one at a time. (Lint beside the test-host tool was tried: 7 min side by side
+# One at a time, the light suites first. (Lint beside the test-host tool was tried: 7 min side by side
 # against ~7.5 one after the other on 2 cores, not worth the interleaved output.) The single-host
 # suite runs in the docker scenario (Debian 12), with the checks that rerun the roles' playbooks;
 # Debian 13 under nspawn converges in the upgrade scenario (one host) and the cluster scenario
