@@ -144,8 +144,9 @@ class CollectorTraffic:
         for t in self.threads:
             t.start()
 
-    def stop_and_check(self) -> str:
-        """Every accepted event exactly once in both stores; the report line."""
+    def stop_and_check(self, final: bool = True) -> str:
+        """Every accepted event exactly once in both stores (ClickHouse's rows as stored when ``final``
+        is false); the report line."""
         self.done.set()
         for t in self.threads:
             t.join(180)
@@ -155,7 +156,7 @@ class CollectorTraffic:
         ep = self.endpoints[0]
 
         def caught_up() -> tuple[list[str], list[str]] | None:
-            pg, ch = stored_ids(ep, runs)
+            pg, ch = stored_ids(ep, runs, final)
             return (pg, ch) if accepted <= set(pg) and accepted <= set(ch) else None
 
         found = wait_for(f"all {len(accepted)} accepted events in both stores", caught_up, timeout=180)

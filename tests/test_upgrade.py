@@ -86,8 +86,9 @@ def topic_digests(ep: dict[str, Any], ranges: dict[str, int] | None = None) -> d
     return out
 
 
-def stored_ids(ep: dict[str, Any], run_ids: list[str]) -> tuple[list[str], list[str]]:
-    """event ids of the scenario's events (user ids upgrade-<run>) in PostgreSQL and in ClickHouse (FINAL)."""
+def stored_ids(ep: dict[str, Any], run_ids: list[str], final: bool = True) -> tuple[list[str], list[str]]:
+    """event ids of the scenario's events (user ids upgrade-<run>) in PostgreSQL and in ClickHouse
+    (with FINAL, or every row as stored when ``final`` is false: a duplicate shows up twice)."""
     import clickhouse_connect
     import psycopg
 
@@ -97,7 +98,8 @@ def stored_ids(ep: dict[str, Any], run_ids: list[str]) -> tuple[list[str], list[
     client = clickhouse_connect.get_client(**revealed(ep["ch"]), connect_timeout=5)
     try:
         ch = [str(r[0]) for r in client.query(
-            "SELECT event_id FROM events FINAL WHERE user_id IN {u:Array(String)}", parameters={"u": users}).result_rows]
+            f"SELECT event_id FROM events {'FINAL' if final else ''} WHERE user_id IN {{u:Array(String)}}",
+            parameters={"u": users}).result_rows]
     finally:
         client.close()
     return pg, ch

@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import date
 from typing import Any, Literal
@@ -89,14 +90,16 @@ def cmd_dashboard(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def wait_for(checks: dict[str, Callable[[], None]], stop: threading.Event, max_delay: float,
-             waiting: dict[str, str]) -> bool:
+             waiting: dict[str, str], alive: Callable[[], None] = lambda: None) -> bool:
     """Retry ``checks`` with a bounded backoff until all pass (True) or ``stop`` is set (False).
 
     ``waiting`` always holds what is still missing (for /healthz). A service started before its
-    stores (a reboot) waits here instead of exiting and being restarted by systemd.
+    stores (a reboot) waits here instead of exiting and being restarted by systemd; ``alive`` is
+    called every turn (systemd's watchdog: waiting for a store is not being stuck).
     """
     delay = 1.0
     while True:
+        alive()
         waiting.clear()
         for name, check in checks.items():
             try:
@@ -107,8 +110,11 @@ def wait_for(checks: dict[str, Callable[[], None]], stop: threading.Event, max_d
             return True
         log.warning("waiting for stores before consuming",
                     extra={"waiting_for": dict(waiting), "retry_in": delay})
-        if stop.wait(delay):
-            return False
+        end = time.monotonic() + delay
+        while (left := end - time.monotonic()) > 0:
+            if stop.wait(min(left, 1.0)):
+                return False
+            alive()
         delay = min(delay * 2, max_delay)
 
 
@@ -118,9 +124,16 @@ def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
     from footprint.httpd import serve
     from footprint.metrics import ConsumerMetrics
     from footprint.sinks import ClickHouseSink, PostgresSink
+    from footprint.watchdog import Watchdog, restarts_recorded
 
     stop = _stop_on_signals()
     metrics = ConsumerMetrics()
+    watchdog = Watchdog()
+    restarts = restarts_recorded(settings.consumer_state_dir)
+    metrics.watchdog_restarts.set(restarts)
+    if restarts:
+        log.warning("systemd's watchdog has restarted this consumer before (it had stopped making progress)",
+                    extra={"watchdog_restarts": restarts, "state_dir": settings.consumer_state_dir})
     waiting: dict[str, str] = {"kafka": "not checked yet"}
     holder: dict[str, BatchConsumer] = {}
 
@@ -130,10 +143,17 @@ def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
         if consumer is None:
             return False, {**details, "status": "waiting", "waiting_for": dict(waiting)}
         retrying = consumer.retrying_seconds()
-        stuck = retrying >= settings.stuck_after_seconds
-        details.update(status="stuck" if stuck else "retrying" if retrying else "ok", retrying_seconds=round(retrying),
-                       assigned=[f"{t}[{p}]" for t, p in consumer.assigned])
-        return not stuck, details
+        reason = consumer.stuck()  # no progress although there is work, whatever the cause
+        if reason is None and retrying >= settings.stuck_after_seconds:
+            reason = f"a store or the dead-letter topic has refused the batch for {retrying:.0f} s (see the log)"
+        lag = consumer.progress.lag
+        details.update(status="stuck" if reason else "retrying" if retrying else "ok", retrying_seconds=round(retrying),
+                       assigned=[f"{t}[{p}]" for t, p in consumer.assigned], paused=consumer.paused,
+                       idle_seconds=round(consumer.progress.idle_seconds()), lag=lag,
+                       watchdog_restarts=restarts)
+        if reason:
+            details["reason"] = reason
+        return reason is None, details
 
     httpd = None
     if settings.consumer_http_port:
@@ -148,10 +168,10 @@ def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
     ch = ClickHouseSink(settings)
     checks = {"kafka": lambda: _kafka_reachable(settings, "consumer"), "postgres": pg.connect, "clickhouse": ch.connect}
     try:
-        if not wait_for(checks, stop, settings.retry_max_seconds, waiting):
+        if not wait_for(checks, stop, settings.retry_max_seconds, waiting, watchdog.ping):
             return 0
         erased = ErasedUsers(settings.pg_dsn.get_secret_value(), settings.erasure_refresh_seconds)
-        consumer = BatchConsumer(settings, [pg, ch], metrics, erased=erased)
+        consumer = BatchConsumer(settings, [pg, ch], metrics, erased=erased, watchdog=watchdog)
         holder["c"] = consumer
 
         def relay() -> None:

@@ -10,6 +10,11 @@ that store's write is retried with backoff (the other store's is not), reading p
 next batch is full, nothing is skipped. If it can, the batch is bisected down to the events that
 store refuses; those (and only those) are dead-lettered with the store's reason and their offsets
 committed, so no message can stall the consumer.
+
+Pause state is the loop's, applied again to every assignment: librdkafka keeps a partition paused
+across a revoke and a re-assign, so a partition paused before a rebalance would otherwise stay
+paused for good (issue 26). ``Progress`` tells whether the loop moves; systemd's watchdog is fed
+only while it does.
 """
 
 from __future__ import annotations
@@ -22,15 +27,20 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from footprint.batch import Batch, Docs, Partition, Rejected
 from footprint.deadletter import DeadLetters, dlq_producer_config
 from footprint.metrics import ConsumerMetrics
+from footprint.progress import Progress
 from footprint.settings import Settings
 from footprint.steps import Aborted, Accumulate, Backpressure, Commit, Decode, InThread, Retry, rejected_union
+from footprint.watchdog import Watchdog
 
 log = logging.getLogger("footprint.consumer")
+
+RECONCILE_SECONDS = 5.0  # the loop's pause state is applied to the assignment again this often
+LAG_EVERY_SECONDS = 10.0  # with nothing consumed or committed for this long, the lag is measured
 
 __all__ = ["Batch", "BatchConsumer", "Sink", "StoreOutage", "consumer_config", "store"]
 
@@ -52,7 +62,11 @@ class KafkaClient(Protocol):
 
     def subscribe(self, topics: list[str], on_assign: Any = ..., on_revoke: Any = ..., on_lost: Any = ...) -> None: ...
     def consume(self, num_messages: int = ..., timeout: float = ...) -> list[Message]: ...
+    def assign(self, partitions: list[TopicPartition]) -> None: ...
     def assignment(self) -> list[TopicPartition]: ...
+    def committed(self, partitions: list[TopicPartition], timeout: float = ...) -> list[TopicPartition]: ...
+    def get_watermark_offsets(self, partition: TopicPartition, timeout: float = ...,
+                              cached: bool = ...) -> tuple[int, int] | None: ...
     def pause(self, partitions: list[TopicPartition]) -> None: ...
     def resume(self, partitions: list[TopicPartition]) -> None: ...
     def commit(self, *args: Any, **kwargs: Any) -> Any: ...
@@ -116,7 +130,11 @@ def store(sink: Sink, docs: Docs) -> Rejected:
         rejected.append((next(iter(docs)), f"{sink.name} refused it: {first}"))
     else:
         split(list(docs))
-    log.warning("store refused events; dead-lettering them", extra={"store": sink.name, "rejected": len(rejected)})
+    if rejected:
+        log.warning("store refused events; dead-lettering them", extra={"store": sink.name, "rejected": len(rejected)})
+    else:  # e.g. a write that timed out while the store hung: every half was then taken
+        log.warning("store failed a batch write, then took all of it in smaller writes: nothing refused",
+                    extra={"store": sink.name, "events": len(docs), "error": first})
     return rejected
 
 
@@ -144,6 +162,7 @@ class BatchConsumer:
         consumer: KafkaClient | None = None,
         dead_letters: DeadLetters | None = None,
         erased: Erased | None = None,
+        watchdog: Watchdog | None = None,
     ) -> None:
         self.settings = settings
         self.sinks = sinks
@@ -159,7 +178,11 @@ class BatchConsumer:
         self.batches_committed = 0
         self.assigned: list[Partition] = []
         self._held: deque[Message] = deque()  # read, not yet taken by the chain (backpressure)
-        self._paused = False
+        self._paused = False  # the loop's wish, applied to every assignment (librdkafka's own may differ)
+        self._reconciled = time.monotonic()
+        self.progress = Progress(settings.stuck_after_seconds)
+        self.watchdog = watchdog or Watchdog({})
+        self._stuck_logged = 0.0
         self._steps_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="step")
         self._sink_pool = ThreadPoolExecutor(max_workers=max(len(sinks), 1), thread_name_prefix="sink")
         self._retries = {s.name: Retry(self.stop, settings.retry_max_seconds) for s in sinks}
@@ -175,6 +198,8 @@ class BatchConsumer:
         self.accumulate = Accumulate(write, settings.batch_max_events, settings.batch_max_seconds)
         self.chain = Decode(self.accumulate)
         self.metrics.retrying_seconds.set_function(self.retrying_seconds)
+        self.metrics.stuck.set_function(lambda: self.stuck() is not None)
+        self.metrics.lag.set_function(lambda: -1 if self.progress.lag is None else self.progress.lag)
 
     # ------------------------------------------------------------------ steps' work
     def _write_work(self, batch: Batch) -> Any:
@@ -211,6 +236,7 @@ class BatchConsumer:
 
     def _committed(self, batch: Batch) -> None:
         self.batches_committed += 1
+        self.progress.moved()
         self.metrics.stored.inc(len(batch.docs))
         self.metrics.batch_seconds.observe(time.monotonic() - batch.started)
 
@@ -233,6 +259,14 @@ class BatchConsumer:
         """How long the oldest failing write has been retried (0: none is)."""
         return max((r.failing_seconds() for r in self._retries.values()), default=0.0)
 
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def stuck(self) -> str | None:
+        """Why the consumer makes no progress although it has work (None: it moves, or waits on an outage)."""
+        return self.progress.verdict(self.retrying_seconds())
+
     # ------------------------------------------------------------------ rebalance
     def _on_revoke(self, consumer: Any, parts: list[TopicPartition]) -> None:
         revoked = {(p.topic, p.partition) for p in parts}
@@ -243,10 +277,12 @@ class BatchConsumer:
         log.info("partitions revoked", extra={"partitions": sorted(revoked), "held_dropped": before - len(self._held)})
 
     def _on_assign(self, consumer: Any, parts: list[TopicPartition]) -> None:
+        consumer.assign(parts)  # now, not after this callback: the pause state below must apply to it
         self.assigned = sorted({*self.assigned, *((p.topic, p.partition) for p in parts)})
-        if self._paused:
-            consumer.pause(parts)  # still catching up: the new partitions wait too
-        log.info("partitions assigned", extra={"partitions": sorted((p.topic, p.partition) for p in parts)})
+        self._apply_pause(parts)  # paused or resumed explicitly: a stale pause from before never survives
+        self.progress.moved()  # a new assignment starts a new period of progress
+        log.info("partitions assigned", extra={"partitions": sorted((p.topic, p.partition) for p in parts),
+                                               "paused": self._paused})
 
     # ------------------------------------------------------------------ loop
     def run(self) -> None:
@@ -283,6 +319,9 @@ class BatchConsumer:
             msgs = self.consumer.consume(num_messages=self.settings.batch_max_events, timeout=timeout)
         if read and msgs:
             self.metrics.consumed.inc(len(msgs))
+            self.progress.moved()
+        self.progress.turned()
+        self._watch()
         for m in msgs:
             err = m.error()
             if err is None:
@@ -294,10 +333,48 @@ class BatchConsumer:
     def _pause(self, pause: bool) -> None:
         if pause == self._paused:
             return
-        parts = self.consumer.assignment()
+        self._paused = pause  # kept even while nothing is assigned: _on_assign applies it
+        self._apply_pause(self.consumer.assignment())
+
+    def _apply_pause(self, parts: list[TopicPartition]) -> None:
         if parts:
-            (self.consumer.pause if pause else self.consumer.resume)(parts)
-        self._paused = pause
+            (self.consumer.pause if self._paused else self.consumer.resume)(parts)
+
+    def _watch(self) -> None:
+        """Every turn: re-apply the pause state now and then, measure the lag when nothing moves,
+        feed the watchdog only while the consumer is not stuck."""
+        now = time.monotonic()
+        if now - self._reconciled >= RECONCILE_SECONDS:
+            self._reconciled = now
+            self._apply_pause(self.consumer.assignment())
+        if self.progress.lag_due(LAG_EVERY_SECONDS):
+            self.progress.measured(self._lag())
+        reason = self.stuck()
+        if reason is None:
+            self.watchdog.ping()
+        elif now - self._stuck_logged >= 60:
+            self._stuck_logged = now
+            log.error(f"consumer stuck: {reason}; systemd's watchdog restarts it if it does not move again",
+                      extra={"paused": self._paused, "assigned": self.assigned,
+                             "watchdog": self.watchdog.enabled})
+
+    def _lag(self) -> int | None:
+        """Messages in the assigned partitions past the group's committed offsets (None: Kafka did not say)."""
+        parts = self.consumer.assignment()
+        if not parts:
+            return 0
+        try:
+            total = 0
+            for tp in self.consumer.committed(parts, timeout=2):
+                marks = self.consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=2,
+                                                            cached=False)
+                if marks is not None:
+                    low, high = marks
+                    total += max(high - max(tp.offset, low), 0)
+            return total
+        except KafkaException as exc:
+            log.info("consumer lag not measured", extra={"error": str(exc)})
+            return None
 
     def _drain(self) -> None:
         """On stop: finish what is in memory (held messages included), commit it, read nothing more."""

@@ -55,3 +55,21 @@ class ConsumerMetrics:
             " above a minute the consumer also logs an error",
             registry=r,
         )
+        self.stuck = Gauge(
+            "footprint_consumer_stuck",
+            "1 while the consumer has lag but consumes and commits nothing (or its loop does not turn), "
+            "outside a store outage it is retrying; systemd's watchdog restarts it then",
+            registry=r,
+        )
+        self.lag = Gauge(
+            "footprint_consumer_lag",
+            "messages in the assigned partitions past the group's committed offsets, measured when nothing "
+            "moved for 10 s (-1: not measured since the last progress)",
+            registry=r,
+        )
+        self.watchdog_restarts = Gauge(
+            "footprint_consumer_watchdog_restarts",
+            "times systemd restarted this consumer because it stopped making progress (its watchdog), "
+            "as recorded in the consumer's state directory",
+            registry=r,
+        )

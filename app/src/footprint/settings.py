@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     retry_max_seconds: float = Field(default=30.0, gt=0)
     dlq_max_value_bytes: int = Field(default=900_000, ge=1024)
     stuck_after_seconds: float = Field(default=60.0, gt=0)
+    consumer_state_dir: str = ""  # where systemd records watchdog restarts (the unit's StateDirectory)
     consumer_http_host: str = "127.0.0.1"
     consumer_http_port: int = Field(default=8001, ge=0, le=65535)
 

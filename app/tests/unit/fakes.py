@@ -35,7 +35,13 @@ class FakeMessage:
 
 
 class FakeKafka:
-    """A consumer of one topic: every partition is assigned at the first consume; commits are recorded."""
+    """A consumer of one topic: every partition is assigned at the first consume; commits are recorded.
+
+    As librdkafka does: rebalance callbacks run inside ``consume``; a revoke of everything and the
+    next assignment come in different ``consume`` calls (the group's join takes time); the
+    assignment takes effect after ``on_assign`` unless it called ``assign`` itself; and a paused
+    partition stays paused across a revoke and a re-assignment (the pause belongs to the partition).
+    """
 
     def __init__(self, topic: str, partitions: int = 3) -> None:
         self.topic = topic
@@ -43,12 +49,14 @@ class FakeKafka:
         self.position = dict.fromkeys(self.logs, 0)
         self.assigned: set[int] = set()
         self.paused: set[int] = set()
-        self.committed: dict[int, int] = {}
+        self.committed_offsets: dict[int, int] = {}
         self.commits: list[list[tuple[int, int]]] = []
         self.callbacks: dict[str, Any] = {}
         self.lock = threading.Lock()
         self.pending_revoke: set[int] = set()
         self.closed = False
+        self._assigning = False
+        self.ignore_resume = False  # True: a partition once paused never reads again (a wedged client)
 
     def append(self, partition: int, value: bytes | None, key: bytes | None = b"k") -> None:
         with self.lock:
@@ -64,8 +72,12 @@ class FakeKafka:
 
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[FakeMessage]:
         if not self.assigned and not self.pending_revoke and self.callbacks:
-            self.assigned = set(self.logs)
-            self.callbacks["assign"](self, [TopicPartition(self.topic, p) for p in sorted(self.assigned)])
+            self._assigning = True
+            parts = [TopicPartition(self.topic, p) for p in sorted(self.logs)]
+            self.callbacks["assign"](self, parts)
+            if self._assigning:  # the callback did not assign: the client does it after the callback
+                self.assign(parts)
+            return []  # the revoke (if any) and this assignment were separate turns of the loop
         if self.pending_revoke:
             gone, self.pending_revoke = self.pending_revoke & self.assigned, set()
             self.callbacks["revoke"](self, [TopicPartition(self.topic, p) for p in sorted(gone)])
@@ -81,6 +93,20 @@ class FakeKafka:
             time.sleep(min(max(timeout, 0), 0.01))
         return out
 
+    def assign(self, parts: list[TopicPartition]) -> None:
+        self._assigning = False
+        self.assigned = {tp.partition for tp in parts}
+        for p in self.assigned:  # a (re-)assigned partition is read again from its committed offset
+            self.position[p] = self.committed_offsets.get(p, 0)
+
+    def committed(self, parts: list[TopicPartition], timeout: float = -1) -> list[TopicPartition]:
+        return [TopicPartition(self.topic, tp.partition, self.committed_offsets.get(tp.partition, -1001))
+                for tp in parts]
+
+    def get_watermark_offsets(self, tp: TopicPartition, timeout: float = -1,
+                              cached: bool = False) -> tuple[int, int]:
+        return 0, len(self.logs[tp.partition])
+
     def assignment(self) -> list[TopicPartition]:
         return [TopicPartition(self.topic, p) for p in sorted(self.assigned)]
 
@@ -88,7 +114,8 @@ class FakeKafka:
         self.paused |= {tp.partition for tp in parts}
 
     def resume(self, parts: list[TopicPartition]) -> None:
-        self.paused -= {tp.partition for tp in parts}
+        if not self.ignore_resume:
+            self.paused -= {tp.partition for tp in parts}
 
     def commit(self, offsets: list[TopicPartition], asynchronous: bool = False) -> None:
         for tp in offsets:
@@ -96,7 +123,7 @@ class FakeKafka:
                 raise KafkaException(KafkaError(KafkaError.UNKNOWN_MEMBER_ID))  # not ours any more
         self.commits.append([(tp.partition, tp.offset) for tp in offsets])
         for tp in offsets:
-            self.committed[tp.partition] = tp.offset
+            self.committed_offsets[tp.partition] = tp.offset
 
     def close(self) -> None:
         self.closed = True

@@ -60,7 +60,7 @@ class Rig:
         return ids
 
     def caught_up(self) -> bool:
-        return {p: self.kafka.committed.get(p) for p in self.kafka.end_offsets()} == self.kafka.end_offsets()
+        return {p: self.kafka.committed_offsets.get(p) for p in self.kafka.end_offsets()} == self.kafka.end_offsets()
 
 
 @contextmanager
@@ -114,10 +114,10 @@ def test_an_outage_commits_nothing_retries_only_that_store_and_then_catches_up()
     with running(rig):
         wait(rig.caught_up, what="first events")
         ch.down.set()
-        committed = dict(rig.kafka.committed)
+        committed = dict(rig.kafka.committed_offsets)
         more = rig.fill(40)
         wait(lambda: count(rig.consumer.metrics.store_errors.labels("ch")) >= 3, what="retries")
-        assert rig.kafka.committed == committed  # nothing committed while a store is down
+        assert rig.kafka.committed_offsets == committed  # nothing committed while a store is down
         pg_writes = pg.writes
         time.sleep(0.5)
         assert pg.writes == pg_writes  # the healthy store is not written again and again
@@ -166,7 +166,7 @@ def test_a_revoked_partition_is_forgotten_and_never_committed_again() -> None:
         rig.kafka.revoke(2)  # before the batch is due: its messages of partition 2 must go
         wait(lambda: rig.consumer.assigned == [("t", 0), ("t", 1)], what="revoked")
     assert rig.kafka.commits and all(p != 2 for c in rig.kafka.commits for p, _ in c)
-    assert 2 not in rig.kafka.committed
+    assert 2 not in rig.kafka.committed_offsets
 
 
 def test_a_full_dead_letter_topic_outage_is_retried_not_skipped() -> None:
