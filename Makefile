@@ -80,10 +80,10 @@ lint: venv ## yamllint, ansible-lint (production), syntax checks, role docs, ruf
 	mypy --ignore-missing-imports tests
 
 test-testbed: venv ## the test-host tool itself: several hosts, clean teardown also after a killed run
-	$(BIN)/pytest -p no:cacheprovider testbed/tests testbed/clickhouse-standin/tests
+	$(BIN)/pytest -p no:cacheprovider --durations=30 testbed/tests testbed/clickhouse-standin/tests
 
 test-app: venv artifacts ## app unit + integration tests against real Kafka, PostgreSQL, ClickHouse engine
-	cd app && ../$(BIN)/pytest -p no:cacheprovider
+	cd app && ../$(BIN)/pytest -p no:cacheprovider --durations=30
 
 fuzz: venv artifacts ## schemathesis against a live collector and broker, 10,000+ requests (~20 min): 0 5xx
 	cd app && FOOTPRINT_FUZZ_EXAMPLES=$${FOOTPRINT_FUZZ_EXAMPLES:-10000} ../$(BIN)/pytest -p no:cacheprovider -s \
@@ -118,7 +118,9 @@ docker-down: ## remove the docker scenario's containers and network, stop the en
 # Debian 13 under nspawn converges in the upgrade scenario (one host) and the cluster scenario
 # (three). The nspawn single-host scenario (`make molecule`) repeats the docker scenario's work on
 # Debian 13: on demand, for CI's time.
-test: lint test-testbed test-app molecule-docker molecule-upgrade molecule-cluster ## everything CI runs
+TEST_PARTS := lint test-testbed test-app molecule-docker molecule-upgrade molecule-cluster
+test: venv artifacts ## everything CI runs, one part at a time, closing with each part's seconds (tools/timed-parts)
+	tools/timed-parts $(TEST_PARTS)
 
 demo: venv artifacts ## deploy the whole stack into the local demo host and say where it is
 	testbed/host up $(DEMO_HOST) $(DEMO_IP)

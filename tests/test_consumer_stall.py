@@ -19,9 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import clickhouse_connect
+import exactly_once
 import pytest
 from conftest import resolved, setting
-from test_delivery import endpoints_of, wait_for
+from test_delivery import endpoints_of, revealed, wait_for
 from test_kafka_cluster import CollectorTraffic
 
 testinfra_hosts = ["ansible://app"]
@@ -68,17 +70,23 @@ def test_a_store_and_consumer_paused_past_the_session_timeout_stall_nothing(
     traffic.start()
     try:
         time.sleep(5)
-        assert victim.run("systemctl kill -s SIGSTOP %s", " ".join(units)).rc == 0
+        signal_units = "systemctl kill -s {} " + " ".join(["%s"] * len(units))
+        assert victim.run(signal_units.format("SIGSTOP"), *units).rc == 0
         try:
             time.sleep(session_s * 2)  # the victim's consumer leaves the group; the other's writes hang
         finally:
-            assert victim.run("systemctl kill -s SIGCONT %s", " ".join(units)).rc == 0
+            assert victim.run(signal_units.format("SIGCONT"), *units).rc == 0
         resumed = time.monotonic()
         time.sleep(5)  # traffic goes on while the group rebalances again
         report = traffic.stop_and_check(final=False)
         caught_up = time.monotonic() - resumed
     finally:
         traffic.done.set()
+    client = clickhouse_connect.get_client(**revealed(endpoints_of(component, hostvars)["ch"]))
+    try:
+        assert exactly_once.problems(client) == []  # every shard, and the rollup against the events
+    finally:
+        client.close()
     print(f"\n{' and '.join(units)} on {victim_name} stopped {session_s * 2:.0f} s (session timeout {session_s:.0f} s): "
           f"{report}; all stored {caught_up:.0f} s after the pause ended")
     assert caught_up < CATCH_UP_BOUND_S, f"catch-up took {caught_up:.0f} s (bound {CATCH_UP_BOUND_S} s)"

@@ -266,3 +266,22 @@ def test_real_page_view_fills_the_rollup(endpoints: dict[str, Any], probe: dict[
         assert wait_for("the page view in the ClickHouse rollup", views) == 1
     finally:
         client.close()
+
+
+@pytest.mark.destructive  # a whole-store count: on a live production system, leave it to `footprint stats`
+def test_clickhouse_holds_each_event_once_and_the_rollup_counts_each_once(
+    endpoints: dict[str, Any], probe: dict[str, Any]
+) -> None:
+    """Rows as stored (no FINAL, every shard) and the rollup's sum against the distinct events it was
+    fed from: checks that a duplicate insert cannot pass (tests/exactly_once.py)."""
+    import exactly_once
+
+    wait_for("API events in ClickHouse",
+             lambda: len(ch_rows(endpoints, "event_id IN {ids:Array(UUID)}", {"ids": probe["ids"]})) == len(probe["ids"]))
+    client = clickhouse_connect.get_client(**revealed(endpoints["ch"]))
+    try:
+        assert exactly_once.problems(client) == []
+        counted, distinct = exactly_once.rollup_vs_events(client)
+    finally:
+        client.close()
+    print(f"\nClickHouse: {distinct} distinct events, none stored twice; the rollup counts {counted}")

@@ -128,6 +128,7 @@ class CollectorTraffic:
         self.endpoints = endpoints
         self.logs = [logs / f"traffic-{i}.jsonl" for i in range(len(endpoints))]
         self.done = threading.Event()
+        self.errors: list[str] = []  # a collector that refused one batch too often (upgrade_traffic.Refused)
         self.threads = [threading.Thread(target=self._send, args=(ep, log), daemon=True)
                         for ep, log in zip(endpoints, self.logs, strict=True)]
 
@@ -136,9 +137,12 @@ class CollectorTraffic:
             sender = upgrade_traffic.Sender(ep["collector"], ep["api_key"].reveal(), out,
                                             "kill" + uuid.uuid4().hex[:8], ep["verify"])
             until_accepted = upgrade_traffic.Stop()
-            while not self.done.is_set():
-                sender.send_until_accepted(sender.batch(20, "kill"), 0.5, until_accepted)
-                time.sleep(0.2)
+            try:
+                while not self.done.is_set():
+                    sender.send_until_accepted(sender.batch(20, "kill"), 0.5, until_accepted)
+                    time.sleep(0.2)
+            except upgrade_traffic.Refused as exc:
+                self.errors.append(str(exc))
 
     def start(self) -> None:
         for t in self.threads:
@@ -151,6 +155,7 @@ class CollectorTraffic:
         for t in self.threads:
             t.join(180)
             assert not t.is_alive(), "a collector did not accept a batch within 180 s"
+        assert not self.errors, f"the traffic stopped: {self.errors}"
         accepted = {upgrade_traffic.event_id(m) for log in self.logs for m in upgrade_traffic.accepted_ids(log)}
         runs = sorted({r for log in self.logs for r in runs_of(log)})
         ep = self.endpoints[0]

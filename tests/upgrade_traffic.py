@@ -9,6 +9,8 @@ answer, "error": text, "ids": [messageIds]}. Every event carries a messageId, so
 refused batch (the same messageIds) is stored once: a batch is retried until it gets a 2xx, as
 clients are expected to. `load` sends COUNT events in batches of 100 and exits; `trickle` sends a
 small batch every INTERVAL seconds until SIGTERM/SIGINT, then finishes the batch in flight.
+Both are bounded: a batch refused MAX_REFUSALS times in a row ends the run with an error naming
+the collector and its last answer (exit 3), and `trickle` stops by itself after MAX_SECONDS.
 The header X-Footprint-Probe marks as synthetic the page view that release 0.1.0 records for each API
 call (0.2.0 on records none), so the smoke checks' stats stay untouched.
 """
@@ -74,8 +76,15 @@ class Stop:
         self.deadline = time.time() + 60
 
 
+class Refused(Exception):
+    """The collector refused one batch too many times in a row: the traffic stops instead of retrying forever."""
+
+
 class Sender:
-    def __init__(self, collector: str, key: str, out: IO[str], run: str, verify: str | bool = True) -> None:
+    def __init__(self, collector: str, key: str, out: IO[str], run: str, verify: str | bool = True,
+                 max_refusals: int = 1200) -> None:
+        self.collector = collector
+        self.max_refusals = max_refusals
         self.client = httpx.Client(base_url=collector, timeout=10, verify=verify,
                                    headers={"Authorization": f"Bearer {key}", "X-Footprint-Probe": "1"})
         self.out = out
@@ -94,6 +103,7 @@ class Sender:
         """POST the batch until a 2xx; every attempt is logged. Gives up only when stopping and
         the batch was never accepted (its ids then count as not accepted)."""
         ids = [i["messageId"] for i in items]
+        refusals = 0
         while True:
             try:
                 res = self.client.post("/v1/events", json={"batch": items})
@@ -106,6 +116,10 @@ class Sender:
                 return
             if time.time() > stop.deadline:
                 return
+            refusals += 1
+            if refusals >= self.max_refusals:
+                raise Refused(f"{self.collector} refused a batch {refusals} times in a row (last answer: "
+                              f"{status or 'none'} {error}); the traffic stops here")
             time.sleep(pause)
 
 
@@ -118,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=10_000, help="load: events to send")
     p.add_argument("--interval", type=float, default=0.5, help="trickle: seconds between batches")
     p.add_argument("--size", type=int, default=2, help="trickle: events per batch")
+    p.add_argument("--max-seconds", type=float, default=3600, help="trickle: stop by itself after this long")
+    p.add_argument("--max-refusals", type=int, default=1200,
+                   help="stop with an error once one batch was refused this many times in a row")
     args = p.parse_args(argv)
 
     key = args.key_file.read_text().strip()
@@ -126,18 +143,28 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     with args.out.open("a") as out:
-        sender = Sender(args.collector, key, out, run)
-        if args.mode == "load":
-            started = time.monotonic()
-            while sender.n < args.count and not stop.requested:
-                sender.send_until_accepted(sender.batch(min(100, args.count - sender.n), "load"), 1.0, stop)
-            print(f"load: {sender.n} events sent in {time.monotonic() - started:.1f} s (run {run})")
-        else:
-            print(f"trickle: {args.size} events every {args.interval} s until SIGTERM (run {run})", flush=True)
-            while not stop.requested:
-                sender.send_until_accepted(sender.batch(args.size, "trickle"), args.interval, stop)
-                time.sleep(args.interval)
-            print(f"trickle: stopped after {sender.n} events", flush=True)
+        sender = Sender(args.collector, key, out, run, max_refusals=args.max_refusals)
+        try:
+            return _send(args, sender, stop, run)
+        except Refused as exc:
+            print(f"{args.mode}: {exc}", file=sys.stderr, flush=True)
+            return 3
+
+
+def _send(args: argparse.Namespace, sender: Sender, stop: Stop, run: str) -> int:
+    if args.mode == "load":
+        started = time.monotonic()
+        while sender.n < args.count and not stop.requested:
+            sender.send_until_accepted(sender.batch(min(100, args.count - sender.n), "load"), 1.0, stop)
+        print(f"load: {sender.n} events sent in {time.monotonic() - started:.1f} s (run {run})")
+    else:
+        print(f"trickle: {args.size} events every {args.interval} s until SIGTERM or {args.max_seconds:.0f} s "
+              f"(run {run})", flush=True)
+        end = time.monotonic() + args.max_seconds
+        while not stop.requested and time.monotonic() < end:
+            sender.send_until_accepted(sender.batch(args.size, "trickle"), args.interval, stop)
+            time.sleep(args.interval)
+        print(f"trickle: stopped after {sender.n} events", flush=True)
     return 0
 
 
