@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import logging
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
 from datetime import date
 from typing import Any, Literal
@@ -90,16 +90,14 @@ def cmd_dashboard(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def wait_for(checks: dict[str, Callable[[], None]], stop: threading.Event, max_delay: float,
-             waiting: dict[str, str], alive: Callable[[], None] = lambda: None) -> bool:
+             waiting: dict[str, str]) -> bool:
     """Retry ``checks`` with a bounded backoff until all pass (True) or ``stop`` is set (False).
 
     ``waiting`` always holds what is still missing (for /healthz). A service started before its
-    stores (a reboot) waits here instead of exiting and being restarted by systemd; ``alive`` is
-    called every turn (systemd's watchdog: waiting for a store is not being stuck).
+    stores (a reboot) waits here instead of exiting and being restarted by systemd.
     """
     delay = 1.0
     while True:
-        alive()
         waiting.clear()
         for name, check in checks.items():
             try:
@@ -110,11 +108,8 @@ def wait_for(checks: dict[str, Callable[[], None]], stop: threading.Event, max_d
             return True
         log.warning("waiting for stores before consuming",
                     extra={"waiting_for": dict(waiting), "retry_in": delay})
-        end = time.monotonic() + delay
-        while (left := end - time.monotonic()) > 0:
-            if stop.wait(min(left, 1.0)):
-                return False
-            alive()
+        if stop.wait(delay):
+            return False
         delay = min(delay * 2, max_delay)
 
 
@@ -126,6 +121,7 @@ def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
     from footprint.sinks import ClickHouseSink, PostgresSink
     from footprint.watchdog import Watchdog, restarts_recorded
 
+    faulthandler.enable()  # a watchdog's SIGABRT leaves every thread's stack in the journal
     stop = _stop_on_signals()
     metrics = ConsumerMetrics()
     watchdog = Watchdog()
@@ -168,10 +164,12 @@ def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
     ch = ClickHouseSink(settings)
     checks = {"kafka": lambda: _kafka_reachable(settings, "consumer"), "postgres": pg.connect, "clickhouse": ch.connect}
     try:
-        if not wait_for(checks, stop, settings.retry_max_seconds, waiting, watchdog.ping):
+        # fed while waiting for the stores, then while the consumer is not stuck
+        watchdog.keep_fed(lambda: (c := holder.get("c")) is None or c.stuck() is None, stop)
+        if not wait_for(checks, stop, settings.retry_max_seconds, waiting):
             return 0
         erased = ErasedUsers(settings.pg_dsn.get_secret_value(), settings.erasure_refresh_seconds)
-        consumer = BatchConsumer(settings, [pg, ch], metrics, erased=erased, watchdog=watchdog)
+        consumer = BatchConsumer(settings, [pg, ch], metrics, erased=erased)
         holder["c"] = consumer
 
         def relay() -> None:

@@ -13,8 +13,8 @@ committed, so no message can stall the consumer.
 
 Pause state is the loop's, applied again to every assignment: librdkafka keeps a partition paused
 across a revoke and a re-assign, so a partition paused before a rebalance would otherwise stay
-paused for good (issue 26). ``Progress`` tells whether the loop moves; systemd's watchdog is fed
-only while it does.
+paused for good (issue 26). ``Progress`` tells whether the consumer moves (``stuck``); the CLI
+feeds systemd's watchdog only while it does.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from footprint.metrics import ConsumerMetrics
 from footprint.progress import Progress
 from footprint.settings import Settings
 from footprint.steps import Aborted, Accumulate, Backpressure, Commit, Decode, InThread, Retry, rejected_union
-from footprint.watchdog import Watchdog
 
 log = logging.getLogger("footprint.consumer")
 
@@ -162,7 +161,6 @@ class BatchConsumer:
         consumer: KafkaClient | None = None,
         dead_letters: DeadLetters | None = None,
         erased: Erased | None = None,
-        watchdog: Watchdog | None = None,
     ) -> None:
         self.settings = settings
         self.sinks = sinks
@@ -180,8 +178,12 @@ class BatchConsumer:
         self._held: deque[Message] = deque()  # read, not yet taken by the chain (backpressure)
         self._paused = False  # the loop's wish, applied to every assignment (librdkafka's own may differ)
         self._reconciled = time.monotonic()
-        self.progress = Progress(settings.stuck_after_seconds)
-        self.watchdog = watchdog or Watchdog({})
+        # the loop's longest blocking call: a synchronous commit waiting for a coordinator (up to the
+        # session timeout) plus Kafka's socket timeout (60 s); a store's own timeout is 60 s
+        self.progress = Progress(settings.stuck_after_seconds,
+                                 loop_after=max(settings.stuck_after_seconds,
+                                                settings.kafka_session_timeout_ms / 1000 + 90),
+                                 hang_after=max(3 * settings.stuck_after_seconds, 180))
         self._stuck_logged = 0.0
         self._steps_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="step")
         self._sink_pool = ThreadPoolExecutor(max_workers=max(len(sinks), 1), thread_name_prefix="sink")
@@ -199,7 +201,7 @@ class BatchConsumer:
         self.chain = Decode(self.accumulate)
         self.metrics.retrying_seconds.set_function(self.retrying_seconds)
         self.metrics.stuck.set_function(lambda: self.stuck() is not None)
-        self.metrics.lag.set_function(lambda: -1 if self.progress.lag is None else self.progress.lag)
+        self.metrics.lag.set_function(lambda: -1 if (lag := self.progress.lag) is None else lag)
 
     # ------------------------------------------------------------------ steps' work
     def _write_work(self, batch: Batch) -> Any:
@@ -263,9 +265,13 @@ class BatchConsumer:
     def paused(self) -> bool:
         return self._paused
 
+    def writing_seconds(self) -> float:
+        """How long the store write (or dead-letter send) running now has been waiting (0: none runs)."""
+        return max((r.attempt_seconds() for r in self._retries.values()), default=0.0)
+
     def stuck(self) -> str | None:
-        """Why the consumer makes no progress although it has work (None: it moves, or waits on an outage)."""
-        return self.progress.verdict(self.retrying_seconds())
+        """Why the consumer makes no progress although it has work (None: it moves, or waits on a store)."""
+        return self.progress.verdict(self.retrying_seconds(), self.writing_seconds())
 
     # ------------------------------------------------------------------ rebalance
     def _on_revoke(self, consumer: Any, parts: list[TopicPartition]) -> None:
@@ -327,6 +333,9 @@ class BatchConsumer:
             if err is None:
                 if read:
                     self._held.append(m)
+            elif err.fatal():  # e.g. fenced by another process with the same group.instance.id
+                log.error("fatal Kafka consumer error: exiting (systemd starts it again)", extra={"error": str(err)})
+                raise KafkaException(err)
             elif err.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer error", extra={"error": str(err)})
 
@@ -342,7 +351,7 @@ class BatchConsumer:
 
     def _watch(self) -> None:
         """Every turn: re-apply the pause state now and then, measure the lag when nothing moves,
-        feed the watchdog only while the consumer is not stuck."""
+        say so (once a minute) while the consumer is stuck."""
         now = time.monotonic()
         if now - self._reconciled >= RECONCILE_SECONDS:
             self._reconciled = now
@@ -350,13 +359,10 @@ class BatchConsumer:
         if self.progress.lag_due(LAG_EVERY_SECONDS):
             self.progress.measured(self._lag())
         reason = self.stuck()
-        if reason is None:
-            self.watchdog.ping()
-        elif now - self._stuck_logged >= 60:
+        if reason is not None and now - self._stuck_logged >= 60:
             self._stuck_logged = now
-            log.error(f"consumer stuck: {reason}; systemd's watchdog restarts it if it does not move again",
-                      extra={"paused": self._paused, "assigned": self.assigned,
-                             "watchdog": self.watchdog.enabled})
+            log.error(f"consumer stuck: {reason}; systemd's watchdog (if the unit has one) restarts it "
+                      "unless it moves again", extra={"paused": self._paused, "assigned": self.assigned})
 
     def _lag(self) -> int | None:
         """Messages in the assigned partitions past the group's committed offsets (None: Kafka did not say)."""

@@ -198,14 +198,27 @@ class InThread(Generic[R]):
 
 
 class Commit:
-    """Commits a batch's offsets (synchronously, explicit offsets): the end of the chain."""
+    """Commits a batch's offsets (synchronously, explicit offsets): the end of the chain.
 
-    def __init__(self, kafka: Any, on_commit: Callable[[Batch], None], on_failure: Callable[[Exception], None]) -> None:
+    A failed commit is tried again every ``retry_seconds`` until a later batch's commit or a
+    rebalance supersedes it: otherwise, on a topic that goes quiet, the group's offset would stay
+    behind what is stored (the lag the stuck verdict reads) until the next event.
+    """
+
+    def __init__(self, kafka: Any, on_commit: Callable[[Batch], None], on_failure: Callable[[Exception], None],
+                 retry_seconds: float = 5.0) -> None:
         self.kafka = kafka
         self.on_commit = on_commit
         self.on_failure = on_failure
+        self.retry_seconds = retry_seconds
+        self.failed: Batch | None = None  # stored, its commit failed; retried until superseded
+        self.retry_at = 0.0
 
     def submit(self, batch: Batch) -> None:
+        self.failed = None  # this batch's offsets are later than a failed one's
+        self._commit(batch)
+
+    def _commit(self, batch: Batch) -> None:
         offsets: list[TopicPartition] = batch.offsets()
         if offsets:
             try:
@@ -215,11 +228,14 @@ class Commit:
                 self.on_failure(exc)
                 log.warning("offset commit failed", extra={"error": str(exc), "batch": len(batch),
                                                            "offsets": [(tp.partition, tp.offset) for tp in offsets]})
+                self.failed, self.retry_at = batch, time.monotonic() + self.retry_seconds
                 return
         self.on_commit(batch)
 
     def poll(self) -> None:
-        pass
+        if self.failed is not None and time.monotonic() >= self.retry_at:
+            batch, self.failed = self.failed, None
+            self._commit(batch)
 
     def busy(self) -> bool:
         return False
@@ -228,7 +244,10 @@ class Commit:
         return True
 
     def drop(self, parts: set[Partition]) -> None:
-        pass
+        if self.failed is not None:  # never commit an old offset of a partition that moved
+            self.failed.drop_partitions(parts)
+            if not self.failed.messages:
+                self.failed = None
 
 
 class Retry:
@@ -242,15 +261,19 @@ class Retry:
         self.stop = stop
         self.max_seconds = max_seconds
         self.failing_since: float | None = None
+        self.attempt_since: float | None = None  # the current attempt started then (None: none runs)
 
     def run(self, what: str, attempt: Callable[[], R], on_failure: Callable[[str, Exception, float], None]) -> R:
         delay = 0.5
         while True:
+            self.attempt_since = time.monotonic()
             try:
                 result = attempt()
             except Aborted:
+                self.attempt_since = None
                 raise
             except Exception as exc:
+                self.attempt_since = None
                 if self.failing_since is None:
                     self.failing_since = time.monotonic()
                 on_failure(what, exc, delay)
@@ -258,11 +281,16 @@ class Retry:
                     raise Aborted(what) from exc
                 delay = min(delay * 2, self.max_seconds)
                 continue
-            self.failing_since = None
+            self.failing_since = self.attempt_since = None
             return result
 
     def failing_seconds(self) -> float:
         since = self.failing_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def attempt_seconds(self) -> float:
+        """How long the attempt running now has been waiting for its store (0: none runs)."""
+        since = self.attempt_since
         return 0.0 if since is None else time.monotonic() - since
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 log = logging.getLogger("footprint.watchdog")
@@ -45,6 +46,26 @@ class Watchdog:
             return
         self._last = now
         self.notify("WATCHDOG=1")
+
+    def keep_fed(self, moving: Callable[[], bool], stop: threading.Event) -> threading.Thread | None:
+        """Ping from a thread of its own, three times per period, while ``moving()`` says so (the
+        consume loop may block in one call for longer than a period without being stuck)."""
+        if not self.enabled:
+            return None
+
+        def feed() -> None:
+            while not stop.wait(self.interval):
+                try:
+                    alive = moving()
+                except Exception:  # a verdict that fails is no proof of progress
+                    log.exception("progress verdict failed")
+                    alive = False
+                if alive:
+                    self.notify("WATCHDOG=1")
+
+        thread = threading.Thread(target=feed, name="watchdog", daemon=True)
+        thread.start()
+        return thread
 
     def notify(self, message: str) -> None:
         if not self.address:

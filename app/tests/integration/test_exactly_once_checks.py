@@ -24,7 +24,7 @@ from helpers import gen_events
 from services import REPO
 
 sys.path.insert(0, str(REPO / "tests"))
-import exactly_once  # noqa: E402  (the scenarios' checks, in the testinfra folder)
+import exactly_once  # the scenarios' checks, in the testinfra folder
 
 
 @pytest.fixture

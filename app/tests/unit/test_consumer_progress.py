@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import MemoryStore
+from confluent_kafka import KafkaError, KafkaException
+from fakes import FakeMessage, MemoryStore
 from test_consumer_loop import Rig, count, running, wait
 
 from footprint import consumer as consumer_module
@@ -75,7 +76,9 @@ def test_a_consumer_with_lag_that_reads_nothing_is_stuck_and_starves_the_watchdo
     listener.settimeout(0.1)
     ch = MemoryStore("ch")
     rig = Rig([MemoryStore("pg"), ch], batch_max_events=20, stuck_after_seconds=1.0)
-    rig.consumer.watchdog = Watchdog({"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "300000"})
+    dog = Watchdog({"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "300000"})
+    stop_feeding = threading.Event()
+    dog.keep_fed(lambda: rig.consumer.stuck() is None, stop_feeding)
     rig.fill(30)
     with running(rig):
         wait(rig.caught_up, what="first events committed")
@@ -97,6 +100,7 @@ def test_a_consumer_with_lag_that_reads_nothing_is_stuck_and_starves_the_watchdo
         with pytest.raises(TimeoutError):
             listener.settimeout(1.0)
             listener.recv(64)  # no ping while stuck
+    stop_feeding.set()
     assert any("consumer stuck" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
     listener.close()
 
@@ -115,7 +119,7 @@ def test_the_pause_state_is_applied_again_even_if_the_client_lost_it() -> None:
 
 def test_progress_verdicts() -> None:
     clock = Clock()
-    p = Progress(60, clock)
+    p = Progress(60, clock=clock)
     clock.now += 120
     p.turned()
     assert p.verdict() is None  # idle, lag unknown: not stuck
@@ -129,6 +133,74 @@ def test_progress_verdicts() -> None:
     clock.now += 61
     assert p.verdict() == "the consume loop has not turned for 61 s"
     assert not p.lag_due(10) or p.idle_seconds() >= 10
+
+
+def test_a_write_is_waited_for_until_it_hangs_and_a_blocked_loop_until_its_own_limit() -> None:
+    clock = Clock()
+    p = Progress(60, loop_after=135, hang_after=180, clock=clock)
+    p.measured(500)
+    clock.now += 100
+    p.turned()
+    assert p.verdict(writing=100) is None  # a slow write: waited for
+    assert p.verdict(retrying=90, writing=100) is None
+    assert p.verdict(writing=181) == "a store write has not returned for 181 s"  # hung, retried or not
+    assert p.verdict(retrying=5, writing=200) == "a store write has not returned for 200 s"
+    clock.now += 100
+    assert p.verdict(writing=10) is None  # the loop blocked 100 s (a commit waiting for Kafka): not yet
+    clock.now += 40
+    assert p.verdict() == "the consume loop has not turned for 140 s"
+
+
+def test_a_failed_commit_is_retried_so_a_quiet_topic_shows_no_lag() -> None:
+    rig = Rig([MemoryStore("pg"), MemoryStore("ch")])
+    real_commit = rig.kafka.commit
+    failures = [1]
+
+    def flaky(offsets: Any, asynchronous: bool = False) -> None:
+        if failures:
+            failures.pop()
+            raise KafkaException(KafkaError(KafkaError.REQUEST_TIMED_OUT))
+        real_commit(offsets, asynchronous)
+
+    rig.kafka.commit = flaky  # type: ignore[method-assign]
+    rig.fill(9)
+    with running(rig):
+        wait(rig.caught_up, timeout=15, what="the failed commit retried (nothing else arrives)")
+    assert count(rig.consumer.metrics.commit_failures) == 1
+
+
+def test_a_fatal_kafka_error_ends_the_loop() -> None:
+    rig = Rig([MemoryStore("pg"), MemoryStore("ch")])
+    rig.kafka.logs[0].append(FakeMessage("t", 0, 0, error=KafkaError(KafkaError._FENCED, fatal=True)))
+    with pytest.raises(KafkaException):
+        rig.consumer.run()
+    assert rig.kafka.closed
+
+
+def test_the_watchdog_is_fed_from_its_own_thread_only_while_moving(tmp_path: Path) -> None:
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(str(path))
+        listener.settimeout(1.0)
+        moving = threading.Event()
+        moving.set()
+        stop = threading.Event()
+        Watchdog({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "300000"}).keep_fed(moving.is_set, stop)
+        try:
+            assert listener.recv(64) == b"WATCHDOG=1"
+            moving.clear()
+            while True:  # drain what was sent before
+                try:
+                    listener.settimeout(0.3)
+                    listener.recv(64)
+                except TimeoutError:
+                    break
+            with pytest.raises(TimeoutError):
+                listener.settimeout(1.0)
+                listener.recv(64)
+        finally:
+            stop.set()
+    assert Watchdog({}).keep_fed(lambda: True, threading.Event()) is None  # outside systemd: no thread
 
 
 def test_watchdog_pings_systemd_at_most_three_times_per_period(tmp_path: Path) -> None:
