@@ -110,3 +110,31 @@ def test_wsgi_records_the_utf8_path_and_the_forwarded_client_only_behind_a_trust
     visitors = [e["anonymousId"] for e in sender.events]
     assert paths == ["/café", "/b", "/c"]
     assert visitors[0] == visitors[2] != visitors[1]  # two clients behind the proxy, told apart
+
+
+@pytest.mark.parametrize("headers", [{"DNT": "1"}, {"Sec-GPC": "1"}, {"DNT": "1", "Sec-GPC": "1"}])
+def test_a_browser_that_asks_not_to_be_tracked_is_not_recorded_unless_switched_off(headers: dict[str, str]) -> None:
+    """As the snippet does (issue 28): DNT and Global Privacy Control, in both middlewares."""
+    def wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    for honour, expected in ((True, ["/other"]), (False, ["/asked", "/other"])):
+        asgi_sender, wsgi_sender = ListSender(), ListSender()
+        recorder = PageRecorder(site="shop", honour_privacy_signals=honour)
+        app = FastAPI()
+
+        @app.get("/{path:path}")
+        async def any_page(path: str) -> dict[str, str]:
+            return {"path": path}
+
+        with TestClient(FootprintASGI(app, asgi_sender, recorder)) as c:
+            assert c.get("/asked", headers=headers).status_code == 200  # the page itself is served
+            c.get("/other", headers={"DNT": "0"})
+        wsgi = FootprintWSGI(wsgi_app, wsgi_sender, PageRecorder(site="shop", honour_privacy_signals=honour))
+        client = httpx.Client(transport=httpx.WSGITransport(app=wsgi), base_url="http://shop")
+        assert client.get("/asked", headers=headers).text == "ok"
+        client.get("/other", headers={"Sec-GPC": "0"})
+        for sender in (asgi_sender, wsgi_sender):
+            assert [e["properties"]["path"] for e in sender.events] == expected, (honour, headers)
+        assert recorder.declined == (1 if honour else 0)

@@ -33,7 +33,7 @@ class FootprintASGI:
         if scope["type"] == "http":
             try:
                 path = scope.get("path", "")
-                if self.recorder.wanted(path):
+                if self.recorder.wanted(path, _header(scope, b"dnt"), _header(scope, b"sec-gpc")):
                     self.sender.send(self.recorder.page(
                         scope.get("method", ""), path, (scope.get("client") or ("", 0))[0] or "",
                         _header(scope, b"x-forwarded-for"), _header(scope, b"user-agent") or "",

@@ -19,17 +19,27 @@ class PageRecorder:
 
     ``skip``: path prefixes never recorded (static files, health checks). ``trusted_proxies``: peers
     whose ``X-Forwarded-For`` names the client. ``site``: part of the visitor id, a hash keyed with a
-    daily salt that lives only in this process (``footprint.visitors``).
+    daily salt that lives only in this process (``footprint.visitors``). ``honour_privacy_signals``:
+    a request whose browser asks not to be tracked (``DNT: 1`` or ``Sec-GPC: 1``) is not recorded,
+    as the browser snippet does; ``declined`` counts them.
     """
 
     def __init__(self, site: str = "default", skip: Iterable[str] = DEFAULT_SKIP,
-                 trusted_proxies: str = "127.0.0.1,::1") -> None:
+                 trusted_proxies: str = "127.0.0.1,::1", honour_privacy_signals: bool = True) -> None:
         self.skip = tuple(skip)
         self.visitors = VisitorIds(site)
         self.trusted = parse_networks(trusted_proxies)
+        self.honour_privacy_signals = honour_privacy_signals
+        self.declined = 0
 
-    def wanted(self, path: str) -> bool:
-        return not path.startswith(self.skip) if self.skip else True
+    def wanted(self, path: str, dnt: str | None = None, gpc: str | None = None) -> bool:
+        """Record this request? Not for a skipped path, nor (by default) when the browser opted out."""
+        if self.skip and path.startswith(self.skip):
+            return False
+        if self.honour_privacy_signals and "1" in ((dnt or "").strip(), (gpc or "").strip()):
+            self.declined += 1
+            return False
+        return True
 
     def page(self, method: str, path: str, peer: str, forwarded_for: str | None, user_agent: str,
              referrer: str | None, now: datetime | None = None, query: str = "",

@@ -24,7 +24,8 @@ class FootprintWSGI:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         try:
             path = environ.get("PATH_INFO", "")
-            if isinstance(path, str) and self.recorder.wanted(path):
+            if isinstance(path, str) and self.recorder.wanted(path, environ.get("HTTP_DNT"),
+                                                               environ.get("HTTP_SEC_GPC")):
                 self.sender.send(self.recorder.page(
                     environ.get("REQUEST_METHOD", ""), _utf8(path), environ.get("REMOTE_ADDR", ""),
                     environ.get("HTTP_X_FORWARDED_FOR"), environ.get("HTTP_USER_AGENT", ""),
