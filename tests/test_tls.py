@@ -356,6 +356,7 @@ def test_collector_https_works_with_the_ca(web: dict[str, Any]) -> None:
 
     r = httpx.get(f"{web['url']}/healthz", verify=web["ca"], timeout=10)
     assert r.status_code == 200 and r.json()["status"] == "ok"
+    assert r.headers["strict-transport-security"] == "max-age=31536000"  # HSTS on every HTTPS front
 
 
 def test_collector_plain_http_is_redirected_or_refused(web: dict[str, Any]) -> None:

@@ -247,3 +247,36 @@ def test_the_api_needs_a_session_and_refuses_bad_filters(dashboard: dict[str, An
         c.cookies.clear()
         assert c.get("/static/../app.py").status_code == 404
         assert c.post("/login", content="secret=" + "test-key").status_code == 401  # a public key is no login
+
+
+def test_parallel_guesses_are_throttled_and_logout_ends_the_session(dashboard: dict[str, Any]) -> None:
+    """Issue 28: 30 wrong passwords sent at once from one address: at most 5 are compared, the rest
+    answered 429 with Retry-After, and that address is locked out (even with the right key) while
+    another logs in; a session cookie kept from before a logout opens nothing after it; a favicon."""
+    import asyncio
+
+    base = dashboard["base"]
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    guesser = {**form, "X-Forwarded-For": "198.51.100.77"}  # the test client is a trusted proxy (127.0.0.1)
+
+    async def guesses() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as c:
+            return list(await asyncio.gather(*(c.post("/login", content=f"secret=wrong-{i}", headers=guesser)
+                                               for i in range(30))))
+
+    answers = asyncio.run(guesses())
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses.count(401) <= 5 and statuses.count(429) >= 25, statuses
+    assert all(int(r.headers["Retry-After"]) >= 1 for r in answers if r.status_code == 429)
+    with httpx.Client(base_url=base, timeout=30) as c:
+        locked = c.post("/login", content="secret=" + KEY, headers=guesser)
+        assert locked.status_code == 429 and "Too many attempts" in locked.text  # even the right key waits
+        r = c.post("/login", content="secret=" + KEY, headers={**form, "X-Forwarded-For": "198.51.100.78"})
+        assert r.status_code == 303
+        kept = c.cookies["footprint_session"]
+        assert c.get("/api/stats").status_code == 200
+        assert c.post("/logout").status_code == 303
+    with httpx.Client(base_url=base, timeout=30, cookies={"footprint_session": kept}) as c:
+        assert c.get("/api/stats").status_code == 401  # the kept cookie was ended on the server
+        icon = c.get("/favicon.ico")
+        assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")

@@ -3,12 +3,15 @@
 It holds reader credentials only (PostgreSQL reader, ClickHouse reader) and the secrets to check a
 login against: a private key (``FOOTPRINT_PRIVATE_KEYS``) or the dashboard password
 (``FOOTPRINT_DASHBOARD_PASSWORD``). A login sets a signed session cookie (HttpOnly,
-SameSite=Strict, expiring after ``dashboard_session_hours``); every ``/api/`` answer needs it.
+SameSite=Strict, expiring after ``dashboard_session_hours``) naming a session that logout ends on
+the server; every ``/api/`` answer needs it. Login attempts are throttled per client address and
+overall (``guard.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets as random_tokens
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -20,16 +23,18 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from footprint import __version__
 from footprint.auth import Signer, key_bytes, matches
+from footprint.dashboard.guard import LoginThrottle, Revoked
 from footprint.schema import EVENT_TYPES, TEXT_MAX_BYTES
 from footprint.settings import Settings
 from footprint.stats import LIVE_MINUTES, Filter, run_clickhouse, run_stats
 from footprint.stores import StoreUnavailable, ch_client
+from footprint.visitors import client_address, parse_networks
 
 COOKIE = "footprint_session"
 RANGES = {"1": 1, "7": 7, "30": 30, "90": 90, "365": 365, "all": 0}
 TOP = 10
-_TYPES = {"png": "image/png", "js": "application/javascript", "css": "text/css", "html": "text/html; charset=utf-8",
-          "md": "text/markdown; charset=utf-8"}
+_TYPES = {"png": "image/png", "svg": "image/svg+xml", "js": "application/javascript", "css": "text/css",
+          "html": "text/html; charset=utf-8", "md": "text/markdown; charset=utf-8"}
 _HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
                                " connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
@@ -82,16 +87,27 @@ def create_dashboard(settings: Settings) -> FastAPI:
         secrets.append(settings.dashboard_password.get_secret_value().encode())
     sessions = Signer.from_settings(settings, "dashboard-session")
     max_age = int(settings.dashboard_session_hours * 3600)
+    throttle = LoginThrottle()
+    revoked = Revoked()
+    trusted = parse_networks(settings.trusted_proxies)
+
+    def session_id(request: Request) -> str | None:
+        """The id of the request's valid, unrevoked session, or None."""
+        token = request.cookies.get(COOKIE, "")
+        payload = sessions.verify_expiring(token) if token else None
+        kind, _, sid = (payload or "").partition(":")
+        return sid if kind == "dashboard" and sid and sid not in revoked else None
 
     def signed_in(request: Request) -> bool:
-        token = request.cookies.get(COOKIE, "")
-        return bool(token) and sessions.verify_expiring(token) == "dashboard"
+        return session_id(request) is not None
 
-    def page(name: str, status: int = 200) -> Response:
+    def page(name: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
         body = _static(name) or b""
         if status == 401:  # the login page, saying why
-            body = body.replace(b'class="failed" hidden', b'class="failed"')
-        return Response(body, status_code=status, media_type=_TYPES["html"], headers=_HEADERS)
+            body = body.replace(b'id="failed" class="failed" hidden', b'id="failed" class="failed"')
+        elif status == 429:
+            body = body.replace(b'id="throttled" class="failed" hidden', b'id="throttled" class="failed"')
+        return Response(body, status_code=status, media_type=_TYPES["html"], headers={**_HEADERS, **(headers or {})})
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
@@ -118,22 +134,37 @@ def create_dashboard(settings: Settings) -> FastAPI:
 
     @app.post("/login")
     async def login(request: Request) -> Response:
+        client = client_address(request.client.host if request.client else "", request.headers.get("x-forwarded-for"),
+                                trusted)
+        wait = throttle.admit(client)  # counted before the comparison: parallel guesses are refused too
+        if wait:
+            return page("login.html", status=429, headers={"Retry-After": str(int(wait) + 1)})
         body = await request.body()
         fields = parse_qs(body[:4096].decode("utf-8", "replace")) if len(body) <= 4096 else {}
         secret = (fields.get("secret") or [""])[0]
         if not matches(secret, secrets):
             await asyncio.sleep(0.5)  # slows guessing; the comparison itself is constant-time
             return page("login.html", status=401)
+        throttle.succeeded(client)
         response = RedirectResponse("/", status_code=303, headers=_HEADERS)
-        response.set_cookie(COOKIE, sessions.sign_expiring("dashboard", max_age), max_age=max_age, httponly=True,
+        token = sessions.sign_expiring(f"dashboard:{random_tokens.token_urlsafe(18)}", max_age)
+        response.set_cookie(COOKIE, token, max_age=max_age, httponly=True,
                             samesite="strict", secure=request.url.scheme == "https", path="/")
         return response
 
     @app.post("/logout")
-    def logout() -> Response:
+    def logout(request: Request) -> Response:
+        sid = session_id(request)
+        if sid is not None:  # ended here: the cookie opens nothing any more, even if kept
+            revoked.add(sid, max_age)
         response = RedirectResponse("/login", status_code=303, headers=_HEADERS)
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
         return response
+
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        return Response(_static("favicon.svg") or b"", media_type=_TYPES["svg"],
+                        headers={**_HEADERS, "Cache-Control": "public, max-age=86400"})
 
     @app.get("/static/{name}")
     def static(name: str) -> Response:
