@@ -33,7 +33,7 @@ from footprint.readapi import add_read_routes
 from footprint.schema import ContractError, encode_event, inbound_json_schema, loads, validate_batch
 from footprint.settings import Settings
 from footprint.stores import StoreUnavailable
-from footprint.visitors import VisitorIds, client_address, parse_networks
+from footprint.visitors import VisitorIds, client_address, in_networks, parse_networks
 
 log = logging.getLogger("footprint.collector")
 
@@ -185,9 +185,20 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
                       kafka="ok" if problem is None else problem, queue=s.queue_length())
         return JSONResponse(body.model_dump(), status_code=200 if problem is None else 503)
 
+    metrics_from = parse_networks(settings.metrics_from)
+    proxies = parse_networks(settings.trusted_proxies)
+    private = key_bytes(settings.private_keys)
+
     @app.get("/metrics", response_class=Response,
-             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}})
-    async def metrics() -> Response:
+             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"},
+                        404: {"description": "not from FOOTPRINT_METRICS_FROM and no private key"}})
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics, only for clients in ``FOOTPRINT_METRICS_FROM`` (loopback by default; behind
+        a trusted proxy, its ``X-Forwarded-For`` client) or with a private key; to anyone else it does not exist."""
+        peer = request.client.host if request.client else ""
+        client = client_address(peer, request.headers.get("x-forwarded-for"), proxies)
+        if not (in_networks(client, metrics_from) or authorized(request.headers.get("authorization"), private)):
+            return JSONResponse({"error": "not_found", "detail": "Not Found"}, status_code=404)
         s = current()
         s.metrics.queue_len.set(s.queue_length())
         return Response(generate_latest(s.metrics.registry), media_type=CONTENT_TYPE_LATEST)

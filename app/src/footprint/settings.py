@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     producer_queue_max: int = Field(default=100_000, ge=1)
     site: str = "default"  # part of every anonymous visitor id (visitors.py)
     trusted_proxies: str = "127.0.0.1,::1"  # peers whose X-Forwarded-For is believed
+    # clients (after the trusted-proxy rule) that may read the collector's /metrics; others need a private key
+    metrics_from: str = "127.0.0.0/8,::1"
     site_origins: str = ""  # origins whose pages may send events with the browser snippet (CORS)
     api_ack_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     retry_after_seconds: int = Field(default=5, ge=1)

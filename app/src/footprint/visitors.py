@@ -62,11 +62,11 @@ def client_address(peer: str, forwarded_for: str | None,
                    trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
     """The client's address: the peer's, unless the peer is a trusted proxy; then the right-most
     address of ``X-Forwarded-For`` that is not itself a trusted proxy (left of it, anyone can write)."""
-    if not forwarded_for or not _is_trusted(peer, trusted):
+    if not forwarded_for or not in_networks(peer, trusted):
         return peer
     hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
     for hop in reversed(hops):
-        if not _is_trusted(hop, trusted):
+        if not in_networks(hop, trusted):
             return hop if _is_address(hop) else peer
     return hops[0] if hops and _is_address(hops[0]) else peer
 
@@ -79,7 +79,8 @@ def _is_address(text: str) -> bool:
     return True
 
 
-def _is_trusted(addr: str, trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+def in_networks(addr: str, trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    """``addr`` is an address inside one of ``trusted`` (a name or garbage is not)."""
     try:
         ip = ipaddress.ip_address(addr)
     except ValueError:

@@ -21,7 +21,7 @@ def test_kafka_outage_and_full_queue_are_503s_not_waits() -> None:
     auth = {"Authorization": "Bearer k"}
     try:
         settings = Settings(kafka_bootstrap=dead, api_keys="k", api_ack_timeout_seconds=2)
-        with TestClient(create_app(settings, producer)) as client:
+        with TestClient(create_app(settings, producer), client=("127.0.0.1", 50000)) as client:
             started = time.monotonic()
             small = client.post("/v1/events", json={"batch": [track] * 3}, headers=auth)
             elapsed = time.monotonic() - started
@@ -45,7 +45,7 @@ def test_202_means_kafka_has_the_batch(settings: Settings) -> None:
     producer = EventProducer(settings.kafka_bootstrap, settings.kafka_topic, CollectorMetrics())
     producer.start()
     try:
-        with TestClient(create_app(settings, producer)) as client:
+        with TestClient(create_app(settings, producer), client=("127.0.0.1", 50000)) as client:
             before = sum(end_offsets(settings).values())
             r = client.post("/v1/events", headers={"Authorization": "Bearer test-key"},
                             json={"batch": [{"type": "track", "event": f"e{i}", "userId": "u"} for i in range(7)]})

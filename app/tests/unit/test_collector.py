@@ -204,3 +204,24 @@ def test_openapi_describes_every_endpoint() -> None:
     assert {"202", "400", "401", "413", "415", "503"} <= set(post["responses"])
     assert {"200", "503"} <= set(spec["paths"]["/healthz"]["get"]["responses"])
     assert "200" in spec["paths"]["/metrics"]["get"]["responses"]
+
+
+def test_metrics_are_for_the_configured_networks_or_a_private_key_only() -> None:
+    """Issue 28: the collector's port is public; its /metrics is not (404 to anyone else)."""
+    settings = Settings(api_keys="k", private_keys="p-key", metrics_from="127.0.0.0/8,10.9.0.0/16")
+    app = create_app(settings, QueueSender())
+    cases = [  # (peer, headers, status)
+        (("127.0.0.1", 1), {}, 200),
+        (("10.9.3.4", 1), {}, 200),
+        (("203.0.113.9", 1), {}, 404),
+        (("203.0.113.9", 1), {"X-Forwarded-For": "127.0.0.1"}, 404),  # an untrusted peer's header is ignored
+        (("127.0.0.1", 1), {"X-Forwarded-For": "203.0.113.9"}, 404),  # behind the proxy: the real client
+        (("127.0.0.1", 1), {"X-Forwarded-For": "10.9.0.1"}, 200),
+        (("203.0.113.9", 1), {"Authorization": "Bearer p-key"}, 200),
+        (("203.0.113.9", 1), {"Authorization": "Bearer k"}, 404),  # a public key reads nothing
+    ]
+    for peer, headers, status in cases:
+        with TestClient(app, client=peer) as c:
+            r = c.get("/metrics", headers=headers)
+        assert r.status_code == status, (peer, headers, r.text)
+        assert ("footprint_events_enqueued" in r.text) == (status == 200)
