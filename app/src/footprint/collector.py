@@ -30,6 +30,7 @@ from footprint.erasure import Eraser
 from footprint.fastinbound import plain_batch
 from footprint.metrics import CollectorMetrics
 from footprint.readapi import add_read_routes
+from footprint.salts import SharedSalts
 from footprint.schema import ContractError, encode_event, inbound_json_schema, loads, validate_batch
 from footprint.settings import Settings
 from footprint.stores import StoreUnavailable
@@ -58,10 +59,10 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def visitor_function(settings: Settings) -> Callable[[Scope], str]:
+def visitor_function(settings: Settings, salts: SharedSalts | None = None) -> Callable[[Scope], str]:
     """``scope -> visitor id``: the daily-salted hash of site + client address (through trusted
-    proxies only) + user agent (``visitors.py``)."""
-    ids = VisitorIds(settings.site)
+    proxies only) + user agent (``visitors.py``), with the salt every collector shares (``salts.py``)."""
+    ids = VisitorIds(settings.site, salts.salt_for if salts is not None else None)
     trusted = parse_networks(settings.trusted_proxies)
 
     def visitor(scope: Scope) -> str:
@@ -149,8 +150,12 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
     if sender is not None:
         holder["s"] = sender
 
+    salts = SharedSalts(settings.pg_dsn.get_secret_value())
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        stop_salts = threading.Event()
+        salts.keep_fresh(stop_salts)  # the day's visitor salt, shared through PostgreSQL
         owned = None
         if "s" not in holder:
             from footprint.producer import EventProducer
@@ -165,6 +170,7 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
         try:
             yield
         finally:
+            stop_salts.set()
             if owned is not None:
                 owned.close()
 
@@ -246,7 +252,7 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
 
     eraser = add_read_routes(app, settings, error=lambda status, kind, detail, headers=None: _error(
         status, kind, detail, current().metrics, headers=headers))
-    visitor = visitor_function(settings)
+    visitor = visitor_function(settings, salts)
     add_browser_routes(
         app, settings,
         deliver=lambda events: current().deliver(events, settings.api_ack_timeout_seconds),

@@ -108,6 +108,10 @@ def _pg_grants(conn: object, settings: Settings) -> None:
         conn.execute(sql.SQL("GRANT SELECT ON schema_migrations TO {}").format(sql.Identifier(role)))
         # erasure requests: written by the owner (who erases); the consumer drops erased users' events
         conn.execute(sql.SQL("GRANT SELECT ON erasure_requests TO {}").format(sql.Identifier(role)))
+    # the visitor salts: the collectors (writer role) make, read and destroy them; the reader never sees one
+    if settings.pg_writer_role in existing:
+        conn.execute(sql.SQL("GRANT SELECT, INSERT, DELETE ON visitor_salts TO {}").format(
+            sql.Identifier(settings.pg_writer_role)))
 
 
 # --- a ClickHouse cluster (settings.ch_cluster) ---------------------------------------------------

@@ -1,12 +1,12 @@
 """Anonymous visitors, counted the way privacy-respecting analytics count them.
 
-A visitor id is a keyed hash of site + client address + user agent, keyed with a salt that is
-random, lives only in this process's memory and is replaced at every UTC midnight: the same visitor
-has one id for a day and another the next day, and since no salt is ever stored, an id can be
-neither followed across days nor reversed (the address space is small enough to brute-force an
-unsalted or a stored-salt hash). Consequence: each collector process has its own salt, so a visitor
-whose requests reach two collector processes on one day counts as two (run one collector worker per
-site, the default, or accept the small overcount).
+A visitor id is a keyed hash of site + client address + user agent, keyed with a random salt that
+is replaced at every UTC midnight: the same visitor has one id for a day and another the next day,
+and since a day's salt is destroyed when the day is over, an id can be neither followed across
+days nor reversed (the address space is small enough to brute-force an unsalted hash, or one whose
+salt is kept). The collector's salt of the day is shared by all its processes and hosts through
+PostgreSQL (``salts.py``); without a salt source (the middleware in a user's own app), each process
+makes its own, so a visitor reaching two such processes on one day counts as two.
 
 The client address comes from the connection, or from ``X-Forwarded-For`` only when the connection
 comes from a trusted proxy (``FOOTPRINT_TRUSTED_PROXIES``): anyone can send that header.
@@ -18,19 +18,26 @@ import hashlib
 import ipaddress
 import os
 import threading
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 
 
 class VisitorIds:
-    """Daily-salted visitor ids; the salt of a day is forgotten when the next day starts."""
+    """Daily-salted visitor ids; the salt of a day is forgotten when the next day starts.
 
-    def __init__(self, site: str) -> None:
+    ``salts``: where a day's salt comes from (``SharedSalts.salt_for``); by default this process
+    makes its own."""
+
+    def __init__(self, site: str, salts: Callable[[date], bytes] | None = None) -> None:
         self.site = site.encode("utf-8", "replace")
+        self._salts = salts
         self._day: date | None = None
         self._salt = b""
         self._lock = threading.Lock()
 
     def _salt_for(self, day: date) -> bytes:
+        if self._salts is not None:
+            return self._salts(day)
         with self._lock:
             if day != self._day:
                 self._day, self._salt = day, os.urandom(32)  # the previous day's salt is gone
