@@ -285,3 +285,33 @@ def test_clickhouse_holds_each_event_once_and_the_rollup_counts_each_once(
     finally:
         client.close()
     print(f"\nClickHouse: {distinct} distinct events, none stored twice; the rollup counts {counted}")
+
+
+def test_one_visitor_has_one_id_across_every_collector_process_and_host(
+    host: Any, hostvars: dict[str, Any], endpoints: dict[str, Any], component: Callable[[str], tuple[str, dict[str, Any]]],
+    request: pytest.FixtureRequest,
+) -> None:
+    """The same browser's page views, each on a new connection (spread over the collector's workers)
+    to every app host's collector, get one visitor id: the day's salt is shared (issue 28)."""
+    from conftest import resolved
+
+    apps = list(hostvars["groups"]["app"])
+    if host.backend.get_hostname() != apps[0]:
+        pytest.skip("runs once, through every app host's collector")
+    if not endpoints["site_origins"]:
+        pytest.skip("footprint_site_origins is empty: the snippet's endpoint refuses every page")
+    marker = uuid.uuid4().hex
+    origin = endpoints["site_origins"][0]
+    for name in apps:
+        ep = endpoints_of(component, resolved(request.config, name))
+        for i in range(8):
+            page = {"type": "page", "properties": {"path": f"/visitor-probe/{marker}/{name}/{i}", "footprint_probe": True}}
+            r = httpx.post(f"{ep['collector']}/v1/b", timeout=10, verify=ep["verify"],
+                           headers={"Origin": origin, "User-Agent": BROWSER, "Content-Type": "text/plain"},
+                           content=json.dumps({"key": ep["api_key"].reveal(), "batch": [page]}))
+            assert r.status_code == 202, r.text
+    expected = 8 * len(apps)
+    rows = wait_for("the visitor probes in PostgreSQL", lambda: (r := pg_rows(
+        endpoints, "link LIKE %s", (f"/visitor-probe/{marker}/%",))) and len(r) == expected and r)
+    ids = {row["anonymous_id"] for row in rows}
+    assert len(ids) == 1, f"one browser got {len(ids)} visitor ids from {len(apps)} app host(s)' collectors"
