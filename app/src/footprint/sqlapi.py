@@ -1,23 +1,34 @@
 """``POST /v1/queries``: read-only SQL on the app database in ClickHouse, within limits.
 
-Three layers, each enough on a real ClickHouse server, all applied:
+Layers, each enough on a real ClickHouse server, all applied:
 
-1. the reader user (``SELECT ON <db>.*`` only);
+1. the reader user (``SELECT ON <db>.*`` only) and its profile's limits (the clickhouse role);
 2. server-side settings sent with the query: ``readonly=1``, ``max_execution_time``,
    ``max_result_rows``/``max_result_bytes`` with ``result_overflow_mode=throw``;
-3. the app itself, before running anything: ClickHouse's own parser (``EXPLAIN QUERY TREE``, which
-   accepts only a SELECT) lists every table the query reads; a table outside the app database or a
-   table function is refused. The offline ClickHouse stand-in does not enforce every grant the
-   role writes, so this layer is what refuses ``system.users`` there.
+3. the app itself, before running anything, from ClickHouse's own parse of the query:
+   - ``EXPLAIN AST`` (parsing only: nothing is evaluated) lists every function the query calls;
+     each must be on the allowlist (``sql_functions.tsv``, made by ``app/tools/sql_allowlist.py``
+     from the engine's own function categories: functions that compute on their arguments only),
+     so a function that reaches files, the network, other servers or the server's state is
+     refused with a 403 naming it, including one a newer ClickHouse adds;
+   - ``EXPLAIN QUERY TREE`` (which accepts only a SELECT) lists every table the query reads; a
+     table outside the app database, or a table function other than the number generators, is
+     refused. The offline ClickHouse stand-in does not enforce every grant the role writes, so
+     this layer is what refuses ``system.users`` there;
+4. the answer is read from ClickHouse block by block and cut with a 422 as soon as it passes the
+   byte limit (``max_result_bytes`` is checked per block by the server: one large block passed it).
 
 Every refusal is a 4xx naming the reason (``QueryRefused``); a store that cannot be reached is a 503.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -46,6 +57,49 @@ _TABLE = re.compile(r"\btable_name: (\S+)")
 _TABLE_FUNCTION = re.compile(r"\btable_function_name: (\S+)")
 # table functions that only generate numbers (every other one reads a file, a URL, another server...)
 _GENERATORS = frozenset({"numbers", "numbers_mt", "zeros", "zeros_mt", "generate_series", "generateSeries"})
+_FUNCTION = re.compile(r"^\s*Function (\S+)", re.M)
+# what the parser writes for syntax, not a function of system.functions: x -> y, count(DISTINCT x)
+_SYNTAX = frozenset({"lambda", "countDistinct"})
+# aggregate function combinators (uniqExactIf, sumArray, countMerge, ...), longest first
+_COMBINATORS = ("MergeState", "SimpleState", "OrDefault", "Resample", "Distinct", "ForEach", "ArgMin", "ArgMax",
+                "OrNull", "Array", "State", "Merge", "Map", "If")
+
+
+@cache
+def _allowlist() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """(names, lower-cased case-insensitive names, aggregate names, lower-cased too) of the allowed functions."""
+    names: set[str] = set()
+    folded: set[str] = set()
+    aggregates: set[str] = set()
+    text = (resources.files("footprint") / "sql_functions.tsv").read_text()
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, flags = line.split("\t")
+        names.add(name)
+        if "i" in flags:
+            folded.add(name.lower())
+        if "a" in flags:
+            aggregates.add(name)
+            if "i" in flags:
+                aggregates.add(name.lower())
+    return frozenset(names), frozenset(folded), frozenset(aggregates)
+
+
+def function_allowed(name: str) -> bool:
+    """``name`` (as the parser wrote it) is an allowed function, an allowed aggregate with
+    combinators, or syntax; a table function is judged by ``check_tables``."""
+    names, folded, aggregates = _allowlist()
+    if name in names or name.lower() in folded or name in _SYNTAX or name in _GENERATORS:
+        return True
+    base = name
+    while True:
+        suffix = next((c for c in _COMBINATORS if base.endswith(c) and len(base) > len(c)), None)
+        if suffix is None:
+            return False
+        base = base[: -len(suffix)]
+        if base in aggregates or base.lower() in aggregates:
+            return True
 
 
 class QueryRefused(Exception):
@@ -93,6 +147,27 @@ def check_sql(sql: str, settings: Settings) -> None:
         raise QueryRefused(400, "invalid", "sql: contains a NUL character")
 
 
+def check_functions(client: Client, sql: str, settings: Settings) -> None:
+    """ClickHouse's parser lists the functions (nothing is evaluated): each must be allowed."""
+    try:
+        ast = client.command(f"EXPLAIN AST {sql}", settings={
+            "readonly": 1, "max_execution_time": settings.query_max_execution_seconds})
+    except Exception as exc:
+        if _CODE.search(str(exc)) is None:
+            raise
+        refused = refusal(exc)
+        if refused.status == 400:
+            refused.detail = "only one SELECT query is allowed: " + refused.detail
+        raise refused from None
+    text = ast if isinstance(ast, str) else "\n".join(str(x) for x in (ast if isinstance(ast, list) else [ast]))
+    if not text.lstrip().startswith("SelectWithUnionQuery"):
+        raise QueryRefused(400, "query_refused", "only one SELECT query is allowed")
+    names = sorted({f for f in _FUNCTION.findall(text) if not function_allowed(f)})
+    if names:
+        raise QueryRefused(403, "query_refused", f"function not allowed: {', '.join(names[:10])} (only functions "
+                                                 "that compute on their arguments; see the app README)")
+
+
 def check_tables(client: Client, sql: str, settings: Settings) -> None:
     """ClickHouse's parser lists the tables: only the app database's, no table functions."""
     try:
@@ -123,16 +198,32 @@ def run(client: Client, sql: str, settings: Settings) -> QueryResult:
     import time
 
     check_sql(sql, settings)
+    check_functions(client, sql, settings)
     check_tables(client, sql, settings)
     t0 = time.perf_counter()
+    rows: list[list[Any]] = []
+    size = 0
     try:
-        result = client.query(sql, settings=limits(settings))
+        context = client.create_query_context(query=sql, settings={**limits(settings), "max_block_size": 1000},
+                                              streaming=True)
+        result = client.query(context=context)
+        with result.row_block_stream as blocks:
+            for block in blocks:
+                for row in block:
+                    values = [_jsonable(v) for v in row]
+                    size += len(json.dumps(values, ensure_ascii=False, default=str)) + 1
+                    if size > settings.query_max_result_bytes:
+                        raise QueryRefused(422, "query_refused", "result larger than the row or byte limit ("
+                                           f"its JSON passed {settings.query_max_result_bytes} bytes; cut there)")
+                    rows.append(values)
+    except QueryRefused:
+        raise
     except Exception as exc:
         if _CODE.search(str(exc)) is None:
             raise
         raise refusal(exc) from None
-    return QueryResult(list(result.column_names), [t.name for t in result.column_types],
-                       [[_jsonable(v) for v in r] for r in result.result_rows], (time.perf_counter() - t0) * 1000)
+    return QueryResult(list(result.column_names), [t.name for t in result.column_types], rows,
+                       (time.perf_counter() - t0) * 1000)
 
 
 def _jsonable(value: Any) -> Any:
