@@ -9,6 +9,7 @@ export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 INVENTORY ?= inventory/local/hosts.yml
 DEMO_HOST := footprint-demo
 DEMO_IP := 10.77.0.10
+DEMO_CA := footprint-demo-ca.crt
 
 .PHONY: help deps venv artifacts lint test test-testbed test-app molecule molecule-upgrade molecule-docker molecule-cluster docker-down demo demo-down smoke upgrade docs fuzz
 
@@ -126,6 +127,14 @@ demo: venv artifacts ## deploy the whole stack into the local demo host and say 
 	testbed/host up $(DEMO_HOST) $(DEMO_IP)
 	ansible-playbook -i inventory/local/hosts.yml testbed/prepare-offline.yml
 	ansible-playbook -i inventory/local/hosts.yml playbooks/site.yml
+	@# the private CA where the user who ran make demo can read it (.secrets/ is root's), and how to trust it
+	@install -m 0644 inventory/local/.secrets/pki/ca.crt $(DEMO_CA)
+	@if [ -n "$${SUDO_USER:-}" ]; then chown "$$SUDO_USER" $(DEMO_CA); fi
+	@echo "demo: the demo serves HTTPS with a private CA, copied to $(abspath $(DEMO_CA)) (readable by you). Trust it:"
+	@echo "  curl:    curl --cacert $(abspath $(DEMO_CA)) https://$(DEMO_IP):8000/healthz"
+	@echo "  Python:  HttpSender(\"https://$(DEMO_IP):8000\", key=..., ca_file=\"$(abspath $(DEMO_CA))\")"
+	@echo "  browser: Chromium: certutil -d sql:\$$HOME/.pki/nssdb -A -t C,, -n footprint-demo -i $(abspath $(DEMO_CA))"
+	@echo "           (Debian: apt-get install libnss3-tools); Firefox: Settings > Certificates > Import"
 
 demo-down: ## remove the local demo host
 	testbed/host down $(DEMO_HOST)

@@ -3,6 +3,9 @@
 ``HttpSender``: batches to the collector's ``POST /v1/events`` from a background thread (stdlib
 only). A batch the collector answers 503 or cannot be reached for is retried with backoff (each
 event carries a ``messageId``, so a retry is stored once); a batch it refuses (4xx) is dropped.
+Over HTTPS with a private CA (the kit's default deploy), give the CA's certificate (``ca_file``) or
+an ``ssl_context``. Every failure is a warning that names the cause (once per outage, and for each
+dropped batch), never a silent drop.
 ``KafkaSender``: validates and enriches each event as the collector does and produces the
 canonical form straight to the topic (``pip install footprint[kafka]``: confluent-kafka and the
 user-agent parsers), fire-and-forget.
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import ssl
 import threading
 import time
 import urllib.error
@@ -35,9 +39,14 @@ class Sender(Protocol):
 
 
 class HttpSender:
+    _post_tries = 6  # ~30 s of retries, then the batch is dropped (counted, with a warning)
+
     def __init__(self, collector_url: str, key: str, batch_size: int = 100, flush_seconds: float = 1.0,
-                 max_queue: int = 10_000, timeout: float = 10.0) -> None:
+                 max_queue: int = 10_000, timeout: float = 10.0, ca_file: str | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.url = collector_url.rstrip("/") + "/v1/events"
+        self.context = ssl_context or (ssl.create_default_context(cafile=ca_file) if ca_file else None)
+        self._failing = False
         self.key = key
         self.batch_size = batch_size
         self.flush_seconds = flush_seconds
@@ -77,23 +86,40 @@ class HttpSender:
     def _post(self, batch: list[dict[str, Any]]) -> None:
         body = json.dumps({"batch": batch}).encode()
         delay = 0.5
-        for _attempt in range(6):  # ~30 s of retries, then the batch is dropped (counted)
+        for _attempt in range(self._post_tries):
             request = urllib.request.Request(self.url, data=body, method="POST", headers={
                 "Authorization": f"Bearer {self.key}", "Content-Type": "application/json"})
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout):
+                with urllib.request.urlopen(request, timeout=self.timeout, context=self.context):
                     self.sent += len(batch)
+                    if self._failing:
+                        log.warning("collector reachable again", extra={"url": self.url})
+                    self._failing = False
                     return
             except urllib.error.HTTPError as exc:
                 if exc.code < 500:
-                    log.warning("collector refused page events", extra={"status": exc.code, "events": len(batch)})
+                    hint = " (plain HTTP to an HTTPS port? use https://)" if exc.code == 400 else ""
+                    log.warning(f"collector refused page events{hint}",
+                                extra={"status": exc.code, "events": len(batch), "url": self.url})
                     break
+                self._unreachable(f"HTTP {exc.code}")
             except (OSError, ValueError) as exc:
-                log.debug("collector unreachable", extra={"error": str(exc)})
+                self._unreachable(str(getattr(exc, "reason", exc)))
             if self._stop.wait(delay):
                 break
             delay = min(delay * 2, 10.0)
         self.dropped += len(batch)
+        log.warning("page events dropped: the collector did not take them", extra={"events": len(batch),
+                                                                                   "url": self.url})
+
+    def _unreachable(self, error: str) -> None:
+        if self._failing:
+            return
+        self._failing = True
+        hint = ""
+        if "CERTIFICATE_VERIFY_FAILED" in error:
+            hint = ": its certificate is not trusted here; pass ca_file= the deploy's CA certificate"
+        log.warning(f"collector unreachable, retrying{hint}", extra={"error": error[:300], "url": self.url})
 
     def close(self, timeout: float = 10.0) -> None:
         """Send what is queued (up to ``timeout``), then stop."""
