@@ -110,7 +110,7 @@ def _pg_grants(conn: object, settings: Settings) -> None:
         conn.execute(sql.SQL("GRANT SELECT ON erasure_requests TO {}").format(sql.Identifier(role)))
     # the visitor salts: the collectors (writer role) make, read and destroy them; the reader never sees one
     if settings.pg_writer_role in existing:
-        conn.execute(sql.SQL("GRANT SELECT, INSERT, DELETE ON visitor_salts TO {}").format(
+        conn.execute(sql.SQL("GRANT SELECT, INSERT, TRUNCATE ON visitor_salts TO {}").format(
             sql.Identifier(settings.pg_writer_role)))
 
 

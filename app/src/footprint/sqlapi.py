@@ -58,8 +58,17 @@ _TABLE_FUNCTION = re.compile(r"\btable_function_name: (\S+)")
 # table functions that only generate numbers (every other one reads a file, a URL, another server...)
 _GENERATORS = frozenset({"numbers", "numbers_mt", "zeros", "zeros_mt", "generate_series", "generateSeries"})
 _FUNCTION = re.compile(r"^\s*Function (\S+)", re.M)
-# what the parser writes for syntax, not a function of system.functions: x -> y, count(DISTINCT x)
-_SYNTAX = frozenset({"lambda", "countDistinct"})
+_IDENTIFIER = re.compile(r"^\s*Identifier (\S+)", re.M)
+_QUERY_TREE_FUNCTION = re.compile(r"\bfunction_name: (\S+)")
+# what the parser writes for syntax, not a function of system.functions: x -> y, count(DISTINCT x),
+# EXISTS (subquery), GROUPING(...)
+_SYNTAX = frozenset({"lambda", "countDistinct", "exists", "grouping"})
+# AST nodes that call a function the AST does not name (SELECT * APPLY(x -> f(x)))
+_HIDDEN_CALLS = frozenset({"ColumnsApplyTransformer"})
+# bare words the server runs as functions (SQL's CURRENT_USER...): never a column of the app's tables
+_FUNCTION_WORDS = frozenset({"current_user", "session_user", "user", "currentuser", "current_database",
+                             "currentdatabase", "database", "schema", "current_schemas", "current_role",
+                             "current_roles"})
 # aggregate function combinators (uniqExactIf, sumArray, countMerge, ...), longest first
 _COMBINATORS = ("MergeState", "SimpleState", "OrDefault", "Resample", "Distinct", "ForEach", "ArgMin", "ArgMax",
                 "OrNull", "Array", "State", "Merge", "Map", "If")
@@ -162,7 +171,12 @@ def check_functions(client: Client, sql: str, settings: Settings) -> None:
     text = ast if isinstance(ast, str) else "\n".join(str(x) for x in (ast if isinstance(ast, list) else [ast]))
     if not text.lstrip().startswith("SelectWithUnionQuery"):
         raise QueryRefused(400, "query_refused", "only one SELECT query is allowed")
-    names = sorted({f for f in _FUNCTION.findall(text) if not function_allowed(f)})
+    hidden = sorted({node for node in _HIDDEN_CALLS if re.search(rf"^\s*{node}\b", text, re.M)})
+    if hidden:
+        raise QueryRefused(403, "query_refused", "APPLY(...) is not allowed: it calls functions the query does not "
+                                                 "name (call them on the columns instead)")
+    names = sorted({f for f in _FUNCTION.findall(text) if not function_allowed(f)}
+                   | {i for i in _IDENTIFIER.findall(text) if i.strip("`\"").lower() in _FUNCTION_WORDS})
     if names:
         raise QueryRefused(403, "query_refused", f"function not allowed: {', '.join(names[:10])} (only functions "
                                                  "that compute on their arguments; see the app README)")
@@ -181,6 +195,12 @@ def check_tables(client: Client, sql: str, settings: Settings) -> None:
             refused.detail = "only one SELECT query is allowed: " + refused.detail
         raise refused from None
     text = tree if isinstance(tree, str) else "\n".join(str(x) for x in (tree if isinstance(tree, list) else [tree]))
+    # a second net: what the analyzer resolved must be allowed too (but its own helpers, named __...: a
+    # query that writes such a name was refused by check_functions already)
+    called = sorted({f for f in (n.rstrip(",") for n in _QUERY_TREE_FUNCTION.findall(text))
+                     if not f.startswith("__") and not function_allowed(f)})
+    if called:
+        raise QueryRefused(403, "query_refused", f"function not allowed: {', '.join(called[:10])}")
     functions = [f for f in _TABLE_FUNCTION.findall(text) if f not in _GENERATORS]
     if functions:
         names = ", ".join(sorted(set(functions)))
@@ -204,10 +224,7 @@ def run(client: Client, sql: str, settings: Settings) -> QueryResult:
     rows: list[list[Any]] = []
     size = 0
     try:
-        context = client.create_query_context(query=sql, settings={**limits(settings), "max_block_size": 1000},
-                                              streaming=True)
-        result = client.query(context=context)
-        with result.row_block_stream as blocks:
+        with client.query_row_block_stream(sql, settings={**limits(settings), "max_block_size": 1000}) as blocks:
             for block in blocks:
                 for row in block:
                     values = [_jsonable(v) for v in row]
@@ -216,14 +233,15 @@ def run(client: Client, sql: str, settings: Settings) -> QueryResult:
                         raise QueryRefused(422, "query_refused", "result larger than the row or byte limit ("
                                            f"its JSON passed {settings.query_max_result_bytes} bytes; cut there)")
                     rows.append(values)
+            result = blocks.source  # its columns are known once the first block (or the header) was read
+            columns, types = list(result.column_names), [t.name for t in result.column_types]
     except QueryRefused:
         raise
     except Exception as exc:
         if _CODE.search(str(exc)) is None:
             raise
         raise refusal(exc) from None
-    return QueryResult(list(result.column_names), [t.name for t in result.column_types], rows,
-                       (time.perf_counter() - t0) * 1000)
+    return QueryResult(columns, types, rows, (time.perf_counter() - t0) * 1000)
 
 
 def _jsonable(value: Any) -> Any:

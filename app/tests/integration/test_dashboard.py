@@ -270,7 +270,7 @@ def test_parallel_guesses_are_throttled_and_logout_ends_the_session(dashboard: d
     assert all(int(r.headers["Retry-After"]) >= 1 for r in answers if r.status_code == 429)
     with httpx.Client(base_url=base, timeout=30) as c:
         locked = c.post("/login", content="secret=" + KEY, headers=guesser)
-        assert locked.status_code == 429 and "Too many attempts" in locked.text  # even the right key waits
+        assert locked.status_code == 429 and "Too many login attempts" in locked.text  # even the right key waits
         r = c.post("/login", content="secret=" + KEY, headers={**form, "X-Forwarded-For": "198.51.100.78"})
         assert r.status_code == 303
         kept = c.cookies["footprint_session"]

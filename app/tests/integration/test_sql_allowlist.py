@@ -125,3 +125,22 @@ def test_the_allowlist_file_is_what_the_engine_gives() -> None:
     res = subprocess.run([sys.executable, str(REPO / "app/tools/sql_allowlist.py"), "--check"],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT * APPLY(x -> hostName()) FROM events LIMIT 1",
+    "SELECT COLUMNS('link') APPLY(toString) FROM events LIMIT 1",
+    "SELECT CURRENT_USER",
+    "SELECT currentUser",
+])
+def test_calls_the_query_does_not_name_are_refused(api: TestClient, sql: str) -> None:
+    r = _sql(api, sql)
+    assert r.status_code == 403, r.text
+    assert "not allowed" in r.json()["detail"]
+
+
+def test_exists_grouping_and_subqueries_still_answer(api: TestClient) -> None:
+    r = _sql(api, "SELECT number % 2 AS k, grouping(k), count() FROM numbers(10) WHERE EXISTS (SELECT 1) AND "
+                  "number NOT IN (SELECT toUInt64(length(link)) FROM events FINAL LIMIT 3) GROUP BY k WITH ROLLUP")
+    assert r.status_code == 200, r.text
+    assert r.json()["columns"] == ["k", "grouping(k)", "count()"] and len(r.json()["rows"]) == 3

@@ -34,14 +34,22 @@ def test_the_lockout_doubles_and_a_success_clears_it() -> None:
     assert [t.admit("a") for _ in range(3)] == [0.0, 0.0, 30]  # back to the first step
 
 
-def test_many_addresses_together_lock_every_login_for_a_while() -> None:
+def test_many_addresses_together_never_pass_the_overall_limit() -> None:
     clock = Clock()
-    t = LoginThrottle(per_client=5, overall=20, base_lock=30, clock=clock)
-    assert all(t.admit(f"10.0.0.{i}") == 0.0 for i in range(20))
-    assert t.admit("10.0.1.1") == 30  # the 21st attempt in the window, from a new address
-    assert t.admit("192.0.2.1") > 0
-    clock.now += 31
-    assert t.admit("192.0.2.1") == 0.0
+    t = LoginThrottle(per_client=5, overall=20, window=300, clock=clock)
+    admitted = 0
+    for second in range(900):  # a new address every second for 15 minutes
+        admitted += t.admit(f"10.{second // 250}.{second % 250}.1") == 0.0
+        clock.now += 1
+    assert admitted <= 20 * 3  # at most `overall` per window, however many addresses
+    assert t.admit("192.0.2.1") > 0  # a newcomer waits too while the window is full
+
+
+def test_an_ipv6_client_counts_by_its_64() -> None:
+    t = LoginThrottle(per_client=3, clock=Clock())
+    answers = [t.admit(f"2001:db8:1:2::{i:x}") for i in range(1, 10)]  # nine addresses of one /64
+    assert answers[:3] == [0.0] * 3 and all(a > 0 for a in answers[3:])
+    assert t.admit("2001:db8:1:3::1") == 0.0  # another /64
 
 
 def test_old_attempts_leave_the_window() -> None:

@@ -4,8 +4,10 @@
 starts, so attempts sent in parallel are refused as surely as attempts sent one after another. Per
 client address (the trusted-proxy rule of the collector): ``per_client`` attempts in ``window``
 seconds, then the client waits ``base_lock`` seconds, doubling with every further lockout up to
-``max_lock``. Overall: ``overall`` attempts in ``window`` seconds from any addresses, then every
-client waits ``base_lock`` seconds (a guesser with many addresses). A success clears the client.
+``max_lock``. Overall: at most ``overall`` attempts in any ``window`` seconds from all addresses
+together (a guesser with many addresses); past it every client waits until the oldest attempt
+leaves the window. An IPv6 client counts by its /64 (one host can hold a whole /64). A success
+clears the client.
 
 ``Revoked``: sessions ended by logout, until they would have expired anyway.
 
@@ -16,10 +18,20 @@ dashboard until it expires; give those hosts sticky sessions, or shorten dashboa
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+
+
+def client_key(address: str) -> str:
+    """What the throttle counts by: the address, or its /64 for IPv6."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
 
 
 class LoginThrottle:
@@ -30,16 +42,14 @@ class LoginThrottle:
         self._tries: dict[str, deque[float]] = {}
         self._locks: dict[str, tuple[float, int]] = {}  # client -> (locked until, lockouts so far)
         self._all: deque[float] = deque()
-        self._all_locked_until = 0.0
         self._mutex = threading.Lock()
 
     def admit(self, client: str) -> float:
         """0: the attempt may go on (it counts as failed until ``succeeded``); else seconds to wait."""
+        client = client_key(client)
         with self._mutex:
             now = self.clock()
             self._forget(now)
-            if now < self._all_locked_until:
-                return self._all_locked_until - now
             until, lockouts = self._locks.get(client, (0.0, 0))
             if now < until:
                 return until - now
@@ -49,15 +59,14 @@ class LoginThrottle:
                 self._locks[client] = (now + lock, lockouts + 1)
                 tries.clear()
                 return lock
-            if len(self._all) >= self.overall:
-                self._all_locked_until = now + self.base_lock
-                self._all.clear()
-                return self.base_lock
+            if len(self._all) >= self.overall:  # every login waits until the oldest attempt leaves the window
+                return max(self._all[0] + self.window - now, 1.0)
             tries.append(now)
             self._all.append(now)
             return 0.0
 
     def succeeded(self, client: str) -> None:
+        client = client_key(client)
         with self._mutex:
             self._tries.pop(client, None)
             self._locks.pop(client, None)

@@ -45,6 +45,8 @@ class HttpSender:
                  max_queue: int = 10_000, timeout: float = 10.0, ca_file: str | None = None,
                  ssl_context: ssl.SSLContext | None = None) -> None:
         self.url = collector_url.rstrip("/") + "/v1/events"
+        if ca_file and ssl_context:
+            raise ValueError("HttpSender: give ca_file or ssl_context, not both (load the CA into the context)")
         self.context = ssl_context or (ssl.create_default_context(cafile=ca_file) if ca_file else None)
         self._failing = False
         self.key = key
