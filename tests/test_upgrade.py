@@ -226,9 +226,15 @@ def test_after_upgrade_the_app_reports_the_kits_version(endpoints: dict[str, Any
     assert host.check_output("/opt/footprint/venv/bin/footprint version") == APP_VERSION
 
 
+# The collectors may answer non-2xx while the single app host's collector restarts (clients retry):
+# measured 1.0 s in all on 2026-12-04; bounded well above that, so a real outage window fails.
+MAX_REFUSED_WINDOW_S = 30
+MAX_REFUSED_TOTAL_S = 60
+
+
 def test_after_upgrade_collector_refusals_are_reported() -> None:
     """The trickle ran through the whole upgrade (so the checks above cover it); how long the
-    collectors answered non-2xx is reported (a short gap on one host is acceptable: clients retry)."""
+    collectors answered non-2xx is reported and bounded (a short gap on one host is acceptable: clients retry)."""
     records = upgrade_traffic.read_log(state() / "trickle.jsonl")
     window = json.loads((state() / "upgrade-window.json").read_text())
     assert records[0]["t"] < window["start"], "the trickle started after the upgrade"
@@ -248,3 +254,7 @@ def test_after_upgrade_collector_refusals_are_reported() -> None:
     (state() / "report.json").write_text(json.dumps(report, indent=1))
     print(f"\nupgrade: collectors answered non-2xx for {report['non_2xx_total_s']} s in total "
           f"(windows {report['non_2xx_windows_s']} s) during {report['upgrade_s']} s of upgrade runs; {report}")
+    longest = max(report["non_2xx_windows_s"], default=0.0)
+    assert longest <= MAX_REFUSED_WINDOW_S, f"the collectors refused for {longest} s in a row (bound {MAX_REFUSED_WINDOW_S} s)"
+    assert report["non_2xx_total_s"] <= MAX_REFUSED_TOTAL_S, (
+        f"the collectors refused for {report['non_2xx_total_s']} s in all (bound {MAX_REFUSED_TOTAL_S} s)")
