@@ -156,19 +156,24 @@ def check_sql(sql: str, settings: Settings) -> None:
         raise QueryRefused(400, "invalid", "sql: contains a NUL character")
 
 
-def check_functions(client: Client, sql: str, settings: Settings) -> None:
-    """ClickHouse's parser lists the functions (nothing is evaluated): each must be allowed."""
+def _explain(client: Client, kind: str, sql: str, settings: Settings) -> str:
+    """ClickHouse's ``EXPLAIN <kind>`` of ``sql`` as text; its refusal as a ``QueryRefused``."""
     try:
-        ast = client.command(f"EXPLAIN AST {sql}", settings={
+        out = client.command(f"EXPLAIN {kind} {sql}", settings={
             "readonly": 1, "max_execution_time": settings.query_max_execution_seconds})
     except Exception as exc:
         if _CODE.search(str(exc)) is None:
             raise
         refused = refusal(exc)
-        if refused.status == 400:
+        if refused.status == 400 and "Syntax error" in str(exc):
             refused.detail = "only one SELECT query is allowed: " + refused.detail
         raise refused from None
-    text = ast if isinstance(ast, str) else "\n".join(str(x) for x in (ast if isinstance(ast, list) else [ast]))
+    return out if isinstance(out, str) else "\n".join(str(x) for x in (out if isinstance(out, list) else [out]))
+
+
+def check_functions(client: Client, sql: str, settings: Settings) -> None:
+    """ClickHouse's parser lists the functions (nothing is evaluated): each must be allowed."""
+    text = _explain(client, "AST", sql, settings)
     if not text.lstrip().startswith("SelectWithUnionQuery"):
         raise QueryRefused(400, "query_refused", "only one SELECT query is allowed")
     hidden = sorted({node for node in _HIDDEN_CALLS if re.search(rf"^\s*{node}\b", text, re.M)})
@@ -184,17 +189,7 @@ def check_functions(client: Client, sql: str, settings: Settings) -> None:
 
 def check_tables(client: Client, sql: str, settings: Settings) -> None:
     """ClickHouse's parser lists the tables: only the app database's, no table functions."""
-    try:
-        tree = client.command(f"EXPLAIN QUERY TREE {sql}", settings={
-            "readonly": 1, "max_execution_time": settings.query_max_execution_seconds})
-    except Exception as exc:
-        if _CODE.search(str(exc)) is None:
-            raise
-        refused = refusal(exc)
-        if refused.status == 400 and ("SELECT" in str(exc) or "Syntax error" in str(exc)):
-            refused.detail = "only one SELECT query is allowed: " + refused.detail
-        raise refused from None
-    text = tree if isinstance(tree, str) else "\n".join(str(x) for x in (tree if isinstance(tree, list) else [tree]))
+    text = _explain(client, "QUERY TREE", sql, settings)
     # a second net: what the analyzer resolved must be allowed too (but its own helpers, named __...: a
     # query that writes such a name was refused by check_functions already)
     called = sorted({f for f in (n.rstrip(",") for n in _QUERY_TREE_FUNCTION.findall(text))

@@ -62,11 +62,16 @@ def _sql(api: TestClient, sql: str) -> Any:
     "SELECT dictGet('d', 'x', 1)",
     "SELECT link FROM events WHERE link = toString(sleepEachRow(1))",
     "SELECT count() FROM events WHERE link IN (SELECT file('/proc/self/environ'))",
+    # calls the query does not name: APPLY, and SQL's words the server runs as functions
+    "SELECT * APPLY(x -> hostName()) FROM events LIMIT 1",
+    "SELECT COLUMNS('link') APPLY(toString) FROM events LIMIT 1",
+    "SELECT CURRENT_USER",
+    "SELECT currentUser",
 ])
 def test_a_function_that_reaches_outside_the_query_is_refused_naming_it(api: TestClient, sql: str) -> None:
     r = _sql(api, sql)
     assert r.status_code == 403, r.text
-    assert "function not allowed" in r.json()["detail"]
+    assert "not allowed" in r.json()["detail"]
 
 
 def test_ordinary_analytics_sql_is_allowed(api: TestClient) -> None:
@@ -126,17 +131,6 @@ def test_the_allowlist_file_is_what_the_engine_gives() -> None:
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
 
-
-@pytest.mark.parametrize("sql", [
-    "SELECT * APPLY(x -> hostName()) FROM events LIMIT 1",
-    "SELECT COLUMNS('link') APPLY(toString) FROM events LIMIT 1",
-    "SELECT CURRENT_USER",
-    "SELECT currentUser",
-])
-def test_calls_the_query_does_not_name_are_refused(api: TestClient, sql: str) -> None:
-    r = _sql(api, sql)
-    assert r.status_code == 403, r.text
-    assert "not allowed" in r.json()["detail"]
 
 
 def test_exists_grouping_and_subqueries_still_answer(api: TestClient) -> None:
