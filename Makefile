@@ -22,12 +22,12 @@ deps: ## install the machine packages the tests need (root; Debian/Ubuntu)
 	@echo "deps: apt-get install: debootstrap, systemd-container, iptables, iproute2 (the test hosts);" \
 	  "docker.io (the engine of the docker scenario, started by testbed/docker);" \
 	  "postgresql, openjdk-17-jre-headless, maven (real stores for the app's integration tests);" \
-	  "chromium (the browser the snippet and the dashboard are tested in); npm (vendors the dashboard's" \
+	  "chromium (the browser the snippet and the dashboard are tested in) and libnss3-tools (certutil: the README walkthrough's CA trust); npm (vendors the dashboard's" \
 	  "charting library at build time) only where no Node.js brings its own; ~1-2 min on a fresh machine"
 	@# npm only where no Node.js brings its own: NodeSource's nodejs (as on the CI machines) ships npm
 	@# and declares "Conflicts: npm", so asking apt for Debian's npm beside it fails the whole install.
 	@DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	  debootstrap systemd-container iptables iproute2 docker.io postgresql openjdk-17-jre-headless maven chromium \
+	  debootstrap systemd-container iptables iproute2 docker.io postgresql openjdk-17-jre-headless maven chromium libnss3-tools \
 	  $$(command -v npm >/dev/null || echo npm) >/dev/null
 	@echo "deps: npm: $$(command -v npm) $$(npm --version)"
 	@echo "deps: done"
@@ -130,11 +130,7 @@ demo: venv artifacts ## deploy the whole stack into the local demo host and say 
 	@# the private CA where the user who ran make demo can read it (.secrets/ is root's), and how to trust it
 	@install -m 0644 inventory/local/.secrets/pki/ca.crt $(DEMO_CA)
 	@if [ -n "$${SUDO_USER:-}" ]; then chown "$$SUDO_USER" $(DEMO_CA); fi
-	@echo "demo: the demo serves HTTPS with a private CA, copied to $(abspath $(DEMO_CA)) (readable by you). Trust it:"
-	@echo "  curl:    curl --cacert $(abspath $(DEMO_CA)) https://$(DEMO_IP):8000/healthz"
-	@echo "  Python:  HttpSender(\"https://$(DEMO_IP):8000\", key=..., ca_file=\"$(abspath $(DEMO_CA))\")"
-	@echo "  browser: Chromium: certutil -d sql:\$$HOME/.pki/nssdb -A -t C,, -n footprint-demo -i $(abspath $(DEMO_CA))"
-	@echo "           (Debian: apt-get install libnss3-tools); Firefox: Settings > Certificates > Import"
+	@tools/demo-trust $(abspath $(DEMO_CA)) https://$(DEMO_IP):8000
 
 demo-down: ## remove the local demo host
 	testbed/host down $(DEMO_HOST)

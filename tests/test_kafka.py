@@ -368,12 +368,15 @@ def test_java_older_than_17_fails(request: pytest.FixtureRequest, tmp_path: Path
 
 
 @play
-def test_shrinking_a_topic_fails_clearly(request: pytest.FixtureRequest, tmp_path: Path, host: Any, admin: AdminClient) -> None:
+def test_shrinking_a_topic_fails_clearly(
+    request: pytest.FixtureRequest, tmp_path: Path, host: Any, hostvars: dict[str, Any], admin: AdminClient
+) -> None:
+    """A topic of one partition (made here; the role's creation of topics is checked by
+    test_declared_topics_exist_with_their_partitions) grows to 3, then a declared 2 is refused."""
     name = f"footprint-grow-{uuid.uuid4().hex[:8]}"
-    declared = [{"name": name, "partitions": 1, "retention_ms": 3600000}]
+    admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=cluster_rf(hostvars))])[name].result(30)
+    declared = [{"name": name, "partitions": 3, "retention_ms": 3600000}]
     try:
-        assert run_kafka_role(request, tmp_path, host, {"kafka_topics": declared}).returncode == 0
-        declared[0]["partitions"] = 3
         grown = run_kafka_role(request, tmp_path, host, {"kafka_topics": declared})
         assert grown.returncode == 0, grown.stdout[-3000:]
         assert len(admin.list_topics(name, timeout=15).topics[name].partitions) == 3

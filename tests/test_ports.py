@@ -1,12 +1,17 @@
-"""Every port moves, and back (destructive: molecule only).
+"""Every port moves (destructive: molecule only).
 
 Changes every client port (Kafka, ClickHouse HTTP and native, PostgreSQL, the collector, the dashboard) with
 extra variables, re-converges `playbooks/site.yml`, runs the listener, firewall and delivery
 checks against the new ports (a pytest run that resolves the inventory with the same extra
-variables), checks that the old ports are closed by the firewall (a listener on each old port
-inside the host is unreachable from the control node), then re-converges without them and
-checks the kit's firewall rules are back to the original ports. Cost: two converges of
-site.yml plus one smoke run (see the report of the molecule run for the figures).
+variables), and checks that the old ports are closed by the firewall (a listener on each old port
+inside the host is unreachable from the control node).
+
+Then, with FOOTPRINT_MOVED_PORTS=FILE (the molecule scenarios set it), the host stays on the new
+ports: the variables are written to FILE, and the scenario's side effect (a reboot between two
+smoke runs) runs the whole smoke suite on them (FOOTPRINT_EXTRA_VARS=FILE). Without it, a second
+converge moves the ports back and the kit's firewall rules are checked to follow. This test runs
+after every other check of its pytest run (conftest), as they use the inventory's ports.
+Cost: one converge of site.yml plus one smoke run (two converges without FOOTPRINT_MOVED_PORTS).
 """
 
 from __future__ import annotations
@@ -90,7 +95,7 @@ def blocked_from_here(host: Any, address: str, ports: list[int]) -> dict[int, bo
 
 
 @pytest.mark.destructive
-def test_every_port_moves_and_back(
+def test_every_port_moves(
     request: pytest.FixtureRequest, host: Any, hostvars: dict[str, Any], address: str, tmp_path: Path
 ) -> None:
     inventory = str(request.config.option.ansible_inventory)
@@ -100,9 +105,11 @@ def test_every_port_moves_and_back(
     new = {name: port + SHIFT for name, port in old.items()}
     for port in new.values():
         assert not listening(host, port), f"port {port} is already in use on the host"
-    extra = tmp_path / "ports.yml"
+    stay = os.environ.get("FOOTPRINT_MOVED_PORTS", "")
+    extra = Path(stay) if stay else tmp_path / "ports.yml"
     extra.write_text(yaml.safe_dump(new))
 
+    moved = False
     try:
         res, moved_s = converge(inventory, extra)
         assert res.returncode == 0, "converge with the new ports failed:\n" + res.stdout[-5000:]
@@ -116,11 +123,19 @@ def test_every_port_moves_and_back(
         assert set(new.values()) <= kit_ports(host)
         blocked = blocked_from_here(host, address, sorted(old.values()))
         assert all(blocked.values()), f"old ports still reachable through the firewall: {blocked}"
-    finally:  # back to the inventory's ports, also after a failure (the suite goes on with them)
-        res, back_s = converge(inventory, None)
+        moved = True
+    finally:
+        if stay and not moved:  # a failure: the side effect must not take the host for moved
+            extra.unlink(missing_ok=True)
+        if not stay:  # back to the inventory's ports, also after a failure
+            res, back_s = converge(inventory, None)
+    print(f"port change: converge {moved_s:.0f} s")
+    if stay:
+        print(f"the host stays on the moved ports ({extra}): the side effect's smoke runs use them")
+        return
     assert res.returncode == 0, "converge back to the inventory's ports failed:\n" + res.stdout[-5000:]
     assert kit_ports(host) & set(new.values()) == set(), "firewall rules for the moved ports are left"
     assert set(old.values()) <= kit_ports(host)
     checks = smoke(inventory, None, "tests/test_listeners.py")
     assert checks.returncode == 0, "listeners after moving back failed:\n" + checks.stdout[-5000:]
-    print(f"port change: converge {moved_s:.0f} s, converge back {back_s:.0f} s")
+    print(f"converge back {back_s:.0f} s")

@@ -54,6 +54,15 @@ def test_a_moved_port_is_stale_and_nothing_else() -> None:
     assert [(r["port"], r["from"]) for r in ufw.base_ufw_stale(kit, wanted)] == [("9092", "10.77.0.0/24")]
 
 
+def test_only_rules_ufw_lacks_are_added_and_a_hand_made_one_is_not_the_kits() -> None:
+    kit = ufw.base_ufw_kit_rules([USER_RULES, USER6_RULES], PREFIX)
+    wanted = ufw.base_ufw_wanted([{"port": 22}, {"port": 9092, "from": "10.77.0.0/24"}, {"port": 8080},
+                                  {"port": 9092, "from": "10.77.0.5"}], PREFIX)
+    missing = [(r["port"], r["from"]) for r in ufw.base_ufw_missing(wanted, kit)]
+    assert missing == [("8080", "any"), ("9092", "10.77.0.5")]
+    assert ufw.base_ufw_missing(wanted, []) == wanted  # a host without rules gets them all
+
+
 def test_a_narrowed_source_is_stale() -> None:
     kit = ufw.base_ufw_kit_rules([USER_RULES], PREFIX)
     wanted = ufw.base_ufw_wanted([{"port": 22}, {"port": 9092, "from": "10.77.0.5"}], PREFIX)
