@@ -3,7 +3,8 @@
 The role's own tasks (tasks/cluster.yml) and templates, run locally on made-up inventories:
 - a single host renders byte for byte what the role rendered before clusters existed
   (data/clickhouse-single-host*: every config.d file and users.d, with and without TLS, rendered
-  by this branch's role at commit 293c915, before the ClickHouse cluster, from the same inventory),
+  by this branch's role at commit 293c915, before the ClickHouse cluster, from the same inventory;
+  users.d with one change since: the reader's own profile, test_clickhouse_reader_profile.py),
   and no cluster or Keeper file;
 - two shards of two replicas with three Keeper hosts render remote_servers (shards from
   clickhouse_shard, replicas within, internal_replication, the shared secret), the macros of each

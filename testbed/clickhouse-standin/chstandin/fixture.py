@@ -69,6 +69,8 @@ class StandIn:
     start_timeout: float = 120.0
     # more config.d files (name -> XML text), e.g. the clickhouse role's footprint-cluster.xml
     extra_config: dict[str, str] = field(default_factory=dict)
+    # more users.d files (name -> XML text), e.g. the clickhouse role's footprint-users.xml
+    extra_users: dict[str, str] = field(default_factory=dict)
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -100,10 +102,11 @@ class StandIn:
             [u.spec() for u in self.users],
             (self.host,),
         )
-        for name, text in self.extra_config.items():
-            path = self.config_dir / "config.d" / name
-            path.write_text(text)
-            path.chmod(0o640)
+        for folder, files in (("config.d", self.extra_config), ("users.d", self.extra_users)):
+            for name, text in files.items():
+                path = self.config_dir / folder / name
+                path.write_text(text)
+                path.chmod(0o640)
         cmd = [
             self.python,
             str(STANDIN_SCRIPT),
