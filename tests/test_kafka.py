@@ -10,8 +10,9 @@ reached from the control node with confluent-kafka at the host's address
 The tests marked `destructive` run ansible-playbook themselves (the kafka role alone, against
 the same inventory) and restart the broker: the "never reformat" proof (data written,
 cluster.id file removed, broker restarted, role converged again: same cluster id, data still
-there) and the input checks (bad port, negative partitions, Java older than 17, wrong SHA-512,
-shrinking a topic). They take about 90 s; `-m "not destructive"` leaves them out (smoke).
+there; the same run grows a declared topic) and the input checks (bad port, negative partitions,
+Java older than 17, wrong SHA-512, shrinking a topic). They take about 75 s; `-m "not destructive"`
+leaves them out (smoke).
 Hosts outside the inventory group `kafka` are skipped.
 """
 
@@ -303,17 +304,28 @@ def test_reconverge_never_reformats(
     host: Any,
     hostvars: dict[str, Any],
     bootstrap: dict[str, Any],
+    admin: AdminClient,
     scratch_topic: str,
 ) -> None:
+    """The role run again on a freshly restarted broker whose cluster.id file is gone keeps the
+    cluster id and the data; the same run grows a declared topic from 1 partition to 3 (one role
+    run for both: each costs ~25 s; the refusal to shrink is test_shrinking_a_topic_fails_clearly)."""
     value = f"persist-{uuid.uuid4()}"
     partition, offset = produce_one(bootstrap, scratch_topic, value)
+    grow = f"footprint-grow-{uuid.uuid4().hex[:8]}"
+    admin.create_topics([NewTopic(grow, num_partitions=1, replication_factor=cluster_rf(hostvars))])[grow].result(30)
     before = meta_cluster_id(host, hostvars)
     # Make a buggy role's life hard: no persisted id file, a freshly restarted broker.
     host.run_test(f"rm -f {setting(hostvars, 'kafka_data_dir')}/cluster.id")
     host.run_test(f"systemctl restart {setting(hostvars, 'kafka_service_name')}")
 
-    result = run_kafka_role(request, tmp_path, host)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    try:
+        result = run_kafka_role(request, tmp_path, host,
+                                {"kafka_topics": [{"name": grow, "partitions": 3, "retention_ms": 3600000}]})
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+        assert len(admin.list_topics(grow, timeout=15).topics[grow].partitions) == 3
+    finally:
+        admin.delete_topics([grow])[grow].result(30)
 
     assert meta_cluster_id(host, hostvars) == before
     persisted = host.file(f"{setting(hostvars, 'kafka_data_dir')}/cluster.id").content_string.strip()
@@ -371,19 +383,14 @@ def test_java_older_than_17_fails(request: pytest.FixtureRequest, tmp_path: Path
 def test_shrinking_a_topic_fails_clearly(
     request: pytest.FixtureRequest, tmp_path: Path, host: Any, hostvars: dict[str, Any], admin: AdminClient
 ) -> None:
-    """A topic of one partition (made here; the role's creation of topics is checked by
-    test_declared_topics_exist_with_their_partitions) grows to 3, then a declared 2 is refused."""
-    name = f"footprint-grow-{uuid.uuid4().hex[:8]}"
-    admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=cluster_rf(hostvars))])[name].result(30)
-    declared = [{"name": name, "partitions": 3, "retention_ms": 3600000}]
+    """A topic of 3 partitions (made here) declared with 2: the play fails naming it, the topic keeps 3."""
+    name = f"footprint-shrink-{uuid.uuid4().hex[:8]}"
+    admin.create_topics([NewTopic(name, num_partitions=3, replication_factor=cluster_rf(hostvars))])[name].result(30)
     try:
-        grown = run_kafka_role(request, tmp_path, host, {"kafka_topics": declared})
-        assert grown.returncode == 0, grown.stdout[-3000:]
-        assert len(admin.list_topics(name, timeout=15).topics[name].partitions) == 3
-        declared[0]["partitions"] = 2
-        shrink = run_kafka_role(request, tmp_path, host, {"kafka_topics": declared})
+        shrink = run_kafka_role(request, tmp_path, host,
+                                {"kafka_topics": [{"name": name, "partitions": 2, "retention_ms": 3600000}]})
         assert shrink.returncode != 0
-        assert "cannot shrink" in shrink.stdout, shrink.stdout[-3000:]
+        assert "cannot shrink" in shrink.stdout and name in shrink.stdout, shrink.stdout[-3000:]
         assert len(admin.list_topics(name, timeout=15).topics[name].partitions) == 3
     finally:
         admin.delete_topics([name])[name].result(30)
