@@ -170,7 +170,7 @@ def test_kafka_bad_credentials_are_refused(kafka: dict[str, Any], case: str) -> 
 
 def test_kafka_admin_and_app_principals_log_in(kafka: dict[str, Any]) -> None:
     for config in (kafka_client(kafka["vars"], kafka["bootstrap"]), kafka_as(kafka, "collector"), kafka_as(kafka, "consumer")):
-        errors, answered = auth_errors(config)
+        errors, answered = auth_errors(config, told=lambda _errors: False)  # a passing error must not end it
         assert answered, [e.str() for e in errors]
 
 

@@ -8,8 +8,9 @@ the line `make demo` prints (tools/demo-trust), in a home of its own. Then a hea
 what the README says: open /pricing on the app, open the snippet's page with ?utm_source=readme,
 click "cart" and "sign up". Checked: both stores hold exactly those events (one page view from the
 middleware, two from the snippet, one Signup) with the same values, the README's `footprint stats`
-(run on the host) says both stores agree, the README's read-API call finds the Signup, and the
-dashboard shows the pages and the event.
+(run on the host) says both stores agree, the read API finds the Signup (the query of the README's
+first read-API example, `type=track&properties.plan=pro`), and the dashboard shows the pages and
+the event.
 
 Marked destructive (molecule only, never in `make smoke`): it needs this control node's ports 8080
 and 8081, Chromium and certutil (`make deps`).
@@ -17,6 +18,7 @@ and 8081, Chromium and certutil (`make deps`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -100,9 +102,15 @@ def walkthrough(checkout: Path, hostvars: dict[str, Any], address: str) -> Itera
             assert time.monotonic() < deadline, "the walkthrough's two servers did not start:\n" + log.read_text()[-3000:]
             time.sleep(0.5)
         yield collector
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
+    finally:  # its servers, in its session: asked to stop, killed after 10 s
+        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError):  # nothing left (the block failed early)
+                os.killpg(proc.pid, sig)
+            deadline = time.monotonic() + wait
+            while any(port_open(p) for p in SITE_PORTS) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if not any(port_open(p) for p in SITE_PORTS):
+                break
 
 
 def trust_the_ca(checkout: Path, collector: str, home: Path) -> None:
@@ -129,11 +137,18 @@ def browse(home: Path) -> list[str]:
             page.on("console", lambda m: errors.append(m.text) if m.type == "error"
                     and not m.location.get("url", "").endswith("/favicon.ico") else None)
             assert page.goto("http://localhost:8081/pricing").ok  # type: ignore[union-attr]
+            # the snippet sends each event at once (a beacon): the collector's answers, counted
+            answers: list[int] = []
+            page.on("response", lambda r: answers.append(r.status) if r.url.endswith("/v1/b")
+                    and r.request.method == "POST" else None)
             page.goto("http://localhost:8080/?utm_source=readme")
             page.wait_for_function("window.footprint !== undefined", timeout=15000)  # the snippet loaded over HTTPS
             page.click("text=cart")
             page.click("text=sign up")
-            page.wait_for_timeout(1500)  # the snippet sends as the page is left or within a second
+            deadline = time.monotonic() + 15
+            while len(answers) < 3 and time.monotonic() < deadline:  # the page, the cart, the event
+                page.wait_for_timeout(200)
+            assert answers == [202, 202, 202], f"the collector's answers to the snippet: {answers}"
             page.goto("about:blank")
         finally:
             browser.close()

@@ -63,6 +63,16 @@ def test_only_rules_ufw_lacks_are_added_and_a_hand_made_one_is_not_the_kits() ->
     assert ufw.base_ufw_missing(wanted, []) == wanted  # a host without rules gets them all
 
 
+def test_a_rule_for_any_source_missing_from_one_family_is_added_again() -> None:
+    wanted = ufw.base_ufw_wanted([{"port": 22}], PREFIX)
+    v4_only = ufw.base_ufw_kit_rules([USER_RULES], PREFIX)  # user6.rules lost its ssh rule
+    assert [r["port"] for r in ufw.base_ufw_missing(wanted, v4_only)] == ["22"]
+    v6_only = ufw.base_ufw_kit_rules([USER6_RULES], PREFIX)
+    assert [r["port"] for r in ufw.base_ufw_missing(wanted, v6_only)] == ["22"]
+    both = ufw.base_ufw_kit_rules([USER_RULES, USER6_RULES], PREFIX)
+    assert ufw.base_ufw_missing(wanted, both) == []
+
+
 def test_a_narrowed_source_is_stale() -> None:
     kit = ufw.base_ufw_kit_rules([USER_RULES], PREFIX)
     wanted = ufw.base_ufw_wanted([{"port": 22}, {"port": 9092, "from": "10.77.0.5"}], PREFIX)
