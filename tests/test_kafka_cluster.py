@@ -171,6 +171,20 @@ class CollectorTraffic:
                 "each found exactly once in PostgreSQL and ClickHouse")
 
 
+def partition_leader(admin: AdminClient, topic: str, timeout: float) -> int:
+    """The leader of `topic`/0. Asked again while the broker that answers does not know the
+    partition yet: a new topic reaches each broker's metadata at its own moment (a KeyError in a
+    CI run, right after another broker had shown it in sync)."""
+    end = time.monotonic() + timeout
+    while True:
+        p = admin.list_topics(topic, timeout=10).topics[topic].partitions.get(0)
+        if p is not None and p.leader >= 0:
+            return int(p.leader)
+        if time.monotonic() > end:
+            pytest.fail(f"{topic}/0 has no leader that the brokers agree on within {timeout} s")
+        time.sleep(0.5)
+
+
 @pytest.mark.destructive
 def test_kill_9_of_the_leader_under_a_producer_loses_and_duplicates_nothing(
     host: Any, hostvars: dict[str, Any], cluster: dict[str, Any], admin: AdminClient, request: pytest.FixtureRequest,
@@ -184,7 +198,7 @@ def test_kill_9_of_the_leader_under_a_producer_loses_and_duplicates_nothing(
     admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=cluster["rf"])])[topic].result(30)
     try:
         wait_in_sync(admin, topic, cluster["rf"], 60)
-        leader_id = admin.list_topics(topic, timeout=10).topics[topic].partitions[0].leader
+        leader_id = partition_leader(admin, topic, 30)
         victim = next(h for h, i in cluster["ids"].items() if i == leader_id)
         import testinfra  # the victim's own connection, from the same inventory
 
