@@ -121,3 +121,20 @@ def test_firewall_denies_unlisted_ports(host: Any, hostvars: dict[str, Any], add
     with socket.socket() as s:
         s.settimeout(3)
         assert s.connect_ex((address, port)) != 0, f"port {port} is reachable through the firewall"
+
+
+def test_disk_check_runs_daily_and_wrote_its_figures(host: Any, hostvars: dict[str, Any]) -> None:
+    """The timer is on, and the run the role started after installing it wrote a series per existing path."""
+    if not setting(hostvars, "base_disk_check_enabled"):
+        assert not host.file("/etc/systemd/system/footprint-disk-check.timer").exists
+        return
+    timer = host.service("footprint-disk-check.timer")
+    assert timer.is_enabled and timer.is_running
+    prom = host.file(setting(hostvars, "base_disk_check_textfile_dir").rstrip("/") + "/footprint_disk.prom")
+    assert prom.exists and prom.mode == 0o644
+    text = prom.content_string
+    for path in setting(hostvars, "base_disk_check_paths"):
+        if host.file(path).is_directory:
+            assert f'footprint_disk_free_bytes{{path="{path}",' in text, path
+            assert f'footprint_disk_days_left{{path="{path}",' in text, path
+    assert host.run("/usr/local/sbin/footprint-disk-check --help").rc == 0

@@ -38,6 +38,7 @@ OVERRIDES = (
     "config.d/footprint-memory.xml",
     "config.d/footprint-system-logs.xml",
     "config.d/footprint-access.xml",
+    "config.d/footprint-storage.xml",
     "users.d/footprint-users.xml",
 )
 # packaged defaults of the MySQL / PostgreSQL protocol ports
@@ -222,6 +223,17 @@ def test_system_log_tables_have_a_ttl(host: Any, hostvars: dict[str, Any]) -> No
     for table in setting(hostvars, "clickhouse_system_log_tables"):
         assert f"<{table}>" in content
     assert content.count(f"INTERVAL {days} DAY DELETE") == len(setting(hostvars, "clickhouse_system_log_tables"))
+
+
+def test_storage_file_sets_the_data_directory_and_the_reserved_space(host: Any, hostvars: dict[str, Any]) -> None:
+    """Real servers apply both (README "Retention and disk"); the stand-in ignores them."""
+    content = host.file(f"{ROLE_OS_VARS['__clickhouse_config_dir']}/config.d/footprint-storage.xml").content_string
+    data = str(setting(hostvars, "clickhouse_data_dir")).rstrip("/") + "/"
+    assert f"<path>{data}</path>" in content and f"<tmp_path>{data}tmp/</tmp_path>" in content
+    keep = int(setting(hostvars, "clickhouse_keep_free_space_bytes"))
+    assert f"<keep_free_space_bytes>{keep}</keep_free_space_bytes>" in content
+    d = host.file(data)
+    assert d.is_directory and d.user == ROLE_OS_VARS["__clickhouse_user"] and d.mode == 0o750
 
 
 def test_existing_system_log_tables_use_the_ttl(ch: ClickHouse) -> None:

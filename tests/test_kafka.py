@@ -246,6 +246,8 @@ def test_declared_topic_settings(admin: AdminClient, hostvars: dict[str, Any]) -
         wanted = {str(k): str(v) for k, v in (topic.get("config") or {}).items()}
         if topic.get("retention_ms") is not None:
             wanted["retention.ms"] = str(topic["retention_ms"])
+        if topic.get("retention_bytes") is not None:
+            wanted["retention.bytes"] = str(topic["retention_bytes"])
         if topic.get("cleanup_policy") is not None:
             wanted["cleanup.policy"] = str(topic["cleanup_policy"])
         resource = ConfigResource(ConfigResource.Type.TOPIC, topic["name"])
@@ -321,7 +323,8 @@ def test_reconverge_never_reformats(
 
     try:
         result = run_kafka_role(request, tmp_path, host,
-                                {"kafka_topics": [{"name": grow, "partitions": 3, "retention_ms": 3600000}]})
+                                {"kafka_topics": [{"name": grow, "partitions": 3, "retention_ms": 3600000,
+                                                  "retention_bytes": 16777216}]})
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
         assert len(admin.list_topics(grow, timeout=15).topics[grow].partitions) == 3
     finally:
@@ -388,7 +391,8 @@ def test_shrinking_a_topic_fails_clearly(
     admin.create_topics([NewTopic(name, num_partitions=3, replication_factor=cluster_rf(hostvars))])[name].result(30)
     try:
         shrink = run_kafka_role(request, tmp_path, host,
-                                {"kafka_topics": [{"name": name, "partitions": 2, "retention_ms": 3600000}]})
+                                {"kafka_topics": [{"name": name, "partitions": 2, "retention_ms": 3600000,
+                                                   "retention_bytes": 16777216}]})
         assert shrink.returncode != 0
         assert "cannot shrink" in shrink.stdout and name in shrink.stdout, shrink.stdout[-3000:]
         assert len(admin.list_topics(name, timeout=15).topics[name].partitions) == 3

@@ -4,8 +4,9 @@ The role's own tasks (tasks/cluster.yml) and templates, run locally on made-up i
 - a single host renders byte for byte what the role rendered before clusters existed
   (data/clickhouse-single-host*: every config.d file and users.d, with and without TLS, rendered
   by this branch's role at commit 293c915, before the ClickHouse cluster, from the same inventory;
-  users.d with one change since: the reader's own profile, test_clickhouse_reader_profile.py),
-  and no cluster or Keeper file;
+  users.d with one change since: the reader's own profile, test_clickhouse_reader_profile.py;
+  and two since for issue 29: three more system log tables with the TTL, and footprint-storage.xml,
+  the data path and the reserved free space), and no cluster or Keeper file;
 - two shards of two replicas with three Keeper hosts render remote_servers (shards from
   clickhouse_shard, replicas within, internal_replication, the shared secret), the macros of each
   host, the zookeeper section pointing at the Keeper hosts, the interserver settings, and
@@ -30,7 +31,7 @@ from local_play import assert_failed_with, refused_fixture, run_play
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
 SINGLE_FILES = ["footprint-network.xml", "footprint-logger.xml", "footprint-memory.xml",
-                "footprint-system-logs.xml", "footprint-access.xml"]
+                "footprint-system-logs.xml", "footprint-access.xml", "footprint-storage.xml"]
 
 RENDER = """
 - name: Render the clickhouse role's configuration for these hosts (nothing on any host changes)

@@ -82,6 +82,8 @@ def kafka_topic_wanted_configs(topic: dict[str, Any]) -> dict[str, str]:
     wanted = {str(k): str(v) for k, v in (topic.get("config") or {}).items()}
     if topic.get("retention_ms") is not None:
         wanted["retention.ms"] = str(int(topic["retention_ms"]))
+    if topic.get("retention_bytes") is not None:
+        wanted["retention.bytes"] = str(int(topic["retention_bytes"]))
     if topic.get("cleanup_policy") is not None:
         wanted["cleanup.policy"] = str(topic["cleanup_policy"])
     return wanted
@@ -108,6 +110,42 @@ def kafka_topic_config_drift(topic: dict[str, Any], existing: dict[str, Any]) ->
     return ",".join(changes)
 
 
+def kafka_retention_need(
+    topics: list[dict[str, Any]],
+    brokers: Any,
+    default_rf: Any,
+    broker_configs: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """What each declared topic may hold on one broker's log dirs at most (tasks/retention.yml).
+
+    A broker holds ceil(partitions x replication factor / brokers) replicas of the topic, and a
+    replica up to retention.bytes plus one segment.bytes (deletion drops whole segments, so up
+    to one segment beyond retention.bytes stays; the active segment is never deleted). A topic
+    whose retention.bytes is -1, or that is compacted without delete, is unbounded (bytes 0).
+    broker_configs: the broker's defaults (log.retention.bytes, log.segment.bytes,
+    log.cleanup.policy) for what a topic does not set.
+    """
+    plan = []
+    for topic in topics:
+        wanted = kafka_topic_wanted_configs(topic)
+        partitions = int(topic.get("partitions", 1))
+        rf = int(topic.get("replication_factor", default_rf))
+        replicas = -(-partitions * rf // max(int(brokers), 1))
+        retention = int(wanted.get("retention.bytes", broker_configs.get("log.retention.bytes", -1)))
+        segment = int(wanted.get("segment.bytes", broker_configs.get("log.segment.bytes", 1073741824)))
+        policy = str(wanted.get("cleanup.policy", broker_configs.get("log.cleanup.policy", "delete")))
+        unbounded = retention < 0 or "delete" not in policy
+        plan.append({
+            "name": topic["name"],
+            "replicas": replicas,
+            "retention_bytes": retention,
+            "segment_bytes": segment,
+            "unbounded": unbounded,
+            "bytes": 0 if unbounded else replicas * (retention + segment),
+        })
+    return plan
+
+
 class FilterModule:
     """Filters of the kafka role."""
 
@@ -118,4 +156,5 @@ class FilterModule:
             "kafka_topic_config_args": kafka_topic_config_args,
             "kafka_topic_config_drift": kafka_topic_config_drift,
             "kafka_reassignment": kafka_reassignment,
+            "kafka_retention_need": kafka_retention_need,
         }
