@@ -19,17 +19,9 @@ from services import CH_PASSWORDS, LocalPostgres, private_kafka, start_clickhous
 
 
 @contextlib.contextmanager
-def services(partitions: int = 3, kafka: bool = True) -> Iterator[Settings]:
-    """Settings for fresh, migrated stores and (unless ``kafka`` is False) a broker with a topic."""
-    import signal
-
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    def _terminate(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)  # run the cleanup below on SIGTERM too
-
-    signal.signal(signal.SIGTERM, _terminate)
-    base = Path(tempfile.mkdtemp(prefix="fp-bench-"))
+def local_stores(base: Path) -> Iterator[tuple[Settings, Any]]:
+    """Settings for fresh, migrated stores (PostgreSQL, the ClickHouse stand-in under ``base``), and the
+    stand-in itself (its ``query`` runs SQL as ClickHouse's default user)."""
     pg = LocalPostgres()
     pg.init()
     pg.start()
@@ -46,22 +38,40 @@ def services(partitions: int = 3, kafka: bool = True) -> Iterator[Settings]:
         )
         migrate_postgres(s)
         migrate_clickhouse(s)
-        if not kafka:
-            yield s
-            return
-        with private_kafka(base / "kafka", heap="512m") as broker:  # type: ignore[attr-defined]
-            name = f"bench-{uuid.uuid4().hex[:8]}"
-            admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-            for f in admin.create_topics([NewTopic(name, partitions, 1), NewTopic(name + ".dlq", 1, 1)]).values():
-                f.result(30)
-            yield s.model_copy(update={"kafka_bootstrap": broker.bootstrap, "kafka_topic": name,
-                                       "kafka_dlq_topic": name + ".dlq", "kafka_group": name + "-g"})
+        yield s, ch
     finally:
         if ch is not None:
             ch.stop()  # type: ignore[attr-defined]
         pg.destroy()
-        import shutil
 
+
+@contextlib.contextmanager
+def services(partitions: int = 3, kafka: bool = True) -> Iterator[Settings]:
+    """Settings for fresh, migrated stores and (unless ``kafka`` is False) a broker with a topic."""
+    import shutil
+    import signal
+
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    def _terminate(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)  # run the cleanup below on SIGTERM too
+
+    signal.signal(signal.SIGTERM, _terminate)
+    base = Path(tempfile.mkdtemp(prefix="fp-bench-"))
+    try:
+        with local_stores(base) as (s, _ch):
+            if not kafka:
+                yield s
+                return
+            with private_kafka(base / "kafka", heap="512m") as broker:  # type: ignore[attr-defined]
+                name = f"bench-{uuid.uuid4().hex[:8]}"
+                admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+                for f in admin.create_topics([NewTopic(name, partitions, 1),
+                                              NewTopic(name + ".dlq", 1, 1)]).values():
+                    f.result(30)
+                yield s.model_copy(update={"kafka_bootstrap": broker.bootstrap, "kafka_topic": name,
+                                           "kafka_dlq_topic": name + ".dlq", "kafka_group": name + "-g"})
+    finally:
         shutil.rmtree(base, ignore_errors=True)
 
 

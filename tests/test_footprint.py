@@ -93,6 +93,23 @@ def test_service_enabled_running_as_app_user(host: Any, hostvars: dict[str, Any]
     assert uid == str(host.user(setting(hostvars, "footprint_user")).uid)
 
 
+def test_retention_timer_is_daily_and_its_job_runs(host: Any, hostvars: dict[str, Any]) -> None:
+    """The timer is on; a run of its job now succeeds with the deployed settings (it finds the months
+    ahead made and nothing expired on a young host) and reports what it did in the journal."""
+    timer = host.service("footprint-retention.timer")
+    assert timer.is_enabled and timer.is_running
+    assert "OnCalendar=daily" in host.file("/etc/systemd/system/footprint-retention.timer").content_string
+    since = host.check_output("date +%s")
+    run = host.run("systemctl start footprint-retention.service")
+    assert run.rc == 0, run.stderr
+    result = host.check_output("systemctl show footprint-retention.service -p Result --value")
+    assert result == "success"
+    log = host.check_output(f"journalctl -u footprint-retention.service --since @{since} -o cat --no-pager")
+    months = int(setting(hostvars, "footprint_retention_months"))
+    assert f'"raw_months": {months}' in log, log[-2000:]
+    assert '"pg_dropped": []' in log, "a young host has no expired month"
+
+
 def test_collector_runs_the_configured_workers(host: Any, hostvars: dict[str, Any]) -> None:
     workers = int(setting(hostvars, "footprint_collector_workers"))
     pid = host.check_output(f"systemctl show {SERVICES[0]} -p MainPID --value")

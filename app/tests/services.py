@@ -54,11 +54,13 @@ class LocalPostgres:
     def data(self) -> Path:
         return self.base / "data"
 
-    def init(self) -> None:
+    def init(self, waldir: Path | None = None) -> None:
+        """initdb; ``waldir``: the WAL elsewhere than the data directory (a directory in ``base``)."""
         if os.geteuid() == 0:
             shutil.chown(self.base, "postgres", "postgres")
         self._as_pg(str(pg_bindir() / "initdb"), "-D", str(self.data), "-U", "postgres",
-                    "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8")
+                    "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8",
+                    *([f"--waldir={waldir}"] if waldir else []))
         with (self.data / "postgresql.conf").open("a") as f:
             f.write(
                 f"port = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.base}'\n"
@@ -86,8 +88,15 @@ class LocalPostgres:
         self.psql("GRANT CONNECT, TEMP ON DATABASE footprint TO footprint_writer")
         self.psql("GRANT CONNECT ON DATABASE footprint TO footprint_reader")
 
-    def dsn(self, role: str) -> str:
-        return (f"host=127.0.0.1 port={self.port} dbname=footprint user={role} "
+    def create_database(self, name: str) -> None:
+        """Another database set up as ``footprint`` is (tests that need stores of their own)."""
+        self.psql(f"CREATE DATABASE {name} OWNER footprint_owner")
+        self.psql(f"REVOKE ALL ON DATABASE {name} FROM PUBLIC")
+        self.psql(f"GRANT CONNECT, TEMP ON DATABASE {name} TO footprint_writer")
+        self.psql(f"GRANT CONNECT ON DATABASE {name} TO footprint_reader")
+
+    def dsn(self, role: str, db: str = "footprint") -> str:
+        return (f"host=127.0.0.1 port={self.port} dbname={db} user={role} "
                 f"password={PG_PASSWORDS[role]}")
 
     def destroy(self) -> None:
@@ -96,18 +105,24 @@ class LocalPostgres:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
+# databases besides footprint that tests may take for themselves (in both stores; one test each)
+OWN_DATABASES = ("footprint_retention", "footprint_upgrade")
+
+
 def start_clickhouse(base: Path) -> object:
     from chstandin import StandIn, StandInUser
 
+    dbs = ("footprint", *OWN_DATABASES)
     users = [
         # the owner creates tables: ClickHouse also wants a grant per table engine used
         StandInUser("footprint_owner", CH_PASSWORDS["footprint_owner"],
-                    ("ALL ON footprint.*", "TABLE ENGINE ON ReplacingMergeTree",
+                    (*(f"ALL ON {db}.*" for db in dbs), "TABLE ENGINE ON ReplacingMergeTree",
                      "TABLE ENGINE ON AggregatingMergeTree")),
-        StandInUser("footprint_writer", CH_PASSWORDS["footprint_writer"], ("INSERT, SELECT ON footprint.*",)),
-        StandInUser("footprint_reader", CH_PASSWORDS["footprint_reader"], ("SELECT ON footprint.*",)),
+        StandInUser("footprint_writer", CH_PASSWORDS["footprint_writer"],
+                    tuple(f"INSERT, SELECT ON {db}.*" for db in dbs)),
+        StandInUser("footprint_reader", CH_PASSWORDS["footprint_reader"], tuple(f"SELECT ON {db}.*" for db in dbs)),
     ]
-    ch = StandIn(base, users=users, databases=("footprint",))
+    ch = StandIn(base, users=users, databases=dbs)
     ch.start()
     return ch
 

@@ -144,6 +144,7 @@ def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
             reason = f"a store or the dead-letter topic has refused the batch for {retrying:.0f} s (see the log)"
         lag = consumer.progress.lag
         details.update(status="stuck" if reason else "retrying" if retrying else "ok", retrying_seconds=round(retrying),
+                       failing=consumer.failing(),
                        assigned=[f"{t}[{p}]" for t, p in consumer.assigned], paused=consumer.paused,
                        idle_seconds=round(consumer.progress.idle_seconds()), lag=lag,
                        watchdog_restarts=restarts)
@@ -196,6 +197,14 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     if args.store in ("ch", "all"):
         result["clickhouse"] = migrate_clickhouse(settings)
     print(json.dumps({"applied": result}))
+    return 0
+
+
+def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
+    from footprint.retention import run
+
+    report = run(settings, today=args.today, dry_run=args.dry_run)
+    print(json.dumps({"dry_run": args.dry_run, **report.as_dict()}))
     return 0
 
 
@@ -295,6 +304,18 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("migrate", help="apply versioned schema migrations (idempotent)")
     s.add_argument("--store", choices=["pg", "ch", "all"], default="all", help="which store (default: all)")
     s.set_defaults(fn=cmd_migrate)
+
+    s = sub.add_parser(
+        "retention", help="drop the months past the retention from both stores, make the coming months' partitions",
+        description="As the stores' owner: drop the raw events' months older than FOOTPRINT_RETENTION_MONTHS (13) "
+                    "whole months before the current one from PostgreSQL (a partition each) and ClickHouse (with "
+                    "their ids in the consumer's lookup), the hourly rollups' months older than "
+                    "FOOTPRINT_ROLLUP_RETENTION_MONTHS (60) from ClickHouse, set ClickHouse's TTLs to match, and "
+                    "create PostgreSQL's partitions of the next 3 months. 0 months keeps everything. Prints what "
+                    "it did as JSON. Run daily by the footprint-retention timer.")
+    s.add_argument("--dry-run", action="store_true", help="print what would be dropped and created; change nothing")
+    s.add_argument("--today", type=_date, default=None, help=argparse.SUPPRESS)  # tests: another UTC day
+    s.set_defaults(fn=cmd_retention)
 
     s = sub.add_parser("stats", help="dashboard queries on both stores with timings; exit 1 if answers differ")
     s.add_argument("--since", type=_date, default=date(1970, 1, 1), help="first UTC day (YYYY-MM-DD)")

@@ -4,12 +4,15 @@ A thin loop (``BatchConsumer``) owns polling, rebalance callbacks and pause/resu
 chain of small steps (``steps.py``): decode -> accumulate -> write to the stores -> dead-letter ->
 commit. The Kafka client and the dead-letter producer are injected.
 
-Data or outage is decided by the store itself, never by a list of error codes: when a write
+Data or outage is decided by the store itself, not by a list of error codes: when a write
 fails, the sink is asked to take a known-good event (``probe``). If it cannot, the store is down:
 that store's write is retried with backoff (the other store's is not), reading pauses once the
 next batch is full, nothing is skipped. If it can, the batch is bisected down to the events that
 store refuses; those (and only those) are dead-lettered with the store's reason and their offsets
-committed, so no message can stall the consumer.
+committed, so no message can stall the consumer. One exception, as the probe cannot see it: a store
+that says it ran out of room (``stores.exhausted``: no space left on its disk) may still take the
+known-good event, which adds no row, while it refuses every new one, so such an error is an outage
+whatever the probe says: retried, never bisected into dead letters.
 
 Pause state is the loop's, applied again to every assignment: librdkafka keeps a partition paused
 across a revoke and a re-assign, so a partition paused before a rebalance would otherwise stay
@@ -35,6 +38,7 @@ from footprint.metrics import ConsumerMetrics
 from footprint.progress import Progress
 from footprint.settings import Settings
 from footprint.steps import Aborted, Accumulate, Backpressure, Commit, Decode, InThread, Retry, rejected_union
+from footprint.stores import exhausted
 
 log = logging.getLogger("footprint.consumer")
 
@@ -138,6 +142,8 @@ def store(sink: Sink, docs: Docs) -> Rejected:
 
 
 def _require_up(sink: Sink, exc: BaseException) -> None:
+    if exhausted(exc):
+        raise StoreOutage(f"{sink.name}: {_short(exc)}") from exc
     try:
         sink.probe()
     except Exception as probe_exc:
@@ -191,6 +197,7 @@ class BatchConsumer:
         self._retries["dlq"] = Retry(self.stop, settings.retry_max_seconds)
         self._last_alarm = 0.0
         self._alarm_lock = threading.Lock()
+        self._last_error: dict[str, str] = {}
         self._wake = threading.Event()  # a worker finished: the loop has work to hand over
         commit = Commit(self.consumer, self._committed, lambda _exc: self.metrics.commit_failures.inc())
         dead_letter: InThread[set[tuple[str, int, int]]] = InThread(
@@ -245,6 +252,7 @@ class BatchConsumer:
     def _failed(self, what: str, exc: Exception, retry_in: float) -> None:
         """A store or the dead-letter topic is down (called from the workers)."""
         self.metrics.store_errors.labels(what).inc()
+        self._last_error[what] = _short(exc)
         log.warning("store write failed; batch kept, retrying",
                     extra={"store": what, "error": _short(exc), "retry_in": retry_in})
         retrying = self.retrying_seconds()
@@ -256,6 +264,11 @@ class BatchConsumer:
                     f"{what} takes it; fix {what} (see the error), the consumer goes on by itself",
                     extra={"store": what, "retrying_seconds": round(retrying), "error": _short(exc)},
                 )
+
+    def failing(self) -> dict[str, str]:
+        """The stores (and "dlq") whose write is being retried now -> the error of the last attempt."""
+        return {what: self._last_error.get(what, "") for what, r in self._retries.items()
+                if r.failing_since is not None}
 
     def retrying_seconds(self) -> float:
         """How long the oldest failing write has been retried (0: none is)."""

@@ -50,8 +50,8 @@ def split_statements(text: str) -> list[str]:
     return out
 
 
-def migrate_postgres(settings: Settings) -> list[str]:
-    """Apply pending PostgreSQL migrations as the owner; returns names applied."""
+def migrate_postgres(settings: Settings, until: int | None = None) -> list[str]:
+    """Apply pending PostgreSQL migrations (up to version ``until``) as the owner; returns names applied."""
     applied: list[str] = []
     with pg_connect(settings.pg_owner_dsn.get_secret_value(), "owner") as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (PG_LOCK_KEY,))
@@ -64,7 +64,7 @@ def migrate_postgres(settings: Settings) -> list[str]:
             conn.commit()
             done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
             for mig in load("postgres"):
-                if mig.version in done:
+                if mig.version in done or (until is not None and mig.version > until):
                     continue
                 with conn.transaction():
                     conn.execute(mig.text.encode())  # psycopg: multiple statements, one transaction
@@ -179,8 +179,8 @@ def clickhouse_statements(mig: Migration, settings: Settings) -> list[str]:
 CLUSTER_DDL_SETTINGS = {"alter_sync": 2}
 
 
-def migrate_clickhouse(settings: Settings) -> list[str]:
-    """Apply pending ClickHouse migrations as the owner; returns names applied.
+def migrate_clickhouse(settings: Settings, until: int | None = None) -> list[str]:
+    """Apply pending ClickHouse migrations (up to version ``until``) as the owner; returns names applied.
 
     A cluster (``ch_cluster``): every host of ``ch_host`` is migrated with its own
     schema_migrations (no ON CLUSTER: see the clickhouse role's README, "Several hosts"),
@@ -198,7 +198,7 @@ def migrate_clickhouse(settings: Settings) -> list[str]:
         applied: list[str] = []
         for mig in load("clickhouse"):
             for client, done, where in clients:
-                if mig.version in done:
+                if mig.version in done or (until is not None and mig.version > until):
                     continue
                 # every statement is IF NOT EXISTS, so a half-applied migration simply re-runs
                 for stmt in clickhouse_statements(mig, settings):

@@ -2,7 +2,7 @@
 
 The canonical documents are split into their columns in one msgspec (C) pass; psycopg writes them in
 COPY's binary format (no quoting, no parsing of text on the server); one ``INSERT ... SELECT ...
-ON CONFLICT (event_id) DO NOTHING`` moves them into ``events``. The staging table holds ids, times
+ON CONFLICT DO NOTHING`` moves them into ``events``, first write wins (below). The staging table holds ids, times
 and objects as text, so PostgreSQL itself still reads and judges every value (a value it refuses is
 refused by the store, as before); everything is derived from ``schema.COLUMNS``.
 """
@@ -26,10 +26,17 @@ STAGE_TABLE = (
     + ") ON COMMIT DELETE ROWS"
 )
 COPY_STAGE = f"COPY events_copy ({_NAMES}) FROM STDIN (FORMAT binary)"
+# First write wins. ``events`` is partitioned by month of footprint_time (migration 0006), so its key is
+# (event_id, footprint_time): it catches every redelivery of a message, which repeats the id and the time.
+# An id the collector drew at random (version 4, never given to another event) only ever comes back so.
+# Any other id (a client's messageId, version 5) may come back with another time (a retry without a
+# timestamp is timed when received): it is looked up in every partition first, by its index.
 INSERT_FROM_STAGE = (
     f"INSERT INTO events ({_NAMES}) SELECT "
     + ", ".join(f"{c.name}::{c.pg_type}" if c.pg_type in _PARSED else c.name for c in COLUMNS)
-    + " FROM events_copy ON CONFLICT (event_id) DO NOTHING"
+    + " FROM events_copy s WHERE substr(s.event_id, 15, 1) = '4'"
+    + " OR NOT EXISTS (SELECT FROM events e WHERE e.event_id = s.event_id::uuid)"
+    + " ON CONFLICT (event_id, footprint_time) DO NOTHING"
 )
 
 # the documents' values as JSON gives them: objects as their raw JSON text

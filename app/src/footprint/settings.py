@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     # erasure requests are kept (and applied to events arriving from Kafka) this long: the topic's retention
     erasure_keep_seconds: int = Field(default=7 * 86400, ge=60)
     erasure_refresh_seconds: float = Field(default=5.0, gt=0, le=300)
+    # retention (footprint.retention), whole months before the current one; 0 keeps everything
+    retention_months: int = Field(default=13, ge=0, le=1200)  # raw events, both stores
+    rollup_retention_months: int = Field(default=60, ge=0, le=1200)  # ClickHouse's hourly rollups
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = Field(default=8002, ge=1, le=65535)
     dashboard_password: SecretStr = SecretStr("")
@@ -133,6 +136,14 @@ class Settings(BaseSettings):
         public = {k.get_secret_value() for k in self.api_keys}
         if any(k.get_secret_value() in public for k in self.private_keys):
             raise ValueError("a key is both public (FOOTPRINT_API_KEYS) and private (FOOTPRINT_PRIVATE_KEYS)")
+        return self
+
+    @model_validator(mode="after")
+    def _rollups_outlive_events(self) -> Settings:
+        raw, rollup = self.retention_months, self.rollup_retention_months
+        if rollup and (not raw or rollup < raw):
+            raise ValueError(f"FOOTPRINT_ROLLUP_RETENTION_MONTHS ({rollup}) must be 0 (forever) or at least"
+                             f" FOOTPRINT_RETENTION_MONTHS ({raw or 'forever'}): the rollups outlive the raw events")
         return self
 
     @field_validator("trusted_proxies")

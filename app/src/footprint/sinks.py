@@ -50,7 +50,7 @@ CANARY: Docs = {CANARY_ID: dumps(make_event(
 
 
 class PostgresSink:
-    """Binary COPY into a staging table, then ``INSERT ... SELECT ... ON CONFLICT (event_id) DO NOTHING``."""
+    """Binary COPY into a staging table, then ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` (``pgrows``)."""
 
     name = "postgres"
 

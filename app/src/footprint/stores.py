@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import clickhouse_connect
@@ -14,6 +15,26 @@ from footprint.settings import Settings
 
 class StoreUnavailable(Exception):
     """A store cannot be reached or refuses the credentials (message is user-facing)."""
+
+
+# Ran out of room, told by what the store says of itself, never by text a refused value could put in a
+# message (a crafted event must not pass for an outage, or it would stall the consumer): PostgreSQL's
+# SQLSTATE class 53 (insufficient resources: 53100 disk_full for ENOSPC, 53200 out_of_memory, ...) and
+# ClickHouse's error code at the head of the message: NOT_ENOUGH_SPACE (243), or a failed write of a
+# file (CANNOT_WRITE_TO_FILE_DESCRIPTOR, 75) with ENOSPC (errno 28).
+_CH_CODE = re.compile(r"^Received ClickHouse exception, code: (\d+)")
+
+
+def exhausted(exc: BaseException) -> bool:
+    """Whether ``exc`` says the store ran out of room (disk, memory), whatever the data was."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate.startswith("53")
+    m = _CH_CODE.match(str(exc))
+    if m is None:
+        return False
+    code = int(m.group(1))
+    return code == 243 or (code == 75 and "errno: 28," in str(exc))
 
 
 def pg_connect(dsn: str, role: str = "writer", **kwargs: Any) -> psycopg.Connection[Any]:

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from footprint.migrate import load, migrate_clickhouse, migrate_postgres
+from footprint.schema import message_id_uuid
 from footprint.settings import Settings
 from helpers import (
     RunningConsumer,
@@ -144,7 +145,8 @@ def test_a_retry_that_differs_is_one_row_in_both_stores_and_the_first_wins(setti
     from footprint.stats import run_stats
 
     first = gen_events(1, seed=51)[0]
-    first.update(type="track", event="Signed Up", method="", link="", footprint_time="2026-11-03T10:15:00.000000Z")
+    first.update(event_id=message_id_uuid(f"m-{uuid.uuid4()}"), type="track", event="Signed Up", method="", link="",
+                 footprint_time="2026-11-03T10:15:00.000000Z")
     retry = dict(first, type="page", event="", method="GET", link=f"/retry-{uuid.uuid4().hex[:6]}",
                  footprint_time="2026-11-03T17:45:00.000000Z", properties={"second": True})
     produce(settings, [first])

@@ -84,7 +84,14 @@ def test_views_indexes_and_backfills_work_on_the_local_tables() -> None:
     # the only statements naming a Distributed table: its creation and its column changes
     for s in every:
         if re.search(r"\bfp\.(events|event_ids|link_hourly|stats_hourly)\b", s):
-            assert s.startswith(("CREATE TABLE IF NOT EXISTS fp.", "ALTER TABLE fp.events\n")), s
+            assert s.startswith(("CREATE TABLE IF NOT EXISTS fp.", "ALTER TABLE fp.events\n",
+                                 "ALTER TABLE fp.event_ids\n")), s
+    retention = by_name["0005_retention.sql"]
+    assert retention[0].startswith("ALTER TABLE fp.event_ids_local\n    ADD COLUMN IF NOT EXISTS footprint_time")
+    assert retention[1].startswith("ALTER TABLE fp.event_ids\n    ADD COLUMN IF NOT EXISTS footprint_time")
+    assert retention[2].startswith("ALTER TABLE fp.event_ids_mv MODIFY QUERY")
+    assert "FROM fp.events_local" in retention[2]
+    assert retention[-1] == "OPTIMIZE TABLE fp.event_ids_local FINAL"
 
 
 def test_a_table_the_cluster_layout_does_not_know_is_refused() -> None:

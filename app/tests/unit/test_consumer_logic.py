@@ -200,3 +200,39 @@ def test_erasure_rebuilds_each_rollup_with_the_filter_its_view_has_now() -> None
                           text, re.S)
         assert defs, table
         assert " ".join(defs[-1].split()) == where, (table, defs[-1], where)
+
+
+class FullSink(PickySink):
+    """Out of room: every write that adds a row fails, the known-good probe (already stored) passes."""
+
+    def write(self, docs: dict[str, bytes]) -> int:
+        import psycopg
+
+        self.calls += 1
+        raise psycopg.errors.DiskFull('could not extend file "base/16384/16385": No space left on device')
+
+
+def test_a_full_store_is_an_outage_although_its_probe_passes() -> None:
+    sink = FullSink()
+    with pytest.raises(StoreOutage, match="No space left on device"):
+        store(sink, {str(i): b"ok" for i in range(8)})
+    assert sink.calls == 1, "never bisected into dead letters"
+
+
+@pytest.mark.parametrize(("error", "full"), [
+    (lambda: __import__("psycopg").errors.DiskFull("no space"), True),
+    (lambda: __import__("psycopg").errors.OutOfMemory("out of memory"), True),
+    (lambda: __import__("psycopg").errors.InvalidTextRepresentation("No space left on device"), False),
+    (lambda: Exception("Received ClickHouse exception, code: 243, server response: Code: 243. DB::Exception:"
+                       " Cannot reserve 1.00 MiB, not enough space. (NOT_ENOUGH_SPACE)"), True),
+    (lambda: Exception("Received ClickHouse exception, code: 75, server response: Code: 75. DB::Exception:"
+                       " Cannot write to file /x/data.bin, errno: 28, strerror: No space left on device"), True),
+    # a value that quotes the words is the data's problem, never an outage (it would stall the consumer)
+    (lambda: Exception("Received ClickHouse exception, code: 27, server response: Code: 27. DB::Exception:"
+                       " Cannot parse input: 'Code: 243. errno: 28, No space left on device'"), False),
+    (lambda: Exception("No space left on device"), False),
+])
+def test_out_of_room_is_told_by_the_stores_codes_never_by_the_data(error: Any, full: bool) -> None:
+    from footprint.stores import exhausted
+
+    assert exhausted(error()) is full

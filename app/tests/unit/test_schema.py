@@ -310,7 +310,8 @@ def _added_columns(sql: str) -> list[tuple[str, str]]:
     """``(name, type)`` of every ``ADD COLUMN IF NOT EXISTS`` on ``events``, in migration order."""
     import re
 
-    return re.findall(r"ADD COLUMN IF NOT EXISTS (\w+)\s+([^,;\n]+?)\s*(?:[,;]|\n)", sql)
+    on_events = [s for s in sql.split(";") if re.match(r"\s*(?:--[^\n]*\n\s*)*ALTER TABLE (?:\{db\}\.)?events\b", s)]
+    return re.findall(r"ADD COLUMN IF NOT EXISTS (\w+)\s+([^,;\n]+?)\s*(?:[,;]|\n)", ";".join(on_events) + ";")
 
 
 def test_both_migrations_hold_exactly_the_contracts_columns_in_its_order() -> None:
