@@ -98,7 +98,7 @@ def test_retention_timer_is_daily_and_its_job_runs(host: Any, hostvars: dict[str
     ahead made and nothing expired on a young host) and reports what it did in the journal."""
     timer = host.service("footprint-retention.timer")
     assert timer.is_enabled and timer.is_running
-    assert "OnCalendar=daily" in host.file("/etc/systemd/system/footprint-retention.timer").content_string
+    assert "OnCalendar=*-*-* 00:15:00 UTC" in host.file("/etc/systemd/system/footprint-retention.timer").content_string
     since = host.check_output("date +%s")
     run = host.run("systemctl start footprint-retention.service")
     assert run.rc == 0, run.stderr

@@ -195,7 +195,8 @@ def test_controller_port_not_reachable_from_outside(hostvars: dict[str, Any], ad
     if not local and not setting(hostvars, "base_firewall_enabled"):
         pytest.skip("the controller listener is routable and base_firewall_enabled is false in this inventory")
     with pytest.raises(OSError):
-        socket.create_connection((address, int(setting(hostvars, "kafka_controller_port"))), timeout=3).close()
+        # the test bed's bridge answers in microseconds: 1 s is long enough for a port that is open
+        socket.create_connection((address, int(setting(hostvars, "kafka_controller_port"))), timeout=1).close()
 
 
 def test_server_properties(host: Any, hostvars: dict[str, Any]) -> None:
@@ -258,7 +259,8 @@ def test_declared_topic_settings(admin: AdminClient, hostvars: dict[str, Any]) -
 
 def test_auto_topic_creation_is_off(bootstrap: dict[str, Any], admin: AdminClient) -> None:
     name = f"footprint-absent-{uuid.uuid4().hex[:12]}"
-    producer = Producer(bootstrap | {"message.timeout.ms": 5000})
+    # auto-creation would happen on the producer's first metadata request, well within 2 s
+    producer = Producer(bootstrap | {"message.timeout.ms": 2000})
     errors: list[Any] = []
     producer.produce(name, b"x", on_delivery=lambda err, msg: errors.append(err))
     producer.flush(15)
@@ -276,19 +278,23 @@ def test_produce_consume_round_trip(bootstrap: dict[str, Any], scratch_topic: st
 
 
 def run_kafka_role(
-    request: pytest.FixtureRequest, tmp_path: Path, host: Any, extra_vars: dict[str, Any] | None = None
+    request: pytest.FixtureRequest, tmp_path: Path, host: Any, extra_vars: dict[str, Any] | None = None,
+    roles: tuple[str, ...] = ("kafka",), verbose: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """ansible-playbook with only the kafka role, against the inventory under test."""
+    """ansible-playbook with only the kafka role (or ``roles``), against the inventory under test
+    (``verbose``: -vvv, an output to look for secrets in, never to print)."""
     inventory = request.config.option.ansible_inventory
     if not inventory:
         pytest.fail("pass --ansible-inventory")
     playbook = tmp_path / "kafka-only.yml"
     playbook.write_text(
         yaml.safe_dump(
-            [{"name": "Kafka role only", "hosts": host.backend.get_hostname(), "become": True, "roles": [{"role": "kafka"}]}]
+            [{"name": "Kafka role only", "hosts": host.backend.get_hostname(), "become": True,
+              "roles": [{"role": r} for r in roles]}]
         )
     )
-    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), str(playbook)]
+    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), *(["-vvv"] if verbose else []),
+           "-i", str(inventory), str(playbook)]
     if extra_vars:
         extra = tmp_path / "extra.yml"
         extra.write_text(yaml.safe_dump(extra_vars))
@@ -297,6 +303,17 @@ def run_kafka_role(
     # Ansible prints a failed task's message on stderr or stdout depending on its callback
     # settings (molecule sets its own): merge them so the checks see it either way.
     return subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
+
+
+def failed_tasks(output: str) -> list[str]:
+    """The names of the tasks that failed in an ansible-playbook output."""
+    task, failed = "", []
+    for line in output.splitlines():
+        if line.startswith("TASK ["):
+            task = line.split("]")[0] + "]"
+        elif line.startswith(("fatal:", "failed:")):
+            failed.append(task)
+    return failed
 
 
 @play
@@ -310,8 +327,14 @@ def test_reconverge_never_reformats(
     scratch_topic: str,
 ) -> None:
     """The role run again on a freshly restarted broker whose cluster.id file is gone keeps the
-    cluster id and the data; the same run grows a declared topic from 1 partition to 3 (one role
-    run for both: each costs ~25 s; the refusal to shrink is test_shrinking_a_topic_fails_clearly)."""
+    cluster id and the data; the same run grows a declared topic from 1 partition to 3, and, run
+    with -vvv together with the other roles that handle secrets (pki, postgresql: keystore, SCRAM,
+    server.properties, pg_hba, passwords), prints none of the deploy's secrets (one run for all three:
+    each costs ~25-40 s; the refusal to shrink is test_shrinking_a_topic_fails_clearly)."""
+    from test_tls import deploy_secrets
+
+    secrets = deploy_secrets(request.getfixturevalue("secrets_dir"))
+    assert secrets, "no secret of the deploy found"
     value = f"persist-{uuid.uuid4()}"
     partition, offset = produce_one(bootstrap, scratch_topic, value)
     grow = f"footprint-grow-{uuid.uuid4().hex[:8]}"
@@ -324,8 +347,12 @@ def test_reconverge_never_reformats(
     try:
         result = run_kafka_role(request, tmp_path, host,
                                 {"kafka_topics": [{"name": grow, "partitions": 3, "retention_ms": 3600000,
-                                                  "retention_bytes": 16777216}]})
-        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+                                                  "retention_bytes": 16777216}]},
+                                roles=("pki", "kafka", "postgresql"), verbose=True)
+        leaked = sum(1 for secret in secrets if secret.found_in(result.stdout))
+        assert leaked == 0, f"{leaked} secret(s) of the deploy appear in the -vvv output"
+        # the output is -vvv: on failure only the failed tasks' names, never their text (it may hold a secret)
+        assert result.returncode == 0, f"the roles failed in: {failed_tasks(result.stdout)} (-vvv output not shown)"
         assert len(admin.list_topics(grow, timeout=15).topics[grow].partitions) == 3
     finally:
         admin.delete_topics([grow])[grow].result(30)

@@ -199,6 +199,27 @@ def missing_report(ep: dict[str, Any], paths: list[Path], runs: list[str], host:
     return "\n".join(lines)
 
 
+def test_after_upgrade_postgresql_events_are_partitioned_by_month_and_kept_the_earlier_rows(
+        endpoints: dict[str, Any]) -> None:
+    """Migration 0006 moved the previous release's table over: the events loaded before the upgrade are
+    rows of the partition events_legacy (not copied), later ones in the months' partitions."""
+    import psycopg
+
+    load = [upgrade_traffic.event_id(i) for r in upgrade_traffic.read_log(state() / "load.jsonl")
+            if 200 <= r["status"] < 300 for i in r["ids"]]
+    assert len(load) >= N_LOAD
+    with psycopg.connect(**revealed(endpoints["pg"]), connect_timeout=5) as conn:
+        partitioned = conn.execute("SELECT count(*) FROM pg_partitioned_table"
+                                   " WHERE partrelid = 'events'::regclass").fetchone()
+        where = dict(conn.execute("SELECT tableoid::regclass::text, count(*) FROM events"
+                                  " WHERE event_id::text = ANY(%s) GROUP BY 1", (load,)).fetchall())
+        parts = [r[0] for r in conn.execute("SELECT inhrelid::regclass::text FROM pg_inherits"
+                                            " WHERE inhparent = 'events'::regclass")]
+    assert partitioned == (1,), "events is not partitioned"
+    assert where == {"events_legacy": len(set(load))}, where
+    assert "events_default" in parts and sum(p.startswith("events_2") for p in parts) >= 4, parts
+
+
 def test_after_upgrade_kafka_cluster_id_and_topic_data_are_unchanged(endpoints: dict[str, Any]) -> None:
     before = json.loads((state() / "kafka-before.json").read_text())
     assert cluster_id(endpoints) == before["cluster_id"]

@@ -8,12 +8,15 @@ both stores on the same day, as one piece:
   month's partition (never a DELETE of its rows), deletes the few expired rows of the default
   partition, and creates the partitions of the coming months (``AHEAD_MONTHS``) before they are
   needed. ``events_legacy`` (the table of an install older than the partitions) is dropped whole
-  once its newest month has expired.
+  once its newest month has expired; until then no raw month leaves either store (``raw_held_until``),
+  so that both keep holding the same events.
 - ClickHouse: the job drops the expired months of ``events`` (partitioned by month since 0001),
   deletes their ids from ``event_ids`` (the consumer's "already stored" lookup, so that both stores
   forget an id with its event), and drops the months of the hourly rollups that are older than
   ``rollup_retention_months`` (kept longer: the dashboard's history outlives the raw events). The
-  same bounds are set as the tables' TTL, which keeps them on a server where the job stops running.
+  same bounds are set as the tables' TTL (``event_ids`` too), which keeps them on a server where the
+  job stops running; the ids of expired months are deleted whether the job or a TTL merge removed
+  their events.
 
 An event older than the retention that arrives late (a client retry, a backlog in Kafka) is stored
 and leaves at the job's next run; a retried messageId whose first write has left is stored again.
@@ -64,6 +67,7 @@ class Report:
     rollup_months: int
     raw_cutoff: date | None
     rollup_cutoff: date | None
+    raw_held_until: date | None = None  # events_legacy still holds expired months: none leaves until then
     pg_created: list[str] = field(default_factory=list)
     pg_dropped: list[str] = field(default_factory=list)
     pg_default_deleted: int = 0
@@ -83,6 +87,9 @@ def run(settings: Settings, today: date | None = None, dry_run: bool = False) ->
     with pg_connect(settings.pg_owner_dsn.get_secret_value(), "owner") as conn:
         # one run at a time (a timer on every app host), never beside a migration; released on close
         conn.execute("SELECT pg_advisory_lock(%s)", (PG_LOCK_KEY,))
+        # a partition's creation or drop waits for the readers of events and holds up the consumer's
+        # inserts meanwhile: give up after 30 s (the run fails naming the lock; the timer runs again)
+        conn.execute("SET lock_timeout = '30s'")
         conn.commit()
         _postgres(conn, today, report, dry_run)
         if settings.ch_cluster:
@@ -120,6 +127,11 @@ def pg_partitions(conn: psycopg.Connection[Any]) -> list[tuple[str, date | None,
 def _postgres(conn: psycopg.Connection[Any], today: date, report: Report, dry_run: bool) -> None:
     conn.execute("SET TIME ZONE 'UTC'")  # partition bounds read and written as UTC dates
     parts = pg_partitions(conn)
+    legacy = next((end for _name, low, end in parts if low is None and end is not None), None)
+    if legacy and report.raw_cutoff and legacy > report.raw_cutoff:
+        # an install that moved over (migration 0006) keeps its older months in one partition that can
+        # only leave whole: until then no raw month leaves either store, so that both hold the same
+        report.raw_held_until, report.raw_cutoff = month_start(legacy, report.raw_months), None
     default = next((name for name, _low, end in parts if end is None), None)
     months = {month_start(today, i) for i in range(AHEAD_MONTHS + 1)}
     if default:  # the kept months the default partition holds get partitions of their own
@@ -154,7 +166,8 @@ def _postgres(conn: psycopg.Connection[Any], today: date, report: Report, dry_ru
 def _pg_create_month(conn: psycopg.Connection[Any], name: str, first: date, end: date, default: str | None) -> None:
     """The partition of one month; rows the default partition holds for it move in with it."""
     with conn.transaction():
-        if default:
+        if default:  # no insert lands there between the move and the new partition's check of it
+            conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(sql.Identifier(default)))
             conn.execute(sql.SQL("CREATE TEMP TABLE events_moving ON COMMIT DROP AS WITH m AS ("
                                  "DELETE FROM {} WHERE footprint_time >= %s AND footprint_time < %s RETURNING *)"
                                  " SELECT * FROM m").format(sql.Identifier(default)), (first, end))
@@ -172,8 +185,9 @@ def ttl_expression(column: str, months: int) -> str:
 
 
 def _clickhouse(client: Client, db: str, suffix: str, report: Report, dry_run: bool) -> None:
+    raw_months = 0 if report.raw_held_until else report.raw_months  # held: no TTL either
     for table, column, kind in CH_TABLES:
-        keep, months = (report.raw_cutoff, report.raw_months) if kind == "raw" else \
+        keep, months = (report.raw_cutoff, raw_months) if kind == "raw" else \
             (report.rollup_cutoff, report.rollup_months)
         target = f"{db}.{table}{suffix}"
         _ch_ttl(client, target, column, months, report, dry_run)
@@ -183,19 +197,22 @@ def _clickhouse(client: Client, db: str, suffix: str, report: Report, dry_run: b
         expired = [r[0] for r in client.query(
             f"SELECT DISTINCT _partition_id AS p FROM {target} WHERE _partition_id < {{keep:String}} ORDER BY p",
             parameters={"keep": f"{keep:%Y%m}"}).result_rows]
-        if table == "events" and expired:
-            ids = f"{db}.event_ids{suffix}"
-            n = int(str(client.command(f"SELECT count() FROM {ids} WHERE footprint_time < {{keep:DateTime64(6)}}",
-                                   parameters={"keep": datetime.combine(keep, datetime.min.time(), UTC)})))
-            report.ch_ids_deleted += n
-            if n and not dry_run:
-                client.command(f"ALTER TABLE {ids} DELETE WHERE footprint_time < {{keep:DateTime64(6)}}",
-                               parameters={"keep": datetime.combine(keep, datetime.min.time(), UTC)},
-                               settings={"mutations_sync": 2})
         for partition in expired:
             report.ch_dropped.append(f"{table}{suffix}:{partition}")
             if not dry_run:
                 client.command(f"ALTER TABLE {target} DROP PARTITION ID {{p:String}}", parameters={"p": partition})
+    # the id lookup forgets the ids of expired months whether the job or a TTL merge removed their events
+    ids = f"{db}.event_ids{suffix}"
+    _ch_ttl(client, ids, "footprint_time", raw_months, report, dry_run)
+    if report.raw_cutoff is None:
+        return
+    keep_at = {"keep": datetime.combine(report.raw_cutoff, datetime.min.time(), UTC)}
+    n = int(str(client.command(f"SELECT count() FROM {ids} WHERE footprint_time < {{keep:DateTime64(6)}}",
+                               parameters=keep_at)))
+    report.ch_ids_deleted += n
+    if n and not dry_run:
+        client.command(f"ALTER TABLE {ids} DELETE WHERE footprint_time < {{keep:DateTime64(6)}}",
+                       parameters=keep_at, settings={"mutations_sync": 2})
 
 
 def _ch_ttl(client: Client, target: str, column: str, months: int, report: Report, dry_run: bool) -> None:

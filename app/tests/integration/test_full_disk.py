@@ -130,7 +130,7 @@ def _fill_each_store_while_events_flow(s: Settings, pg_data: Path, ch_data: Path
                                 stderr=subprocess.STDOUT)
     total = humans = 0
     try:
-        for seed, (store, data, n) in enumerate((("postgres", pg_data, 30_000), ("clickhouse", ch_data, 20_000))):
+        for seed, (store, data, n) in enumerate((("postgres", pg_data, 10_000), ("clickhouse", ch_data, 6_000))):
             first = gen_events(2000, seed=700 + seed)
             produce(s, first)
             total, humans = total + len(first), humans + sum(not e["synthetic"] for e in first)

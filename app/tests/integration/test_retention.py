@@ -186,6 +186,19 @@ def test_previous_release_table_moves_over_with_every_row(base_settings: Setting
         {k: t.year for k, t in zip(ids, [*times, now - timedelta(days=400)], strict=True)}, \
         "the ids stored before the migration have their events' times"
 
+    # events_legacy leaves whole, when its newest month has expired: until then no raw month leaves
+    # ClickHouse either (both stores hold the same); the rollups follow their own retention
+    short = s.model_copy(update={"retention_months": 2, "rollup_retention_months": 4})
+    report = retention.run(short)
+    assert report.raw_held_until == month_start(now.date(), 3) and report.raw_cutoff is None
+    assert report.pg_dropped == [] and not [p for p in report.ch_dropped if p.startswith("events")]
+    assert "stats_hourly:202403" in report.ch_dropped
+    with pg_connect(s.pg_owner_dsn.get_secret_value(), "owner") as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (len(docs),)
+    later = retention.run(short, today=month_start(now.date(), 3))
+    assert "events_legacy" in later.pg_dropped and later.raw_held_until is None
+    assert f"events:{now:%Y%m}" in later.ch_dropped, later.ch_dropped
+
 
 @pytest.mark.parametrize(("raw", "rollup", "ok"), [(13, 60, True), (0, 0, True), (13, 0, True), (6, 6, True),
                                                    (12, 6, False), (0, 60, False)])
