@@ -226,10 +226,14 @@ def test_system_log_tables_have_a_ttl(host: Any, hostvars: dict[str, Any]) -> No
 
 
 def test_storage_file_sets_the_data_directory_and_the_reserved_space(host: Any, hostvars: dict[str, Any]) -> None:
-    """Real servers apply both (README "Retention and disk"); the stand-in ignores them."""
+    """Real servers apply both (README "Retention and disk"); the stand-in ignores them. The packaged
+    directory is left to the server (no <path>: it keeps its own), a moved one is written."""
     content = host.file(f"{ROLE_OS_VARS['__clickhouse_config_dir']}/config.d/footprint-storage.xml").content_string
     data = str(setting(hostvars, "clickhouse_data_dir")).rstrip("/") + "/"
-    assert f"<path>{data}</path>" in content and f"<tmp_path>{data}tmp/</tmp_path>" in content
+    if data == ROLE_OS_VARS["__clickhouse_packaged_data_path"]:
+        assert "<path>" not in content and "<tmp_path>" not in content
+    else:
+        assert f"<path>{data}</path>" in content and f"<tmp_path>{data}tmp/</tmp_path>" in content
     keep = int(setting(hostvars, "clickhouse_keep_free_space_bytes"))
     assert f"<keep_free_space_bytes>{keep}</keep_free_space_bytes>" in content
     d = host.file(data)

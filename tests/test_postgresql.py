@@ -93,6 +93,18 @@ def test_service_enabled_and_running(host: Any, major: str) -> None:
     assert cluster.is_running
 
 
+def test_cluster_data_is_under_postgresql_data_dir(host: Any, hostvars: dict[str, Any], major: str) -> None:
+    """The cluster is where postgresql_data_dir says (postgresql-common's createcluster.d made it there;
+    an install upgraded from an earlier release has its cluster where it was, the default)."""
+    root = str(setting(hostvars, "postgresql_data_dir")).rstrip("/")
+    clusters = host.check_output("pg_lsclusters --no-header").splitlines()
+    data = [line.split()[5] for line in clusters if line.split()[:2] == [major, "main"]]
+    assert data == [f"{root}/{major}/main"], clusters
+    conf = host.file("/etc/postgresql-common/createcluster.d/footprint-data-directory.conf")
+    if conf.exists:  # site.yml writes it; upgrade.yml leaves the cluster and its setup as they are
+        assert f"data_directory = '{root}/%v/%c'" in conf.content_string
+
+
 def test_listens_where_configured(host: Any, hostvars: dict[str, Any]) -> None:
     port = int(setting(hostvars, "postgresql_port"))
     for addr in setting(hostvars, "postgresql_listen_addresses"):
