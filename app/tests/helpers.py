@@ -13,7 +13,7 @@ from typing import Any
 
 import clickhouse_connect
 import psycopg
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, Producer
 
 from footprint.consumer import BatchConsumer
 from footprint.enrich import enrich
@@ -133,8 +133,16 @@ def end_offsets(settings: Settings) -> dict[int, int]:
 
 
 def caught_up(settings: Settings) -> bool:
-    """The group has committed everything in every partition that holds messages."""
-    done = committed(settings)
+    """The group has committed everything in every partition that holds messages (False while the
+    broker cannot say yet: a coordinator still loading after a restart)."""
+    from confluent_kafka import KafkaException
+
+    try:
+        done = committed(settings)
+    except KafkaException as exc:
+        if exc.args[0].retriable() or exc.args[0].code() == KafkaError.NOT_COORDINATOR:
+            return False
+        raise
     return all(done.get(p, -1) >= end for p, end in end_offsets(settings).items() if end > 0)
 
 
