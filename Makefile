@@ -11,7 +11,7 @@ DEMO_HOST := footprint-demo
 DEMO_IP := 10.77.0.10
 DEMO_CA := footprint-demo-ca.crt
 
-.PHONY: help deps venv artifacts lint test test-testbed test-app molecule molecule-upgrade molecule-docker molecule-cluster docker-down demo demo-down smoke upgrade docs fuzz
+.PHONY: help deps venv artifacts lint test test-testbed test-app molecule molecule-upgrade molecule-docker molecule-cluster docker-down demo demo-down smoke backup restore upgrade docs fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -137,6 +137,12 @@ demo-down: ## remove the local demo host
 
 smoke: venv ## smoke checks (testinfra + synthetic events end to end) against INVENTORY=...
 	pytest -c tests/pytest.ini --hosts=ansible://footprint --ansible-inventory=$(INVENTORY) -m "not destructive" tests
+
+backup: venv ## back up INVENTORY=... now: Kafka's offsets, PostgreSQL, ClickHouse, the secrets encrypted (PASSPHRASE_FILE=...)
+	ansible-playbook -i $(INVENTORY) playbooks/backup.yml $(if $(PASSPHRASE_FILE),-e footprint_backup_passphrase_file=$(abspath $(PASSPHRASE_FILE))) $(EXTRA)
+
+restore: venv ## restore INVENTORY=... from its newest backup set (EXTRA="-e footprint_restore_set=... -e footprint_restore_force=true")
+	ansible-playbook -i $(INVENTORY) playbooks/restore.yml $(if $(PASSPHRASE_FILE),-e footprint_backup_passphrase_file=$(abspath $(PASSPHRASE_FILE))) $(EXTRA)
 
 upgrade: venv ## upgrade INVENTORY=... to the versions it asks for, one host at a time (EXTRA="-e kafka_finalize_metadata_version=true")
 	ansible-playbook -i $(INVENTORY) playbooks/upgrade.yml $(EXTRA)

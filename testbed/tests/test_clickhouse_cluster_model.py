@@ -6,7 +6,8 @@ The role's own tasks (tasks/cluster.yml) and templates, run locally on made-up i
   by this branch's role at commit 293c915, before the ClickHouse cluster, from the same inventory;
   users.d with one change since: the reader's own profile, test_clickhouse_reader_profile.py;
   and two since for issue 29: three more system log tables with the TTL, and footprint-storage.xml,
-  the data path and the reserved free space), and no cluster or Keeper file;
+  the data path and the reserved free space; and two for issue 30: the backups' allowed path in
+  footprint-storage.xml, the owner's READ, WRITE ON FILE grant), and no cluster or Keeper file;
 - two shards of two replicas with three Keeper hosts render remote_servers (shards from
   clickhouse_shard, replicas within, internal_replication, the shared secret), the macros of each
   host, the zookeeper section pointing at the Keeper hosts, the interserver settings, and

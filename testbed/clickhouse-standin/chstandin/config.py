@@ -28,6 +28,8 @@ CARRIED_SETTINGS = (
     "uncompressed_cache_size",
     "timezone",
     "access_control_improvements",
+    # BACKUP/RESTORE ... File(path): the directories the server may write backups to
+    "backups",
     # a cluster (the clickhouse role with several hosts): remote(), cluster() and Distributed
     # tables work across stand-in processes; zookeeper, keeper_server and the interserver
     # settings are NOT carried: the engine cannot replicate (README "Several hosts")
