@@ -39,7 +39,7 @@ __all__ = ["endpoints"]  # the fixture, shared with test_delivery
 
 testinfra_hosts = ["ansible://app"]
 
-N, M, K = 3000, 1000, 500
+N, M, K = 2000, 1000, 500
 BIN = Path(sys.executable).parent
 BATCH = 500
 
@@ -99,7 +99,8 @@ def stored_exactly(ep: dict[str, Any], tag: str, count: int) -> bool:
 
 @pytest.mark.destructive
 def test_a_lost_stores_data_comes_back_with_every_event_once(
-    request: pytest.FixtureRequest, host: Any, hostvars: dict[str, Any], endpoints: dict[str, Any], tmp_path: Path
+    request: pytest.FixtureRequest, host: Any, hostvars: dict[str, Any], endpoints: dict[str, Any], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     ep = endpoints
     inventory = str(request.config.option.ansible_inventory)
@@ -119,10 +120,14 @@ def test_a_lost_stores_data_comes_back_with_every_event_once(
     newest = sets[-1]
     assert {"kafka", "postgresql", "clickhouse", "control"} <= set(newest["parts"]), newest
 
-    # PostgreSQL archives its WAL (the backup waited for its last segment), and nothing failed
-    archiver = host.check_output("runuser -u postgres -- psql -XAtc "
-                                 "'SELECT archived_count, failed_count FROM pg_stat_archiver'").split("|")
-    assert int(archiver[0]) > 0 and int(archiver[1]) == 0, f"pg_stat_archiver: archived, failed = {archiver}"
+    # PostgreSQL archives its WAL (the base backup ends with a segment switch), and nothing failed
+    def archiver() -> list[int] | None:
+        got = [int(x) for x in host.check_output("runuser -u postgres -- psql -XAtc "
+                                                 "'SELECT archived_count, failed_count FROM pg_stat_archiver'").split("|")]
+        return got if got[0] > 0 else None
+
+    _archived, failed = wait_for("PostgreSQL's first archived WAL segment", archiver, timeout=60)
+    assert failed == 0, f"pg_stat_archiver: {failed} failed attempts to archive WAL"
     assert host.file("/etc/footprint/backup.d/clickhouse.json").mode == 0o600  # the owner's password
     assert host.service("footprint-backup.timer").is_enabled and host.service("footprint-backup.timer").is_running
 
@@ -179,9 +184,37 @@ def test_a_lost_stores_data_comes_back_with_every_event_once(
     figures = (f"backup/restore drill: {N} events before the backup, {M} after it, {K} while the stores were gone; "
                f"backup.yml {backup_s:.0f} s (set {newest['set']}: {size / 1e6:.1f} MB, parts {', '.join(newest['parts'])}); "
                f"restore.yml {restore_s:.0f} s; afterwards {want} events in each store, each once")
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")  # shown without -s too
-    for line in [figures, *said]:
-        if reporter:
-            reporter.write_line(line)
-        else:
-            print(line)
+    with capsys.disabled():  # shown without -s too
+        print("\n" + "\n".join([figures, *said]))
+
+
+@pytest.mark.destructive  # writes a backup set on the hosts
+def test_every_shard_and_store_of_a_cluster_backs_up_its_own_part(
+    request: pytest.FixtureRequest, host: Any, hostvars: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The cluster layout, as backup.yml runs it: Kafka's part first (on the first Kafka node; the
+    others run the same code), then each ClickHouse host's own shard (its local tables and the
+    Distributed ones) and PostgreSQL, one set name, each part verified after writing (the restore
+    runs in the drill above, on one host)."""
+    import testinfra
+
+    groups = hostvars["groups"]
+    if len(groups.get("clickhouse", [])) < 2:
+        pytest.skip("one ClickHouse host: the drill above backs it up and restores it")
+    if host.backend.get_hostname() != groups["app"][0]:
+        pytest.skip("runs once, for every host")
+    inventory = str(request.config.option.ansible_inventory)
+    name = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    order = [(groups["kafka"][0], "kafka")] + [(h, "clickhouse") for h in groups["clickhouse"]] + [
+        (h, "postgresql") for h in groups.get("postgresql", [])]
+    lines = []
+    for hostname, part in order:
+        other = testinfra.get_host(f"ansible://{hostname}?ansible_inventory={inventory}")
+        res = other.run(f"/usr/local/sbin/footprint-backup run --set {name} --parts {part}")
+        assert res.rc == 0, f"{hostname}: {part}: {res.stderr[-3000:]}"
+        entry = json.loads(res.stdout)["parts"][part]
+        verified = json.loads(other.check_output(f"/usr/local/sbin/footprint-backup verify --set {name}"))
+        assert verified["parts"][part]["ok"], (hostname, verified)
+        lines.append(f"{hostname}: {part} {entry['bytes'] / 1e6:.1f} MB in {entry['seconds']} s, verified")
+    with capsys.disabled():  # shown without -s too
+        print("\nbackup set " + name + " on the cluster:\n" + "\n".join(lines))

@@ -16,8 +16,8 @@ SHA-256 of every file). Each part is verified after it is written:
   postgresql  pg_basebackup (plain format, its WAL streamed in), checked by pg_verifybackup; with
               the WAL archived continuously (the postgresql role's archive_command) a restore
               can reach any point in time after the backup.
-  clickhouse  BACKUP DATABASE ... TO File(...), incremental on the newest backup of the last
-              --full-every-days days, full otherwise.
+  clickhouse  BACKUP DATABASE ... TO File(...), incremental on the newest backup while that chain's
+              full backup is younger than clickhouse_full_every_days (backup.json), full otherwise.
 Pruning keeps the newest `keep` sets (and the ClickHouse bases they build on) and the archived
 WAL the oldest kept PostgreSQL backup needs.
 
@@ -27,13 +27,16 @@ Commands (each prints progress lines, then one JSON document on stdout):
   list                               the sets on this host, newest last
   add --set NAME --part P FILE       copy FILE into a set (the control node's encrypted secrets)
   prune                              apply the retention now
-  restore-postgresql [--set NAME] [--target-time T] [--force]
-  restore-clickhouse [--set NAME] [--force]
-  restore-kafka-offsets [--set NAME] --group G [--wait-seconds S]
-A restore takes the newest set holding its part that is not newer than --set (default: latest).
+  restore-postgresql [--set NAME] [--target-time T] [--force] [--check]
+  restore-clickhouse [--set NAME] [--force] [--check]
+  restore-kafka-offsets [--set NAME] --group G --topic T [--wait-seconds S]
+A restore takes the newest set holding its part that is not newer than --set (default: latest);
+with --target-time, the newest whose base backup ended before that time. PostgreSQL's replaced
+data directory is kept beside it until the restored cluster has recovered; ClickHouse's database
+is dropped once the set and its bases are verified, then restored.
 A restore refuses a store that holds events (or a PostgreSQL cluster it cannot look into) unless
 --force. Only the Python standard library. Exit status: 0 done, 1 failed (the cause and the fix on
-stderr), 2 bad arguments or configuration.
+stderr), 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -217,7 +220,12 @@ def list_sets(config: Config) -> list[dict[str, Any]]:
     out = []
     if config.sets.is_dir():
         for set_dir in sorted(p for p in config.sets.iterdir() if p.is_dir() and SET_RE.match(p.name)):
-            manifest = read_manifest(set_dir)
+            try:
+                manifest = read_manifest(set_dir)
+            except Failure as exc:
+                log(f"skipping set {set_dir.name}: {exc}")
+                out.append({"set": set_dir.name, "parts": [], "bytes": 0, "base": None, "damaged": True})
+                continue
             parts = manifest.get("parts", {})
             out.append({"set": set_dir.name, "parts": sorted(parts),
                         "bytes": sum(p.get("bytes", 0) for p in parts.values()),
@@ -301,26 +309,45 @@ def backup_kafka(conf: dict[str, Any], out: Path) -> dict[str, Any]:
             "versions": {"kafka": conf.get("version", "")}}
 
 
-def restore_kafka_offsets(conf: dict[str, Any], set_dir: Path, group: str, wait_seconds: float) -> dict[str, Any]:
-    metadata = json.loads((set_dir / "kafka" / "metadata.json").read_text())
-    offsets = metadata["offsets"].get(group)
-    if not offsets:
-        raise Failure(f"set {set_dir.name} holds no committed offsets of group {group} (it has: "
-                      f"{', '.join(metadata['offsets']) or 'none'}): start the consumer; it reads from its reset policy")
+def wait_until_empty(conf: dict[str, Any], group: str, wait_seconds: float) -> None:
+    """A stopped consumer with static membership stays a member for its session timeout."""
     deadline = time.monotonic() + wait_seconds
-    while True:  # a stopped consumer with static membership stays a member for its session timeout
+    while True:
         state = kafka_tool(conf, "kafka-consumer-groups.sh", "--describe", "--group", group, "--state")
-        if re.search(r"\b(Empty|Dead)\b", state):
-            break
+        if re.search(r"\b(Empty|Dead)\b", state) or "does not exist" in state:
+            return
         if time.monotonic() > deadline:
             raise Failure(f"group {group} still has members after {wait_seconds:.0f}s: stop every consumer of it "
                           f"(footprint-consumer on the app hosts) and rerun\n{state.strip()}")
         log(f"group {group} still has members (a stopped static member leaves after its session timeout); waiting")
         time.sleep(5)
-    same_cluster = cluster_id(conf) == metadata["cluster_id"]
-    topics = sorted(offsets)
-    if same_cluster:
-        rows = [f"{topic},{partition},{offset}" for topic in topics for partition, offset in sorted(offsets[topic].items())]
+
+
+def log_end_offsets(conf: dict[str, Any], topic: str) -> dict[str, int]:
+    """partition -> the topic's log-end offset now (kafka-get-offsets prints topic:partition:offset)."""
+    text = kafka_tool(conf, "kafka-get-offsets.sh", "--topic", topic)
+    ends: dict[str, int] = {}
+    for line in text.splitlines():
+        fields = line.strip().split(":")  # a topic name holds no ':'
+        if len(fields) == 3 and fields[0] == topic and fields[1].isdigit() and fields[2].isdigit():
+            ends[fields[1]] = int(fields[2])
+    if not ends:
+        raise Failure(f"topic {topic} has no partitions on this cluster: converge site.yml first (it creates the topics)")
+    return ends
+
+
+def restore_kafka_offsets(conf: dict[str, Any], set_dir: Path, group: str, topic: str,
+                          wait_seconds: float) -> dict[str, Any]:
+    """Every partition of `topic` back to the group's offset recorded in the set (0 where it had none: the
+    earliest); to the earliest on a cluster or topic that began after the backup."""
+    metadata = json.loads((set_dir / "kafka" / "metadata.json").read_text())
+    recorded: dict[str, int] = metadata["offsets"].get(group, {}).get(topic, {})
+    wait_until_empty(conf, group, wait_seconds)
+    ends = log_end_offsets(conf, topic)
+    now_id = cluster_id(conf)
+    behind = sorted(p for p, offset in recorded.items() if offset > ends.get(p, 0))
+    if now_id == metadata["cluster_id"] and not behind:
+        rows = [f"{topic},{p},{recorded.get(p, 0)}" for p in sorted(ends, key=int)]
         with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as handle:
             handle.write("\n".join(rows) + "\n")
         try:
@@ -328,15 +355,17 @@ def restore_kafka_offsets(conf: dict[str, Any], set_dir: Path, group: str, wait_
                               "--from-file", handle.name, "--execute")
         finally:
             os.unlink(handle.name)
-        how = "to the offsets committed at backup time (clamped to what the topic still holds)"
-    else:  # a new cluster: its topics began after the backup, every event in them is newer
-        args = [a for topic in topics for a in ("--topic", topic)]
-        text = kafka_tool(conf, "kafka-consumer-groups.sh", "--reset-offsets", "--group", group, *args,
+        how = (f"to the offsets committed at backup time ({len(recorded)} of {len(ends)} partitions had one; "
+               "the others from their earliest offset)")
+    else:  # a new cluster or topic: every event in it is newer than the backup
+        text = kafka_tool(conf, "kafka-consumer-groups.sh", "--reset-offsets", "--group", group, "--topic", topic,
                           "--to-earliest", "--execute")
-        how = (f"to the earliest offsets: this cluster ({cluster_id(conf)}) is not the one backed up "
-               f"({metadata['cluster_id']}), its topics hold only newer events")
+        why = (f"this cluster ({now_id}) is not the one backed up ({metadata['cluster_id']})"
+               if now_id != metadata["cluster_id"] else f"partitions {', '.join(behind)} end below the recorded offsets")
+        how = f"to the earliest offsets: {why}, the topic holds only events newer than the backup"
     log(f"group {group} reset {how}")
-    return {"group": group, "same_cluster": same_cluster, "how": how, "tool_output": text.strip().splitlines()[-20:]}
+    return {"group": group, "topic": topic, "how": how, "recorded": recorded, "log_end": ends,
+            "tool_output": text.strip().splitlines()[-20:]}
 
 
 # --- postgresql ------------------------------------------------------------------------------
@@ -367,13 +396,42 @@ def backup_postgresql(conf: dict[str, Any], out: Path, name: str) -> dict[str, A
     label = (base / "backup_label").read_text()
     start = re.search(r"START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)", label)
     version = pg_sql(conf, "SHOW server_version")
+    failing = pg_sql(conf, "SELECT coalesce(last_failed_time > coalesce(last_archived_time, 'epoch'), false) "
+                           "FROM pg_stat_archiver") == "t"
+    if failing:
+        log("WARNING: PostgreSQL's WAL archiving fails (pg_stat_archiver; its log says why): this base backup is "
+            "complete, but no point after it can be reached until the archive_command works again")
     return {"start_wal_file": start.group(1) if start else "", "wal_archive": conf.get("wal_archive_dir", ""),
-            "versions": {"postgresql": version}, "verified_by": "pg_verifybackup"}
+            "wal_archiving": "failing" if failing else "ok", "versions": {"postgresql": version},
+            "verified_by": "pg_verifybackup"}
 
 
-def restore_postgresql(conf: dict[str, Any], set_dir: Path, force: bool, target_time: str) -> dict[str, Any]:
+def parse_target_time(text: str) -> datetime.datetime:
+    """--target-time as an aware datetime (ISO 8601 with an offset, e.g. 2026-12-05 10:00:00+00:00)."""
+    try:
+        when = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise Failure(f"--target-time {text!r}: use ISO 8601 with an offset, e.g. '2026-12-05 10:00:00+00:00'") from exc
+    if when.tzinfo is None:
+        raise Failure(f"--target-time {text!r} has no offset: add one (+00:00 for UTC)")
+    return when
+
+
+def pg_set_before(config: Config, name: str, target: datetime.datetime) -> Path:
+    """The newest set (not newer than `name`) whose PostgreSQL backup had ended before `target`."""
+    for entry in reversed(list_sets(config)):
+        if "postgresql" not in entry["parts"] or (name != "latest" and entry["set"] > name):
+            continue
+        part = read_manifest(config.sets / entry["set"])["parts"]["postgresql"]
+        if set_time(entry["set"]) + datetime.timedelta(seconds=float(part.get("seconds", 0)) + 1) < target:
+            return config.sets / str(entry["set"])
+    raise Failure(f"no PostgreSQL backup in {config.sets} ended before {target.isoformat()}: "
+                  "a point in time can be reached only from a base backup taken before it")
+
+
+def pg_check(conf: dict[str, Any], force: bool) -> None:
+    """Refuse to replace a cluster that holds events (or one that cannot be looked into) unless force."""
     data = Path(conf["data_path"])
-    base = set_dir / "postgresql" / "base"
     if pg_running(conf):
         db = conf["database"]
         has_db = pg_sql(conf, f"SELECT count(*) FROM pg_database WHERE datname = '{db}'") == "1"
@@ -385,10 +443,20 @@ def restore_postgresql(conf: dict[str, Any], set_dir: Path, force: bool, target_
     elif (data / "PG_VERSION").exists() and not force:
         raise Failure(f"PostgreSQL is stopped but {data} holds a cluster: a restore would replace it. "
                       "Rerun with --force (footprint_restore_force=true) to overwrite it")
+
+
+def restore_postgresql(conf: dict[str, Any], set_dir: Path, force: bool, target: datetime.datetime | None) -> dict[str, Any]:
+    data = Path(conf["data_path"])
+    aside = data.with_name(data.name + ".before-restore")
+    base = set_dir / "postgresql" / "base"
+    pg_check(conf, force)
+    if aside.exists():
+        raise Failure(f"{aside} is there: an earlier restore failed and left the data it replaced in it. "
+                      f"Move it back to {data} (the service stopped) or remove it, then rerun")
     log(f"stopping {conf['service']}")
     run(["systemctl", "stop", conf["service"]], what=f"systemctl stop {conf['service']}")
-    if data.exists():
-        shutil.rmtree(data)
+    if data.exists():  # kept until the restored cluster has recovered
+        data.rename(aside)
     log(f"copying the base backup of set {set_dir.name} into {data}")
     shutil.copytree(base, data, symlinks=True)
     for path in [data, *data.rglob("*")]:
@@ -396,24 +464,35 @@ def restore_postgresql(conf: dict[str, Any], set_dir: Path, force: bool, target_
     data.chmod(0o700)
     archive = conf.get("wal_archive_dir", "")
     settings = [f"restore_command = 'test -f {archive}/%f.gz && gzip -dc {archive}/%f.gz > %p'"] if archive else []
-    if target_time:
-        settings += [f"recovery_target_time = '{target_time}'", "recovery_target_action = 'promote'"]
+    if target:  # validated: an aware datetime, printed by Python
+        settings += [f"recovery_target_time = '{target.isoformat(' ')}'", "recovery_target_action = 'promote'",
+                     # the base backup's timeline: not one a failed earlier attempt may have left in the archive
+                     "recovery_target_timeline = 'current'"]
     with open(data / "postgresql.auto.conf", "a") as handle:
         handle.write("\n# footprint-backup restore (removed again once the server has recovered)\n"
                      + "".join(s + "\n" for s in settings))
     (data / "recovery.signal").touch()
     os.lchown(data / "recovery.signal", *_ids("postgres"))
-    log(f"starting {conf['service']}: it replays the archived WAL" + (f" up to {target_time}" if target_time else ""))
-    run(["systemctl", "start", conf["service"]], what=f"systemctl start {conf['service']}")
-    deadline = time.monotonic() + float(conf.get("recovery_timeout", 3600))
-    while not (pg_running(conf) and pg_sql(conf, "SELECT pg_is_in_recovery()") == "f"):
-        if time.monotonic() > deadline:
-            raise Failure(f"{conf['service']} did not finish recovery in time: see journalctl -u {conf['service']}")
-        time.sleep(1)
-    for setting in ("restore_command", "recovery_target_time", "recovery_target_action"):
+    log(f"starting {conf['service']}: it replays the archived WAL" + (f" up to {target}" if target else ""))
+    back = (f"the data it replaced is in {aside}: to go back, stop {conf['service']}, "
+            f"replace {data} with it" if aside.exists() else "")
+    try:
+        run(["systemctl", "start", conf["service"]], what=f"systemctl start {conf['service']}")
+        deadline = time.monotonic() + float(conf.get("recovery_timeout", 3600))
+        while not (pg_running(conf) and pg_sql(conf, "SELECT pg_is_in_recovery()") == "f"):
+            state = subprocess.run(["systemctl", "is-active", conf["service"]], capture_output=True, text=True,
+                                   check=False).stdout.strip()
+            if state == "failed" or time.monotonic() > deadline:
+                raise Failure(f"{conf['service']} did not finish its recovery ({state}): see journalctl -u {conf['service']}")
+            time.sleep(1)
+    except Failure as exc:
+        raise Failure(f"{exc}; {back}" if back else str(exc)) from exc
+    for setting in ("restore_command", "recovery_target_time", "recovery_target_action", "recovery_target_timeline"):
         pg_sql(conf, f"ALTER SYSTEM RESET {setting}")
     pg_sql(conf, "SELECT pg_reload_conf()")
-    return {"data_path": str(data), "target_time": target_time or "the end of the archived WAL",
+    if aside.exists():
+        shutil.rmtree(aside)
+    return {"data_path": str(data), "target_time": target.isoformat() if target else "the end of the archived WAL",
             "timeline": pg_sql(conf, "SELECT timeline_id FROM pg_control_checkpoint()")}
 
 
@@ -486,7 +565,8 @@ def clickhouse_chain(config: Config, name: str) -> list[str]:
         chain.append(base)
 
 
-def restore_clickhouse(conf: dict[str, Any], config: Config, set_dir: Path, force: bool) -> dict[str, Any]:
+def ch_check(conf: dict[str, Any], force: bool) -> bool:
+    """Refuse to replace a database that holds events unless force; whether the database exists."""
     db = conf["database"]
     exists = ch_query(conf, f"EXISTS DATABASE {db}") == "1"
     if exists and ch_query(conf, f"EXISTS TABLE {db}.events") == "1":
@@ -494,6 +574,12 @@ def restore_clickhouse(conf: dict[str, Any], config: Config, set_dir: Path, forc
         if rows and not force:
             raise Failure(f"ClickHouse holds {rows} events in {db}: a restore would replace them. "
                           "Rerun with --force (footprint_restore_force=true) to overwrite it")
+    return exists
+
+
+def restore_clickhouse(conf: dict[str, Any], config: Config, set_dir: Path, force: bool) -> dict[str, Any]:
+    db = conf["database"]
+    exists = ch_check(conf, force)
     chain = clickhouse_chain(config, set_dir.name)
     for name in chain[1:]:  # the bases an incremental backup reads from
         verify_set(config.sets / name, ["clickhouse"])
@@ -539,6 +625,11 @@ def cmd_run(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     set_dir = config.sets / name
     set_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
     report: dict[str, Any] = {"set": name, "host": config.host, "dir": str(set_dir), "parts": {}}
+    for part in wanted:  # a lost disk must not take the backups with the data
+        data = config.parts[part].get("data_path") or config.parts[part].get("meta_dir")
+        if data and Path(data).exists() and Path(data).stat().st_dev == config.root.stat().st_dev:
+            log(f"WARNING: {config.root} is on the same filesystem as {part}'s data ({data}): a lost disk takes "
+                "the backups with it. Mount another disk or a backup host's share there (footprint_backup_dir)")
     for part in wanted:
         if (set_dir / part).exists():
             raise Failure(f"set {name} already has a {part} backup on this host: choose another set name")
@@ -578,8 +669,7 @@ def cmd_add(config: Config, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-dir", type=Path, default=CONFIG_DIR, help=f"default {CONFIG_DIR}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="back up this host's parts, verify them, prune")
@@ -597,12 +687,17 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(f"restore-{part}", help=f"replace {part}'s data with a set's")
         p.add_argument("--set", default="latest")
         p.add_argument("--force", action="store_true", help="overwrite a store that holds events")
+        p.add_argument("--check", action="store_true", help="only say whether the restore would be refused")
         if part == "postgresql":
-            p.add_argument("--target-time", default="", help="recover up to this time (default: all archived WAL)")
+            p.add_argument("--target-time", default="",
+                           help="recover up to this time, ISO 8601 with an offset (default: all archived WAL); "
+                                "the set: the newest whose backup ended before it")
     p = sub.add_parser("restore-kafka-offsets", help="set a group's committed offsets to the set's")
     p.add_argument("--set", default="latest")
     p.add_argument("--group", required=True)
+    p.add_argument("--topic", required=True, help="the events topic the group reads")
     p.add_argument("--wait-seconds", type=float, default=120.0, help="for the group's members to leave (default 120)")
+    p.add_argument("--check", action="store_true", help="only find and verify the set")
     args = parser.parse_args(argv)
     try:
         config = Config(args.config_dir)
@@ -626,15 +721,20 @@ def main(argv: list[str] | None = None) -> int:
                 part = args.command.removeprefix("restore-").removesuffix("-offsets")
                 if part not in config.parts:
                     raise Failure(f"this host holds no {part} (no {args.config_dir}/{part}.json): run it on the {part} host")
-                set_dir = set_dir_of(config, args.set, part)
+                target = parse_target_time(args.target_time) if getattr(args, "target_time", "") else None
+                set_dir = pg_set_before(config, args.set, target) if target else set_dir_of(config, args.set, part)
                 verify_set(set_dir, [part])
                 started = time.monotonic()
-                if part == "postgresql":
-                    result = restore_postgresql(config.parts[part], set_dir, args.force, args.target_time)
+                if args.check:  # the set is there and verified; a store would not be refused
+                    if part != "kafka":
+                        (pg_check if part == "postgresql" else ch_check)(config.parts[part], args.force)
+                    result = {"checked": True}
+                elif part == "postgresql":
+                    result = restore_postgresql(config.parts[part], set_dir, args.force, target)
                 elif part == "clickhouse":
                     result = restore_clickhouse(config.parts[part], config, set_dir, args.force)
                 else:
-                    result = restore_kafka_offsets(config.parts[part], set_dir, args.group, args.wait_seconds)
+                    result = restore_kafka_offsets(config.parts[part], set_dir, args.group, args.topic, args.wait_seconds)
                 result.update(set=set_dir.name, seconds=round(time.monotonic() - started, 2))
     except Failure as exc:
         log(f"error: {exc}")
