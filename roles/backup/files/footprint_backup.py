@@ -49,6 +49,7 @@ import fcntl
 import hashlib
 import json
 import os
+import pwd
 import re
 import shutil
 import ssl
@@ -497,8 +498,6 @@ def restore_postgresql(conf: dict[str, Any], set_dir: Path, force: bool, target:
 
 
 def _ids(user: str) -> tuple[int, int]:
-    import pwd
-
     entry = pwd.getpwnam(user)
     return entry.pw_uid, entry.pw_gid
 
