@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
+import subprocess
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import clickhouse_connect
+import httpx
 import psycopg
 from confluent_kafka import Consumer, KafkaError, Producer
 
@@ -222,3 +227,34 @@ def settings_env(settings: Settings, **overrides: Any) -> dict[str, str]:
     env["FOOTPRINT_CONSUMER_HTTP_PORT"] = "0"  # no fixed port: tests run several consumers
     env.update({f"FOOTPRINT_{k.upper()}": str(v) for k, v in overrides.items()})
     return env
+
+
+@contextlib.contextmanager
+def dashboard_process(settings: Settings, log_path: Path, **overrides: Any) -> Iterator[tuple[str, dict[str, str]]]:
+    """``footprint dashboard`` as its own process with reader credentials only (the writer's and the
+    owner's are not given to it), ``overrides`` as more settings; yields its URL and environment
+    once /healthz answers. Its log (``log_path``) must hold no traceback."""
+    from services import free_port
+
+    port = free_port()
+    env = settings_env(settings, dashboard_port=port, log_level="WARNING", pg_dsn="", pg_owner_dsn="",
+                       ch_password="", ch_owner_password="", **overrides)
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "footprint.cli", "dashboard"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(healthy, timeout=60, what="dashboard healthy")
+        yield base, env
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    text = log_path.read_text()
+    assert "Traceback" not in text, text[-3000:]

@@ -103,6 +103,13 @@ class Settings(BaseSettings):
     dashboard_password: SecretStr = SecretStr("")
     dashboard_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
     dashboard_refresh_seconds: float = Field(default=5.0, ge=1, le=300)
+    # the dashboard's Health panel (dashboard/health.py): Prometheus' URL (empty: the panel says how to
+    # set it), the CA its certificate chains to (empty: ch_ca_cert, the stores' CA), each query's
+    # timeout, and how long one round of answers is reused
+    prometheus_url: str = ""
+    prometheus_ca_cert: str = ""
+    prometheus_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+    dashboard_health_cache_seconds: float = Field(default=5.0, ge=0, le=300)
 
     log_level: str = "INFO"
 
@@ -152,6 +159,22 @@ class Settings(BaseSettings):
         from footprint.visitors import parse_networks
 
         parse_networks(value)  # ValueError names the bad entry
+        return value
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _prometheus_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        if not value:
+            return value
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 (a port out of range or not a number raises here)
+        except ValueError as exc:
+            raise ValueError(f"{value!r}: {exc}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"want http(s)://host:port[/path] (Prometheus' address), not {value!r}")
         return value
 
     @field_validator("ch_database")

@@ -25,8 +25,7 @@ from footprint.schema import encode_event, make_event
 from footprint.settings import Settings
 from footprint.sinks import ClickHouseSink, PostgresSink
 from footprint.stats import QUERIES
-from helpers import settings_env, wait_for
-from services import free_port
+from helpers import dashboard_process
 
 CHROMIUM = "/usr/bin/chromium"
 KEY = "dashboard-private-key"
@@ -61,31 +60,10 @@ def dashboard(base_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
     for sink in (PostgresSink(settings.pg_dsn.get_secret_value()), ClickHouseSink(settings)):
         sink.write(docs)
         sink.close()
-    port = free_port()
-    # reader credentials only: the writer's and the owner's are not given to the process
-    env = settings_env(settings, dashboard_port=port, log_level="WARNING", pg_dsn="", pg_owner_dsn="",
-                       ch_password="", ch_owner_password="")
     log_path = tmp_path_factory.mktemp("dashboard") / "dashboard.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "footprint.cli", "dashboard"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _healthy(base), timeout=60, what="dashboard healthy")
+    with dashboard_process(settings, log_path) as (base, env):
         yield {"base": base, "run": run, "settings": settings, "env": env}
-    finally:
-        proc.terminate()
-        proc.wait(30)
-    text = log_path.read_text()
-    assert "Traceback" not in text, text[-3000:]
-    assert KEY not in text
-
-
-def _healthy(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+    assert KEY not in log_path.read_text()
 
 
 def _cli_stats(env: dict[str, str], *args: str) -> dict[str, Any]:
@@ -174,6 +152,10 @@ def test_login_charts_filter_and_phone(dashboard: dict[str, Any]) -> None:
             page.wait_for_function("() => Number(document.body.dataset.compared || 0) >= 1", timeout=60_000)
             table = page.eval_on_selector_all("#stores tbody tr", "rows => rows.map(r => r.innerText)")
             assert len(table) == len(QUERIES) and all("same" in row and "DIFFERENT" not in row for row in table)
+            # no Prometheus configured: the Health panel says how to set it (test_dashboard_health.py has the rest)
+            page.wait_for_function("() => Number(document.body.dataset.health || 0) >= 1", timeout=30_000)
+            assert page.get_attribute("#health-panel", "data-state") == "off"
+            assert "set FOOTPRINT_PROMETHEUS_URL" in page.inner_text("#health-message")
 
             # one filter bar drives every chart: this run's /blog links only
             before = shown

@@ -4,7 +4,8 @@ It holds reader credentials only (PostgreSQL reader, ClickHouse reader) and the 
 login against: a private key (``FOOTPRINT_PRIVATE_KEYS``) or the dashboard password
 (``FOOTPRINT_DASHBOARD_PASSWORD``). A login sets a signed session cookie (HttpOnly,
 SameSite=Strict, expiring after ``dashboard_session_hours``) naming a session that logout ends on
-the server; every ``/api/`` answer needs it. Login attempts are throttled per client address and
+the server; every ``/api/`` answer needs it, ``/api/health`` (the Health panel, asked of Prometheus
+here: ``health.py``) too. Login attempts are throttled per client address and
 overall (``guard.py``).
 """
 
@@ -24,6 +25,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from footprint import __version__
 from footprint.auth import Signer, key_bytes, matches
 from footprint.dashboard.guard import LoginThrottle, Revoked
+from footprint.dashboard.health import Cached, collect
 from footprint.schema import EVENT_TYPES, TEXT_MAX_BYTES
 from footprint.settings import Settings
 from footprint.stats import LIVE_MINUTES, Filter, run_clickhouse, run_stats
@@ -90,6 +92,7 @@ def create_dashboard(settings: Settings) -> FastAPI:
     throttle = LoginThrottle()
     revoked = Revoked()
     trusted = parse_networks(settings.trusted_proxies)
+    health = Cached(lambda: collect(settings), settings.dashboard_health_cache_seconds)
 
     def session_id(request: Request) -> str | None:
         """The id of the request's valid, unrevoked session, or None."""
@@ -174,9 +177,12 @@ def create_dashboard(settings: Settings) -> FastAPI:
         kind = _TYPES.get(name.rsplit(".", 1)[-1], "application/octet-stream")
         return Response(body, media_type=kind, headers={**_HEADERS, "Cache-Control": "public, max-age=3600"})
 
+    def unauthorized() -> JSONResponse:
+        return JSONResponse({"error": "unauthorized", "detail": "log in first"}, 401, headers=_HEADERS)
+
     def api(request: Request) -> Filter | JSONResponse:
         if not signed_in(request):
-            return JSONResponse({"error": "unauthorized", "detail": "log in first"}, 401, headers=_HEADERS)
+            return unauthorized()
         try:
             return parse_filter(dict(request.query_params))
         except BadFilter as exc:
@@ -228,6 +234,16 @@ def create_dashboard(settings: Settings) -> FastAPI:
             return unavailable(exc)
         return JSONResponse({"minutes": LIVE_MINUTES, "refresh_seconds": settings.dashboard_refresh_seconds,
                              "rows": rows, "now": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M")}, headers=_HEADERS)
+
+    @app.get("/api/health")
+    def health_panel(request: Request) -> JSONResponse:
+        """The Health panel: the pipeline's state from Prometheus (asked here, never by the browser; the
+        answers are kept ``dashboard_health_cache_seconds``). Always 200: Prometheus off or unreachable
+        is part of the answer."""
+        if not signed_in(request):
+            return unauthorized()
+        return JSONResponse({**health.get().as_json(), "refresh_seconds": settings.dashboard_refresh_seconds},
+                            headers=_HEADERS)
 
     return app
 

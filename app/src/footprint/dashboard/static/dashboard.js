@@ -1,6 +1,7 @@
 // The dashboard page: one filter bar drives every chart; the live chart refreshes every few seconds.
 // Data, all for the same filter: GET /api/stats (the charts, ClickHouse), GET /api/live (ClickHouse),
 // then GET /api/stores (both stores, for the panel; PostgreSQL can take seconds, so the charts come first).
+// The Health panel asks GET /api/health on its own, every few seconds (the server asks Prometheus).
 "use strict";
 (function () {
   const charts = {};
@@ -123,10 +124,57 @@
     }
   }
 
+  const STATES = { ok: "ok", warning: "warning", problem: "problem", nodata: "no data", unreachable: "unreachable",
+                   off: "off" };
+  let healthRounds = 0;
+
+  function span(cls, text) {
+    const el = document.createElement("span");
+    el.className = cls;
+    el.textContent = text;
+    return el;
+  }
+
+  function fillHealth(data) {
+    const badge = document.getElementById("health-state");
+    badge.className = "badge " + data.state;
+    badge.textContent = STATES[data.state] || data.state;
+    const message = document.getElementById("health-message");
+    message.textContent = data.message;
+    message.className = "health-message " + data.state;
+    message.hidden = !data.message;
+    document.getElementById("health").replaceChildren(...data.lines.map(function (line) {
+      const li = document.createElement("li");
+      li.dataset.check = line.check;
+      li.dataset.subject = line.subject;
+      li.dataset.state = line.state;
+      li.append(span("badge " + line.state, STATES[line.state]), span("check", line.check),
+                span("subject", line.subject), span("text", line.text));
+      return li;
+    }));
+    document.getElementById("health-meta").textContent = data.url
+      ? "Prometheus " + data.url + ", asked in " + data.query_ms.toFixed(0) + " ms at " + data.checked_at : "";
+    document.getElementById("health-panel").dataset.state = data.state;
+  }
+
+  async function refreshHealth() {
+    let wait = 30;
+    try {
+      const data = await getJson("/api/health");
+      fillHealth(data);
+      wait = data.refresh_seconds;
+    } catch (err) {
+      fillHealth({ state: "unreachable", message: "could not load the health panel: " + err.message, lines: [], url: "" });
+    }
+    document.body.dataset.health = String(++healthRounds);
+    window.setTimeout(refreshHealth, wait * 1000);
+  }
+
   form.addEventListener("submit", function (event) {
     event.preventDefault();
     refresh();
   });
   for (const el of form.querySelectorAll("select")) el.addEventListener("change", refresh);
   refresh();
+  refreshHealth();
 })();
