@@ -71,12 +71,13 @@ artifacts: venv ## build (once, cached) the Debian 13 and 12 rootfs and the Kafk
 	testbed/kafka-dist/build
 	KAFKA_VERSION=$(KAFKA_UPGRADE_VERSION) testbed/kafka-dist/build
 
-lint: venv ## yamllint, ansible-lint (production), syntax checks, role docs, ruff, mypy, actionlint
+lint: venv ## yamllint, ansible-lint (production), syntax checks, role docs, alert rules (promtool), ruff, mypy, actionlint
 	yamllint --strict .
 	actionlint
 	ansible-lint --profile production
 	ansible-playbook --syntax-check -i $(INVENTORY) playbooks/*.yml
 	$(PY) tools/role-docs --check
+	$(PY) tools/alert-rules
 	ruff check app tests benchmarks tools testbed
 	mypy --config-file app/pyproject.toml app/src
 	mypy --ignore-missing-imports tests

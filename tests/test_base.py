@@ -101,6 +101,15 @@ def test_firewall_opens_the_ports_of_the_components_on_the_host(hostvars: dict[s
                              int(setting(hostvars, "clickhouse_keeper_raft_port"))}
     if "postgresql" in groups:
         expected.add(int(setting(hostvars, "postgresql_port")))
+    if setting(hostvars, "footprint_prometheus_url"):  # monitoring on: the exporters, to the monitoring hosts only
+        expected.add(int(setting(hostvars, "monitoring_node_exporter_port")))
+        if "postgresql" in groups:
+            expected.add(int(setting(hostvars, "monitoring_postgres_exporter_port")))
+        if "kafka" in groups and setting(hostvars, "kafka_metrics_enabled"):
+            expected.add(int(setting(hostvars, "kafka_metrics_port")))
+        if me in (inventory.get("monitoring") or inventory["footprint"][:1]):
+            expected |= {int(setting(hostvars, "monitoring_prometheus_port")),
+                         int(setting(hostvars, "monitoring_alertmanager_port"))}
     assert {int(p["port"]) for p in setting(hostvars, "base_firewall_service_ports")} == expected
     assert int(setting(hostvars, "footprint_consumer_http_port")) not in {int(p) for p, _, _ in wanted_rules(hostvars)}
 

@@ -160,3 +160,28 @@ def test_help_lists_every_command() -> None:
     for command in ("run", "verify", "add", "list", "prune", "restore-postgresql", "restore-clickhouse",
                     "restore-kafka-offsets"):
         assert command in out
+
+
+def test_the_outcome_reaches_node_exporter_and_a_failure_keeps_the_last_good_time(tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    textfiles = tmp_path / "textfiles"
+    textfiles.mkdir()
+    cfg = config(tmp_path)
+    cfg.main["textfile_dir"] = str(textfiles)
+    cfg.sets.mkdir(parents=True)
+
+    def read() -> dict[str, float]:
+        text = (textfiles / "footprint_backup.prom").read_text()
+        return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+
+    fb.write_metrics(cfg, True, {"parts": {"kafka": {"bytes": 10}, "postgresql": {"bytes": 32}}})
+    good = read()
+    assert good["footprint_backup_last_run_ok"] == 1 and good["footprint_backup_last_run_bytes"] == 42
+    assert good["footprint_backup_last_success_timestamp_seconds"] == good["footprint_backup_last_run_timestamp_seconds"]
+    fb.write_metrics(cfg, False, None)
+    failed = read()
+    assert failed["footprint_backup_last_run_ok"] == 0 and failed["footprint_backup_last_run_bytes"] == 0
+    assert failed["footprint_backup_last_success_timestamp_seconds"] == good["footprint_backup_last_success_timestamp_seconds"]
+    assert failed["footprint_backup_last_run_timestamp_seconds"] >= good["footprint_backup_last_run_timestamp_seconds"]
+    assert not list(textfiles.glob(".*")), "a temporary file was left beside the metrics"

@@ -655,6 +655,35 @@ def cmd_run(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def write_metrics(config: Config, ok: bool, report: dict[str, Any] | None) -> None:
+    """The run's outcome for node-exporter's textfile collector (backup.json's textfile_dir, if set).
+
+    A failed run keeps the time of the last good one (read back from the file it replaces)."""
+    directory = config.main.get("textfile_dir")
+    if not directory or not Path(directory).is_dir():
+        return
+    path = Path(directory) / "footprint_backup.prom"
+    now = time.time()
+    last_ok = now if ok else 0.0
+    if not ok and path.exists():
+        found = re.search(r"^footprint_backup_last_success_timestamp_seconds (\S+)$", path.read_text(), re.M)
+        last_ok = float(found.group(1)) if found else 0.0
+    size = sum(int(part.get("bytes", 0)) for part in (report or {}).get("parts", {}).values())
+    metrics = [
+        ("footprint_backup_last_run_timestamp_seconds", "When footprint-backup run last ended, seconds since the epoch.", now),
+        ("footprint_backup_last_run_ok", "1 when the last run backed up and verified every part, else 0.", 1 if ok else 0),
+        ("footprint_backup_last_success_timestamp_seconds",
+         "When the last good run ended, seconds since the epoch (0: none since the metrics began).", last_ok),
+        ("footprint_backup_last_run_bytes", "Bytes the last run wrote (0 when it failed).", size if ok else 0),
+        ("footprint_backup_sets", "Sets kept on this host.", len(list_sets(config)) if config.sets.is_dir() else 0),
+    ]
+    text = "".join(f"# HELP {name} {help_}\n# TYPE {name} gauge\n{name} {round(value, 3)}\n" for name, help_, value in metrics)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o644)
+    tmp.replace(path)
+
+
 def cmd_add(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     if not SET_RE.match(args.set) or args.part in PARTS or not re.match(r"^[a-z][a-z0-9-]*$", args.part):
         raise Failure(f"add: a set name YYYYMMDDTHHMMSSZ and a part other than {', '.join(PARTS)} (got {args.set}, {args.part})")
@@ -705,7 +734,12 @@ def main(argv: list[str] | None = None) -> int:
         with locked(config.root):
             result: Any
             if args.command == "run":
-                result = cmd_run(config, args)
+                try:
+                    result = cmd_run(config, args)
+                except BaseException:
+                    write_metrics(config, False, None)
+                    raise
+                write_metrics(config, True, result)
             elif args.command == "verify":
                 names = [entry["set"] for entry in list_sets(config)]
                 if not names or (args.set != "latest" and args.set not in names):
