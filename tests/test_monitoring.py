@@ -101,6 +101,8 @@ def test_prometheus_scrapes_every_part_and_reads_the_kits_textfiles(
 ) -> None:
     prometheus = Prometheus(hostvars)
     jobs = {"prometheus", "alertmanager", "node", "kafka", "postgresql", "footprint-collector"}
+    if setting(hostvars, "clickhouse_prometheus_enabled"):
+        jobs.add("clickhouse")  # the server's own /metrics (the stand-in's engine serves it too)
     if str(setting(hostvars, "footprint_prometheus_url")).startswith("https"):
         jobs.add("footprint-consumer")  # through nginx; without TLS only where Prometheus shares the host
 
@@ -110,9 +112,11 @@ def test_prometheus_scrapes_every_part_and_reads_the_kits_textfiles(
         return targets if jobs <= up and all(t["health"] == "up" for t in targets) else None
 
     targets = wait_for("every Prometheus target up", all_up, timeout=90)
+    # over TLS wherever the deploy has it (ClickHouse's own switch: the stand-in serves plain HTTP)
     assert all(t["scrapeUrl"].startswith("https://") for t in targets
                if t["labels"]["job"] != "clickhouse" and prometheus.url.startswith("https")), (
         [t["scrapeUrl"] for t in targets])
+    assert prometheus.query('ClickHouseMetrics_TCPConnection >= 0') or "clickhouse" not in jobs, "no ClickHouse metrics"
     # the certificates' expiry (hourly textfile) and Kafka's quorum through the JMX agent
     expiry = wait_for("the host certificate's expiry in Prometheus", lambda: prometheus.query(
         'footprint_certificate_expiry_timestamp_seconds{path="/etc/ssl/footprint/host.crt"}'), timeout=60)

@@ -16,16 +16,18 @@ def address_of(hostvars: Mapping[str, Any], host: str) -> str:
 
 def monitoring_scrape_jobs(jobs: Sequence[Sequence[Any]], hostvars: Mapping[str, Any],
                            scheme: str) -> list[dict[str, Any]]:
-    """[job, hosts, port variable, default port, metrics path] items -> Prometheus jobs with their
-    targets ({address: "address:port", host: name}); jobs without hosts are left out. Each host's
-    port is its own value of the port variable (a port set for one group or host is followed)."""
+    """[job, hosts, port variable, default port, metrics path(, scheme)] items -> Prometheus jobs with
+    their targets ({address: "address:port", host: name}); jobs without hosts are left out. Each
+    host's port is its own value of the port variable (a port set for one group or host is
+    followed); a job's own scheme, when given, replaces `scheme`."""
     out = []
-    for job, hosts, port_var, port_default, path in jobs:
+    for job, hosts, port_var, port_default, path, *own_scheme in jobs:
         if not hosts:
             continue
         targets = [{"address": f"{address_of(hostvars, h)}:{hostvars[h].get(port_var, port_default)}", "host": h}
                    for h in hosts]
-        out.append({"job": job, "scheme": scheme, "metrics_path": path, "targets": targets})
+        out.append({"job": job, "scheme": own_scheme[0] if own_scheme else scheme, "metrics_path": path,
+                    "targets": targets})
     return out
 
 

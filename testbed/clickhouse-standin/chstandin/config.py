@@ -35,6 +35,8 @@ CARRIED_SETTINGS = (
     # settings are NOT carried: the engine cannot replicate (README "Several hosts")
     "remote_servers",
     "macros",
+    # e.g. the clickhouse role's Prometheus endpoint (/metrics on the HTTP port), served by the engine
+    "http_handlers",
 )
 # Listeners of clickhouse-server that the stand-in never opens.
 UNSERVED_PORTS = (
