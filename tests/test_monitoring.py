@@ -165,9 +165,13 @@ def test_a_stopped_consumer_alerts_a_person_and_the_alert_resolves(
     audit = host.run(f"{AUDIT} --since 2h --json")
     assert audit.rc == 0, f"footprint audit: rc {audit.rc}\n{audit.stdout[-2000:]}{audit.stderr[-1000:]}"
     figures = json.loads(audit.stdout)
-    totals = figures["total"]
-    assert totals["missing"] == {"postgresql": 0, "clickhouse": 0}, totals
-    assert totals["duplicates"] == {"postgresql": 0, "clickhouse": 0}, totals
+    totals = figures["totals"]
+    stores = totals["stores"]
+    assert figures["ok"] and totals["accepted"] > 0 and totals["in_flight"] == 0, totals
+    for store in ("postgresql", "clickhouse"):
+        assert stores[store]["missing"] == 0 and stores[store]["duplicates"] == 0, (store, stores[store])
+        assert stores[store]["extra"] == 0 and stores[store]["stored"] > 0, (store, stores[store])
     with capsys.disabled():
         print(f"\nmonitoring: {ALERT} fired {took_fire:.0f} s after the consumer stopped, resolved "
-              f"{took_resolve:.0f} s after it started; {report}; audit: {totals}")
+              f"{took_resolve:.0f} s after it started; {report}; audit: {totals['accepted']} accepted, "
+              f"missing/duplicated {[(stores[s]['missing'], stores[s]['duplicates']) for s in stores]}")
