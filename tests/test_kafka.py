@@ -8,11 +8,12 @@ reached from the control node with confluent-kafka at the host's address
 (`ansible_host`).
 
 The tests marked `destructive` run ansible-playbook themselves (the kafka role alone, against
-the same inventory) and restart the broker: the "never reformat" proof (data written,
-cluster.id file removed, broker restarted, role converged again: same cluster id, data still
-there; the same run grows a declared topic) and the input checks (bad port, negative partitions,
-Java older than 17, wrong SHA-512, shrinking a topic). They take about 75 s; `-m "not destructive"`
-leaves them out (smoke).
+the same inventory): the input checks (bad port, negative partitions, Java older than 17, wrong
+SHA-512, shrinking a topic). They take about 35 s; `-m "not destructive"` leaves them out (smoke).
+The "never reformat" proof (data written, cluster.id file removed, broker restarted, converged
+again: same cluster id, data still there; the same run grows a declared topic) and the -vvv
+secrets search ride on tests/test_ports.py's converge (one converge instead of two; these
+helpers are shared with it).
 Hosts outside the inventory group `kafka` are skipped.
 """
 
@@ -279,10 +280,8 @@ def test_produce_consume_round_trip(bootstrap: dict[str, Any], scratch_topic: st
 
 def run_kafka_role(
     request: pytest.FixtureRequest, tmp_path: Path, host: Any, extra_vars: dict[str, Any] | None = None,
-    roles: tuple[str, ...] = ("kafka",), verbose: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """ansible-playbook with only the kafka role (or ``roles``), against the inventory under test
-    (``verbose``: -vvv, an output to look for secrets in, never to print)."""
+    """ansible-playbook with only the kafka role, against the inventory under test."""
     inventory = request.config.option.ansible_inventory
     if not inventory:
         pytest.fail("pass --ansible-inventory")
@@ -290,11 +289,10 @@ def run_kafka_role(
     playbook.write_text(
         yaml.safe_dump(
             [{"name": "Kafka role only", "hosts": host.backend.get_hostname(), "become": True,
-              "roles": [{"role": r} for r in roles]}]
+              "roles": [{"role": "kafka"}]}]
         )
     )
-    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), *(["-vvv"] if verbose else []),
-           "-i", str(inventory), str(playbook)]
+    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), str(playbook)]
     if extra_vars:
         extra = tmp_path / "extra.yml"
         extra.write_text(yaml.safe_dump(extra_vars))
@@ -314,53 +312,6 @@ def failed_tasks(output: str) -> list[str]:
         elif line.startswith(("fatal:", "failed:")):
             failed.append(task)
     return failed
-
-
-@play
-def test_reconverge_never_reformats(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    host: Any,
-    hostvars: dict[str, Any],
-    bootstrap: dict[str, Any],
-    admin: AdminClient,
-    scratch_topic: str,
-) -> None:
-    """The role run again on a freshly restarted broker whose cluster.id file is gone keeps the
-    cluster id and the data; the same run grows a declared topic from 1 partition to 3, and, run
-    with -vvv together with the other roles that handle secrets (pki, postgresql: keystore, SCRAM,
-    server.properties, pg_hba, passwords), prints none of the deploy's secrets (one run for all three:
-    each costs ~25-40 s; the refusal to shrink is test_shrinking_a_topic_fails_clearly)."""
-    from test_tls import deploy_secrets
-
-    secrets = deploy_secrets(request.getfixturevalue("secrets_dir"))
-    assert secrets, "no secret of the deploy found"
-    value = f"persist-{uuid.uuid4()}"
-    partition, offset = produce_one(bootstrap, scratch_topic, value)
-    grow = f"footprint-grow-{uuid.uuid4().hex[:8]}"
-    admin.create_topics([NewTopic(grow, num_partitions=1, replication_factor=cluster_rf(hostvars))])[grow].result(30)
-    before = meta_cluster_id(host, hostvars)
-    # Make a buggy role's life hard: no persisted id file, a freshly restarted broker.
-    host.run_test(f"rm -f {setting(hostvars, 'kafka_data_dir')}/cluster.id")
-    host.run_test(f"systemctl restart {setting(hostvars, 'kafka_service_name')}")
-
-    try:
-        result = run_kafka_role(request, tmp_path, host,
-                                {"kafka_topics": [{"name": grow, "partitions": 3, "retention_ms": 3600000,
-                                                  "retention_bytes": 16777216}]},
-                                roles=("pki", "kafka", "postgresql"), verbose=True)
-        leaked = sum(1 for secret in secrets if secret.found_in(result.stdout))
-        assert leaked == 0, f"{leaked} secret(s) of the deploy appear in the -vvv output"
-        # the output is -vvv: on failure only the failed tasks' names, never their text (it may hold a secret)
-        assert result.returncode == 0, f"the roles failed in: {failed_tasks(result.stdout)} (-vvv output not shown)"
-        assert len(admin.list_topics(grow, timeout=15).topics[grow].partitions) == 3
-    finally:
-        admin.delete_topics([grow])[grow].result(30)
-
-    assert meta_cluster_id(host, hostvars) == before
-    persisted = host.file(f"{setting(hostvars, 'kafka_data_dir')}/cluster.id").content_string.strip()
-    assert persisted == before
-    assert consume_at(bootstrap, scratch_topic, partition, offset) == value
 
 
 @play

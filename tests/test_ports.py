@@ -13,6 +13,13 @@ inventory with the same extra variables), then a second converge moves the ports
 kit's firewall rules are checked to follow. This test runs after every other check of its pytest
 run (conftest), as they use the inventory's ports. Cost: one converge of site.yml (two converges
 and two smoke runs without FOOTPRINT_MOVED_PORTS).
+
+The same converge carries Kafka's "never reformat" proof and the -vvv secrets search (one
+converge instead of two; the kafka role's input checks stay in test_kafka.py): before it, a
+record is written, a topic of 1 partition made, the broker's persisted cluster.id file removed
+and the broker restarted; the converge runs with -vvv and that topic declared with 3 partitions.
+After it: none of the deploy's secrets in the -vvv output (every role of site.yml), the same
+cluster id in meta.properties and in the file again, the record still there, the topic grown.
 """
 
 from __future__ import annotations
@@ -23,13 +30,14 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml  # type: ignore[import-untyped]
-from conftest import ROOT, setting
+from conftest import ROOT, kafka_client, setting
 
 testinfra_hosts = ["ansible://app"]
 
@@ -39,10 +47,13 @@ SHIFT = 17  # new port = old + SHIFT (clear of the defaults' neighbours: 9093, 8
 BIN = Path(sys.executable).parent
 
 
-def converge(inventory: str, extra: Path | None) -> tuple[subprocess.CompletedProcess[str], float]:
-    cmd = [str(BIN / "ansible-playbook"), "-i", inventory, str(ROOT / "playbooks" / "site.yml")]
-    if extra:
-        cmd += ["-e", f"@{extra}"]
+def converge(inventory: str, *extra: Path, verbose: bool = False) -> tuple[subprocess.CompletedProcess[str], float]:
+    """site.yml with the extra-variable files (``verbose``: -vvv, an output to search for secrets,
+    never to print)."""
+    cmd = [str(BIN / "ansible-playbook"), *(["-vvv"] if verbose else []), "-i", inventory,
+           str(ROOT / "playbooks" / "site.yml")]
+    for path in extra:
+        cmd += ["-e", f"@{path}"]
     env = dict(os.environ, ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_NOCOLOR="1")
     start = time.monotonic()
     res = subprocess.run(cmd, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1500)
@@ -97,10 +108,75 @@ def blocked_from_here(host: Any, address: str, ports: list[int]) -> dict[int, bo
             assert not listening(host, port), f"the probe still holds port {port}"
 
 
+class KafkaTrap:
+    """The "never reformat" proof on the port change's converge (was test_kafka.py's own
+    reconverge of the pki, kafka and postgresql roles): set() before the converge, check() after."""
+
+    def __init__(self, host: Any, hostvars: dict[str, Any], address: str) -> None:
+        from test_kafka import cluster_rf
+
+        self.host, self.hostvars, self.address = host, hostvars, address
+        self.rf = cluster_rf(hostvars)
+        self.grow = f"footprint-grow-{uuid.uuid4().hex[:8]}"
+        self.scratch = f"footprint-test-{uuid.uuid4().hex[:12]}"
+        self.value = f"persist-{uuid.uuid4()}"
+        self.made: list[str] = []
+
+    def client(self, port: int) -> dict[str, Any]:
+        return kafka_client(self.hostvars, f"{self.address}:{port}")
+
+    def admin(self, port: int) -> Any:
+        from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+
+        return AdminClient(self.client(port) | {"socket.timeout.ms": 10000})
+
+    def set(self, port: int, extra: Path) -> None:
+        """A record written, a topic of 1 partition made, extra: the converge declares it with 3;
+        then no persisted cluster.id file and a freshly restarted broker (a buggy role's hard case)."""
+        from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+        from test_kafka import meta_cluster_id, produce_one
+
+        admin = self.admin(port)
+        for name in (self.scratch, self.grow):
+            admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=self.rf)])[name].result(30)
+            self.made.append(name)
+        self.written = produce_one(self.client(port), self.scratch, self.value)
+        # the declared topics as the deploy has them, plus the one to grow
+        topics = [*setting(self.hostvars, "kafka_topics"),
+                  {"name": self.grow, "partitions": 3, "retention_ms": 3600000, "retention_bytes": 16777216}]
+        extra.write_text(yaml.safe_dump({"kafka_topics": topics}))
+        self.before = meta_cluster_id(self.host, self.hostvars)
+        self.host.run_test(f"rm -f {setting(self.hostvars, 'kafka_data_dir')}/cluster.id")
+        self.host.run_test(f"systemctl restart {setting(self.hostvars, 'kafka_service_name')}")
+
+    def check(self, port: int) -> None:
+        """The same cluster id (meta.properties and the file written again), the record, the grown topic."""
+        from test_kafka import consume_at, meta_cluster_id
+
+        assert len(self.admin(port).list_topics(self.grow, timeout=15).topics[self.grow].partitions) == 3
+        assert meta_cluster_id(self.host, self.hostvars) == self.before
+        persisted = self.host.file(f"{setting(self.hostvars, 'kafka_data_dir')}/cluster.id").content_string.strip()
+        assert persisted == self.before
+        assert consume_at(self.client(port), self.scratch, *self.written) == self.value
+
+    def clean(self, *ports: int) -> None:
+        """Delete the topics made here, through whichever of the ports Kafka listens on."""
+        for port in ports:
+            if self.made and listening(self.host, port):
+                admin = self.admin(port)
+                for name, future in admin.delete_topics(self.made).items():
+                    future.result(30)
+                    self.made.remove(name)
+
+
 @pytest.mark.destructive
 def test_every_port_moves(
-    request: pytest.FixtureRequest, host: Any, hostvars: dict[str, Any], address: str, tmp_path: Path
+    request: pytest.FixtureRequest, host: Any, hostvars: dict[str, Any], address: str, tmp_path: Path,
+    secrets_dir: Path,
 ) -> None:
+    from test_kafka import failed_tasks
+    from test_tls import deploy_secrets
+
     inventory = str(request.config.option.ansible_inventory)
     groups = set(setting(hostvars, "group_names"))
     assert {"app", "kafka", "clickhouse", "postgresql"} <= groups, "this test moves the ports of a one-host deployment"
@@ -108,14 +184,23 @@ def test_every_port_moves(
     new = {name: port + SHIFT for name, port in old.items()}
     for port in new.values():
         assert not listening(host, port), f"port {port} is already in use on the host"
+    secrets = deploy_secrets(secrets_dir)
+    assert secrets, "no secret of the deploy found"
     stay = os.environ.get("FOOTPRINT_MOVED_PORTS", "")
     extra = Path(stay) if stay else tmp_path / "ports.yml"
     extra.write_text(yaml.safe_dump(new))
+    kafka = KafkaTrap(host, hostvars, address)
 
     moved = False
     try:
-        res, moved_s = converge(inventory, extra)
-        assert res.returncode == 0, "converge with the new ports failed:\n" + res.stdout[-5000:]
+        kafka.set(old["kafka_port"], tmp_path / "topics.yml")
+        res, moved_s = converge(inventory, extra, tmp_path / "topics.yml", verbose=True)
+        leaked = sum(1 for secret in secrets if secret.found_in(res.stdout))
+        assert leaked == 0, f"{leaked} secret(s) of the deploy appear in the -vvv output of site.yml"
+        # the output is -vvv: on failure only the failed tasks' names, never their text (it may hold a secret)
+        assert res.returncode == 0, (f"converge with the new ports failed in: {failed_tasks(res.stdout)} "
+                                     "(-vvv output not shown)")
+        kafka.check(new["kafka_port"])
         if not stay:  # else the side effect runs the whole smoke suite on them, before and after a reboot
             checks = smoke(inventory, extra, "tests/test_listeners.py", "tests/test_delivery.py", "tests/test_base.py",
                            "tests/test_dashboard.py")
@@ -132,8 +217,9 @@ def test_every_port_moves(
         if stay and not moved:  # a failure: the side effect must not take the host for moved
             extra.unlink(missing_ok=True)
         if not stay:  # back to the inventory's ports, also after a failure
-            res, back_s = converge(inventory, None)
-    print(f"port change: converge {moved_s:.0f} s")
+            res, back_s = converge(inventory)
+        kafka.clean(new["kafka_port"], old["kafka_port"])
+    print(f"port change: converge {moved_s:.0f} s (-vvv)")
     if stay:
         print(f"the host stays on the moved ports ({extra}): the side effect's smoke runs use them")
         return

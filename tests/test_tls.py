@@ -6,9 +6,9 @@ principal cannot write the events topic nor delete or create topics, the collect
 read); PostgreSQL takes the app's roles over TLS only (a plain connection refused, verify-full
 works); a trust anchor from another CA makes every client refuse the server; TLS 1.0/1.1 are
 refused and 1.2 accepted. On the host: private keys and files with secrets readable by their
-service's user (or root) only; the services' logs hold none of the deploy's secrets. The pki,
-kafka and postgresql roles run again with -vvv print none of them either: that check rides on
-test_kafka.py's reconverge run (one role run instead of two).
+service's user (or root) only; the services' logs hold none of the deploy's secrets. site.yml
+run again with -vvv prints none of them either: that check rides on test_ports.py's converge
+(one converge instead of two).
 
 Each check is skipped when its component's TLS switch (kafka_tls_enabled,
 postgresql_tls_enabled) is off in the inventory.
