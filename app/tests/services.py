@@ -106,7 +106,7 @@ class LocalPostgres:
 
 
 # databases besides footprint that tests may take for themselves (in both stores; one test each)
-OWN_DATABASES = ("footprint_retention", "footprint_upgrade")
+OWN_DATABASES = ("footprint_retention", "footprint_upgrade", "footprint_audit")
 
 
 def start_clickhouse(base: Path) -> object:

@@ -32,7 +32,7 @@ def allowed_origins(settings: Settings) -> frozenset[str]:
 def add_browser_routes(
     app: FastAPI,
     settings: Settings,
-    deliver: Callable[[list[tuple[str, bytes, str]]], Awaitable[str | None]],
+    deliver: Callable[[list[tuple[str, bytes, str]], datetime], Awaitable[str | None]],  # events, received_at
     visitor: Callable[[Any], str],
     authorized: Callable[[str], bool],
     error: Callable[..., JSONResponse],
@@ -97,10 +97,11 @@ def add_browser_routes(
                     if isinstance(context, dict):
                         context["userAgent"] = user_agent  # the browser's own, for browser/OS/device/bot
         try:
-            wire = validate_batch({"batch": batch}, datetime.now(UTC), settings.max_batch_events, enrich)
+            received = datetime.now(UTC)  # every event's received_at, and its message's Kafka timestamp
+            wire = validate_batch({"batch": batch}, received, settings.max_batch_events, enrich)
         except ContractError as exc:
             return fail(400, "invalid", str(exc), exc.problems)
-        outcome = await deliver([(e["event_id"], encode_event(e), e["type"]) for e in wire])
+        outcome = await deliver([(e["event_id"], encode_event(e), e["type"]) for e in wire], received)
         if outcome is not None:
             return fail(503, "unavailable", outcome)
         return Response(status_code=202, headers=headers)

@@ -14,6 +14,7 @@ from datetime import date
 from typing import Any, Literal
 
 from footprint import __version__
+from footprint.auditbook import DEFAULT_MAX_READ
 from footprint.schema import EVENT_TYPES
 from footprint.settings import Settings
 from footprint.stores import StoreUnavailable
@@ -229,6 +230,41 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if all(r.same for r in results) else 1
 
 
+def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from footprint.audit import run
+    from footprint.auditbook import bucket_starts, parse_when
+    from footprint.auditreport import as_json, render, write_textfile
+
+    now = datetime.now(UTC)
+    try:
+        since = parse_when(args.since, now)
+        until = parse_when(args.until, now)
+        if since is None:
+            raise ValueError("--since: the window needs a start (a span before now such as 24h, or a time)")
+        if until is not None and until > now:
+            raise ValueError(f"--until {args.until}: in the future (leave it out for now)")
+        bucket_starts(since, until, now)
+        if args.max_read < 0:
+            raise ValueError(f"--max-read {args.max_read}: a number of messages, 0 or more")
+        if args.textfile and not args.textfile.endswith(".prom"):
+            raise ValueError(f"--textfile {args.textfile}: node-exporter reads only files named *.prom")
+    except ValueError as exc:
+        print(f"footprint audit: {exc}", file=sys.stderr)
+        return 2
+    audit = run(settings, since, until, max_read=args.max_read, now=now)
+    print(json.dumps(as_json(audit)) if args.json else render(audit))
+    if args.textfile:
+        try:
+            write_textfile(audit, args.textfile)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot write {args.textfile}: {exc.strerror or exc}; give --textfile a path in a"
+                                   " directory this user may write (the footprint-audit service writes its"
+                                   " StateDirectory and installs the file into node-exporter's)") from None
+    return 0 if audit.totals.ok else 1
+
+
 def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
     from footprint.tail import tail
 
@@ -326,6 +362,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--link", default="", help="count only links starting with this prefix")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s.set_defaults(fn=cmd_stats)
+
+    s = sub.add_parser(
+        "audit", help="per hour: events Kafka accepted = stored in each store (+ dead letters, in flight)",
+        description="Count, per UTC hour of [--since, --until), the events the collectors put on the events topic"
+                    " (Kafka's offsets by time), those stored in PostgreSQL and in ClickHouse (raw rows; an id stored"
+                    " more than once is a duplicate), the dead letters and the events in flight (past the consumer"
+                    " group's committed offsets), and say where they differ. Hours that do not balance are read"
+                    " message by message: erased users, months past the retention and ids stored from an earlier"
+                    " message are explained, the rest named. Reads as the consumer's Kafka principal (never joining"
+                    " its group) and the stores' reader. Exit 0: nothing missing, duplicated or extra; 1: a"
+                    " difference beyond the events in flight; 2: a usage or connection error.")
+    s.add_argument("--since", default="24h", metavar="SPEC",
+                   help="start: a span before now (90m, 24h, 7d, 2w) or an ISO time, UTC unless it says (default 24h)")
+    s.add_argument("--until", default="now", metavar="SPEC", help="end, exclusive: as --since, or now (the default)")
+    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    s.add_argument("--textfile", metavar="PATH",
+                   help="also write the figures for node-exporter's textfile collector to PATH (*.prom, atomically)")
+    s.add_argument("--max-read", type=int, default=DEFAULT_MAX_READ, metavar="N",
+                   help=f"read at most N messages to explain hours that do not balance (default {DEFAULT_MAX_READ})")
+    s.set_defaults(fn=cmd_audit)
 
     s = sub.add_parser("tail", help="print new events (JSON lines) as they arrive on the topic")
     s.add_argument("--from-beginning", action="store_true", help="start at the oldest retained event")

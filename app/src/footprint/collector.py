@@ -47,7 +47,8 @@ class Sender(Protocol):
 
     metrics: CollectorMetrics
 
-    async def deliver(self, events: list[tuple[str, bytes, str]], timeout: float) -> str | None: ...
+    async def deliver(self, events: list[tuple[str, bytes, str]], timeout: float,
+                      received_at: datetime | None = None) -> str | None: ...
     def ready(self) -> str | None: ...
     def queue_length(self) -> int: ...
 
@@ -227,7 +228,8 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
         if body is None:
             return _error(413, "too_large", f"body exceeds {settings.max_body_bytes} bytes", m)
         # a plainly valid batch in one pass (fastinbound); anything else is decided by the contract
-        wire = plain_batch(body, datetime.now(UTC), settings.max_batch_events, enrich)
+        received = datetime.now(UTC)  # every event's received_at, and its message's Kafka timestamp
+        wire = plain_batch(body, received, settings.max_batch_events, enrich)
         if wire is None:
             try:
                 raw = loads(body)
@@ -237,11 +239,11 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
             if isinstance(batch_raw, list) and len(batch_raw) > settings.max_batch_events:
                 return _error(413, "too_large", f"batch: more than {settings.max_batch_events} events", m)
             try:
-                events = validate_batch(raw, datetime.now(UTC), settings.max_batch_events, enrich)
+                events = validate_batch(raw, received, settings.max_batch_events, enrich)
             except ContractError as exc:
                 return _error(400, "invalid", str(exc), m, exc.problems)
             wire = [(e["event_id"], encode_event(e), e["type"]) for e in events]
-        outcome = await s.deliver(wire, settings.api_ack_timeout_seconds)
+        outcome = await s.deliver(wire, settings.api_ack_timeout_seconds, received)
         if outcome is not None:
             detail = f"{outcome}; retry the whole batch (with messageIds a retry is stored once)"
             return _error(503, "unavailable", detail, m, headers=retry_after)
@@ -255,7 +257,7 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
     visitor = visitor_function(settings, salts)
     add_browser_routes(
         app, settings,
-        deliver=lambda events: current().deliver(events, settings.api_ack_timeout_seconds),
+        deliver=lambda events, received: current().deliver(events, settings.api_ack_timeout_seconds, received),
         visitor=visitor,
         authorized=lambda key: matches(key, keys),
         error=lambda status, kind, detail, problems=None, headers=None: _error(

@@ -1,6 +1,11 @@
 """The dead-letter topic: where messages that cannot be stored go, with the reason, never lost.
 
-Every dead letter carries headers naming the reason and the source topic, partition and offset.
+Every dead letter carries headers naming the reason and the source topic, partition and offset,
+and the source message's Kafka timestamp as its own (the event's ``received_at``): ``footprint
+audit`` counts the dead letters of an hour by Kafka's offsets at that time, without reading them.
+The dead-letter topic's retention (30 days by default) then counts from the original message's
+time, not from the dead-lettering (the events topic keeps 7 days: a dead letter lives 23 days at
+least).
 A value larger than ``max_value_bytes`` is cut (header ``footprint.truncated`` with the original
 size): the original stays in the source topic until its retention, and the headers point at it.
 A message the dead-letter topic refuses as such (too large for the broker, an invalid record) is
@@ -15,7 +20,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaError, KafkaException, Message
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaError, KafkaException, Message
 
 from footprint.batch import Msg
 
@@ -99,7 +104,7 @@ class DeadLetters:
             value, headers = self._letter(m, reason, minimal)
             try:
                 self.producer.produce(self.topic, value=value, key=self._key_of(m, minimal), headers=headers,
-                                      on_delivery=self._report(item, sent, refused, outage))
+                                      timestamp=_timestamp(m), on_delivery=self._report(item, sent, refused, outage))
             except BufferError:
                 self.producer.flush(self.flush_seconds)
                 outage.append("local producer queue full")
@@ -146,6 +151,12 @@ class DeadLetters:
             headers.append(("footprint.truncated", str(len(value)).encode()))
             value = value[:limit]
         return value, headers
+
+
+def _timestamp(m: Msg) -> int:
+    """The source message's timestamp (ms), or 0 (librdkafka's now) when it has none."""
+    kind, value = m.timestamp()
+    return value if kind != TIMESTAMP_NOT_AVAILABLE and value > 0 else 0
 
 
 def _key(m: Msg) -> Key:

@@ -8,12 +8,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from footprint.logs import RateLimitedLog
 from footprint.metrics import CollectorMetrics
+from footprint.schema import kafka_timestamp
 
 log = logging.getLogger("footprint.producer")
 
@@ -130,9 +132,12 @@ class EventProducer:
         if delivered:
             self.last_error = None
 
-    async def deliver(self, events: list[tuple[str, bytes, str]], timeout: float) -> str | None:
+    async def deliver(self, events: list[tuple[str, bytes, str]], timeout: float,
+                      received_at: datetime | None = None) -> str | None:
         """Produce ``(key, value, type)`` events and wait for Kafka's acknowledgement of all of them.
 
+        ``received_at``: the events' own (the batch's) receive time, the messages' Kafka timestamp
+        (``schema.kafka_timestamp``; None: the time of producing, as Kafka does by default).
         Returns None when every event was acknowledged, otherwise the reason (nothing more is
         produced after a refusal; events already handed over may still be delivered, which a
         client retry with the same messageId makes harmless).
@@ -142,10 +147,11 @@ class EventProducer:
             return "the producer queue is full (Kafka is slow or unreachable)"
         acks = _Acks(asyncio.get_running_loop(), len(events), self._on_error, self._on_done)
         produce, topic, report = self._producer.produce, self.topic, acks.report
+        stamp = kafka_timestamp(received_at) if received_at is not None else 0  # 0: librdkafka's now
         types: dict[str, int] = {}
         for produced, (key, value, type_) in enumerate(events):
             try:
-                produce(topic, value=value, key=key, on_delivery=report)
+                produce(topic, value=value, key=key, on_delivery=report, timestamp=stamp)
             except (BufferError, KafkaException) as exc:
                 # nothing more of this batch is produced; count the rest as reported failures
                 self.metrics.dropped.labels("producer_error").inc(len(events) - produced)

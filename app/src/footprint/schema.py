@@ -223,6 +223,15 @@ def format_time(utc: datetime) -> str:
             f"{utc.second:02d}.{utc.microsecond:06d}Z")
 
 
+def kafka_timestamp(received_at: datetime) -> int:
+    """The timestamp of an event's Kafka message: its ``received_at`` (aware) in whole milliseconds since
+    the epoch, so that Kafka's hour of a message is the stores' hour of its event (``footprint audit``).
+    Integer arithmetic: a float would round 09:59:59.9999995 up into the next hour."""
+    return (received_at - _EPOCH) // _MILLISECOND
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
 _CANONICAL_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", re.ASCII)
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 

@@ -38,7 +38,7 @@ class _NoKafka:
 
         self.metrics = CollectorMetrics()
 
-    async def deliver(self, events: Any, timeout: float) -> str | None:
+    async def deliver(self, events: Any, timeout: float, received_at: Any = None) -> str | None:
         return "no Kafka in this test"
 
     def ready(self) -> str | None:

@@ -33,7 +33,8 @@ class Kept:
         self.metrics = CollectorMetrics()
         self.sent: list[dict[str, Any]] = []
 
-    async def deliver(self, events: list[tuple[str, bytes, str]], timeout: float) -> str | None:
+    async def deliver(self, events: list[tuple[str, bytes, str]], timeout: float,
+                      received_at: Any = None) -> str | None:
         self.sent.extend(json.loads(value) for _, value, _ in events)
         return None
 

@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import TIMESTAMP_CREATE_TIME, KafkaError, KafkaException, TopicPartition
 
 
 class FakeMessage:
@@ -29,6 +29,9 @@ class FakeMessage:
 
     def key(self) -> bytes | None:
         return self._k
+
+    def timestamp(self) -> tuple[int, int]:
+        return TIMESTAMP_CREATE_TIME, 1_700_000_000_000 + self._o
 
     def error(self) -> KafkaError | None:
         return self._e
@@ -142,10 +145,10 @@ class MemoryProducer:
         self.delivered: list[dict[str, Any]] = []
 
     def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None, headers: Any = None,
-                on_delivery: Any = None) -> None:
+                on_delivery: Any = None, timestamp: int = 0) -> None:
         if len(value or b"") + len(key or b"") > self.max_bytes:
             raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
-        record = {"topic": topic, "value": value, "key": key, "headers": dict(headers or [])}
+        record = {"topic": topic, "value": value, "key": key, "headers": dict(headers or []), "timestamp": timestamp}
         self.pending.append((record, on_delivery))
 
     def flush(self, timeout: float = 0) -> int:

@@ -25,7 +25,8 @@ class QueueSender:
         self.refuse = refuse
         self.down: str | None = None
 
-    async def deliver(self, events: list[tuple[str, bytes, str]], timeout: float) -> str | None:
+    async def deliver(self, events: list[tuple[str, bytes, str]], timeout: float,
+                      received_at: Any = None) -> str | None:
         if self.refuse:
             return self.refuse
         for key, value, _type in events:

@@ -55,9 +55,9 @@ def test_settings_from_environment(monkeypatch: Any) -> None:
 def test_help_lists_every_command() -> None:
     out = subprocess.run([sys.executable, "-m", "footprint.cli", "--help"], capture_output=True, text=True,
                          check=True).stdout
-    for cmd in ("serve", "consume", "migrate", "retention", "stats", "tail", "check", "version"):
+    for cmd in ("serve", "consume", "migrate", "retention", "stats", "audit", "tail", "check", "version"):
         assert cmd in out
-    for cmd in ("serve", "consume", "migrate", "stats", "tail", "check"):
+    for cmd in ("serve", "consume", "migrate", "stats", "audit", "tail", "check"):
         subprocess.run([sys.executable, "-m", "footprint.cli", cmd, "--help"], check=True, capture_output=True)
 
 

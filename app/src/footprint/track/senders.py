@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from footprint.enrich import enrich
-from footprint.schema import encode_event, validate_batch
+from footprint.schema import encode_event, kafka_timestamp, validate_batch
 
 log = logging.getLogger("footprint.track")
 
@@ -153,9 +153,10 @@ class KafkaSender:
 
     def send(self, event: dict[str, Any]) -> None:
         try:
-            [wire] = validate_batch({"batch": [event]}, datetime.now(UTC), 1, enrich)  # the collector's own rules
+            received = datetime.now(UTC)  # the event's received_at, and its message's Kafka timestamp
+            [wire] = validate_batch({"batch": [event]}, received, 1, enrich)  # the collector's own rules
             self._producer.produce(self.topic, value=encode_event(wire), key=wire["event_id"],
-                                   on_delivery=self._report)
+                                   on_delivery=self._report, timestamp=kafka_timestamp(received))
         except Exception:  # an invalid event, a full queue: counted, never raised into the request
             self.dropped += 1
 
