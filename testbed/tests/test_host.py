@@ -141,7 +141,8 @@ def boot_id(name: str) -> str:
 
 def test_restart_keeps_the_disk_and_the_address() -> None:
     """restart = clean poweroff + boot of the same disk with the same address; stop + up boots the
-    kept disk too; only --fresh discards it."""
+    kept disk too (also once its overlay was unmounted, as by a reboot of this machine); only
+    --fresh discards it."""
     name, ip = "fp-test-reboot", "10.77.0.96"
     state = CACHE / "hosts" / name
     tool("up", name, ip, "--fresh")
@@ -171,6 +172,11 @@ def test_restart_keeps_the_disk_and_the_address() -> None:
         assert name not in tool("list").stdout.split()
         assert (state / "root" / "var/lib/footprint-disk-marker").read_text().strip() == "kept"
         assert "kept disk" in tool("leftovers", check=False).stdout
+        # the disk is an overlay: the marker is the host's own, not in the base layer every host shares
+        lower = Path((state / "lower").read_text().strip())
+        assert (lower / "etc/os-release").exists() and not (lower / "var/lib/footprint-disk-marker").exists()
+        # as after a reboot of this machine: the overlay unmounted, the kept disk still boots
+        subprocess.run(["umount", str(state / "root")], check=True)
         refused = tool("up", name, "10.77.0.97", check=False)
         assert refused.returncode != 0 and "--fresh" in refused.stderr, refused.stderr
         res = tool("up", name, ip)
