@@ -37,8 +37,14 @@ def test_templated_ports_resolve_and_the_firewall_follows(tmp_path: Path) -> Non
     assert resolved["clickhouse_tcp_port"] == 9232  # the role's default
     assert resolved["footprint_kafka_bootstrap"] == "127.0.0.1:9094"  # the wiring follows
     service = {(r["port"], r["from"]) for r in resolved["base_firewall_service_ports"]}
+    # the monitoring host (this one, the first): its address as the wiring derives it, also given to the collector
+    monitor = resolved["footprint_metrics_from"][-1]
+    assert resolved["footprint_metrics_from"] == ["127.0.0.0/8", "::1", monitor]
     assert service == {(8000, "any"), (9094, "192.0.2.0/24"), (8123, "192.0.2.0/24"), (9232, "192.0.2.0/24"),
                        (5432, "192.0.2.0/24"), (8002, "192.0.2.0/24"),  # 8002: the dashboard, the host's network
-                       (80, "any")}  # nginx's redirect to HTTPS (footprint_tls_enabled, on by default)
+                       (80, "any"),  # nginx's redirect to HTTPS (footprint_tls_enabled, on by default)
+                       # node-exporter, PostgreSQL's exporter, Kafka's metrics: to the monitoring host only;
+                       # Prometheus and Alertmanager: to the host's network (the dashboard reads Prometheus)
+                       (9100, monitor), (9187, monitor), (9404, monitor), (9090, "192.0.2.0/24"), (9095, "192.0.2.0/24")}
     assert isinstance(resolved["postgresql_reader_password"], str) and len(resolved["postgresql_reader_password"]) == 32
     assert (out / "fp-resolve.json").stat().st_mode & 0o777 == 0o600  # it holds the secrets
