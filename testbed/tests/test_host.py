@@ -139,10 +139,10 @@ def boot_id(name: str) -> str:
     return inside(name, "cat", "/proc/sys/kernel/random/boot_id")
 
 
-def test_restart_keeps_the_disk_and_the_address() -> None:
+def test_restart_keeps_the_disk_and_the_address(tmp_path: Path) -> None:
     """restart = clean poweroff + boot of the same disk with the same address; stop + up boots the
     kept disk too (also once its overlay was unmounted, as by a reboot of this machine); only
-    --fresh discards it."""
+    --fresh discards it. A snapshot of a stopped host's disk boots again as a new disk (--disk)."""
     name, ip = "fp-test-reboot", "10.77.0.96"
     state = CACHE / "hosts" / name
     tool("up", name, ip, "--fresh")
@@ -185,9 +185,19 @@ def test_restart_keeps_the_disk_and_the_address() -> None:
         assert len(inside(name, "cat", "/var/lib/clean-stops").split()) == 2
 
         tool("stop", name)
+        saved = tmp_path / "disk.tar"
+        assert "--fresh" in tool("up", name, ip, "--disk", str(saved), check=False).stderr  # a kept disk stays
+        tool("snapshot", name, str(saved))
         tool("up", name, ip, "--fresh")
         gone = tool("exec", name, "test", "-e", "/var/lib/footprint-disk-marker", check=False)
         assert gone.returncode != 0, "--fresh kept the old disk"
+
+        # a new disk holding the saved one's changes: the marker and the clean stops recorded are back
+        tool("stop", name)
+        res = tool("up", name, ip, "--fresh", "--disk", str(saved))
+        assert "with the changes saved in" in res.stderr, res.stderr
+        assert inside(name, "cat", "/var/lib/footprint-disk-marker") == "kept"
+        assert len(inside(name, "cat", "/var/lib/clean-stops").split()) == 3  # the restart's and both stops'
     finally:
         tool("down", name)
     assert not state.exists()
