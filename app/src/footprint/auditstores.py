@@ -5,11 +5,16 @@ are cheap however many events a store holds: PostgreSQL reads the index on ``rec
 (migration 0007: an index-only scan of each monthly partition's index), ClickHouse skips the
 granules whose ``received_at`` lies outside the range (its minmax index, migration 0006). An event
 counts in the hour of its first row in the window; its other rows are duplicates, in their hours.
+
+The reader's profile caps what a ClickHouse query may return (``max_result_rows``, the app's
+``query_max_result_rows``, ``result_overflow_mode=throw``): the audit sends the same cap and reads
+its per-event answers in pages of that many rows (keyset on ``event_id``), so an hour of any size
+is read whole and a deploy's profile never refuses it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, time
 from typing import Any
 
@@ -23,7 +28,7 @@ from footprint.settings import Settings
 from footprint.stores import StoreUnavailable, ch_client, pg_connect
 
 Hours = dict[datetime, Stored]  # hour start (UTC) -> rows and distinct ids
-_LOOKUP_CHUNK = 10_000
+_NIL = "00000000-0000-0000-0000-000000000000"
 
 
 def _pg_range(until: datetime | None) -> str:
@@ -44,6 +49,7 @@ class AuditStores:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.page = settings.query_max_result_rows  # rows per ClickHouse answer, the reader's cap
         self.pg = pg_connect(settings.pg_reader_dsn.get_secret_value(), "reader")
         try:
             # the window's ids are sorted once (first row per id): in memory for a day of events
@@ -75,7 +81,8 @@ class AuditStores:
 
     def _ch(self, query: str, params: Any = None, external: ExternalData | None = None) -> list[Any]:
         try:
-            return list(self.ch.query(query, parameters=params, external_data=external).result_rows)
+            return list(self.ch.query(query, parameters=params, external_data=external, settings={
+                "max_result_rows": self.page, "result_overflow_mode": "throw"}).result_rows)
         except Exception as exc:
             raise StoreUnavailable(
                 f"ClickHouse (reader): {' '.join(str(exc).split())[:300]}; the audit reads events and event_ids"
@@ -106,23 +113,35 @@ class AuditStores:
             for event_id, at in self._pg(
                     f"SELECT event_id::text, min(received_at) FROM events WHERE {_pg_range(end)} GROUP BY 1", params):
                 _keep_first(out["postgresql"], event_id, _utc(at))
-            for event_id, at in self._ch(
+            for event_id, at in self._ch_pages(
                     f"SELECT toString(event_id), min(received_at) FROM events WHERE {_ch_range(end)}"
-                    " GROUP BY event_id", params):
+                    " AND ({first:Bool} OR event_id > {after:UUID})"
+                    " GROUP BY event_id ORDER BY event_id LIMIT {page:UInt64}", params):
                 _keep_first(out["clickhouse"], event_id, _utc(at))
         return out
+
+    def _ch_pages(self, query: str, params: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+        """``query``'s rows page by page: it takes ``{first:Bool}``, ``{after:UUID}`` (the last id of the
+        page before) and ``{page:UInt64}``, answers ``(toString(event_id), ...)`` ordered by ``event_id``."""
+        first, after = True, _NIL
+        while True:
+            rows = self._ch(query, {**params, "first": first, "after": after, "page": self.page})
+            yield from rows
+            if len(rows) < self.page:
+                return
+            first, after = False, rows[-1][0]
 
     def held(self, ids: dict[str, set[str]]) -> dict[str, set[str]]:
         """Per store, which of its ``ids`` it holds at any time (PostgreSQL's key starts with the id,
         ClickHouse's id lookup ``event_ids`` is ordered by it)."""
         out: dict[str, set[str]] = {"postgresql": set(), "clickhouse": set()}
         pg_ids, ch_ids = sorted(ids.get("postgresql", ())), sorted(ids.get("clickhouse", ()))
-        for i in range(0, len(pg_ids), _LOOKUP_CHUNK):
+        for i in range(0, len(pg_ids), self.page):
             rows = self._pg("SELECT DISTINCT event_id::text FROM events WHERE event_id = ANY(%s::uuid[])",
-                            (pg_ids[i:i + _LOOKUP_CHUNK],))
+                            (pg_ids[i:i + self.page],))
             out["postgresql"].update(r[0] for r in rows)
-        for i in range(0, len(ch_ids), _LOOKUP_CHUNK):
-            table = ExternalData(file_name="audit_ids", data="\n".join(ch_ids[i:i + _LOOKUP_CHUNK]).encode(),
+        for i in range(0, len(ch_ids), self.page):  # at most a page of ids asked: at most a page answered
+            table = ExternalData(file_name="audit_ids", data="\n".join(ch_ids[i:i + self.page]).encode(),
                                  fmt="TabSeparated", structure="event_id UUID")
             rows = self._ch("SELECT DISTINCT toString(event_id) FROM event_ids WHERE event_id IN audit_ids",
                             external=table)
