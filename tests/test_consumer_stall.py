@@ -10,6 +10,8 @@
 - On the first app host: the consumer is wedged with SIGSTOP for longer than its watchdog; systemd
   restarts it (the process changes without anyone asking) and the restart is counted in
   `footprint_consumer_watchdog_restarts`.
+- On the first app host: a consumer whose group Kafka's ACLs refuse (the app's principal, a group
+  it has no ACL for) exits with status 2 naming the group and the ACL to add, instead of idling.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 import clickhouse_connect
 import exactly_once
 import pytest
-from conftest import resolved, setting
+from conftest import enabled, resolved, setting
 from test_delivery import endpoints_of, revealed, wait_for
 from test_kafka_cluster import CollectorTraffic
 
@@ -117,3 +119,23 @@ def test_a_wedged_consumer_is_restarted_by_the_watchdog_and_counted(host: Any, h
     print(f"\nconsumer wedged (SIGSTOP): restarted by systemd's watchdog ({watchdog_s} s) after {restarted:.0f} s")
     assert "watchdog" in result.lower(), "systemd's journal does not name the watchdog"
     assert host.service(CONSUMER).is_running
+
+
+def test_a_consumer_refused_its_group_exits_naming_the_acl(host: Any, hostvars: dict[str, Any]) -> None:
+    """The deploy's consumer program with its own settings and principal but a group no ACL allows:
+    it must end (systemd would start it again, the reason in the journal each time), not idle."""
+    apps = list(hostvars["groups"].get("app", []))
+    if host.backend.get_hostname() != apps[0]:
+        pytest.skip("runs on the first app host")
+    if not enabled(hostvars, "kafka_tls_enabled"):
+        pytest.skip("kafka_tls_enabled is false: no authentication, no ACLs")
+    group = "footprint-no-acl"
+    started = time.monotonic()
+    res = host.run(
+        "set -a; . /etc/footprint/footprint.env; FOOTPRINT_KAFKA_GROUP=%s FOOTPRINT_KAFKA_GROUP_INSTANCE_ID= "
+        "FOOTPRINT_CONSUMER_HTTP_PORT=0; exec timeout 90 runuser -u footprint -- /opt/footprint/venv/bin/footprint consume",
+        group)
+    took = time.monotonic() - started
+    print(f"\na consumer refused its group: exit {res.rc} after {took:.0f} s")
+    assert res.rc == 2, f"exit {res.rc} (124: still running after 90 s, idle)\n{res.stderr[-2000:]}"
+    assert f"Read on the group '{group}'" in res.stderr and "kafka_principals" in res.stderr, res.stderr[-2000:]

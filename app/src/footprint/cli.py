@@ -27,7 +27,8 @@ FOOTPRINT_PG_OWNER_DSN, FOOTPRINT_PG_READER_DSN, FOOTPRINT_CH_HOST, FOOTPRINT_CH
 FOOTPRINT_CH_DATABASE, FOOTPRINT_CH_USER/_PASSWORD, FOOTPRINT_CH_OWNER_USER/_PASSWORD,
 FOOTPRINT_CH_READER_USER/_PASSWORD, FOOTPRINT_API_KEYS, FOOTPRINT_COLLECTOR_HOST/_PORT.
 See app/README.md for the full list. Exit status 2 = a store is unreachable or refused the credentials
-(`consume` waits for its stores instead, logging what it waits for)."""
+(`consume` waits for its stores instead, logging what it waits for, and exits 2 when Kafka's
+ACLs refuse it its group or topic)."""
 
 
 def _stop_on_signals() -> threading.Event:

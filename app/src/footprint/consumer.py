@@ -38,14 +38,16 @@ from footprint.metrics import ConsumerMetrics
 from footprint.progress import Progress
 from footprint.settings import Settings
 from footprint.steps import Aborted, Accumulate, Backpressure, Commit, Decode, InThread, Retry, rejected_union
-from footprint.stores import exhausted
+from footprint.stores import StoreUnavailable, exhausted
 
 log = logging.getLogger("footprint.consumer")
 
 RECONCILE_SECONDS = 5.0  # the loop's pause state is applied to the assignment again this often
 LAG_EVERY_SECONDS = 10.0  # with nothing consumed or committed for this long, the lag is measured
+# Kafka refused the consumer's principal its group or its topic: no retry helps until an ACL is added
+_REFUSED = {KafkaError.GROUP_AUTHORIZATION_FAILED: "group", KafkaError.TOPIC_AUTHORIZATION_FAILED: "topic"}
 
-__all__ = ["Batch", "BatchConsumer", "Sink", "StoreOutage", "consumer_config", "store"]
+__all__ = ["Batch", "BatchConsumer", "Sink", "StoreOutage", "consumer_config", "refused", "store"]
 
 
 class Sink(Protocol):
@@ -346,6 +348,8 @@ class BatchConsumer:
             if err is None:
                 if read:
                     self._held.append(m)
+            elif err.code() in _REFUSED:
+                raise StoreUnavailable(refused(self.settings, _REFUSED[err.code()]))
             elif err.fatal():  # e.g. fenced by another process with the same group.instance.id
                 log.error("fatal Kafka consumer error: exiting (systemd starts it again)", extra={"error": str(err)})
                 raise KafkaException(err)
@@ -415,3 +419,12 @@ class BatchConsumer:
             for sink in self.sinks:
                 sink.close()
 
+
+def refused(settings: Settings, kind: str) -> str:
+    """Why the consumer exits when Kafka refuses it its ``kind`` ("group" or "topic"), and the ACL to add."""
+    name = settings.kafka_group if kind == "group" else settings.kafka_topic
+    who = settings.kafka_consumer_user or "the consumer's principal"
+    return (f"Kafka refused {who} Read on the {kind} '{name}' (authorization failed); add that ACL to {who}"
+            f" (the kafka role's kafka_principals: {{resource_type: {kind}, name: {name}, operations: [Read]}};"
+            f" by hand: kafka-acls.sh --add --allow-principal User:{who} --operation Read --{kind} {name}),"
+            f" or set FOOTPRINT_KAFKA_{kind.upper()} to the {kind} its ACLs allow")

@@ -11,12 +11,15 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from fakes import FakeKafka, MemoryProducer, MemoryStore
+import pytest
+from confluent_kafka import KafkaError
+from fakes import FakeKafka, FakeMessage, MemoryProducer, MemoryStore
 
 from footprint.consumer import BatchConsumer
 from footprint.deadletter import DeadLetters
 from footprint.schema import encode_event, make_event
 from footprint.settings import Settings
+from footprint.stores import StoreUnavailable
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 SETTINGS = Settings(kafka_topic="t", batch_max_events=50, batch_max_seconds=0.05, retry_max_seconds=0.2)
@@ -215,3 +218,28 @@ def test_a_failed_offset_commit_is_counted_and_the_consumer_goes_on() -> None:
         wait(lambda: count(rig.consumer.metrics.commit_failures) == 1, what="the failed commit")
         rig.fill(5)
         wait(rig.caught_up, what="later batches committed")
+
+
+@pytest.mark.parametrize(("code", "kind", "name"), [(KafkaError.GROUP_AUTHORIZATION_FAILED, "group", "g1"),
+                                                    (KafkaError.TOPIC_AUTHORIZATION_FAILED, "topic", "t")])
+def test_a_group_or_topic_kafka_refuses_stops_the_consumer_naming_the_acl(code: int, kind: str, name: str) -> None:
+    """Not one warning and an idle consumer: it exits (2, systemd starts it again), saying what to add."""
+    rig = Rig([MemoryStore("pg"), MemoryStore("ch")], kafka_group="g1", kafka_consumer_user="footprint-consumer")
+    rig.fill(3)
+    rig.kafka.logs[1].append(FakeMessage("t", 1, 1, None, None, KafkaError(code)))
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            rig.consumer.run()
+        except BaseException as exc:  # the test looks at what ended the loop
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive() and rig.kafka.closed
+    assert len(failure) == 1 and isinstance(failure[0], StoreUnavailable)
+    message = str(failure[0])
+    assert f"Read on the {kind} '{name}'" in message and "User:footprint-consumer" in message
+    assert f"FOOTPRINT_KAFKA_{kind.upper()}" in message
