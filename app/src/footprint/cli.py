@@ -255,7 +255,8 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
         print(f"footprint audit: {exc}", file=sys.stderr)
         return 2
     audit = run(settings, since, until, max_read=args.max_read, now=now)
-    print(json.dumps(as_json(audit)) if args.json else render(audit))
+    if not (args.quiet and audit.totals.ok):
+        print(json.dumps(as_json(audit)) if args.json else render(audit))
     if args.textfile:
         try:
             write_textfile(audit, args.textfile)
@@ -380,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s.add_argument("--textfile", metavar="PATH",
                    help="also write the figures for node-exporter's textfile collector to PATH (*.prom, atomically)")
+    s.add_argument("--quiet", action="store_true",
+                   help="print the report only when it finds a difference (as the footprint-audit timer runs it)")
     s.add_argument("--max-read", type=int, default=DEFAULT_MAX_READ, metavar="N",
                    help=f"read at most N messages to explain hours that do not balance (default {DEFAULT_MAX_READ})")
     s.set_defaults(fn=cmd_audit)

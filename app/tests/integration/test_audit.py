@@ -150,6 +150,8 @@ def test_nothing_lost_then_a_deleted_row_and_a_row_stored_twice_are_named(s: Set
     assert {i: b.accepted for i, b in enumerate(a.buckets) if b.accepted} == \
         Counter(hour_of(a, at) for at in received.values())
     assert not any(b.read for b in a.buckets)  # everything balanced: no message read
+    quiet = cli(s, "--since", "4h", "--quiet")  # as the timer runs it: nothing in the journal when ok
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
 
     # one row gone from PostgreSQL, one event stored twice in ClickHouse (another link: never merged away)
     gone, doubled = later[7]["event_id"], posted[3]
@@ -180,6 +182,8 @@ def test_nothing_lost_then_a_deleted_row_and_a_row_stored_twice_are_named(s: Set
     r = cli(s, "--since", "4h")
     print(r.stdout)
     assert r.returncode == 1 and "verdict: NOT OK" in r.stdout and f"postgresql does not hold: {gone}" in r.stdout
+    quiet = cli(s, "--since", "4h", "--quiet")  # a difference is reported all the same
+    assert quiet.returncode == 1 and f"postgresql does not hold: {gone}" in quiet.stdout
     textfile = tmp_path / "footprint_audit.prom"
     r = cli(s, "--since", "4h", "--json", "--textfile", str(textfile))
     assert r.returncode == 1, r.stderr
