@@ -34,12 +34,34 @@ def from_ms(value: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=value)
 
 
+def kafka_failure(settings: Settings, what: str, err: Any, auth_fix: str) -> StoreUnavailable:
+    """``err`` (a ``KafkaError``, a ``KafkaException`` or else) of doing ``what`` as a user-facing error
+    naming the fix: ``auth_fix`` when Kafka refused the principal."""
+    error = err if isinstance(err, KafkaError) else (
+        err.args[0] if isinstance(err, KafkaException) and err.args and isinstance(err.args[0], KafkaError)
+        else None)
+    text = error.str() if error is not None else str(err)
+    code = error.code() if error is not None else None
+    if code in _AUTH:
+        fix = auth_fix
+    elif code in _MISSING:
+        fix = "set FOOTPRINT_KAFKA_TOPIC and FOOTPRINT_KAFKA_DLQ_TOPIC to the app's topics (the kafka role makes them)"
+    elif code in _UNREACHABLE:
+        fix = "check FOOTPRINT_KAFKA_BOOTSTRAP and that a broker runs and answers there"
+    else:
+        fix = "see the broker's log"
+    return StoreUnavailable(f"Kafka ({settings.kafka_bootstrap}): {what}: {text}; {fix}")
+
+
 class KafkaView:
     """Offsets and reads of the app's topics, errors as ``StoreUnavailable`` naming cause and fix."""
 
-    def __init__(self, settings: Settings, timeout: float = 15.0) -> None:
+    def __init__(self, settings: Settings, timeout: float = 15.0, auth_fix: str = "",
+                 client_id: str = "footprint-audit") -> None:
+        """``auth_fix``: what to grant when Kafka refuses the principal (default: the audit's ACLs)."""
         self.settings = settings
         self.timeout = timeout
+        self.auth_fix = auth_fix
         self._consumer = Consumer({
             **settings.kafka_client_config("consumer"),
             "group.id": settings.kafka_group,  # only to read its committed offsets: never subscribed
@@ -47,7 +69,7 @@ class KafkaView:
             "enable.auto.offset.store": False,
             "enable.partition.eof": True,
             "auto.offset.reset": "earliest",
-            "client.id": "footprint-audit",
+            "client.id": client_id,
             "logger": logging.getLogger("footprint.librdkafka"),
         })
 
@@ -55,24 +77,12 @@ class KafkaView:
         self._consumer.close()
 
     def _fail(self, what: str, err: Any) -> StoreUnavailable:
-        error = err if isinstance(err, KafkaError) else (
-            err.args[0] if isinstance(err, KafkaException) and err.args and isinstance(err.args[0], KafkaError)
-            else None)
-        text = error.str() if error is not None else str(err)
-        code = error.code() if error is not None else None
-        if code in _AUTH:
-            fix = ("the audit uses the consumer's principal (FOOTPRINT_KAFKA_CONSUMER_USER/_PASSWORD): it needs"
-                   f" Describe on {self.settings.kafka_topic} and {self.settings.kafka_dlq_topic}, Read on"
-                   f" {self.settings.kafka_topic} and Describe on the group {self.settings.kafka_group}"
-                   " (the kafka role's kafka_principals grant them)")
-        elif code in _MISSING:
-            fix = ("set FOOTPRINT_KAFKA_TOPIC and FOOTPRINT_KAFKA_DLQ_TOPIC to the app's topics"
-                   " (the kafka role makes them)")
-        elif code in _UNREACHABLE:
-            fix = "check FOOTPRINT_KAFKA_BOOTSTRAP and that a broker runs and answers there"
-        else:
-            fix = "see the broker's log"
-        return StoreUnavailable(f"Kafka ({self.settings.kafka_bootstrap}): {what}: {text}; {fix}")
+        auth_fix = self.auth_fix or (
+            "the audit uses the consumer's principal (FOOTPRINT_KAFKA_CONSUMER_USER/_PASSWORD): it needs"
+            f" Describe on {self.settings.kafka_topic} and {self.settings.kafka_dlq_topic}, Read on"
+            f" {self.settings.kafka_topic} and Describe on the group {self.settings.kafka_group}"
+            " (the kafka role's kafka_principals grant them)")
+        return kafka_failure(self.settings, what, err, auth_fix)
 
     def partitions(self, topic: str) -> list[int]:
         try:

@@ -267,6 +267,34 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if audit.totals.ok else 1
 
 
+def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from footprint.replay import STOP_CONSUMER, consumer_running, parse_from, reset_group
+    from footprint.replaydlq import redrive
+
+    def out(line: str) -> None:
+        print(line, flush=True)
+
+    if args.start is None and not args.dead_letters:
+        print("footprint replay: --from earliest|TIME is required (or --dead-letters)", file=sys.stderr)
+        return 2
+    try:
+        when = parse_from(args.start or "earliest", datetime.now(UTC))
+    except ValueError as exc:
+        print(f"footprint replay: {exc}", file=sys.stderr)
+        return 2
+    if args.dead_letters:
+        return redrive(settings, when, dry_run=args.dry_run, out=out).exit_code
+    running = consumer_running(settings)
+    if running:
+        raise StoreUnavailable(f"the consumer on this host is running (its {running} answers): it would be fenced"
+                               f" by the replay's membership of the group; stop it first: {STOP_CONSUMER}")
+    if not settings.consumer_http_port:
+        out("FOOTPRINT_CONSUMER_HTTP_PORT is 0: cannot tell whether this host's consumer runs; it must be stopped")
+    return reset_group(settings, when, dry_run=args.dry_run, out=out).exit_code
+
+
 def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
     from footprint.tail import tail
 
@@ -386,6 +414,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-read", type=int, default=DEFAULT_MAX_READ, metavar="N",
                    help=f"read at most N messages to explain hours that do not balance (default {DEFAULT_MAX_READ})")
     s.set_defaults(fn=cmd_audit)
+
+    s = sub.add_parser(
+        "replay", help="reset the consumer group's offsets to replay the topic, or re-drive the dead letters",
+        description="--from WHEN: join the consumer group as this host's consumer (its principal, group and"
+                    " FOOTPRINT_KAFKA_GROUP_INSTANCE_ID: no wait for the stopped consumer's session) and commit,"
+                    " for the partitions it is assigned, the earliest retained offset or the first at or after"
+                    " WHEN; then start the consumer again: nothing is stored twice. Stop this host's consumer"
+                    " first (sudo systemctl stop footprint-consumer); partitions held by other app hosts are named,"
+                    " run replay there too. --dead-letters: read the dead-letter topic from --from (default"
+                    " earliest) to its end, no group, nothing committed, and write each original event to both"
+                    " stores (first write wins; erased users' events dropped); the consumer may keep running."
+                    " Exit 0: done; 1: nothing done, only some partitions, or dead letters still failing;"
+                    " 2: a usage error, the consumer runs, or Kafka or a store is unreachable or refused.")
+    s.add_argument("--from", dest="start", metavar="WHEN",
+                   help="earliest, a span before now (90m, 24h, 7d) or an ISO time, UTC unless it says")
+    s.add_argument("--dead-letters", action="store_true", help="re-drive the dead-letter topic into the stores")
+    s.add_argument("--dry-run", action="store_true", help="print the plan (offsets, counts); commit and write nothing")
+    s.set_defaults(fn=cmd_replay)
 
     s = sub.add_parser("tail", help="print new events (JSON lines) as they arrive on the topic")
     s.add_argument("--from-beginning", action="store_true", help="start at the oldest retained event")
