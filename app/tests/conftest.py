@@ -76,13 +76,12 @@ def base_settings(postgres: Any, clickhouse: Any, kafka: Any) -> Settings:
 @pytest.fixture
 def settings(base_settings: Settings, kafka: Any) -> Settings:
     """Per test: fresh topic, dead-letter topic and consumer group."""
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import NewTopic
+
+    from helpers import create_topics
 
     name = f"t-{uuid.uuid4().hex[:10]}"
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
-    futures = admin.create_topics([NewTopic(name, 3, 1), NewTopic(name + ".dlq", 1, 1)])
-    for f in futures.values():
-        f.result(30)
+    create_topics(kafka.bootstrap, [NewTopic(name, 3, 1), NewTopic(name + ".dlq", 1, 1)])
     return base_settings.model_copy(
         update={"kafka_topic": name, "kafka_dlq_topic": name + ".dlq", "kafka_group": name + "-g"}
     )

@@ -124,6 +124,32 @@ def committed(settings: Settings) -> dict[int, int]:
         c.close()
 
 
+def create_topics(bootstrap: str, topics: list[Any], timeout: float = 30) -> None:
+    """Create ``topics`` (``NewTopic``) and wait until every partition's leader answers for its
+    offsets: a topic just created may still say NOT_LEADER_FOR_PARTITION for a moment (more often on
+    a busy machine), which a test reading its offsets first would take for a failure."""
+    from confluent_kafka import KafkaException, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for f in admin.create_topics(topics).values():
+        f.result(timeout)
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "topic-ready-probe"})
+    try:
+        wanted = [TopicPartition(t.topic, p) for t in topics for p in range(t.num_partitions)]
+        end = time.monotonic() + timeout
+        while wanted:
+            try:
+                probe.get_watermark_offsets(wanted[0], timeout=5, cached=False)
+                wanted.pop(0)
+            except KafkaException:
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.1)
+    finally:
+        probe.close()
+
+
 def end_offsets(settings: Settings) -> dict[int, int]:
     """The end (next) offset of every partition of the test's topic."""
     from confluent_kafka import TopicPartition

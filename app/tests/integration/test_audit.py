@@ -38,7 +38,7 @@ from footprint.producer import EventProducer
 from footprint.schema import encode_event, format_time, kafka_timestamp, make_event, parse_time
 from footprint.settings import Settings
 from footprint.stores import ch_client, pg_connect
-from helpers import RunningConsumer, caught_up, settings_env, wait_for
+from helpers import RunningConsumer, caught_up, create_topics, settings_env, wait_for
 
 DB = "footprint_audit"
 FOOTPRINT = [sys.executable, "-m", "footprint.cli"]
@@ -70,9 +70,7 @@ def s(own_stores: Settings, kafka: Any) -> Iterator[Settings]:
     finally:
         ch.close()
     name = f"audit-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
-    for f in admin.create_topics([NewTopic(name, 3, 1), NewTopic(name + ".dlq", 1, 1)]).values():
-        f.result(30)
+    create_topics(kafka.bootstrap, [NewTopic(name, 3, 1), NewTopic(name + ".dlq", 1, 1)])
     yield own_stores.model_copy(update={"kafka_topic": name, "kafka_dlq_topic": name + ".dlq",
                                         "kafka_group": name + "-g"})
 

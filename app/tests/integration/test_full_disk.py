@@ -36,7 +36,17 @@ from footprint.migrate import migrate_clickhouse, migrate_postgres
 from footprint.producer import EventProducer
 from footprint.settings import Settings
 from footprint.stores import ch_client, pg_connect
-from helpers import caught_up, committed, end_offsets, gen_events, produce, read_dlq, settings_env, wait_for
+from helpers import (
+    caught_up,
+    committed,
+    create_topics,
+    end_offsets,
+    gen_events,
+    produce,
+    read_dlq,
+    settings_env,
+    wait_for,
+)
 from services import CH_PASSWORDS, LocalPostgres, free_port, private_kafka, start_clickhouse
 
 
@@ -162,7 +172,7 @@ def _fill_each_store_while_events_flow(s: Settings, pg_data: Path, ch_data: Path
 
 def test_a_full_kafka_disk_is_a_503_and_every_accepted_event_lands_once(settings: Settings, tmp_path: Path) -> None:
     """The collector with Kafka's log directory on a small filesystem: filled while batches are posted."""
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import NewTopic
 
     from helpers import RunningConsumer
 
@@ -173,10 +183,8 @@ def test_a_full_kafka_disk_is_a_503_and_every_accepted_event_lands_once(settings
         broker.start()
         try:
             s = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap, "api_ack_timeout_seconds": 3.0})
-            admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-            for f in admin.create_topics([NewTopic(s.kafka_topic, 3, 1, config={"segment.bytes": "1048576"}),
-                                          NewTopic(s.kafka_dlq_topic, 1, 1)]).values():
-                f.result(30)
+            create_topics(broker.bootstrap, [NewTopic(s.kafka_topic, 3, 1, config={"segment.bytes": "1048576"}),
+                                             NewTopic(s.kafka_dlq_topic, 1, 1)])
             producer = EventProducer(s.kafka_bootstrap, s.kafka_topic, CollectorMetrics(), message_timeout_ms=3000)
             producer.start()
             auth = {"Authorization": "Bearer test-key"}
