@@ -425,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
                     " run replay there too. --dead-letters: read the dead-letter topic from --from (default"
                     " earliest) to its end, no group, nothing committed, and write each original event to both"
                     " stores (first write wins; erased users' events dropped); the consumer may keep running."
-                    " Exit 0: done; 1: nothing done, only some partitions, or dead letters still failing;"
+                    " Exit 0: done; 1: no partition reset or only some, or dead letters still failing;"
                     " 2: a usage error, the consumer runs, or Kafka or a store is unreachable or refused.")
     s.add_argument("--from", dest="start", metavar="WHEN",
                    help="earliest, a span before now (90m, 24h, 7d) or an ISO time, UTC unless it says")
