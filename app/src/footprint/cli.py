@@ -215,7 +215,8 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
 
     try:
         f = Filter(since=args.since, until=args.until, top=args.top, link=args.link,
-                   type="" if args.type == "all" else args.type)
+                   type="" if args.type == "all" else args.type, source=args.source, device=args.device,
+                   browser=args.browser, os=args.os)
     except ValueError as exc:
         print(f"footprint stats: {exc}", file=sys.stderr)
         return 2
@@ -390,6 +391,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top", type=int, default=10, help="number of top links and event names (default 10)")
     s.add_argument("--type", choices=[*EVENT_TYPES, "all"], default="page", help="event type counted (default page)")
     s.add_argument("--link", default="", help="count only links starting with this prefix")
+    for name, what in (("source", "referrer host"), ("device", "device class (desktop, mobile, tablet, other, bot)"),
+                       ("browser", "browser"), ("os", "operating system")):
+        s.add_argument(f"--{name}", default=None, metavar=name.upper(),
+                       help=f"count only events of this {what} ('' = none known)")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s.set_defaults(fn=cmd_stats)
 

@@ -1,13 +1,16 @@
 """Dashboard queries on BOTH stores, results and timings side by side.
 
 One definition of every statistic, for ``footprint stats`` and the dashboard alike: a ``Filter``
-(UTC days, an event type, a link prefix) -> one PostgreSQL and one ClickHouse query per statistic.
+(UTC days, an event type, a link prefix, and the audience: referrer host, device class, browser, OS)
+-> one PostgreSQL and one ClickHouse query per statistic.
 Every statistic counts human events: synthetic ones (smoke-check probes, the consumer's canary) never,
 bots (stored and flagged by the collector's enrichment) only in ``bots_per_day``.
 PostgreSQL reads the raw table; ClickHouse reads the hourly rollup ``stats_hourly`` (counts and
 visitor sets per hour, type, link, method and event name; migration 0003, bots left out since 0004),
 and the raw table (``FINAL``) for the last hour's events per minute and the breakdowns by referrer,
-browser and device.
+UTM source / medium / campaign, browser, OS and device. The rollup holds no audience columns: a filter
+on the audience makes ClickHouse build the rollup's rows of those events from the raw table instead
+(the same query over them), so every statistic takes every filter in both stores.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from typing import Any
 
-from footprint.schema import EVENT_TYPES
+from footprint.schema import EVENT_TYPES, SHORT_MAX_CHARS
 from footprint.settings import Settings
 from footprint.stores import ch_client, pg_connect
 
@@ -30,6 +33,9 @@ LIVE_MINUTES = 60
 # 2106-02-07 06:28:15 UTC), where a later event's hour saturates. A filter ending on this day leaves those
 # events out of both stores alike.
 ROLLUP_END = date(2106, 2, 7)
+# the filter's audience fields -> the enrichment column each matches exactly ("" = nothing known: no referrer,
+# no user agent); None, the default, matches every value
+AUDIENCE = {"source": "referrer_host", "device": "device", "browser": "browser", "os": "os"}
 
 
 @dataclass(frozen=True)
@@ -39,17 +45,36 @@ class Filter:
     type: str = "page"  # one of schema.EVENT_TYPES, or "" for every type
     link: str = ""  # a link prefix, "" for every link
     top: int = 10
+    source: str | None = None  # a referrer host ("" = none: direct traffic)
+    device: str | None = None  # a device class (footprint.enrich: desktop, mobile, tablet, other, bot; "")
+    browser: str | None = None
+    os: str | None = None
+
+    def audience(self) -> dict[str, str]:
+        """The audience conditions set: enrichment column -> the value it must have."""
+        return {column: value for name, column in AUDIENCE.items() if (value := getattr(self, name)) is not None}
 
     def __post_init__(self) -> None:
         if self.type and self.type not in EVENT_TYPES:
             raise ValueError(f"type: one of {', '.join(EVENT_TYPES)} (or empty for all)")
         if self.until > ROLLUP_END:
             raise ValueError(f"until: {ROLLUP_END} at the latest (the hourly rollups end there)")
+        for name in AUDIENCE:  # the columns hold short texts (schema's "short" kind), never a NUL
+            value = getattr(self, name)
+            if value is not None and (len(value) > SHORT_MAX_CHARS or "\x00" in value):
+                raise ValueError(f"{name}: a value of at most {SHORT_MAX_CHARS} characters")
 
 
-def _where(f: Filter, time_pg: str, time_ch: str, bots: bool = False) -> tuple[str, str]:
+def _audience(f: Filter) -> tuple[list[str], list[str]]:
+    """The filter's audience conditions in each store's dialect (the values are bound by name)."""
+    columns = f.audience()
+    return [f"{c} = %({c})s" for c in columns], [f"{c} = {{{c}:String}}" for c in columns]
+
+
+def _where(f: Filter, time_pg: str, time_ch: str, bots: bool = False, raw: bool = True) -> tuple[str, str]:
     """The WHERE clauses of one filter in each store's dialect. ``time_ch`` carries what ClickHouse
-    needs besides the filter: the rollup holds neither synthetic events nor bots, the raw table does."""
+    needs besides the filter: the rollup holds neither synthetic events nor bots, the raw table does.
+    ``raw=False``: ClickHouse reads the rollup's rows, whose audience ``_rollup`` has chosen."""
     pg, ch = ["NOT synthetic", "bot" if bots else "NOT bot", time_pg], [time_ch]
     if f.type:  # a literal (validated against EVENT_TYPES): PostgreSQL's partial index matches it
         pg.append(f"type = '{f.type}'")
@@ -57,19 +82,35 @@ def _where(f: Filter, time_pg: str, time_ch: str, bots: bool = False) -> tuple[s
     if f.link:
         pg.append("starts_with(link, %(link)s)")
         ch.append("startsWith(link, {link:String})")
+    audience_pg, audience_ch = _audience(f)
+    pg += audience_pg
+    if raw:
+        ch += audience_ch
     return " AND ".join(pg), " AND ".join(ch)
+
+
+def _rollup(f: Filter) -> str:
+    """What ClickHouse reads the rollup's rows from: ``stats_hourly``, or, for a filter on the audience
+    (columns the rollup does not keep), the same rows built from those raw events of the filter's days."""
+    audience = _audience(f)[1]
+    if not audience:
+        return "stats_hourly"
+    return ("(SELECT toStartOfHour(footprint_time) AS hour, type, link, method, event, count() AS events,"
+            " uniqExactState(visitor_id) AS visitors FROM events FINAL WHERE NOT synthetic AND NOT bot"
+            " AND footprint_time >= {since:DateTime} AND footprint_time < {until:DateTime}"
+            f" AND {' AND '.join(audience)} GROUP BY hour, type, link, method, event)")
 
 
 def _days(f: Filter) -> tuple[str, str]:
     return _where(f, "footprint_time >= %(since)s AND footprint_time < %(until)s",
-                  "hour >= {since:DateTime} AND hour < {until:DateTime}")
+                  "hour >= {since:DateTime} AND hour < {until:DateTime}", raw=False)
 
 
 def _per_day(pg_value: str, ch_value: str) -> Callable[[Filter], tuple[str, str]]:
     def build(f: Filter) -> tuple[str, str]:
         pg, ch = _days(f)
         return (f"SELECT footprint_time::date AS day, {pg_value} FROM events WHERE {pg} GROUP BY 1 ORDER BY 1",
-                f"SELECT toDate(hour) AS day, {ch_value} FROM stats_hourly WHERE {ch} GROUP BY day ORDER BY day")
+                f"SELECT toDate(hour) AS day, {ch_value} FROM {_rollup(f)} WHERE {ch} GROUP BY day ORDER BY day")
     return build
 
 
@@ -77,7 +118,7 @@ def _top_links(f: Filter) -> tuple[str, str]:
     pg, ch = _days(f)
     return (f"SELECT link, count(*) AS views, count(DISTINCT visitor_id) FROM events WHERE {pg}"
             ' GROUP BY link ORDER BY views DESC, link COLLATE "C" LIMIT %(top)s',
-            f"SELECT link, sum(events) AS v, uniqExactMerge(visitors) FROM stats_hourly WHERE {ch}"
+            f"SELECT link, sum(events) AS v, uniqExactMerge(visitors) FROM {_rollup(f)} WHERE {ch}"
             " GROUP BY link ORDER BY v DESC, link LIMIT {top:UInt32}")
 
 
@@ -88,7 +129,7 @@ def _counted_by(column: str, top: bool) -> Callable[[Filter], tuple[str, str]]:
         pg, ch = _days(f)
         return (f"SELECT {column}, count(*) AS n FROM events WHERE {pg}"
                 f' GROUP BY {column} ORDER BY n DESC, {column} COLLATE "C"{limit_pg}',
-                f"SELECT {column}, sum(events) AS n FROM stats_hourly WHERE {ch}"
+                f"SELECT {column}, sum(events) AS n FROM {_rollup(f)} WHERE {ch}"
                 f" GROUP BY {column} ORDER BY n DESC, {column}{limit_ch}")
     return build
 
@@ -97,7 +138,7 @@ def _hourly(f: Filter) -> tuple[str, str]:
     pg, ch = _days(f)
     return (f"SELECT extract(hour FROM footprint_time)::int AS h, count(*) FROM events WHERE {pg}"
             " GROUP BY 1 ORDER BY 1",
-            f"SELECT toHour(hour) AS h, sum(events) FROM stats_hourly WHERE {ch} GROUP BY h ORDER BY h")
+            f"SELECT toHour(hour) AS h, sum(events) FROM {_rollup(f)} WHERE {ch} GROUP BY h ORDER BY h")
 
 
 def _live(f: Filter) -> tuple[str, str]:
@@ -120,10 +161,11 @@ def _raw_days(f: Filter, bots: bool = False) -> tuple[str, str]:
                   " AND footprint_time >= {since:DateTime} AND footprint_time < {until:DateTime}", bots=bots)
 
 
-def _breakdown(column: str) -> Callable[[Filter], tuple[str, str]]:
-    """Events per value of an enrichment column (\"\" where nothing was known), most first."""
+def _breakdown(column: str, bots: bool = False) -> Callable[[Filter], tuple[str, str]]:
+    """Events per value of an enrichment column (\"\" where nothing was known), most first (``bots``: the
+    bots' events, which every other statistic leaves out)."""
     def build(f: Filter) -> tuple[str, str]:
-        pg, ch = _raw_days(f)
+        pg, ch = _raw_days(f, bots=bots)
         return (f"SELECT {column}, count(*) AS n FROM events WHERE {pg}"
                 f' GROUP BY {column} ORDER BY n DESC, {column} COLLATE "C" LIMIT %(top)s',
                 f"SELECT {column}, count() AS n FROM events FINAL WHERE {ch}"
@@ -147,9 +189,14 @@ QUERIES: dict[str, Callable[[Filter], tuple[str, str]]] = {
     "hourly_traffic": _hourly,
     "live_per_minute": _live,
     "referrers": _breakdown("referrer_host"),
+    "utm_sources": _breakdown("utm_source"),
+    "utm_mediums": _breakdown("utm_medium"),
+    "utm_campaigns": _breakdown("utm_campaign"),
     "browsers": _breakdown("browser"),
+    "operating_systems": _breakdown("os"),
     "devices": _breakdown("device"),
     "bots_per_day": _bots_per_day,
+    "bot_agents": _breakdown("browser", bots=True),
 }
 
 
@@ -178,7 +225,8 @@ class Params:
         now = now or datetime.now(UTC)
         live_since = (now - timedelta(minutes=LIVE_MINUTES - 1)).replace(second=0, microsecond=0)
         common = {"top": f.top, "link": f.link, "live_since": live_since,
-                  "live_until": live_since + timedelta(minutes=LIVE_MINUTES)}  # the minute after now's
+                  "live_until": live_since + timedelta(minutes=LIVE_MINUTES),  # the minute after now's
+                  **f.audience()}
         return cls(pg={**common, "since": f.since, "until": f.until},
                    ch={**common, "since": datetime.combine(f.since, dtime(), UTC),
                        "until": datetime.combine(f.until, dtime(), UTC)})

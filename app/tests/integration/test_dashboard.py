@@ -2,10 +2,13 @@
 ``footprint dashboard`` process and the real stores: the login refuses a wrong key, the page loads
 without console errors, each chart shows the numbers ``footprint stats --json`` gives for the same
 filter, changing the filter updates every chart, probes stay out, and a phone screen has no
-horizontal overflow."""
+horizontal overflow; the sources and audience panels (referrers, UTM, browsers, OS, devices) and the bots
+kept apart, the filter on source / device / browser / OS driving every panel, and the filter kept in
+the page's address (restored from it, a click on a bar filtering by that value)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -15,25 +18,41 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
 from pydantic import SecretStr
 
 from footprint.dashboard.app import CHARTS as API_CHARTS
+from footprint.enrich import enrich
 from footprint.schema import encode_event, make_event
 from footprint.settings import Settings
 from footprint.sinks import ClickHouseSink, PostgresSink
 from footprint.stats import QUERIES
-from helpers import dashboard_process
+from helpers import USER_AGENTS, dashboard_process
 
 CHROMIUM = "/usr/bin/chromium"
 KEY = "dashboard-private-key"
 CHARTS = (*API_CHARTS, "live_per_minute")  # what the page draws
 
 
+def _referrers(run: str) -> list[str]:
+    """This run's referrer hosts (no other test's traffic has them)."""
+    return [f"{run}.news.example", f"www.{run}-search.example"]
+
+
+def _context(run: str, rnd: random.Random) -> dict[str, Any]:
+    """What a browser's snippet sends: a user agent (one in six a bot), a referrer, UTM parameters."""
+    searches = ["", f"?utm_source={run}-letter&utm_medium=email&utm_campaign=winter-{run}",
+                f"?utm_source={run}-ads&utm_medium=cpc&utm_campaign=spring-{run}"]
+    referrer = rnd.choice(["", *(f"https://{host}/from?q=1" for host in _referrers(run))])
+    return {"userAgent": rnd.choice(USER_AGENTS), "page": {"referrer": referrer, "search": rnd.choice(searches)}}
+
+
 def _traffic(run: str, now: datetime, n: int = 600) -> list[dict[str, Any]]:
-    """Page and track events over the last 10 days, a share of them in the last hour, and probes."""
+    """Page and track events over the last 10 days, a share of them in the last hour, and probes; each
+    with what the collector derives from its context (referrer host, UTM, browser, OS, device, bot)."""
     rnd = random.Random(run)
     out = []
     for i in range(n):
@@ -45,6 +64,7 @@ def _traffic(run: str, now: datetime, n: int = 600) -> list[dict[str, Any]]:
             event=rnd.choice(["Signed Up", "Paid", "Search"]) if kind == "track" else rnd.choice(["Home", "Post"]),
             method=rnd.choice(["GET", "GET", "POST", "HEAD"]) if kind == "page" else None,
             link=f"/{run}" + rnd.choice(["/", "/blog", "/blog/kafka", "/docs"]) if kind == "page" else None,
+            enriched=enrich(_context(run, rnd)),
         ))
     for i in range(30):  # smoke-check probes: never in any chart
         out.append(make_event(type="page", method="PUT", link=f"/{run}/probe", anonymous_id="probe",
@@ -219,7 +239,8 @@ def test_the_api_needs_a_session_and_refuses_bad_filters(dashboard: dict[str, An
         c.cookies.clear()
         r = c.post("/login", content="secret=" + KEY, headers={"Content-Type": "application/x-www-form-urlencoded"})
         assert r.status_code == 303 and "footprint_session" in c.cookies
-        for params in ({"range": "2"}, {"type": "click"}, {"link": "x" * 3000}, {"colour": "red"}):
+        for params in ({"range": "2"}, {"type": "click"}, {"link": "x" * 3000}, {"colour": "red"},
+                       {"source": "x" * 201}, {"os": "Linux\x00"}, {"referrer": "news.example.com"}):
             for path in ("/api/stats", "/api/live", "/api/stores"):
                 bad = c.get(path, params=params)
                 assert bad.status_code == 400 and bad.json()["error"] == "invalid", (path, params)
@@ -262,3 +283,158 @@ def test_parallel_guesses_are_throttled_and_logout_ends_the_session(dashboard: d
         assert c.get("/api/stats").status_code == 401  # the kept cookie was ended on the server
         icon = c.get("/favicon.ico")
         assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+
+
+@contextlib.contextmanager
+def _signed_in(base: str) -> Iterator[tuple[Any, Any, list[str]]]:
+    """A chromium logged in to the dashboard: its browser, its signed-in page and the console errors."""
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
+            _watch(page, errors)
+            page.goto(base + "/login")
+            page.fill("#secret", KEY)
+            with page.expect_navigation():
+                page.click("button[type=submit]")
+            _updated(page, 0)
+            yield browser, page, errors
+        finally:
+            browser.close()
+
+
+def _watch(page: Any, errors: list[str]) -> None:
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+
+def _same_as_cli(page: Any, env: dict[str, str], *args: str) -> dict[str, list[list[Any]]]:
+    """Every panel draws what `footprint stats --json` gives for the same filter (30 days, and ``args``), both
+    stores agreeing; returns what is drawn."""
+    shown = _shown(page)
+    for name, rows in _expected(_cli_stats(env, *_window(30), *args)).items():
+        assert shown[name] == rows, (name, args)
+    return shown
+
+
+def _labels(shown: dict[str, list[list[Any]]], name: str) -> list[Any]:
+    return [label for label, _ in shown[name]]
+
+
+def _address(page: Any) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(page.url).query)
+
+
+def _stores_agree(page: Any, generation: int) -> None:
+    """The stores panel of the page's ``generation``-th filter: every query, both stores the same."""
+    page.wait_for_function("(n) => Number(document.body.dataset.compared || 0) >= n", arg=generation, timeout=60_000)
+    table = page.eval_on_selector_all("#stores tbody tr", "rows => rows.map(r => r.innerText)")
+    assert len(table) == len(QUERIES) and all("same" in row and "DIFFERENT" not in row for row in table), table
+
+
+def test_sources_audience_and_bots_follow_every_filter(dashboard: dict[str, Any]) -> None:
+    """The source (typed) and device (chosen) filters drive every panel, in both stores alike; the
+    address keeps them and opening it restores them; the bots stay in their own panel, shown on request;
+    a click on a bar filters by its value."""
+    base, run, env = dashboard["base"], dashboard["run"], dashboard["env"]
+    source = _referrers(run)[0]
+    with _signed_in(base) as (_, page, errors):
+        before = _same_as_cli(page, env)
+        page.fill("#source", source)
+        page.click("#filters button[type=submit]")
+        _updated(page, 1)
+        shown = _same_as_cli(page, env, "--source", source)
+        for name in CHARTS:
+            assert shown[name] != before[name], f"{name} did not change with the source"
+        assert 0 < _live_total(shown) < _live_total(before)
+        assert _labels(shown, "referrers") == [source]
+        assert set(_labels(shown, "utm_sources")) == {"(none)", f"{run}-letter", f"{run}-ads"}
+        assert set(_labels(shown, "utm_campaigns")) == {"(none)", f"winter-{run}", f"spring-{run}"}
+        assert set(_labels(shown, "utm_mediums")) == {"(none)", "email", "cpc"}
+        assert set(_labels(shown, "bot_agents")) == {"Googlebot"} and "bot" not in _labels(shown, "devices")
+        assert sum(v for _, v in shown["bots_per_day"]) == sum(v for _, v in shown["bot_agents"]) > 0
+        assert _address(page) == {"range": ["30"], "type": ["page"], "source": [source]}
+        _stores_agree(page, 2)  # every query with the audience filter, both stores, the same answers
+
+        page.select_option("#device", "mobile")
+        _updated(page, 2)
+        shown = _same_as_cli(page, env, "--source", source, "--device", "mobile")
+        assert _labels(shown, "devices") == ["mobile"] and _labels(shown, "operating_systems") == ["iOS"]
+        assert shown["bots_per_day"] == [] and shown["views_per_day"]
+        assert _address(page) == {"range": ["30"], "type": ["page"], "source": [source], "device": ["mobile"]}
+
+        again = page.context.new_page()  # the address restores the filter
+        _watch(again, errors)
+        again.goto(page.url)
+        _updated(again, 0)
+        assert again.input_value("#source") == source and again.input_value("#device") == "mobile"
+        assert _shown(again) == shown
+        again.close()
+
+        # the bots: apart, shown on request
+        page.select_option("#device", label="any")
+        _updated(page, 3)
+        assert not page.is_visible("#bots_per_day")
+        page.click("#bots-panel summary")
+        page.wait_for_function("() => Chart.getChart('bots_per_day').width > 0")
+        assert page.is_visible("#bots_per_day") and page.is_visible("#bot_agents")
+
+        # a click on a bar of the devices panel filters by that device
+        bar = page.evaluate("""() => {
+            const chart = Chart.getChart('devices');
+            chart.canvas.scrollIntoView();
+            const box = chart.canvas.getBoundingClientRect();
+            const point = chart.getDatasetMeta(0).data[0].getCenterPoint();
+            return [box.left + point.x, box.top + point.y, chart.data.labels[0]];
+        }""")
+        page.mouse.click(bar[0], bar[1])
+        _updated(page, 4)
+        assert page.input_value("#device") == bar[2] and _address(page)["device"] == [bar[2]]
+        shown = _same_as_cli(page, env, "--source", source, "--device", "" if bar[2] == "(none)" else bar[2])
+        assert _labels(shown, "devices") == [bar[2]]
+        assert errors == []
+
+
+def test_the_address_filters_by_browser_os_and_nothing_known_on_a_phone(dashboard: dict[str, Any]) -> None:
+    """A bookmarked address with browser and OS, and one with "(none)" (no referrer) and the bots'
+    device, draw what `footprint stats` gives; an unknown parameter in the address shows the API's 400; a
+    phone screen with the filter and the bots shown scrolls no sideways."""
+    base, run, env = dashboard["base"], dashboard["run"], dashboard["env"]
+    with _signed_in(base) as (browser, page, errors):
+        page.goto(base + "/?" + urlencode({"range": "30", "type": "page", "link": f"/{run}/", "browser": "Firefox",
+                                           "os": "Linux"}))
+        _updated(page, 0)
+        shown = _same_as_cli(page, env, "--link", f"/{run}/", "--browser", "Firefox", "--os", "Linux")
+        assert _labels(shown, "browsers") == ["Firefox"] and _labels(shown, "operating_systems") == ["Linux"]
+        assert page.input_value("#browser") == "Firefox" and page.input_value("#os") == "Linux"
+
+        page.goto(base + "/?" + urlencode({"range": "30", "link": f"/{run}/", "source": "(none)", "device": "bot"}))
+        _updated(page, 0)
+        shown = _same_as_cli(page, env, "--link", f"/{run}/", "--source", "", "--device", "bot")
+        assert all(shown[name] == [] for name in CHARTS[:-1] if not name.startswith("bot"))  # no human is a bot
+        assert _live_total(shown) == 0
+        assert _labels(shown, "bot_agents") == ["Googlebot"] and shown["bots_per_day"]
+        assert _address(page)["source"] == ["(none)"]
+        _stores_agree(page, 1)
+
+        phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+                                    has_touch=True, storage_state=page.context.storage_state())
+        mobile = phone.new_page()
+        _watch(mobile, errors)
+        mobile.goto(page.url)
+        _updated(mobile, 0)
+        mobile.click("#bots-panel summary")
+        mobile.wait_for_function("() => Chart.getChart('bot_agents').width > 0")
+        width = mobile.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert width[0] <= width[1], f"horizontal overflow on a phone: {width}"
+        if shot := os.environ.get("FOOTPRINT_DASHBOARD_SCREENSHOT"):
+            mobile.screenshot(path=shot.removesuffix(".png") + "-phone.png", full_page=True)
+        assert errors == []
+
+        page.goto(base + "/?range=30&colour=red")  # the API's 400, said on the page
+        page.wait_for_selector("#status.error")
+        assert "unknown parameter 'colour'" in page.inner_text("#status")
+        assert all("400" in e for e in errors), errors  # the browser logs the refused request itself

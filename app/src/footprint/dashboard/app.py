@@ -28,7 +28,7 @@ from footprint.dashboard.guard import LoginThrottle, Revoked
 from footprint.dashboard.health import Cached, collect
 from footprint.schema import EVENT_TYPES, TEXT_MAX_BYTES
 from footprint.settings import Settings
-from footprint.stats import LIVE_MINUTES, Filter, run_clickhouse, run_stats
+from footprint.stats import AUDIENCE, LIVE_MINUTES, Filter, run_clickhouse, run_stats
 from footprint.stores import StoreUnavailable, ch_client
 from footprint.visitors import client_address, parse_networks
 
@@ -50,11 +50,17 @@ class BadFilter(ValueError):
     pass
 
 
+FILTER_PARAMETERS = ("range", "type", "link", *AUDIENCE)
+NONE = "(none)"  # an audience value in the URL standing for "nothing known" (no referrer, no user agent)
+
+
 def parse_filter(params: dict[str, str], today: datetime | None = None) -> Filter:
-    """``range`` (days: 1, 7, 30, 90, 365 or all), ``type`` (an event type or all), ``link`` (a prefix)."""
-    unknown = set(params) - {"range", "type", "link"}
+    """``range`` (days: 1, 7, 30, 90, 365 or all), ``type`` (an event type or all), ``link`` (a prefix),
+    ``source`` (a referrer host), ``device``, ``browser``, ``os``: each an exact value, ``(none)`` for
+    nothing known, empty or absent for every value."""
+    unknown = set(params) - set(FILTER_PARAMETERS)
     if unknown:
-        raise BadFilter(f"unknown parameter {sorted(unknown)[0]!r} (range, type, link)")
+        raise BadFilter(f"unknown parameter {sorted(unknown)[0]!r} ({', '.join(FILTER_PARAMETERS)})")
     days = RANGES.get(params.get("range", "30"))
     if days is None:
         raise BadFilter(f"range: one of {', '.join(RANGES)}")
@@ -64,13 +70,19 @@ def parse_filter(params: dict[str, str], today: datetime | None = None) -> Filte
     link = params.get("link", "")
     if len(link.encode("utf-8", "replace")) > TEXT_MAX_BYTES or "\x00" in link:
         raise BadFilter(f"link: a prefix of at most {TEXT_MAX_BYTES} bytes")
+    audience = {name: "" if value == NONE else value for name in AUDIENCE if (value := params.get(name))}
     day = (today or datetime.now(UTC)).date()
     since = day - timedelta(days=days - 1) if days else Filter().since
-    return Filter(since=since, until=day + timedelta(days=1), type="" if kind == "all" else kind, link=link, top=TOP)
+    try:
+        return Filter(since=since, until=day + timedelta(days=1), type="" if kind == "all" else kind, link=link,
+                      top=TOP, **audience)
+    except ValueError as exc:  # an audience value too long or holding a NUL
+        raise BadFilter(str(exc)) from None
 
 
 # the statistics the page draws from /api/stats (the live chart has /api/live; the stores panel compares all)
-CHARTS = ("views_per_day", "unique_visitors_per_day", "top_links", "methods", "top_events")
+CHARTS = ("views_per_day", "unique_visitors_per_day", "top_links", "methods", "top_events", "referrers", "utm_sources",
+          "utm_mediums", "utm_campaigns", "browsers", "operating_systems", "devices", "bots_per_day", "bot_agents")
 
 
 def _static(name: str) -> bytes | None:

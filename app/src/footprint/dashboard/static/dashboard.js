@@ -1,4 +1,8 @@
 // The dashboard page: one filter bar drives every chart; the live chart refreshes every few seconds.
+// The filter lives in the address (?range=&type=&link=&source=&device=&browser=&os=): opening it restores
+// the filter (the first load asks with the address's own query, so a bad one shows the API's 400 message),
+// and every change of the filter replaces it (history.replaceState). A click on a bar of the sources or
+// audience panels filters by that value ("(none)": nothing known).
 // Data, all for the same filter: GET /api/stats (the charts, ClickHouse), GET /api/live (ClickHouse),
 // then GET /api/stores (both stores, for the panel; PostgreSQL can take seconds, so the charts come first).
 // The Health panel asks GET /api/health on its own, every few seconds (the server asks Prometheus).
@@ -17,12 +21,46 @@
     methods: { type: "bar", label: "events" },
     top_events: { type: "bar", label: "events", horizontal: true },
     live_per_minute: { type: "bar", label: "events per minute" },
+    referrers: { type: "bar", label: "events", horizontal: true, filter: "source" },
+    utm_sources: { type: "bar", label: "events", horizontal: true },
+    utm_mediums: { type: "bar", label: "events", horizontal: true },
+    utm_campaigns: { type: "bar", label: "events", horizontal: true },
+    browsers: { type: "bar", label: "events", horizontal: true, filter: "browser" },
+    operating_systems: { type: "bar", label: "events", horizontal: true, filter: "os" },
+    devices: { type: "bar", label: "events", horizontal: true, filter: "device" },
+    bots_per_day: { type: "bar", label: "bot events" },
+    bot_agents: { type: "bar", label: "bot events", horizontal: true },
   };
+  const DRAWN = Object.keys(KINDS).filter(function (name) { return name !== "live_per_minute"; });
+  const SUGGESTED = { referrers: "source-values", browsers: "browser-values", operating_systems: "os-values" };
+  const OPTIONAL = ["link", "source", "device", "browser", "os"];  // left out of the address when empty
 
   function query() {
     const params = new URLSearchParams(new FormData(form));
-    if (!params.get("link")) params.delete("link");
+    for (const name of OPTIONAL) if (!params.get(name)) params.delete(name);
     return params.toString();
+  }
+
+  function restore() {
+    for (const [name, value] of new URLSearchParams(window.location.search)) {
+      const field = form.elements.namedItem(name);
+      if (field) field.value = value;
+    }
+  }
+
+  function filterBy(name, value) {
+    form.elements.namedItem(KINDS[name].filter).value = value;
+    refresh();
+  }
+
+  function suggest(name, labels) {
+    const list = document.getElementById(SUGGESTED[name]);
+    if (!list) return;
+    list.replaceChildren(...labels.map(function (text) {
+      const option = document.createElement("option");
+      option.value = text;
+      return option;
+    }));
   }
 
   function label(value) {
@@ -47,6 +85,9 @@
         animation: false,
         plugins: { legend: { display: false } },
         scales: { x: { ticks: { autoSkip: true, maxRotation: 0 } }, y: { beginAtZero: !kind.horizontal } },
+        onClick: kind.filter ? function (event, elements, chart) {
+          if (elements.length) filterBy(name, chart.data.labels[elements[0].index]);
+        } : undefined,
       },
     });
   }
@@ -79,22 +120,33 @@
     }));
   }
 
-  async function refresh() {
+  function drawCharts(charts) {
+    for (const name of DRAWN) {
+      const rows = charts[name];
+      const labels = rows.map(function (r) { return label(r[0]); });
+      draw(name, labels, rows.map(function (r) { return r[1]; }));
+      if (SUGGESTED[name]) suggest(name, labels);
+    }
+    const bots = charts.bots_per_day.reduce(function (sum, r) { return sum + r[1]; }, 0);
+    document.getElementById("bots-total").textContent = bots + " in the range";
+  }
+
+  // search: the query to ask with (the address's own on the first load), else the filter bar's
+  async function refresh(search) {
     const mine = ++generation;
+    const asked = search === undefined ? query() : search;
     status.textContent = "loading...";
     status.classList.remove("error");
     try {
-      const data = await getJson("/api/stats?" + query());
+      const data = await getJson("/api/stats?" + asked);
       if (mine !== generation) return;  // a newer filter is being drawn
-      for (const name of ["views_per_day", "unique_visitors_per_day", "top_links", "methods", "top_events"]) {
-        const rows = data.charts[name];
-        draw(name, rows.map(function (r) { return label(r[0]); }), rows.map(function (r) { return r[1]; }));
-      }
-      await refreshLive();
+      window.history.replaceState(null, "", "?" + query());
+      drawCharts(data.charts);
+      await refreshLive(asked);
       const since = "since " + data.filter.since + " (UTC)";
       status.textContent = since + ", comparing the stores...";
       document.body.dataset.updated = String(mine);
-      const compared = await getJson("/api/stores?" + query());
+      const compared = await getJson("/api/stores?" + asked);
       if (mine !== generation) return;
       fillStores(compared.stores);
       const differ = compared.stores.filter(function (r) { return !r.same; }).length;
@@ -106,8 +158,8 @@
     }
   }
 
-  async function refreshLive() {
-    const data = await getJson("/api/live?" + query());
+  async function refreshLive(asked) {
+    const data = await getJson("/api/live?" + (asked === undefined ? query() : asked));
     const counts = new Map(data.rows.map(function (r) { return [r[0], r[1]]; }));
     const end = new Date(data.now + ":00Z");
     const labels = [];
@@ -174,7 +226,8 @@
     event.preventDefault();
     refresh();
   });
-  for (const el of form.querySelectorAll("select")) el.addEventListener("change", refresh);
-  refresh();
+  for (const el of form.querySelectorAll("select")) el.addEventListener("change", function () { refresh(); });
+  restore();
+  refresh(window.location.search.replace(/^\?/, ""));
   refreshHealth();
 })();

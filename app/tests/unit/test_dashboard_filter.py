@@ -1,0 +1,75 @@
+"""The dashboard's one filter (issue 35): the address's parameters -> ``stats.Filter``, and the audience
+part of it (source, device, browser, OS) in both stores' SQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from footprint.dashboard.app import BadFilter, parse_filter
+from footprint.schema import SHORT_MAX_CHARS
+from footprint.stats import QUERIES, Filter, Params
+
+TODAY = datetime(2026, 12, 5, 13, 0, tzinfo=UTC)
+
+
+def test_no_parameter_is_every_audience_the_last_30_days_of_page_events() -> None:
+    f = parse_filter({}, TODAY)
+    assert (f.since, f.until, f.type, f.link) == (date(2026, 11, 6), date(2026, 12, 6), "page", "")
+    assert (f.source, f.device, f.browser, f.os) == (None, None, None, None) and f.audience() == {}
+
+
+def test_the_audience_parameters_name_their_columns_and_empty_ones_are_left_out() -> None:
+    f = parse_filter({"range": "7", "type": "all", "source": "news.example.com", "device": "mobile",
+                      "browser": "Mobile Safari", "os": "iOS", "link": ""}, TODAY)
+    assert (f.since, f.type) == (date(2026, 11, 29), "")
+    assert f.audience() == {"referrer_host": "news.example.com", "device": "mobile", "browser": "Mobile Safari",
+                            "os": "iOS"}
+    assert parse_filter({"source": "", "device": "", "browser": "", "os": ""}, TODAY).audience() == {}
+
+
+def test_none_in_parentheses_is_nothing_known() -> None:
+    f = parse_filter({"source": "(none)", "device": "(none)"}, TODAY)
+    assert (f.source, f.device) == ("", "")
+    assert f.audience() == {"referrer_host": "", "device": ""}
+
+
+@pytest.mark.parametrize(("params", "named"), [
+    ({"colour": "red"}, "unknown parameter 'colour' (range, type, link, source, device, browser, os)"),
+    ({"referrer": "x"}, "unknown parameter 'referrer'"),
+    ({"source": "x" * (SHORT_MAX_CHARS + 1)}, f"source: a value of at most {SHORT_MAX_CHARS} characters"),
+    ({"device": "mob\x00ile"}, "device: a value of at most"),
+    ({"os": "Linux\x00"}, "os: a value of at most"),
+    ({"range": "2", "source": "x"}, "range: one of"),
+])
+def test_bad_parameters_are_refused_naming_what_is_wrong(params: dict[str, str], named: str) -> None:
+    with pytest.raises(BadFilter) as caught:
+        parse_filter(params, TODAY)
+    assert str(caught.value).startswith(named)
+
+
+def test_the_longest_audience_value_is_taken() -> None:
+    assert parse_filter({"browser": "b" * SHORT_MAX_CHARS}, TODAY).browser == "b" * SHORT_MAX_CHARS
+
+
+def test_without_an_audience_clickhouse_reads_the_rollup_and_binds_no_audience_value() -> None:
+    f = Filter(link="/blog")
+    for name, build in QUERIES.items():
+        pg, ch = build(f)
+        assert "referrer_host =" not in pg + ch and "device =" not in pg + ch, name
+    assert "FROM stats_hourly WHERE" in QUERIES["views_per_day"](f)[1]
+    assert not {"referrer_host", "device", "browser", "os"} & set(Params.of(f).pg)
+
+
+def test_every_statistic_takes_the_audience_in_both_stores() -> None:
+    f = Filter(source="", device="mobile")
+    params = Params.of(f)
+    assert params.pg["referrer_host"] == params.ch["referrer_host"] == ""
+    assert params.pg["device"] == params.ch["device"] == "mobile"
+    for name, build in QUERIES.items():
+        pg, ch = build(f)
+        assert "referrer_host = %(referrer_host)s" in pg and "device = %(device)s" in pg, name
+        assert "referrer_host = {referrer_host:String}" in ch and "device = {device:String}" in ch, name
+        assert "stats_hourly" not in ch, name  # the rollup keeps no audience: its rows built from the raw events
+        assert "browser =" not in pg + ch and "os =" not in pg + ch, name
