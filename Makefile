@@ -11,7 +11,7 @@ DEMO_HOST := footprint-demo
 DEMO_IP := 10.77.0.10
 DEMO_CA := footprint-demo-ca.crt
 
-.PHONY: help deps venv artifacts lint test test-testbed test-app molecule molecule-upgrade molecule-docker molecule-cluster docker-down demo demo-down smoke backup restore upgrade docs fuzz
+.PHONY: help deps venv artifacts lint test test-testbed test-app molecule molecule-upgrade molecule-docker molecule-cluster docker-down demo demo-down smoke backup restore upgrade rotate-certs docs fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -153,6 +153,9 @@ restore: venv ## restore INVENTORY=... from its newest backup set (EXTRA="-e foo
 
 upgrade: venv ## upgrade INVENTORY=... to the versions it asks for, one host at a time (EXTRA="-e kafka_finalize_metadata_version=true")
 	ansible-playbook -i $(INVENTORY) playbooks/upgrade.yml $(EXTRA)
+
+rotate-certs: venv ## re-issue every host certificate now, one host at a time (STEP=trust-new|sign-with-new|drop-old replaces the CA)
+	ansible-playbook -i $(INVENTORY) playbooks/rotate-certs.yml $(if $(STEP),-e pki_ca_rotation=$(STEP)) $(EXTRA)
 
 docs: venv ## regenerate the variable tables in the role READMEs from meta/argument_specs.yml
 	$(PY) tools/role-docs

@@ -161,8 +161,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     keep = [item for item in items if wanted(item)]
     if len(keep) != len(items):
         config.hook.pytest_deselected(items=[item for item in items if not wanted(item)])
-    # test_ports.py moves every port (and may leave the host there): every other check first
-    items[:] = sorted(keep, key=lambda item: item.path.name == "test_ports.py")
+    # test_ports.py moves every port (and may leave the host there): every other check first;
+    # test_rotate_certs.py replaces the certificates (and the CA) just before it
+    items[:] = sorted(keep, key=lambda item: (item.path.name == "test_ports.py", item.path.name == "test_rotate_certs.py"))
 
 
 def _secret_values(name: str, value: Any) -> Any:

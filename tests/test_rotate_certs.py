@@ -1,0 +1,201 @@
+"""Certificates renewed and the CA replaced while events keep coming (playbooks/rotate-certs.yml).
+
+- `destructive`, on an inventory with two app hosts or more (the cluster scenario: three Kafka
+  nodes, two ClickHouse hosts, two app hosts): every host certificate re-issued by
+  `rotate-certs.yml` while both collectors take events. Afterwards every service presents its new
+  certificate (a new serial, a later expiry, verified against the deploy's CA): each Kafka node,
+  PostgreSQL, each collector's nginx (and ClickHouse where it serves TLS); the certificate metric
+  (footprint_certificate_expiry_timestamp_seconds) reports the new expiry; every accepted event
+  is in PostgreSQL and ClickHouse exactly once; no collector refused events for longer than
+  REFUSED_MAX_S in a row (the app hosts restart one at a time). With one app host it is skipped
+  (named): the docker scenario has nothing to roll.
+- `upgrade` (the upgrade scenario, after the upgrade): the CA replaced with an overlap, in its three
+  steps, under a trickle of events: after trust-new the deploy's ca.crt holds both CAs and the
+  services still present certificates of the old one; after sign-with-new they present
+  certificates of the new one; after drop-old ca.crt holds the new CA only, a client that trusts
+  only the old CA is refused and one that trusts the new CA is served; every accepted event once
+  in both stores.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import upgrade_traffic
+from conftest import ROOT, address_of, resolved, setting
+from cryptography import x509
+from test_delivery import endpoints_of
+from test_kafka_cluster import CollectorTraffic
+
+testinfra_hosts = ["ansible://app"]
+
+Component = Callable[[str], tuple[str, dict[str, Any]]]
+REFUSED_MAX_S = 30.0  # the longest run of refused batches one collector may show: one host's restart
+
+
+def rotate(inventory: str, *extra: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    """playbooks/rotate-certs.yml against `inventory` (the log is printed only when it fails)."""
+    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", inventory,
+           str(ROOT / "playbooks" / "rotate-certs.yml"), *extra]
+    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_NOCOLOR="1")
+    start = time.monotonic()
+    res = subprocess.run(cmd, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         timeout=1800)
+    return res, time.monotonic() - start
+
+
+def presented(address: str, port: int, cafile: str, starttls_pg: bool = False) -> x509.Certificate:
+    """The certificate a TLS listener presents, verified against `cafile` (names included)."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    with socket.create_connection((address, port), timeout=10) as sock:
+        if starttls_pg:  # PostgreSQL's SSLRequest, answered by 'S' before the handshake
+            sock.sendall(struct.pack("!II", 8, 80877103))
+            assert sock.recv(1) == b"S", f"{address}:{port} does not offer TLS"
+        with ctx.wrap_socket(sock, server_hostname=address) as tls:
+            der = tls.getpeercert(binary_form=True)
+    assert der, f"{address}:{port} presented no certificate"
+    return x509.load_der_x509_certificate(der)
+
+
+# each TLS listener that presents a host certificate: the group, its switch, its port variable,
+# whether it speaks PostgreSQL's STARTTLS, and the name it is reported by
+LISTENERS = (
+    ("kafka", "kafka_tls_enabled", "kafka_port", False, "kafka"),
+    ("clickhouse", "clickhouse_tls_enabled", "clickhouse_http_port", False, "clickhouse"),
+    ("postgresql", "postgresql_tls_enabled", "postgresql_port", True, "postgresql"),
+    ("app", "footprint_tls_enabled", "footprint_collector_port", False, "collector"),
+)
+
+
+def listeners(config: pytest.Config, groups: dict[str, list[str]]) -> dict[str, tuple[str, int, bool]]:
+    """Every TLS listener of the deploy that presents a host certificate: name -> (address, port,
+    PostgreSQL's STARTTLS)."""
+    found: dict[str, tuple[str, int, bool]] = {}
+    for group, switch, port, starttls_pg, label in LISTENERS:
+        for h in groups.get(group, []):
+            hv = resolved(config, h)
+            if setting(hv, switch):
+                found[f"{label} {h}"] = (address_of(hv), int(setting(hv, port)), starttls_pg)
+    return found
+
+
+def certificates(where: dict[str, tuple[str, int, bool]], cafile: str) -> dict[str, x509.Certificate]:
+    return {name: presented(addr, port, cafile, pg) for name, (addr, port, pg) in where.items()}
+
+
+def longest_refusal(logs: list[Path]) -> float:
+    """The longest run of refused requests of any one collector's log, in seconds."""
+    windows = [end - start for log in logs for start, end in upgrade_traffic.refused_windows(upgrade_traffic.read_log(log))]
+    return max(windows, default=0.0)
+
+
+@pytest.mark.destructive
+def test_host_certificates_are_renewed_one_host_at_a_time_under_traffic(
+    host: Any, hostvars: dict[str, Any], component: Component, request: pytest.FixtureRequest, tmp_path: Path,
+) -> None:
+    groups = hostvars["groups"]
+    apps = list(groups.get("app", []))
+    if len(apps) < 2:
+        pytest.skip("one app host: nothing to roll (the cluster scenario has two)")
+    if host.backend.get_hostname() != apps[0]:
+        pytest.skip("runs once for the deploy (from the first app host's parameter)")
+    cafile = str(setting(hostvars, "footprint_tls_ca_cert"))
+    where = listeners(request.config, groups)
+    assert where, "no TLS listener in the inventory"
+    before = certificates(where, cafile)
+    traffic = CollectorTraffic([endpoints_of(component, resolved(request.config, h)) for h in apps], tmp_path)
+    traffic.start()
+    try:
+        time.sleep(5)
+        res, took = rotate(request.config.option.ansible_inventory)
+        assert res.returncode == 0, res.stdout[-6000:]
+        time.sleep(5)
+    finally:
+        traffic.done.set()
+    delivered = traffic.stop_and_check()
+    after = certificates(where, cafile)
+    for name, cert in after.items():
+        old = before[name]
+        assert cert.serial_number != old.serial_number, f"{name} still presents its old certificate"
+        assert cert.not_valid_after_utc > old.not_valid_after_utc, f"{name}: the new certificate expires no later"
+    refused = longest_refusal(traffic.logs)
+    # the metric the FootprintCertificateExpiring alert reads, written again by its timer's service
+    expiry = next(c for n, c in after.items() if n == f"collector {apps[0]}").not_valid_after_utc
+    assert host.run("systemctl start footprint-cert-metrics.service").rc == 0
+    textfile = host.file(f"{setting(hostvars, 'monitoring_textfile_dir')}/footprint_certificates.prom").content_string
+    metric = next(line for line in textfile.splitlines() if "host.crt" in line and not line.startswith("#"))
+    assert int(float(metric.split()[-1])) == int(expiry.timestamp()), (metric, expiry)
+    print(f"\nrotate-certs.yml {took:.0f} s: {len(after)} listeners present new certificates "
+          f"(expiring {min(c.not_valid_after_utc for c in after.values()):%Y-%m-%d %H:%M} UTC or later); {delivered}; "
+          f"longest run of refused batches at one collector {refused:.1f} s")
+    assert refused <= REFUSED_MAX_S, f"a collector refused events for {refused:.1f} s in a row"
+
+
+def issuer(cert: x509.Certificate) -> str:
+    return cert.issuer.rfc4514_string()
+
+
+@pytest.mark.destructive
+@pytest.mark.upgrade
+def test_after_upgrade_the_ca_is_replaced_with_an_overlap(
+    host: Any, hostvars: dict[str, Any], component: Component, request: pytest.FixtureRequest, tmp_path: Path,
+) -> None:
+    inventory = request.config.option.ansible_inventory
+    cafile = str(setting(hostvars, "footprint_tls_ca_cert"))
+    pki = Path(cafile).parent
+    where = listeners(request.config, hostvars["groups"])
+    old_ca = x509.load_pem_x509_certificate(Path(cafile).read_bytes())
+    old_only = tmp_path / "old-ca.crt"
+    old_only.write_bytes(Path(cafile).read_bytes())
+    before = certificates(where, cafile)
+    assert {issuer(c) for c in before.values()} == {old_ca.subject.rfc4514_string()}
+    traffic = CollectorTraffic([endpoints_of(component, hostvars)], tmp_path)
+    traffic.start()
+    took: dict[str, float] = {}
+    try:
+        res, took["trust-new"] = rotate(inventory, "-e", "pki_ca_rotation=trust-new")
+        assert res.returncode == 0, res.stdout[-6000:]
+        trusted = x509.load_pem_x509_certificates(Path(cafile).read_bytes())
+        assert len(trusted) == 2 and trusted[0].subject == old_ca.subject, [c.subject for c in trusted]
+        new_ca = trusted[1]
+        mid = certificates(where, cafile)
+        assert {issuer(c) for c in mid.values()} == {old_ca.subject.rfc4514_string()}, "the old CA still signs"
+        # every host trusts both: the file the pki role put there
+        assert host.file("/etc/ssl/footprint/ca.crt").content_string.count("BEGIN CERTIFICATE") == 2
+
+        res, took["sign-with-new"] = rotate(inventory, "-e", "pki_ca_rotation=sign-with-new")
+        assert res.returncode == 0, res.stdout[-6000:]
+        switched = certificates(where, cafile)
+        assert {issuer(c) for c in switched.values()} == {new_ca.subject.rfc4514_string()}, "the new CA signs"
+
+        res, took["drop-old"] = rotate(inventory, "-e", "pki_ca_rotation=drop-old")
+        assert res.returncode == 0, res.stdout[-6000:]
+    finally:
+        traffic.done.set()
+    delivered = traffic.stop_and_check()
+    trusted = x509.load_pem_x509_certificates(Path(cafile).read_bytes())
+    assert [c.subject for c in trusted] == [new_ca.subject], "the old CA is still trusted"
+    assert host.file("/etc/ssl/footprint/ca.crt").content_string.count("BEGIN CERTIFICATE") == 1
+    assert certificates(where, cafile)  # served, verified with the new CA alone
+    for name, (addr, port, pg) in where.items():
+        with pytest.raises(ssl.SSLCertVerificationError):
+            presented(addr, port, str(old_only), pg)
+            pytest.fail(f"{name} is still served to a client that trusts only the old CA")
+    assert list((pki / "retired").glob("*/ca.crt")), "the old CA's files are not kept in retired/"
+    refused = longest_refusal(traffic.logs)
+    print(f"\nCA replaced with an overlap: trust-new {took['trust-new']:.0f} s, sign-with-new {took['sign-with-new']:.0f} s,"
+          f" drop-old {took['drop-old']:.0f} s; {len(where)} listeners on the new CA, the old one refused; {delivered};"
+          f" longest run of refused batches {refused:.1f} s")
+    expires = min(c.not_valid_after_utc for c in switched.values())
+    assert expires > datetime.datetime.now(datetime.UTC)
