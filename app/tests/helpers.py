@@ -207,6 +207,19 @@ class RunningConsumer:
         self.stop()
 
 
+def own_database(base: Settings, postgres: Any, db: str, **update: Any) -> Settings:
+    """``base`` on a database of the test's own in both stores (one of ``services.OWN_DATABASES``; made here in
+    PostgreSQL, ClickHouse's stand-in has it), with ``update`` as more settings; not migrated."""
+    from pydantic import SecretStr
+
+    postgres.create_database(db)
+    return base.model_copy(update={
+        "pg_dsn": SecretStr(postgres.dsn("footprint_writer", db)),
+        "pg_owner_dsn": SecretStr(postgres.dsn("footprint_owner", db)),
+        "pg_reader_dsn": SecretStr(postgres.dsn("footprint_reader", db)),
+        "ch_database": db, **update})
+
+
 def wait_for(pred: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:

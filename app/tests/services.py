@@ -106,7 +106,7 @@ class LocalPostgres:
 
 
 # databases besides footprint that tests may take for themselves (in both stores; one test each)
-OWN_DATABASES = ("footprint_retention", "footprint_upgrade", "footprint_audit")
+OWN_DATABASES = ("footprint_retention", "footprint_upgrade", "footprint_audit", "footprint_visits")
 
 
 def start_clickhouse(base: Path) -> object:

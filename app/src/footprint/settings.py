@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _PG_BASE = "host=127.0.0.1 port=5432 dbname=footprint"
+SESSION_TIMEOUT_MINUTES = 30  # a visit (session) ends after this long without events (stats.py)
 
 
 class Settings(BaseSettings):
@@ -98,6 +99,8 @@ class Settings(BaseSettings):
     # retention (footprint.retention), whole months before the current one; 0 keeps everything
     retention_months: int = Field(default=13, ge=0, le=1200)  # raw events, both stores
     rollup_retention_months: int = Field(default=60, ge=0, le=1200)  # ClickHouse's hourly rollups
+    # the dashboard's and footprint stats' visits: a visitor's session ends after this many minutes without events
+    session_timeout_minutes: int = Field(default=SESSION_TIMEOUT_MINUTES, ge=1, le=24 * 60)
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = Field(default=8002, ge=1, le=65535)
     dashboard_password: SecretStr = SecretStr("")

@@ -10,7 +10,9 @@ visitor sets per hour, type, link, method and event name; migration 0003, bots l
 and the raw table (``FINAL``) for the last hour's events per minute and the breakdowns by referrer,
 UTM source / medium / campaign, browser, OS and device. The rollup holds no audience columns: a filter
 on the audience makes ClickHouse build the rollup's rows of those events from the raw table instead
-(the same query over them), so every statistic takes every filter in both stores.
+(the same query over them), so every statistic takes every filter in both stores. The visits (sessions:
+a visitor's events at most ``session_timeout_minutes`` apart) come from the raw tables in both, by window
+functions over each visitor's events in the order of their own time (``_visits``).
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
+from decimal import Decimal
 from typing import Any
 
 from footprint.schema import EVENT_TYPES, SHORT_MAX_CHARS
-from footprint.settings import Settings
+from footprint.settings import SESSION_TIMEOUT_MINUTES, Settings
 from footprint.stores import ch_client, pg_connect
 
 Rows = list[tuple[Any, ...]]
@@ -36,6 +39,9 @@ ROLLUP_END = date(2106, 2, 7)
 # the filter's audience fields -> the enrichment column each matches exactly ("" = nothing known: no referrer,
 # no user agent); None, the default, matches every value
 AUDIENCE = {"source": "referrer_host", "device": "device", "browser": "browser", "os": "os"}
+# how far past the filter's last day a visit that started in it is followed (its later events: duration, pages,
+# exit page); a visit still going on after that (events never further apart than the timeout for a day) is cut
+VISIT_FOLLOWED = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -79,14 +85,16 @@ def _where(f: Filter, time_pg: str, time_ch: str, bots: bool = False, raw: bool 
     if f.type:  # a literal (validated against EVENT_TYPES): PostgreSQL's partial index matches it
         pg.append(f"type = '{f.type}'")
         ch.append(f"type = '{f.type}'")
-    if f.link:
-        pg.append("starts_with(link, %(link)s)")
-        ch.append("startsWith(link, {link:String})")
+    link_pg, link_ch = _link(f)
     audience_pg, audience_ch = _audience(f)
-    pg += audience_pg
-    if raw:
-        ch += audience_ch
+    pg += link_pg + audience_pg
+    ch += link_ch + (audience_ch if raw else [])
     return " AND ".join(pg), " AND ".join(ch)
+
+
+def _link(f: Filter) -> tuple[list[str], list[str]]:
+    """The filter's link prefix in each store's dialect (none: every link)."""
+    return (["starts_with(link, %(link)s)"], ["startsWith(link, {link:String})"]) if f.link else ([], [])
 
 
 def _rollup(f: Filter) -> str:
@@ -166,17 +174,91 @@ def _breakdown(column: str, bots: bool = False) -> Callable[[Filter], tuple[str,
     bots' events, which every other statistic leaves out)."""
     def build(f: Filter) -> tuple[str, str]:
         pg, ch = _raw_days(f, bots=bots)
-        return (f"SELECT {column}, count(*) AS n FROM events WHERE {pg}"
-                f' GROUP BY {column} ORDER BY n DESC, {column} COLLATE "C" LIMIT %(top)s',
-                f"SELECT {column}, count() AS n FROM events FINAL WHERE {ch}"
-                f" GROUP BY {column} ORDER BY n DESC, {column} LIMIT {{top:UInt32}}")
+        return _most(column, f"events WHERE {pg}", f"events FINAL WHERE {ch}")
     return build
+
+
+def _most(column: str, pg_rows: str, ch_rows: str) -> tuple[str, str]:
+    """Rows per value of ``column``, most first, the filter's top: read from ``pg_rows`` / ``ch_rows`` (a table
+    and its WHERE, or a subquery)."""
+    return (f'SELECT {column}, count(*) AS n FROM {pg_rows} GROUP BY {column} ORDER BY n DESC, {column} COLLATE "C"'
+            " LIMIT %(top)s",
+            f"SELECT {column}, count() AS n FROM {ch_rows} GROUP BY {column} ORDER BY n DESC, {column}"
+            " LIMIT {top:UInt32}")
 
 
 def _bots_per_day(f: Filter) -> tuple[str, str]:
     pg, ch = _raw_days(f, bots=True)
     return (f"SELECT footprint_time::date AS day, count(*) FROM events WHERE {pg} GROUP BY 1 ORDER BY 1",
             f"SELECT toDate(footprint_time) AS day, count() FROM events FINAL WHERE {ch} GROUP BY day ORDER BY day")
+
+
+def _visits(f: Filter) -> tuple[str, str]:
+    """The filter's visits (sessions), one row each, as a subquery in each store's dialect: ``start_us``,
+    ``duration_us`` (first to last event, microseconds), ``pages`` (its events), ``entry_link``, ``exit_link``.
+
+    A visit is a visitor's run of the filter's events (its type; human, never synthetic) in the order of their
+    own time (``footprint_time``, then ``event_id``: never the order they arrived in), each at most
+    ``visit_gap_us`` after the one before. It belongs to the day it starts, so it is read from ``visit_gap_us``
+    before the first day (is an event of the first day a start?) to ``VISIT_FOLLOWED`` past the last (the rest
+    of a visit that started on it). The link prefix and the audience choose visits by their first event:
+    where the visit entered, from which referrer, on which device, browser and OS (only a visit's first page
+    has a referrer: the site's own pages are no source)."""
+    kind = f" AND type = '{f.type}'" if f.type else ""  # validated against EVENT_TYPES (as in _where)
+    columns = ", ".join(["link", *f.audience()])  # what the conditions on a visit's first event read
+    link, audience = _link(f), _audience(f)  # on a visit's first event (the row that starts it)
+    chosen_pg = " AND ".join(["starts", *link[0], *audience[0]])
+    chosen_ch = " AND ".join(["starts", *link[1], *audience[1]])
+    return (
+        "(SELECT min(us) AS start_us, max(us) - min(us) AS duration_us, count(*) AS pages,"
+        " max(link) FILTER (WHERE starts) AS entry_link, max(link) FILTER (WHERE ends) AS exit_link"
+        " FROM (SELECT *, count(*) FILTER (WHERE starts) OVER (PARTITION BY visitor_id ORDER BY us, id"
+        " ROWS UNBOUNDED PRECEDING) AS visit"
+        " FROM (SELECT *, coalesce(us - lag(us) OVER w > %(visit_gap_us)s, true) AS starts,"
+        " coalesce(lead(us) OVER w - us > %(visit_gap_us)s, true) AS ends"
+        " FROM (SELECT visitor_id, (extract(epoch FROM footprint_time) * 1000000)::bigint AS us,"
+        f" event_id::text AS id, {columns} FROM events"
+        f" WHERE NOT synthetic AND NOT bot{kind}"
+        " AND footprint_time >= %(visits_from)s AND footprint_time < %(visits_to)s) e"
+        " WINDOW w AS (PARTITION BY visitor_id ORDER BY us, id)) g) n GROUP BY visitor_id, visit"
+        f" HAVING min(us) >= %(since_us)s AND min(us) < %(until_us)s AND bool_or({chosen_pg})) v",
+        "(SELECT min(us) AS start_us, max(us) - min(us) AS duration_us, count() AS pages,"
+        " anyIf(link, starts) AS entry_link, anyIf(link, ends) AS exit_link"
+        " FROM (SELECT *, sum(starts) OVER (PARTITION BY visitor_id ORDER BY us, id"
+        " ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS visit"
+        " FROM (SELECT *, ifNull(us - lagInFrame(toNullable(us)) OVER w > {visit_gap_us:Int64}, 1) AS starts,"
+        " ifNull(leadInFrame(toNullable(us)) OVER w - us > {visit_gap_us:Int64}, 1) AS ends"
+        " FROM (SELECT visitor_id, toUnixTimestamp64Micro(footprint_time) AS us, toString(event_id) AS id,"
+        f" {columns} FROM events FINAL WHERE NOT synthetic AND NOT bot{kind}"
+        " AND footprint_time >= {visits_from:DateTime64(6, 'UTC')}"
+        " AND footprint_time < {visits_to:DateTime64(6, 'UTC')})"
+        " WINDOW w AS (PARTITION BY visitor_id ORDER BY us, id ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING)))"
+        " GROUP BY visitor_id, visit"
+        f" HAVING min(us) >= {{since_us:Int64}} AND min(us) < {{until_us:Int64}} AND max({chosen_ch}))",
+    )
+
+
+def _visit_figures(f: Filter) -> tuple[str, str]:
+    """One row: visits, bounces (visits of one event), bounce rate (per cent), the average visit's duration
+    (seconds) and its events (pages per visit, two decimals); each rounded half up in integers, so that both
+    stores give the same figure."""
+    pg, ch = _visits(f)
+    return ("SELECT count(*), count(*) FILTER (WHERE pages = 1),"
+            " div(200 * count(*) FILTER (WHERE pages = 1) + count(*), 2 * greatest(count(*), 1)),"
+            " div(2 * coalesce(sum(duration_us), 0) + 1000000 * count(*), 2000000 * greatest(count(*), 1)),"
+            " round(div(200 * coalesce(sum(pages), 0) + count(*), 2 * greatest(count(*), 1)) / 100, 2)"
+            f" FROM {pg}",
+            "SELECT count() AS n, countIf(pages = 1) AS bounces, intDiv(200 * bounces + n, 2 * greatest(n, 1)),"
+            " intDiv(2 * sum(duration_us) + 1000000 * n, 2000000 * greatest(n, 1)),"
+            " toDecimal64(intDiv(200 * sum(pages) + n, 2 * greatest(n, 1)), 2) / 100"
+            f" FROM {ch}")
+
+
+def _visit_pages(column: str) -> Callable[[Filter], tuple[str, str]]:
+    """Visits per entry or exit page (``column``), most first."""
+    def build(f: Filter) -> tuple[str, str]:
+        return _most(column, *_visits(f))
+    return build
 
 
 # name -> builder; the order is the order of `footprint stats` and of the dashboard's stores panel
@@ -197,6 +279,9 @@ QUERIES: dict[str, Callable[[Filter], tuple[str, str]]] = {
     "devices": _breakdown("device"),
     "bots_per_day": _bots_per_day,
     "bot_agents": _breakdown("browser", bots=True),
+    "visits": _visit_figures,
+    "entry_pages": _visit_pages("entry_link"),
+    "exit_pages": _visit_pages("exit_link"),
 }
 
 
@@ -221,15 +306,24 @@ class Params:
     ch: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, f: Filter, now: datetime | None = None) -> Params:
+    def of(cls, f: Filter, now: datetime | None = None, session_timeout_minutes: int = SESSION_TIMEOUT_MINUTES
+           ) -> Params:
         now = now or datetime.now(UTC)
         live_since = (now - timedelta(minutes=LIVE_MINUTES - 1)).replace(second=0, microsecond=0)
+        since, until = datetime.combine(f.since, dtime(), UTC), datetime.combine(f.until, dtime(), UTC)
+        gap = timedelta(minutes=session_timeout_minutes)
         common = {"top": f.top, "link": f.link, "live_since": live_since,
                   "live_until": live_since + timedelta(minutes=LIVE_MINUTES),  # the minute after now's
-                  **f.audience()}
+                  **f.audience(), "visit_gap_us": gap // timedelta(microseconds=1),
+                  "since_us": _micros(since), "until_us": _micros(until), "visits_from": since - gap,
+                  "visits_to": until + VISIT_FOLLOWED}
         return cls(pg={**common, "since": f.since, "until": f.until},
-                   ch={**common, "since": datetime.combine(f.since, dtime(), UTC),
-                       "until": datetime.combine(f.until, dtime(), UTC)})
+                   ch={**common, "since": since, "until": until})
+
+
+def _micros(moment: datetime) -> int:
+    """Microseconds since 1970 (UTC), as both stores count a visit's times."""
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
 def normalize(rows: Any) -> Rows:
@@ -245,6 +339,8 @@ def normalize(rows: Any) -> Rows:
                 vals.append(v.isoformat())
             elif isinstance(v, bool | str) or v is None:
                 vals.append(v)
+            elif isinstance(v, Decimal) and v != v.to_integral_value():
+                vals.append(float(v))  # a figure with decimals (pages per visit), exact in both stores
             else:
                 vals.append(int(v))
         out.append(tuple(vals))
@@ -255,7 +351,7 @@ def run_stats(settings: Settings, since: date, until: date, top: int = 10, *, f:
               names: tuple[str, ...] | None = None) -> list[QueryResult]:
     """Every query (or ``names``) of filter ``f`` (default: page events of [since, until)) on both stores."""
     f = f or Filter(since=since, until=until, top=top)
-    params = Params.of(f)
+    params = Params.of(f, session_timeout_minutes=settings.session_timeout_minutes)
     results = []
     with pg_connect(settings.pg_reader_dsn.get_secret_value(), "reader") as conn:
         client = ch_client(settings, "reader")
@@ -277,7 +373,7 @@ def run_stats(settings: Settings, since: date, until: date, top: int = 10, *, f:
 
 def run_clickhouse(settings: Settings, f: Filter, names: tuple[str, ...]) -> dict[str, Rows]:
     """``names`` of filter ``f`` on ClickHouse alone (the dashboard's live chart, refreshed often)."""
-    params = Params.of(f)
+    params = Params.of(f, session_timeout_minutes=settings.session_timeout_minutes)
     client = ch_client(settings, "reader")
     try:
         return {name: normalize(client.query(QUERIES[name](f)[1], parameters=params.ch).result_rows)

@@ -26,7 +26,6 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import SecretStr
 
 from footprint.audit import run
 from footprint.auditbook import STORES, Audit
@@ -38,7 +37,7 @@ from footprint.producer import EventProducer
 from footprint.schema import encode_event, format_time, kafka_timestamp, make_event, parse_time
 from footprint.settings import Settings
 from footprint.stores import ch_client, pg_connect
-from helpers import RunningConsumer, caught_up, create_topics, settings_env, wait_for
+from helpers import RunningConsumer, caught_up, create_topics, own_database, settings_env, wait_for
 
 DB = "footprint_audit"
 FOOTPRINT = [sys.executable, "-m", "footprint.cli"]
@@ -47,12 +46,7 @@ HOUR = timedelta(hours=1)
 
 @pytest.fixture(scope="module")
 def own_stores(base_settings: Settings, postgres: Any) -> Settings:
-    postgres.create_database(DB)
-    s = base_settings.model_copy(update={
-        "pg_dsn": SecretStr(postgres.dsn("footprint_writer", DB)),
-        "pg_owner_dsn": SecretStr(postgres.dsn("footprint_owner", DB)),
-        "pg_reader_dsn": SecretStr(postgres.dsn("footprint_reader", DB)),
-        "ch_database": DB})
+    s = own_database(base_settings, postgres, DB)
     migrate_postgres(s)
     migrate_clickhouse(s)
     return s

@@ -25,6 +25,7 @@ import pytest
 from pydantic import SecretStr
 
 from footprint.dashboard.app import CHARTS as API_CHARTS
+from footprint.dashboard.app import VISITS
 from footprint.enrich import enrich
 from footprint.schema import encode_event, make_event
 from footprint.settings import Settings
@@ -117,6 +118,28 @@ def _expected(stats: dict[str, Any]) -> dict[str, list[list[Any]]]:
     return out
 
 
+def _duration(seconds: int) -> str:
+    """A visit's duration as the page writes it: 45s, 14m 05s, 1h 02m 05s."""
+    hours, minutes, rest = seconds // 3600, seconds % 3600 // 60, seconds % 60
+    return f"{hours}h {minutes:02}m {rest:02}s" if hours else f"{minutes}m {rest:02}s" if minutes else f"{rest}s"
+
+
+def _visits_as_cli(page: Any, stats: dict[str, Any]) -> None:
+    """The Visits panel shows the visits of `footprint stats --json` (both stores agreeing): its figures and its
+    entry and exit pages."""
+    for name in VISITS:
+        assert stats[name]["clickhouse"] == stats[name]["postgres"], name
+    visits, _bounces, rate, seconds, pages = stats["visits"]["clickhouse"][0]
+    shown = page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('#visits-panel dd')]
+        .map((dd) => [dd.id, dd.textContent]))""")
+    assert shown == {"visits-count": str(visits), "visits-bounce-rate": f"{rate} %",
+                     "visits-duration": _duration(seconds), "visits-pages": f"{pages:.2f}"}
+    for name in ("entry_pages", "exit_pages"):
+        rows = page.eval_on_selector_all(f"#{name} tbody tr",
+                                         "rows => rows.map(r => [...r.cells].map(c => c.innerText))")
+        assert rows == [["(none)" if link == "" else link, str(n)] for link, n in stats[name]["clickhouse"]], name
+
+
 def _updated(page: Any, after: int) -> None:
     page.wait_for_function("(n) => Number(document.body.dataset.updated || 0) > n", arg=after, timeout=60_000)
 
@@ -163,6 +186,8 @@ def test_login_charts_filter_and_phone(dashboard: dict[str, Any]) -> None:
             for name, rows in _expected(stats).items():
                 assert shown[name] == rows, name
             assert _live_total(shown) > 0
+            _visits_as_cli(page, stats)
+            assert 0 < stats["visits"]["clickhouse"][0][1] < stats["visits"]["clickhouse"][0][0]  # bounces and not
             assert all(f"/{run}/probe" != label for label, _ in shown["top_links"])
             # only this run's probes used PUT on this run's links (other tests share the stores: their
             # generated traffic has PUTs of its own)
@@ -190,6 +215,8 @@ def test_login_charts_filter_and_phone(dashboard: dict[str, Any]) -> None:
                 assert shown[name] != before[name], f"{name} did not change with the filter"
             assert 0 < _live_total(shown) < _live_total(before)
             assert all(label.startswith(f"/{run}/blog") for label, _ in shown["top_links"])
+            _visits_as_cli(page, stats)  # the visits that entered under the prefix
+            assert all(link.startswith(f"/{run}/blog") for link, _ in stats["entry_pages"]["clickhouse"])
 
             # another event type: the track events' names
             page.select_option("#type", "track")
@@ -244,7 +271,7 @@ def test_the_api_needs_a_session_and_refuses_bad_filters(dashboard: dict[str, An
             for path in ("/api/stats", "/api/live", "/api/stores"):
                 bad = c.get(path, params=params)
                 assert bad.status_code == 400 and bad.json()["error"] == "invalid", (path, params)
-        assert tuple(c.get("/api/stats", params={"range": "7"}).json()["charts"]) == API_CHARTS
+        assert tuple(c.get("/api/stats", params={"range": "7"}).json()["charts"]) == (*API_CHARTS, *VISITS)
         compared = c.get("/api/stores", params={"range": "7"}).json()["stores"]
         assert [r["query"] for r in compared] == list(QUERIES)
         c.cookies.clear()

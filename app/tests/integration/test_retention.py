@@ -22,17 +22,7 @@ from footprint.schema import dumps, make_event, message_id_uuid
 from footprint.settings import Settings
 from footprint.sinks import ClickHouseSink, PostgresSink
 from footprint.stores import ch_client, pg_connect
-
-
-def _own(base: Settings, postgres: Any, db: str, **update: Any) -> Settings:
-    from pydantic import SecretStr
-
-    postgres.create_database(db)
-    return base.model_copy(update={
-        "pg_dsn": SecretStr(postgres.dsn("footprint_writer", db)),
-        "pg_owner_dsn": SecretStr(postgres.dsn("footprint_owner", db)),
-        "pg_reader_dsn": SecretStr(postgres.dsn("footprint_reader", db)),
-        "ch_database": db, **update})
+from helpers import own_database
 
 
 def _page(when: datetime, event_id: str | None = None) -> tuple[str, bytes]:
@@ -79,7 +69,7 @@ def _label(day: date, months: int) -> str:
 
 
 def test_months_leave_both_stores_whole_and_the_rollups_keep_them(base_settings: Settings, postgres: Any) -> None:
-    s = _own(base_settings, postgres, "footprint_retention", retention_months=2, rollup_retention_months=4)
+    s = own_database(base_settings, postgres, "footprint_retention", retention_months=2, rollup_retention_months=4)
     migrate_postgres(s)
     migrate_clickhouse(s)
     today = datetime.now(UTC).date()
@@ -132,7 +122,7 @@ def test_months_leave_both_stores_whole_and_the_rollups_keep_them(base_settings:
 
 
 def test_previous_release_table_moves_over_with_every_row(base_settings: Settings, postgres: Any) -> None:
-    s = _own(base_settings, postgres, "footprint_upgrade")
+    s = own_database(base_settings, postgres, "footprint_upgrade")
     migrate_postgres(s, until=5)
     migrate_clickhouse(s, until=4)
     now = datetime.now(UTC)

@@ -83,6 +83,8 @@ def parse_filter(params: dict[str, str], today: datetime | None = None) -> Filte
 # the statistics the page draws from /api/stats (the live chart has /api/live; the stores panel compares all)
 CHARTS = ("views_per_day", "unique_visitors_per_day", "top_links", "methods", "top_events", "referrers", "utm_sources",
           "utm_mediums", "utm_campaigns", "browsers", "operating_systems", "devices", "bots_per_day", "bot_agents")
+# the Visits panel's statistics, also from /api/stats: figures and two lists, no chart
+VISITS = ("visits", "entry_pages", "exit_pages")
 
 
 def _static(name: str) -> bytes | None:
@@ -208,15 +210,17 @@ def create_dashboard(settings: Settings) -> FastAPI:
 
     @app.get("/api/stats")
     def stats(request: Request) -> JSONResponse:
-        """The charts' statistics of the filter on ClickHouse (its rollup answers them in milliseconds)."""
+        """The charts' and the Visits panel's statistics of the filter on ClickHouse (its rollup answers the
+        charts in milliseconds), and the visits' timeout."""
         f = api(request)
         if isinstance(f, JSONResponse):
             return f
         try:
-            charts = run_clickhouse(settings, f, CHARTS)
+            charts = run_clickhouse(settings, f, CHARTS + VISITS)
         except Exception as exc:  # a store down or failing: the page says so and retries
             return unavailable(exc)
-        return JSONResponse({"filter": described(f), "charts": charts}, headers=_HEADERS)
+        return JSONResponse({"filter": described(f), "charts": charts,
+                             "session_timeout_minutes": settings.session_timeout_minutes}, headers=_HEADERS)
 
     @app.get("/api/stores")
     def stores(request: Request) -> JSONResponse:

@@ -3,6 +3,7 @@
 // the filter (the first load asks with the address's own query, so a bad one shows the API's 400 message),
 // and every change of the filter replaces it (history.replaceState). A click on a bar of the sources or
 // audience panels filters by that value ("(none)": nothing known).
+// The Visits panel shows figures and the entry and exit pages as lists (from /api/stats too).
 // Data, all for the same filter: GET /api/stats (the charts, ClickHouse), GET /api/live (ClickHouse),
 // then GET /api/stores (both stores, for the panel; PostgreSQL can take seconds, so the charts come first).
 // The Health panel asks GET /api/health on its own, every few seconds (the server asks Prometheus).
@@ -103,19 +104,24 @@
     return body;
   }
 
+  function tableRow(cells) {  // [[text, class], ...] -> a <tr>
+    const tr = document.createElement("tr");
+    for (const [text, cls] of cells) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      if (cls) td.className = cls;
+      tr.appendChild(td);
+    }
+    return tr;
+  }
+
   function fillStores(rows) {
     const body = document.querySelector("#stores tbody");
     body.replaceChildren(...rows.map(function (r) {
-      const tr = document.createElement("tr");
-      tr.dataset.query = r.query;
       const answer = r.same ? "same" : "DIFFERENT";
-      for (const [text, cls] of [[r.query, ""], [r.postgres_ms.toFixed(1), "num"], [r.clickhouse_ms.toFixed(1), "num"],
-                                 [answer, r.same ? "same" : "different"]]) {
-        const td = document.createElement("td");
-        td.textContent = text;
-        if (cls) td.className = cls;
-        tr.appendChild(td);
-      }
+      const tr = tableRow([[r.query, ""], [r.postgres_ms.toFixed(1), "num"], [r.clickhouse_ms.toFixed(1), "num"],
+                           [answer, r.same ? "same" : "different"]]);
+      tr.dataset.query = r.query;
       return tr;
     }));
   }
@@ -131,6 +137,32 @@
     document.getElementById("bots-total").textContent = bots + " in the range";
   }
 
+  function duration(seconds) {  // 45 -> "45s", 840 -> "14m 00s", 3725 -> "1h 02m 05s"
+    const h = Math.floor(seconds / 3600);
+    const m = Math.floor(seconds % 3600 / 60);
+    const s = seconds % 60;
+    const two = function (n) { return String(n).padStart(2, "0"); };
+    return h ? h + "h " + two(m) + "m " + two(s) + "s" : m ? m + "m " + two(s) + "s" : s + "s";
+  }
+
+  function fillPages(name, rows) {
+    document.querySelector("#" + name + " tbody").replaceChildren(...rows.map(function (r) {
+      return tableRow([[label(r[0]), ""], [String(r[1]), "num"]]);
+    }));
+  }
+
+  // the Visits panel: [visits, bounces, bounce rate %, average duration s, pages per visit], entry and exit pages
+  function drawVisits(charts, timeout) {
+    const figures = charts.visits[0];
+    document.getElementById("visits-count").textContent = String(figures[0]);
+    document.getElementById("visits-bounce-rate").textContent = figures[2] + " %";
+    document.getElementById("visits-duration").textContent = duration(figures[3]);
+    document.getElementById("visits-pages").textContent = figures[4].toFixed(2);
+    document.getElementById("visits-timeout").textContent = "(a visit ends after " + timeout + " minutes without events)";
+    fillPages("entry_pages", charts.entry_pages);
+    fillPages("exit_pages", charts.exit_pages);
+  }
+
   // search: the query to ask with (the address's own on the first load), else the filter bar's
   async function refresh(search) {
     const mine = ++generation;
@@ -142,6 +174,7 @@
       if (mine !== generation) return;  // a newer filter is being drawn
       window.history.replaceState(null, "", "?" + query());
       drawCharts(data.charts);
+      drawVisits(data.charts, data.session_timeout_minutes);
       await refreshLive(asked);
       const since = "since " + data.filter.since + " (UTC)";
       status.textContent = since + ", comparing the stores...";

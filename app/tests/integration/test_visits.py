@@ -1,0 +1,166 @@
+"""Visits (sessions, issue 35 item 3) on the real stores against a small reference in Python, property-based.
+
+Generated traffic: a few visitors, each a run of events whose gaps lie around the timeout (29 min, 30 min, 30 min
+and a microsecond, 31 min...), starting around midnight (visits that cross it), page and track events with bots'
+and probes' events among them, some with a referrer; written to both stores in shuffled batches (events arrive
+late and out of order) with replays. For a drawn filter (days, type, link prefix, source) both stores' visits,
+entry and exit pages must equal each other and the reference, which splits each visitor's human events of the
+type, in time order, wherever more than the timeout passes, and keeps the visits that start in the days and whose
+first event matches the link prefix and the source.
+
+The stores are a database of the test's own (``services.OWN_DATABASES``); every example writes into days of its
+own, so the examples never see each other's events.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
+from fractions import Fraction
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from footprint.migrate import migrate_clickhouse, migrate_postgres
+from footprint.schema import encode_event, make_event
+from footprint.settings import Settings
+from footprint.sinks import ClickHouseSink, PostgresSink
+from footprint.stats import Filter, run_stats
+from helpers import own_database
+
+MINUTE = timedelta(minutes=1)
+GAPS = [timedelta(0), MINUTE, 29 * MINUTE, 30 * MINUTE - timedelta(microseconds=1), 30 * MINUTE,
+        30 * MINUTE + timedelta(microseconds=1), 31 * MINUTE, timedelta(hours=2)]
+LINKS = ["/", "/blog", "/blog/kafka", "/pricing"]
+REFERRER = "news.example"
+FIRST_DAY = datetime(2030, 1, 1, tzinfo=UTC)
+BLOCK = timedelta(days=4)  # every example writes into 4 days of its own (its events: from the first day's end on)
+blocks = itertools.count()
+
+
+@dataclass(frozen=True)
+class Hit:
+    visitor: str
+    time: datetime
+    event_id: str
+    link: str
+    kind: str  # page or track
+    left_out: str  # "", "bot" or "synthetic"
+    referrer: str
+
+    def event(self) -> dict[str, Any]:
+        return make_event(type=self.kind, event_id=self.event_id, footprint_time=self.time,
+                          received_at=datetime.now(UTC), anonymous_id=self.visitor, link=self.link,
+                          method="GET" if self.kind == "page" else None, synthetic=self.left_out == "synthetic",
+                          enriched={"bot": self.left_out == "bot", "device": "bot" if self.left_out == "bot" else "",
+                                    "referrer_host": self.referrer})
+
+
+@st.composite
+def runs(draw: st.DrawFn, visitor: str, first: datetime) -> list[Hit]:
+    """One visitor's events: from around the midnight that starts the block's second or third day (``first``:
+    the block's first), gaps around the timeout."""
+    midnight = first + timedelta(days=draw(st.integers(1, 2)))
+    when = midnight + draw(st.integers(-35, 5)) * MINUTE + timedelta(microseconds=draw(st.integers(0, 60 * 10**6)))
+    out = []
+    for gap in [timedelta(0), *draw(st.lists(st.sampled_from(GAPS), min_size=1, max_size=5))]:
+        when += gap
+        out.append(Hit(visitor, when, str(uuid.uuid4()),  # never drawn: an id is stored once, by its first write
+                       draw(st.sampled_from(LINKS)), draw(st.sampled_from(["page"] * 4 + ["track"])),
+                       draw(st.sampled_from([""] * 8 + ["bot", "synthetic"])),
+                       draw(st.sampled_from(["", "", REFERRER]))))
+    return out
+
+
+@st.composite
+def traffic(draw: st.DrawFn) -> tuple[list[Hit], list[list[Hit]], list[Filter]]:
+    """The block's events, the batches they are written in (shuffled, some twice) and the filters to ask: the
+    second day and the third (page events, from midnight to midnight), then the second day and all three with a
+    drawn type, link prefix and source."""
+    first = FIRST_DAY + next(blocks) * BLOCK
+    hits = [hit for v in range(draw(st.integers(2, 5))) for hit in draw(runs(f"v{v}-{first:%Y%m%d}", first))]
+    order = draw(st.permutations(hits))
+    cut = draw(st.integers(0, len(order)))
+    replayed = draw(st.lists(st.sampled_from(hits), max_size=3))
+    asked = {"type": draw(st.sampled_from(["page", "page", ""])), "link": draw(st.sampled_from(["", "", "/blog"])),
+             "source": draw(st.sampled_from([None, None, REFERRER, ""]))}
+    day = first.date()
+    filters = [Filter(since=day + timedelta(days=1), until=day + timedelta(days=2)),
+               Filter(since=day + timedelta(days=2), until=day + timedelta(days=3)),
+               Filter(since=day + timedelta(days=1), until=day + timedelta(days=2), **asked),
+               Filter(since=day, until=day + timedelta(days=3), **asked)]
+    return hits, [order[:cut], order[cut:] + replayed], filters
+
+
+def _half_up(value: Fraction) -> int:
+    return math.floor(value + Fraction(1, 2))
+
+
+def reference(hits: list[Hit], f: Filter, timeout: timedelta) -> dict[str, list[tuple[Any, ...]]]:
+    """The visits of ``f`` in plain Python: each visitor's human events of the type, in the order of their
+    time, split wherever more than ``timeout`` passes; those starting in the days whose first event matches."""
+    since, until = (datetime.combine(day, dtime(), UTC) for day in (f.since, f.until))
+    human = sorted((h for h in hits if not h.left_out and (not f.type or h.kind == f.type)),
+                   key=lambda h: (h.visitor, h.time, h.event_id))
+    visits: list[list[Hit]] = []
+    for _, theirs in itertools.groupby(human, key=lambda h: h.visitor):
+        for h in theirs:
+            if not visits or visits[-1][-1].visitor != h.visitor or h.time - visits[-1][-1].time > timeout:
+                visits.append([])
+            visits[-1].append(h)
+    chosen = [v for v in visits if since <= v[0].time < until and v[0].link.startswith(f.link)
+              and f.source in (None, v[0].referrer)]
+    n = len(chosen)
+    bounces = sum(len(v) == 1 for v in chosen)
+    micros = sum((v[-1].time - v[0].time) // timedelta(microseconds=1) for v in chosen)
+    figures = (n, bounces, _half_up(Fraction(100 * bounces, n)) if n else 0,
+               _half_up(Fraction(micros, n * 10**6)) if n else 0,
+               _half_up(Fraction(100 * sum(map(len, chosen)), n)) / 100 if n else 0)
+
+    def most(links: Counter[str]) -> list[tuple[Any, ...]]:
+        return sorted(links.items(), key=lambda item: (-item[1], item[0]))[:f.top]
+
+    return {"visits": [figures], "entry_pages": most(Counter(v[0].link for v in chosen)),
+            "exit_pages": most(Counter(v[-1].link for v in chosen))}
+
+
+@pytest.fixture(scope="module")
+def stores(base_settings: Settings, postgres: Any) -> Iterator[tuple[Settings, list[Any]]]:
+    s = own_database(base_settings, postgres, "footprint_visits")
+    migrate_postgres(s)
+    migrate_clickhouse(s)
+    sinks = [PostgresSink(s.pg_dsn.get_secret_value()), ClickHouseSink(s)]
+    try:
+        yield s, sinks
+    finally:
+        for sink in sinks:
+            sink.close()
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(drawn=traffic(), timeout=st.sampled_from([30, 31]))
+def test_both_stores_count_the_visits_of_the_reference(stores: tuple[Settings, list[Any]],
+                                                       drawn: tuple[list[Hit], list[list[Hit]], list[Filter]],
+                                                       timeout: int) -> None:
+    """``timeout``: FOOTPRINT_SESSION_TIMEOUT_MINUTES, the default or a minute more."""
+    s, sinks = stores
+    s = s.model_copy(update={"session_timeout_minutes": timeout})
+    hits, batches, filters = drawn
+    for batch in batches:
+        if batch:
+            docs = {h.event_id: encode_event(h.event()) for h in batch}
+            for sink in sinks:
+                sink.write(docs)
+    for f in filters:
+        expected = reference(hits, f, timedelta(minutes=s.session_timeout_minutes))
+        for r in run_stats(s, f.since, f.until, f=f, names=tuple(expected)):
+            assert r.pg_rows == r.ch_rows == expected[r.name], (r.name, f, r.pg_rows, r.ch_rows, expected[r.name],
+                                                                hits)

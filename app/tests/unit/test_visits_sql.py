@@ -1,0 +1,69 @@
+"""Visits (issue 35 item 3): the timeout setting, the values every visit query binds, the SQL of both stores
+(the filter on a visit's first event, the order by the event's own time) and the figures' normalized form."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from pydantic import ValidationError
+
+from footprint.settings import Settings
+from footprint.stats import QUERIES, VISIT_FOLLOWED, Filter, Params, normalize
+
+VISITS = ("visits", "entry_pages", "exit_pages")
+
+
+def test_the_timeout_is_a_setting_of_30_minutes_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().session_timeout_minutes == 30
+    monkeypatch.setenv("FOOTPRINT_SESSION_TIMEOUT_MINUTES", "45")
+    assert Settings().session_timeout_minutes == 45
+    monkeypatch.setenv("FOOTPRINT_SESSION_TIMEOUT_MINUTES", "0")
+    with pytest.raises(ValidationError, match="session_timeout_minutes"):
+        Settings()
+
+
+@pytest.mark.parametrize("minutes", [30, 45])
+def test_a_visit_is_read_from_a_timeout_before_the_first_day_to_a_day_past_the_last(minutes: int) -> None:
+    f = Filter(since=date(2026, 12, 1), until=date(2026, 12, 3))
+    params = Params.of(f, session_timeout_minutes=minutes)
+    since, until = datetime(2026, 12, 1, tzinfo=UTC), datetime(2026, 12, 3, tzinfo=UTC)
+    for bound in (params.pg, params.ch):
+        assert bound["visit_gap_us"] == minutes * 60 * 10**6
+        assert bound["since_us"] == 1_796_083_200 * 10**6 == int(since.timestamp()) * 10**6
+        assert bound["until_us"] == int(until.timestamp()) * 10**6
+        assert bound["visits_from"] == since - timedelta(minutes=minutes)
+        assert bound["visits_to"] == until + VISIT_FOLLOWED == datetime(2026, 12, 4, tzinfo=UTC)
+    assert Params.of(f).pg["visit_gap_us"] == 30 * 60 * 10**6  # the setting's default
+
+
+def test_visits_follow_the_events_own_time_and_leave_bots_and_probes_out() -> None:
+    for name in VISITS:
+        pg, ch = QUERIES[name](Filter())
+        for sql in (pg, ch):
+            assert "ORDER BY us, id" in sql and "received_at" not in sql and "ingested_at" not in sql, name
+            assert "NOT synthetic AND NOT bot AND type = 'page'" in sql, name
+            assert "referrer_host" not in sql and "device" not in sql, name  # no audience asked: not read
+        assert "FROM events WHERE" in pg and "FROM events FINAL WHERE" in ch, name
+    every_type = QUERIES["visits"](Filter(type=""))
+    assert all("type =" not in sql for sql in every_type)
+
+
+def test_the_link_prefix_and_the_audience_choose_visits_by_their_first_event() -> None:
+    f = Filter(link="/blog", source="news.example.com", device="mobile")
+    for name in VISITS:
+        pg, ch = QUERIES[name](f)
+        assert ("bool_or(starts AND starts_with(link, %(link)s) AND referrer_host = %(referrer_host)s"
+                " AND device = %(device)s)") in pg, name
+        assert ("max(starts AND startsWith(link, {link:String}) AND referrer_host = {referrer_host:String}"
+                " AND device = {device:String})") in ch, name
+        for sql in (pg, ch):  # never on each event: a visit's later pages have no referrer
+            assert sql.count("referrer_host =") == 1 and sql.count("device =") == 1, name
+            assert "link, referrer_host, device FROM events" in sql, name
+
+
+def test_the_figures_keep_their_decimals_and_whole_numbers_stay_integers() -> None:
+    assert normalize([(5, 2, 40, 840, Decimal("1.80"))]) == [(5, 2, 40, 840, 1.8)]
+    assert normalize([(1, 0, 0, Decimal("1800"), Decimal("2.00"))]) == [(1, 0, 0, 1800, 2)]
+    assert isinstance(normalize([(Decimal("2.00"),)])[0][0], int)
