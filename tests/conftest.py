@@ -162,7 +162,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if len(keep) != len(items):
         config.hook.pytest_deselected(items=[item for item in items if not wanted(item)])
     # test_ports.py moves every port (and may leave the host there): every other check first;
-    # test_rotate_certs.py replaces the certificates (and the CA) just before it
+    # test_rotate_certs.py replaces the certificates just before it
     items[:] = sorted(keep, key=lambda item: (item.path.name == "test_ports.py", item.path.name == "test_rotate_certs.py"))
 
 
