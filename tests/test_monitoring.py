@@ -121,7 +121,9 @@ def test_prometheus_scrapes_every_part_and_reads_the_kits_textfiles(
     expiry = wait_for("the host certificate's expiry in Prometheus", lambda: prometheus.query(
         'footprint_certificate_expiry_timestamp_seconds{path="/etc/ssl/footprint/host.crt"}'), timeout=60)
     days = (float(expiry[0]["value"][1]) - time.time()) / 86400
-    assert 30 < days < 400, f"the host certificate expires in {days:.0f} days"
+    # issued for pki_host_valid_days, renewed within the last pki_renew_days (the cluster scenario: 3 and 1)
+    valid, renew = int(setting(hostvars, "pki_host_valid_days")), int(setting(hostvars, "pki_renew_days"))
+    assert renew < days <= valid, f"the host certificate expires in {days:.1f} days (issued for {valid}, renewed within {renew})"
     assert prometheus.query("pg_up == 1"), "PostgreSQL's exporter does not reach PostgreSQL"
     assert prometheus.query('footprint_audit_last_run_timestamp_seconds > time() - 300'), "no recent audit figures"
     # nothing is firing on a healthy deploy but what the suite's own stops left pending
