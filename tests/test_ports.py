@@ -47,11 +47,12 @@ SHIFT = 17  # new port = old + SHIFT (clear of the defaults' neighbours: 9093, 8
 BIN = Path(sys.executable).parent
 
 
-def converge(inventory: str, *extra: Path, verbose: bool = False) -> tuple[subprocess.CompletedProcess[str], float]:
-    """site.yml with the extra-variable files (``verbose``: -vvv, an output to search for secrets,
-    never to print)."""
+def converge(inventory: str, *extra: Path, verbose: bool = False,
+             playbook: str = "site.yml") -> tuple[subprocess.CompletedProcess[str], float]:
+    """``playbook`` (site.yml) with the extra-variable files (``verbose``: -vvv, an output to search
+    for secrets, never to print); the run and its seconds."""
     cmd = [str(BIN / "ansible-playbook"), *(["-vvv"] if verbose else []), "-i", inventory,
-           str(ROOT / "playbooks" / "site.yml")]
+           str(ROOT / "playbooks" / playbook)]
     for path in extra:
         cmd += ["-e", f"@{path}"]
     env = dict(os.environ, ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_NOCOLOR="1")

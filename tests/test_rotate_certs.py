@@ -17,12 +17,9 @@ rolling passes of site.yml, ~6 min each on the cluster).
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
 import struct
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,26 +27,16 @@ from typing import Any
 
 import pytest
 import upgrade_traffic
-from conftest import ROOT, address_of, resolved, setting
+from conftest import address_of, resolved, setting
 from cryptography import x509
 from test_delivery import endpoints_of
 from test_kafka_cluster import CollectorTraffic
+from test_ports import converge
 
 testinfra_hosts = ["ansible://app"]
 
 Component = Callable[[str], tuple[str, dict[str, Any]]]
 REFUSED_MAX_S = 30.0  # the longest run of refused batches one collector may show: one host's restart
-
-
-def rotate(inventory: str, *extra: str) -> tuple[subprocess.CompletedProcess[str], float]:
-    """playbooks/rotate-certs.yml against `inventory` (the log is printed only when it fails)."""
-    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", inventory,
-           str(ROOT / "playbooks" / "rotate-certs.yml"), *extra]
-    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_NOCOLOR="1")
-    start = time.monotonic()
-    res = subprocess.run(cmd, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         timeout=1800)
-    return res, time.monotonic() - start
 
 
 def presented(address: str, port: int, cafile: str, starttls_pg: bool = False) -> x509.Certificate:
@@ -115,7 +102,7 @@ def test_host_certificates_are_renewed_one_host_at_a_time_under_traffic(
     traffic.start()
     try:
         time.sleep(5)
-        res, took = rotate(request.config.option.ansible_inventory)
+        res, took = converge(request.config.option.ansible_inventory, playbook="rotate-certs.yml")
         assert res.returncode == 0, res.stdout[-6000:]
         time.sleep(5)
     finally:
