@@ -11,8 +11,8 @@
   (named): the docker scenario has nothing to roll.
 
 The three steps of replacing the CA are checked on the control node's files and the hosts' copies
-by testbed/tests/test_pki_rotation.py; not yet under traffic in a scenario (CI's time: three
-rolling passes of site.yml, ~6 min each on the cluster).
+by testbed/tests/test_pki_rotation.py; not under traffic in a scenario (CI's time: three more
+passes of rotate-certs.yml, ~4 min each on the cluster, most of it Kafka's three restarts).
 """
 
 from __future__ import annotations
