@@ -211,25 +211,40 @@ def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
-    from footprint.stats import Filter, render, run_stats
+    from datetime import UTC, datetime
+
+    from footprint.compare import NoPreviousPeriod, Periods, compared_results, run_both
+    from footprint.stats import QUERIES, Filter, QueryResult, render, run_stats
 
     try:
         f = Filter(since=args.since, until=args.until, top=args.top, link=args.link,
                    type="" if args.type == "all" else args.type, source=args.source, device=args.device,
                    browser=args.browser, os=args.os)
+        periods = Periods.of(f, datetime.now(UTC)) if args.compare else None
+    except NoPreviousPeriod as exc:
+        print(f"footprint stats: --compare: {exc} (give --since)", file=sys.stderr)
+        return 2
     except ValueError as exc:
         print(f"footprint stats: {exc}", file=sys.stderr)
         return 2
-    results = run_stats(settings, args.since, args.until, args.top, f=f)
+    previous: list[QueryResult] = []
+    if periods is None:
+        results = run_stats(settings, args.since, args.until, args.top, f=f)
+    else:
+        results, previous = run_both(settings, periods, tuple(QUERIES))
+    before = compared_results(periods, results, previous) if periods else {}
     if args.json:
         print(json.dumps([
             {"query": r.name, "same": r.same, "postgres_ms": round(r.pg_ms, 2), "clickhouse_ms": round(r.ch_ms, 2),
-             "postgres": r.pg_rows, "clickhouse": r.ch_rows}
+             "postgres": r.pg_rows, "clickhouse": r.ch_rows, **({"previous": before[r.name]} if before else {})}
             for r in results
         ]))
     else:
         print(render(results))
-    return 0 if all(r.same for r in results) else 1
+        if periods:
+            print(f"\nthe previous period, {periods.previous.since} .. {periods.previous.until} (exclusive):")
+            print(render(previous))
+    return 0 if all(r.same for r in (*results, *previous)) else 1
 
 
 def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
@@ -395,6 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
                        ("browser", "browser"), ("os", "operating system")):
         s.add_argument(f"--{name}", default=None, metavar=name.upper(),
                        help=f"count only events of this {what} ('' = none known)")
+    s.add_argument("--compare", action="store_true",
+                   help="also the previous period of the same length (needs --since): its answers in both stores"
+                        " and, with --json, each row's previous value and change in %%")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s.set_defaults(fn=cmd_stats)
 

@@ -12,6 +12,7 @@ reached is a 503.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 import uuid
@@ -20,11 +21,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
+from footprint import csvexport, sqlapi
 from footprint import query as events_query
-from footprint import sqlapi
 from footprint.auth import Signer, authorized, key_bytes
 from footprint.erasure import Eraser
 from footprint.schema import SHORT_MAX_CHARS, loads, outbound
@@ -102,6 +103,7 @@ def add_read_routes(app: FastAPI, settings: Settings, error: Error) -> Eraser:
 
     codes = {400: "a filter, the limit or the cursor is invalid (named)", 401: "missing or unknown key",
              403: "a public key", 503: "ClickHouse cannot be reached"}
+    _add_export_route(app, settings, reader, signer, denied, unavailable, error)
 
     @app.get("/v1/events", response_model=EventsPage, responses={c: {"description": d} for c, d in codes.items()})
     def list_events(request: Request) -> JSONResponse:
@@ -195,6 +197,48 @@ def add_read_routes(app: FastAPI, settings: Settings, error: Error) -> Eraser:
         return JSONResponse(status)
 
     return eraser
+
+
+def _add_export_route(app: FastAPI, settings: Settings, reader: Reader, signer: Signer,
+                      denied: Callable[[Request], JSONResponse | None],
+                      unavailable: Callable[[Exception], JSONResponse], error: Error) -> None:
+    @app.get("/v1/events.csv", response_class=StreamingResponse,
+             responses={200: {"content": {"text/csv": {}}, "description": "every matching event, newest first"},
+                        400: {"description": "a filter is invalid (named), or limit / cursor given"},
+                        401: {"description": "missing or unknown key"}, 403: {"description": "a public key"},
+                        503: {"description": "ClickHouse cannot be reached"}})
+    def export_events(request: Request) -> Response:
+        """Every stored event of the filters of ``GET /v1/events`` (the same ones; no ``limit``, no ``cursor``) as
+        CSV (``csvexport.EVENT_COLUMNS``), newest first, streamed: read from ClickHouse a page at a time (up to
+        1000 events, within the reader's row cap) as it is sent, so an export of any size holds one page in
+        memory. A store failing halfway ends the answer without its last chunk (the client sees a cut
+        transfer, never a short file that looks whole)."""
+        refused = denied(request)
+        if refused is not None:
+            return refused
+        params = request.query_params
+        paged = [name for name in ("limit", "cursor") if name in params]
+        if paged:
+            return error(400, "invalid", f"{paged[0]}: an export is every matching event; {paged[0]} is for the pages"
+                                         " of GET /v1/events")
+        try:
+            q = events_query.parse(dict(params), [k for k, _ in params.multi_items()], signer)
+        except events_query.BadFilter as exc:
+            return error(400, "invalid", str(exc))
+
+        def run(sql: str, values: dict[str, Any]) -> Any:
+            return reader.client().query(sql, parameters=values, settings=sqlapi.limits(settings)).result_rows
+
+        size = csvexport.page_size(settings.query_max_result_rows)
+        rows = csvexport.events(q, datetime.now(UTC), run, size)
+        try:  # the first page before the answer starts: a store down is still a 503
+            first = next(rows, None)
+        except Exception as exc:
+            return unavailable(exc)
+        body = csvexport.stream(csvexport.EVENT_COLUMNS, itertools.chain([] if first is None else [first], rows))
+        return StreamingResponse(body, media_type="text/csv; charset=utf-8",
+                                 headers={"Content-Disposition": 'attachment; filename="events.csv"',
+                                          "Cache-Control": "no-store"})
 
 
 def _run_sql(reader: Reader, sql: str, settings: Settings) -> sqlapi.QueryResult:

@@ -347,39 +347,62 @@ def normalize(rows: Any) -> Rows:
     return out
 
 
-def run_stats(settings: Settings, since: date, until: date, top: int = 10, *, f: Filter | None = None,
-              names: tuple[str, ...] | None = None) -> list[QueryResult]:
-    """Every query (or ``names``) of filter ``f`` (default: page events of [since, until)) on both stores."""
-    f = f or Filter(since=since, until=until, top=top)
-    params = Params.of(f, session_timeout_minutes=settings.session_timeout_minutes)
+@dataclass(frozen=True)
+class Planned:
+    """One statistic to run on both stores: its name, its SQL in each dialect and the values they bind."""
+
+    name: str
+    pg_sql: str
+    ch_sql: str
+    params: Params
+
+
+def plan(f: Filter, names: tuple[str, ...], params: Params) -> list[Planned]:
+    """The queries ``names`` of filter ``f`` with ``params``."""
+    return [Planned(name, *QUERIES[name](f), params) for name in names]
+
+
+def run_plan(settings: Settings, planned: list[Planned]) -> list[QueryResult]:
+    """Each planned statistic on both stores (reader users), timed."""
     results = []
     with pg_connect(settings.pg_reader_dsn.get_secret_value(), "reader") as conn:
         client = ch_client(settings, "reader")
         try:
-            for name in names or tuple(QUERIES):
-                pg_sql, ch_sql = QUERIES[name](f)
+            for p in planned:
                 t0 = time.perf_counter()
-                pg_rows = conn.execute(pg_sql, params.pg).fetchall()
+                pg_rows = conn.execute(p.pg_sql, p.params.pg).fetchall()
                 t1 = time.perf_counter()
-                ch_rows = client.query(ch_sql, parameters=params.ch).result_rows
+                ch_rows = client.query(p.ch_sql, parameters=p.params.ch).result_rows
                 t2 = time.perf_counter()
                 pg_ms, ch_ms = (t1 - t0) * 1000, (t2 - t1) * 1000
-                results.append(QueryResult(name, normalize(pg_rows), normalize(ch_rows), pg_ms, ch_ms))
+                results.append(QueryResult(p.name, normalize(pg_rows), normalize(ch_rows), pg_ms, ch_ms))
             conn.rollback()
         finally:
             client.close()
     return results
 
 
+def run_plan_clickhouse(settings: Settings, planned: list[Planned]) -> dict[str, Rows]:
+    """Each planned statistic on ClickHouse alone (the dashboard's charts)."""
+    client = ch_client(settings, "reader")
+    try:
+        return {p.name: normalize(client.query(p.ch_sql, parameters=p.params.ch).result_rows) for p in planned}
+    finally:
+        client.close()
+
+
+def run_stats(settings: Settings, since: date, until: date, top: int = 10, *, f: Filter | None = None,
+              names: tuple[str, ...] | None = None) -> list[QueryResult]:
+    """Every query (or ``names``) of filter ``f`` (default: page events of [since, until)) on both stores."""
+    f = f or Filter(since=since, until=until, top=top)
+    params = Params.of(f, session_timeout_minutes=settings.session_timeout_minutes)
+    return run_plan(settings, plan(f, names or tuple(QUERIES), params))
+
+
 def run_clickhouse(settings: Settings, f: Filter, names: tuple[str, ...]) -> dict[str, Rows]:
     """``names`` of filter ``f`` on ClickHouse alone (the dashboard's live chart, refreshed often)."""
     params = Params.of(f, session_timeout_minutes=settings.session_timeout_minutes)
-    client = ch_client(settings, "reader")
-    try:
-        return {name: normalize(client.query(QUERIES[name](f)[1], parameters=params.ch).result_rows)
-                for name in names}
-    finally:
-        client.close()
+    return run_plan_clickhouse(settings, plan(f, names, params))
 
 
 def render(results: list[QueryResult], limit: int = 12) -> str:

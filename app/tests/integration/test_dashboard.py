@@ -130,7 +130,7 @@ def _visits_as_cli(page: Any, stats: dict[str, Any]) -> None:
     for name in VISITS:
         assert stats[name]["clickhouse"] == stats[name]["postgres"], name
     visits, _bounces, rate, seconds, pages = stats["visits"]["clickhouse"][0]
-    shown = page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('#visits-panel dd')]
+    shown = page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('#visits-panel dd:not(.cmp)')]
         .map((dd) => [dd.id, dd.textContent]))""")
     assert shown == {"visits-count": str(visits), "visits-bounce-rate": f"{rate} %",
                      "visits-duration": _duration(seconds), "visits-pages": f"{pages:.2f}"}
@@ -333,6 +333,22 @@ def _signed_in(base: str) -> Iterator[tuple[Any, Any, list[str]]]:
             browser.close()
 
 
+def phone_page(browser: Any, url: str, errors: list[str], storage_state: Any = None) -> Any:
+    """``url`` opened on a 390x844 phone screen (with the cookies of ``storage_state``), drawn."""
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+                                has_touch=True, storage_state=storage_state)
+    mobile = phone.new_page()
+    _watch(mobile, errors)
+    mobile.goto(url)
+    _updated(mobile, 0)
+    return mobile
+
+
+def fits_the_width(page: Any) -> None:
+    width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1], f"horizontal overflow on a phone: {width}"
+
+
 def _watch(page: Any, errors: list[str]) -> None:
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -398,7 +414,8 @@ def test_sources_audience_and_bots_follow_every_filter(dashboard: dict[str, Any]
         again.goto(page.url)
         _updated(again, 0)
         assert again.input_value("#source") == source and again.input_value("#device") == "mobile"
-        assert _shown(again) == shown
+        still = {name: rows for name, rows in shown.items() if name != "live_per_minute"}  # its hour may have moved
+        assert {name: rows for name, rows in _shown(again).items() if name != "live_per_minute"} == still
         again.close()
 
         # the bots: apart, shown on request
@@ -447,16 +464,10 @@ def test_the_address_filters_by_browser_os_and_nothing_known_on_a_phone(dashboar
         assert _address(page)["source"] == ["(none)"]
         _stores_agree(page, 1)
 
-        phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
-                                    has_touch=True, storage_state=page.context.storage_state())
-        mobile = phone.new_page()
-        _watch(mobile, errors)
-        mobile.goto(page.url)
-        _updated(mobile, 0)
+        mobile = phone_page(browser, page.url, errors, page.context.storage_state())
         mobile.click("#bots-panel summary")
         mobile.wait_for_function("() => Chart.getChart('bot_agents').width > 0")
-        width = mobile.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-        assert width[0] <= width[1], f"horizontal overflow on a phone: {width}"
+        fits_the_width(mobile)
         if shot := os.environ.get("FOOTPRINT_DASHBOARD_SCREENSHOT"):
             mobile.screenshot(path=shot.removesuffix(".png") + "-phone.png", full_page=True)
         assert errors == []

@@ -36,7 +36,9 @@ def test_none_in_parentheses_is_nothing_known() -> None:
 
 
 @pytest.mark.parametrize(("params", "named"), [
-    ({"colour": "red"}, "unknown parameter 'colour' (range, type, link, source, device, browser, os)"),
+    ({"colour": "red"}, "unknown parameter 'colour' (range, type, link, source, device, browser, os, compare)"),
+    ({"compare": "yes"}, "compare: previous (each panel beside the previous period) or empty"),
+    ({"compare": "previous", "range": "all"}, "compare: all time has no previous period"),
     ({"referrer": "x"}, "unknown parameter 'referrer'"),
     ({"source": "x" * (SHORT_MAX_CHARS + 1)}, f"source: a value of at most {SHORT_MAX_CHARS} characters"),
     ({"device": "mob\x00ile"}, "device: a value of at most"),
