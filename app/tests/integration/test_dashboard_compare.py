@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import csv
 import io
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -247,3 +249,21 @@ def test_share_requests_need_a_session_and_name_what_is_wrong(dashboard: dict[st
             assert r.status_code == 400 and r.json()["detail"].startswith(named), r.text
         assert c.post("/api/share", content=b"not json").status_code == 400
         assert tuple(c.get("/api/stats", params={"range": "7"}).json()["charts"])[-len(VISITS):] == VISITS
+
+
+def test_the_cli_compares_empty_periods_and_refuses_all_time(dashboard: dict[str, Any]) -> None:  # noqa: F811
+    """A filter matching nothing: every top list asks the previous period for no label, in both stores;
+    without --since there is no previous period: exit 2 naming the fix."""
+    env, run = dashboard["env"], dashboard["run"]
+    stats = _cli_stats(env, *_window(7), "--link", f"/{run}/nothing-here/", "--compare")
+    for name in QUERIES:
+        assert stats[name]["same"] and stats[name]["previous"]["same"], name
+        if name not in ("visits", "live_per_minute"):
+            assert _cli_compared(stats, name) == [], name
+    assert _cli_compared(stats, "visits")[0] == ["visits", 0, 0, None]
+    res = subprocess.run([sys.executable, "-m", "footprint.cli", "stats", "--compare"], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 2 and "choose a range of days" in res.stderr and "--since" in res.stderr, res.stderr
+    text = subprocess.run([sys.executable, "-m", "footprint.cli", "stats", "--compare", *_window(7)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert text.returncode == 0 and "the previous period" in text.stdout, text.stderr
