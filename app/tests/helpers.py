@@ -20,7 +20,7 @@ import httpx
 import psycopg
 from confluent_kafka import Consumer, KafkaError, Producer
 
-from footprint.consumer import BatchConsumer
+from footprint.cli import assemble_consumer
 from footprint.enrich import enrich
 from footprint.schema import encode_event, make_event
 from footprint.settings import Settings
@@ -181,8 +181,8 @@ class RunningConsumer:
     """The real consumer in a background thread."""
 
     def __init__(self, settings: Settings, erased: Any = None) -> None:
-        self.consumer = BatchConsumer(settings, [PostgresSink(settings.pg_dsn.get_secret_value()),
-                                                 ClickHouseSink(settings)], erased=erased)
+        self.consumer = assemble_consumer(settings, [PostgresSink(settings.pg_dsn.get_secret_value()),
+                                                     ClickHouseSink(settings)], erased=erased)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
 

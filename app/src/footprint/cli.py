@@ -11,13 +11,19 @@ import sys
 import threading
 from collections.abc import Callable
 from datetime import date
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from footprint import __version__
 from footprint.auditbook import DEFAULT_MAX_READ
 from footprint.schema import EVENT_TYPES
 from footprint.settings import Settings
 from footprint.stores import StoreUnavailable
+
+if TYPE_CHECKING:
+    from footprint.consumer import AssembledConsumer
+    from footprint.deadletter import DeadLetters
+    from footprint.interfaces import Erased, KafkaClient, Sink
+    from footprint.metrics import ConsumerMetrics
 
 log = logging.getLogger("footprint.cli")
 
@@ -93,30 +99,98 @@ def cmd_dashboard(settings: Settings, args: argparse.Namespace) -> int:
 
 def wait_for(checks: dict[str, Callable[[], None]], stop: threading.Event, max_delay: float,
              waiting: dict[str, str]) -> bool:
-    """Retry ``checks`` with a bounded backoff until all pass (True) or ``stop`` is set (False).
+    """Retry ``checks`` with the backoff until all pass (True) or ``stop`` is set (False).
 
     ``waiting`` always holds what is still missing (for /healthz). A service started before its
     stores (a reboot) waits here instead of exiting and being restarted by systemd.
     """
-    delay = 1.0
-    while True:
+    from footprint import backoff
+
+    def check_all() -> None:
         waiting.clear()
         for name, check in checks.items():
             try:
                 check()
             except StoreUnavailable as exc:
                 waiting[name] = str(exc)
-        if not waiting:
-            return True
-        log.warning("waiting for stores before consuming",
-                    extra={"waiting_for": dict(waiting), "retry_in": delay})
-        if stop.wait(delay):
-            return False
-        delay = min(delay * 2, max_delay)
+        if waiting:
+            raise StoreUnavailable(", ".join(waiting))
+
+    def say(_exc: Exception, delay: float) -> None:
+        log.warning("waiting for stores before consuming", extra={"waiting_for": dict(waiting), "retry_in": delay})
+
+    try:
+        backoff.retry(check_all, say, stop, 1.0, max_delay, retry_on=(StoreUnavailable,))
+    except backoff.Stopped:
+        return False
+    return True
+
+
+def assemble_consumer(settings: Settings, sinks: list[Sink], metrics: ConsumerMetrics | None = None,
+                      kafka: KafkaClient | None = None, dead_letters: DeadLetters | None = None,
+                      erased: Erased | None = None) -> AssembledConsumer:
+    """The consumer as ``footprint consume`` runs it: the one place its parts are put together.
+
+    ``kafka`` (a ``confluent_kafka.Consumer`` of the consumer's principal) and ``dead_letters``
+    (on the dead-letter topic) are made from ``settings`` unless given (tests give in-memory ones).
+    """
+    from confluent_kafka import Consumer, Producer
+
+    from footprint.consumer import AssembledConsumer, consumer_config
+    from footprint.deadletter import DeadLetters, dlq_producer_config
+    from footprint.metrics import ConsumerMetrics
+    from footprint.pipeline import Pipeline
+    from footprint.processor import Processor
+    from footprint.progress import Progress
+    from footprint.storewrite import StoreWrite
+
+    cs = settings.consumer()
+    metrics = metrics or ConsumerMetrics()
+    kafka = kafka or Consumer(consumer_config(settings))
+    dead_letters = dead_letters or DeadLetters(
+        Producer(dlq_producer_config(settings.kafka_bootstrap) | settings.kafka_client_config("consumer")),
+        settings.kafka_dlq_topic, settings.dlq_max_value_bytes)
+    # the loop's longest blocking call: a synchronous commit waiting for a coordinator (up to the
+    # session timeout) plus Kafka's socket timeout (60 s); a store's own timeout is 60 s
+    stuck_after = cs.stuck_after_seconds
+    progress = Progress(stuck_after, loop_after=max(stuck_after, cs.session_timeout_ms / 1000 + 90),
+                        hang_after=max(3 * stuck_after, 180))
+    stop = threading.Event()
+    policy = StoreWrite(sinks, stop, metrics, cs.retry_max_seconds, cs.stuck_after_seconds, erased)
+    processor = Processor(kafka, cs, metrics, progress, stop,
+                          lambda: (policy.retrying_seconds(), policy.writing_seconds()))
+    pipeline = Pipeline(processor.commit, policy, dead_letters, metrics, progress, cs.batch_max_events,
+                        cs.batch_max_seconds, processor.wake)
+    processor.attach(pipeline.head, pipeline.close)
+    metrics.retrying_seconds.set_function(policy.retrying_seconds)
+    metrics.stuck.set_function(lambda: processor.liveness.verdict() is not None)
+    metrics.lag.set_function(lambda: -1 if (lag := progress.lag) is None else lag)
+    return AssembledConsumer(processor, pipeline, policy)
+
+
+def _consumer_health(settings: Settings, holder: dict[str, AssembledConsumer], waiting: dict[str, str],
+                     restarts: int) -> tuple[bool, dict[str, Any]]:
+    """What /healthz answers: waiting for the stores, ok, retrying a store, or stuck (and why)."""
+    consumer = holder.get("c")
+    details: dict[str, Any] = {"version": __version__}
+    if consumer is None:
+        return False, {**details, "status": "waiting", "waiting_for": dict(waiting)}
+    retrying = consumer.retrying_seconds()
+    reason = consumer.stuck()  # no progress although there is work, whatever the cause
+    if reason is None and retrying >= settings.stuck_after_seconds:
+        reason = f"a store or the dead-letter topic has refused the batch for {retrying:.0f} s (see the log)"
+    lag = consumer.progress.lag
+    details.update(status="stuck" if reason else "retrying" if retrying else "ok", retrying_seconds=round(retrying),
+                   failing=consumer.failing(),
+                   assigned=[f"{t}[{p}]" for t, p in consumer.assigned], paused=consumer.paused,
+                   idle_seconds=round(consumer.progress.idle_seconds()), lag=lag,
+                   watchdog_restarts=restarts)
+    if reason:
+        details["reason"] = reason
+    return reason is None, details
 
 
 def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
-    from footprint.consumer import BatchConsumer
     from footprint.erasure import ErasedUsers
     from footprint.httpd import serve
     from footprint.metrics import ConsumerMetrics
@@ -133,31 +207,12 @@ def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
         log.warning("systemd's watchdog has restarted this consumer before (it had stopped making progress)",
                     extra={"watchdog_restarts": restarts, "state_dir": settings.consumer_state_dir})
     waiting: dict[str, str] = {"kafka": "not checked yet"}
-    holder: dict[str, BatchConsumer] = {}
-
-    def health() -> tuple[bool, dict[str, Any]]:
-        consumer = holder.get("c")
-        details: dict[str, Any] = {"version": __version__}
-        if consumer is None:
-            return False, {**details, "status": "waiting", "waiting_for": dict(waiting)}
-        retrying = consumer.retrying_seconds()
-        reason = consumer.stuck()  # no progress although there is work, whatever the cause
-        if reason is None and retrying >= settings.stuck_after_seconds:
-            reason = f"a store or the dead-letter topic has refused the batch for {retrying:.0f} s (see the log)"
-        lag = consumer.progress.lag
-        details.update(status="stuck" if reason else "retrying" if retrying else "ok", retrying_seconds=round(retrying),
-                       failing=consumer.failing(),
-                       assigned=[f"{t}[{p}]" for t, p in consumer.assigned], paused=consumer.paused,
-                       idle_seconds=round(consumer.progress.idle_seconds()), lag=lag,
-                       watchdog_restarts=restarts)
-        if reason:
-            details["reason"] = reason
-        return reason is None, details
-
+    holder: dict[str, AssembledConsumer] = {}
     httpd = None
     if settings.consumer_http_port:
         try:
-            httpd = serve(settings.consumer_http_host, settings.consumer_http_port, metrics.registry, health)
+            httpd = serve(settings.consumer_http_host, settings.consumer_http_port, metrics.registry,
+                          lambda: _consumer_health(settings, holder, waiting, restarts))
         except OSError as exc:
             raise StoreUnavailable(
                 f"cannot listen on {settings.consumer_http_host}:{settings.consumer_http_port} for /healthz and "
@@ -172,7 +227,7 @@ def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
         if not wait_for(checks, stop, settings.retry_max_seconds, waiting):
             return 0
         erased = ErasedUsers(settings.pg_dsn.get_secret_value(), settings.erasure_refresh_seconds)
-        consumer = BatchConsumer(settings, [pg, ch], metrics, erased=erased)
+        consumer = assemble_consumer(settings, [pg, ch], metrics, erased=erased)
         holder["c"] = consumer
 
         def relay() -> None:

@@ -21,9 +21,9 @@ from typing import Any
 
 from footprint.auditkafka import KafkaView
 from footprint.batch import Docs
-from footprint.consumer import Sink
 from footprint.erasure import ErasedUsers
 from footprint.fastwire import decode_message
+from footprint.interfaces import Sink
 from footprint.replay import target_offsets
 from footprint.settings import Settings
 from footprint.sinks import ClickHouseSink, PostgresSink

@@ -1,7 +1,13 @@
-"""All configuration comes from one settings object read from the environment."""
+"""All configuration comes from one settings object read from the environment.
+
+Each setting is defined once, in ``Settings`` (its variable ``FOOTPRINT_<NAME>``, its default, its
+bounds). A part that needs only a few receives them as a small frozen view derived from it
+(``ConsumerSettings``: the consumer's processor, steps and store-write policy).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -9,6 +15,20 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _PG_BASE = "host=127.0.0.1 port=5432 dbname=footprint"
 SESSION_TIMEOUT_MINUTES = 30  # a visit (session) ends after this long without events (stats.py)
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    """What the consumer's parts use (``Settings.consumer``)."""
+
+    topic: str
+    group: str
+    principal: str  # the consumer's SASL user ("": none configured)
+    session_timeout_ms: int
+    batch_max_events: int
+    batch_max_seconds: float
+    retry_max_seconds: float
+    stuck_after_seconds: float
 
 
 class Settings(BaseSettings):
@@ -115,6 +135,13 @@ class Settings(BaseSettings):
     dashboard_health_cache_seconds: float = Field(default=5.0, ge=0, le=300)
 
     log_level: str = "INFO"
+
+    def consumer(self) -> ConsumerSettings:
+        return ConsumerSettings(
+            topic=self.kafka_topic, group=self.kafka_group, principal=self.kafka_consumer_user,
+            session_timeout_ms=self.kafka_session_timeout_ms, batch_max_events=self.batch_max_events,
+            batch_max_seconds=self.batch_max_seconds, retry_max_seconds=self.retry_max_seconds,
+            stuck_after_seconds=self.stuck_after_seconds)
 
     def kafka_client_config(self, principal: Literal["collector", "consumer"]) -> dict[str, Any]:
         """bootstrap.servers and the security options of a Kafka client acting as ``principal``

@@ -6,8 +6,9 @@ Each step takes items with ``submit`` (raising ``Backpressure`` when it cannot t
 makes progress in ``poll`` (never blocking), and hands its output to the next step. The slow steps
 (the stores, the dead-letter topic) work in a thread on one batch at a time, so while batch N is
 written, batch N+1 is read and validated; a batch reaches ``Commit`` only after every step before
-it accepted it, and batches reach it in order. The loop that drives the chain (``consumer.py``)
-owns polling, rebalances and pause/resume.
+it accepted it, and batches reach it in order. The interface is ``interfaces.Step``; the chain is
+assembled by ``pipeline.py`` and driven by the processor (``processor.py``), which owns polling,
+rebalances, pause/resume and the Kafka client (``Commit`` commits through it).
 """
 
 from __future__ import annotations
@@ -18,32 +19,15 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
 from confluent_kafka import KafkaException, TopicPartition
 
-from footprint.batch import Batch, Msg, Partition, Rejected
+from footprint.batch import Batch, Msg, Partition
 from footprint.fastwire import decode_message
+from footprint.interfaces import Backpressure, Step
 
 log = logging.getLogger("footprint.consumer")
-
-T = TypeVar("T", contravariant=True)
-
-
-class Backpressure(Exception):
-    """The step cannot take the item now; submit it again later (the loop pauses reading meanwhile)."""
-
-
-class Aborted(Exception):
-    """Work given up because the consumer is stopping during an outage: nothing after it is committed."""
-
-
-class Step(Protocol[T]):
-    def submit(self, item: T) -> None: ...  # may raise Backpressure
-    def poll(self) -> None: ...  # make progress, never block
-    def busy(self) -> bool: ...  # True: a submit now would raise Backpressure
-    def empty(self) -> bool: ...  # True: nothing in this step or after it
-    def drop(self, parts: set[Partition]) -> None: ...  # forget revoked partitions
 
 
 @dataclass
@@ -79,6 +63,9 @@ class Decode:
 
     def drop(self, parts: set[Partition]) -> None:
         self.next.drop(parts)
+
+    def flush(self) -> None:
+        self.next.flush()
 
 
 class Accumulate:
@@ -135,7 +122,7 @@ class Accumulate:
                 self.batch = None
         self.next.drop(parts)
 
-    def flush_now(self) -> None:
+    def flush(self) -> None:
         """Hand over the batch being built whatever its bounds (on stop); Backpressure if not now."""
         if self.batch is not None:
             self._flush()
@@ -196,18 +183,21 @@ class InThread(Generic[R]):
             self.batch.drop_partitions(parts)  # the thread works on its own snapshot
         self.next.drop(parts)
 
+    def flush(self) -> None:
+        self.next.flush()
+
 
 class Commit:
-    """Commits a batch's offsets (synchronously, explicit offsets): the end of the chain.
+    """Commits a batch's offsets (``commit``: synchronously, explicit offsets): the end of the chain.
 
     A failed commit is tried again every ``retry_seconds`` until a later batch's commit or a
     rebalance supersedes it: otherwise, on a topic that goes quiet, the group's offset would stay
     behind what is stored (the lag the stuck verdict reads) until the next event.
     """
 
-    def __init__(self, kafka: Any, on_commit: Callable[[Batch], None], on_failure: Callable[[Exception], None],
-                 retry_seconds: float = 5.0) -> None:
-        self.kafka = kafka
+    def __init__(self, commit: Callable[[list[TopicPartition]], None], on_commit: Callable[[Batch], None],
+                 on_failure: Callable[[Exception], None], retry_seconds: float = 5.0) -> None:
+        self.commit = commit
         self.on_commit = on_commit
         self.on_failure = on_failure
         self.retry_seconds = retry_seconds
@@ -222,7 +212,7 @@ class Commit:
         offsets: list[TopicPartition] = batch.offsets()
         if offsets:
             try:
-                self.kafka.commit(offsets=offsets, asynchronous=False)
+                self.commit(offsets)
             except KafkaException as exc:
                 # data is stored; a redelivery after the rebalance is deduplicated by event_id
                 self.on_failure(exc)
@@ -249,55 +239,5 @@ class Commit:
             if not self.failed.messages:
                 self.failed = None
 
-
-class Retry:
-    """Backoff for one piece of work that fails by outage: 0.5 s doubling up to ``max_seconds``.
-
-    Knows since when it has been failing (for the metric and the "stuck" alarm) and gives up with
-    ``Aborted`` when ``stop`` is set.
-    """
-
-    def __init__(self, stop: threading.Event, max_seconds: float) -> None:
-        self.stop = stop
-        self.max_seconds = max_seconds
-        self.failing_since: float | None = None
-        self.attempt_since: float | None = None  # the current attempt started then (None: none runs)
-
-    def run(self, what: str, attempt: Callable[[], R], on_failure: Callable[[str, Exception, float], None]) -> R:
-        delay = 0.5
-        while True:
-            self.attempt_since = time.monotonic()
-            try:
-                result = attempt()
-            except Aborted:
-                self.attempt_since = None
-                raise
-            except Exception as exc:
-                self.attempt_since = None
-                if self.failing_since is None:
-                    self.failing_since = time.monotonic()
-                on_failure(what, exc, delay)
-                if self.stop.wait(delay):
-                    raise Aborted(what) from exc
-                delay = min(delay * 2, self.max_seconds)
-                continue
-            self.failing_since = self.attempt_since = None
-            return result
-
-    def failing_seconds(self) -> float:
-        since = self.failing_since
-        return 0.0 if since is None else time.monotonic() - since
-
-    def attempt_seconds(self) -> float:
-        """How long the attempt running now has been waiting for its store (0: none runs)."""
-        since = self.attempt_since
-        return 0.0 if since is None else time.monotonic() - since
-
-
-def rejected_union(results: list[Rejected]) -> Rejected:
-    """The refusals of several stores, each event once."""
-    seen: dict[str, str] = {}
-    for rejected in results:
-        for key, reason in rejected:
-            seen.setdefault(key, reason)
-    return list(seen.items())
+    def flush(self) -> None:
+        pass

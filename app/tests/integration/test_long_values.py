@@ -12,12 +12,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from footprint.collector import create_app
-from footprint.consumer import store
 from footprint.metrics import CollectorMetrics
 from footprint.producer import EventProducer
 from footprint.schema import TEXT_MAX_BYTES, encode_event, make_event, truncate_utf8
 from footprint.settings import Settings
 from footprint.sinks import PostgresSink
+from footprint.storewrite import store
 from footprint.track import FootprintASGI, KafkaSender
 from helpers import RunningConsumer, ch_client, wait_for
 

@@ -144,7 +144,7 @@ def test_values_in_other_spellings_are_stored_identically_in_both_stores(setting
 def test_a_store_refusing_one_event_while_healthy_is_data_decided_by_its_probe(settings: Settings) -> None:
     """Bypassing the contract: ClickHouse refuses an id in braces (code 376, on no list) while it takes
     its known-good probe event: only that event is rejected, the others are stored."""
-    from footprint.consumer import store
+    from footprint.storewrite import store
 
     events = gen_events(9, seed=133)
     docs = {e["event_id"]: encode_event(e) for e in events}

@@ -10,10 +10,11 @@ from fakes import FakeMessage as Msg
 from fakes import MemoryProducer
 
 from footprint.batch import Batch
-from footprint.consumer import StoreOutage, store
 from footprint.deadletter import DeadLetters, DeadLetterUnavailable
+from footprint.interfaces import StoreOutage
 from footprint.migrate import load, split_statements
 from footprint.settings import Settings
+from footprint.storewrite import store
 
 
 def test_batch_commits_the_next_offset_per_partition_and_drops_revoked() -> None:

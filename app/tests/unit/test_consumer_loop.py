@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka import KafkaError
 from fakes import FakeKafka, FakeMessage, MemoryProducer, MemoryStore
 
-from footprint.consumer import BatchConsumer
+from footprint.cli import assemble_consumer
 from footprint.deadletter import DeadLetters
 from footprint.schema import encode_event, make_event
 from footprint.settings import Settings
@@ -50,8 +50,8 @@ class Rig:
         self.kafka = FakeKafka("t")
         self.stores = stores
         self.dlq = dlq or MemoryProducer()
-        self.consumer = BatchConsumer(SETTINGS.model_copy(update=settings), stores,  # type: ignore[arg-type]
-                                      consumer=self.kafka, dead_letters=DeadLetters(self.dlq, "t.dlq", 10_000))
+        self.consumer = assemble_consumer(SETTINGS.model_copy(update=settings), stores,  # type: ignore[arg-type]
+                                          kafka=self.kafka, dead_letters=DeadLetters(self.dlq, "t.dlq", 10_000))
         self.thread = threading.Thread(target=self.consumer.run, daemon=True)
 
     def fill(self, n: int, partition: int | None = None) -> list[str]:

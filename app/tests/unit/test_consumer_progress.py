@@ -15,9 +15,9 @@ from confluent_kafka import KafkaError, KafkaException
 from fakes import FakeMessage, MemoryStore
 from test_consumer_loop import Rig, count, running, wait
 
-from footprint import consumer as consumer_module
-from footprint.consumer import store
+from footprint import processor as consumer_module
 from footprint.progress import Progress
+from footprint.storewrite import store
 from footprint.watchdog import RESTARTS_FILE, Watchdog, restarts_recorded
 
 
