@@ -67,6 +67,7 @@
   }
 
   function filterBy(name, value) {
+    if (SHARED) return;  // a share link's filter is its own
     form.elements.namedItem(KINDS[name].filter).value = value;
     refresh();
   }
