@@ -136,3 +136,35 @@ def test_a_bad_share_request_is_refused_naming_what_is_wrong(body: dict[str, obj
     with pytest.raises(BadFilter) as caught:
         _links().make(body)
     assert str(caught.value).startswith(named)
+
+
+def test_the_events_export_asks_each_page_only_when_the_one_before_is_sent() -> None:
+    """``csvexport.events`` over a list of rows standing for the table: pages of ``size`` in keyset order, the
+    next page asked once the rows before it were taken (nothing read ahead), every row once."""
+    from footprint.query import EventQuery
+    from footprint.schema import COLUMN_NAMES
+
+    def stored(i: int) -> list[object]:
+        row = {c: "" for c in COLUMN_NAMES}
+        row.update(event_id=f"00000000-0000-0000-0000-{i:012d}", type="page", footprint_time="2026-12-01 10:00:00",
+                   received_at="2026-12-01 10:00:00", properties="{}", traits="{}", synthetic=0, schema_version=1,
+                   bot=False)
+        return [row[c] for c in COLUMN_NAMES]
+
+    table = [stored(i) for i in range(25, 0, -1)]  # one time, ids descending: the order of the real query
+    asked: list[object] = []
+
+    def run(sql: str, values: dict[str, object]) -> list[list[object]]:
+        asked.append(values.get("aid"))
+        after = values.get("aid")
+        rows = [r for r in table if after is None or str(r[0]) < str(after)]
+        return rows[:int(str(values["limit"]))]
+
+    rows = csvexport.events(EventQuery(), NOW, run, size=10)
+    first = [next(rows) for _ in range(10)]
+    assert len(first) == 10 and asked == [None]  # one page read, nothing ahead
+    rest = list(rows)
+    assert [r[0] for r in first + rest] == [str(r[0]) for r in table]
+    # each page from where the one before ended (the last page's tries of wider time windows ask the same again)
+    assert list(dict.fromkeys(asked)) == [None, "00000000-0000-0000-0000-000000000016",
+                                          "00000000-0000-0000-0000-000000000006"]
