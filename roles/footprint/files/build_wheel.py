@@ -50,7 +50,11 @@ def build(source: Path, outdir: Path) -> Path:
                 old.unlink()
         target = outdir / wheels[0].name
         if not target.exists() or target.read_bytes() != wheels[0].read_bytes():
-            shutil.copyfile(wheels[0], target)
+            # whole or not at all: another play on this control node may be reading it (CI runs
+            # scenarios side by side)
+            partial = outdir / f".{wheels[0].name}.{os.getpid()}"
+            shutil.copyfile(wheels[0], partial)
+            os.replace(partial, target)
         return target
 
 
