@@ -95,7 +95,7 @@ fuzz: venv artifacts ## schemathesis against a live collector and broker, 10,000
 molecule: venv artifacts ## the nspawn single-host scenario (Debian 13): converge site.yml, idempotence, check, the whole suite, a reboot (~22 min; not in make test)
 	molecule test
 
-molecule-cluster: venv artifacts ## the cluster scenario: three hosts, Kafka grown from one node to three, ClickHouse and the app on two, a broker killed, a store and a consumer paused (~13 min)
+molecule-cluster: venv artifacts ## the cluster scenario: three hosts, Kafka grown from one node to three, ClickHouse and the app on two, a broker killed, a store and a consumer paused, certificates renewed under traffic (~23 min alone, ~28 beside the docker scenario)
 	molecule test -s cluster
 
 molecule-upgrade: venv artifacts ## the upgrade scenario: release v0.1.0 deployed, upgrade.yml under traffic, a failed gate (~8 min)
@@ -105,7 +105,7 @@ molecule-upgrade: venv artifacts ## the upgrade scenario: release v0.1.0 deploye
 # engine started by testbed/docker and stopped again, whatever the result. Debian 12 has no
 # OpenJDK 21 and Adoptium is out of reach: its offline converge uses Debian's OpenJDK 17.
 DOCKER_PLATFORM ?= debian-12
-molecule-docker: venv artifacts ## the docker scenario on DOCKER_PLATFORM=debian-12|debian-13 (local image, dockerd started and stopped; ~13 min)
+molecule-docker: venv artifacts ## the docker scenario on DOCKER_PLATFORM=debian-12|debian-13 (local image, dockerd started and stopped; ~29 min beside the cluster scenario)
 	@case "$(DOCKER_PLATFORM)" in debian-12|debian-13) ;; *) echo "DOCKER_PLATFORM: debian-12 or debian-13" >&2; exit 2;; esac
 	testbed/docker up --image $(DOCKER_PLATFORM)
 	rc=0; FOOTPRINT_DOCKER_IMAGE=footprint-testbed/debian:$(subst debian-,,$(DOCKER_PLATFORM)) FOOTPRINT_DOCKER_PREBUILT=true \
