@@ -12,7 +12,7 @@
 
 The three steps of replacing the CA are checked on the control node's files and the hosts' copies
 by testbed/tests/test_pki_rotation.py; not under traffic in a scenario (CI's time: three more
-passes of rotate-certs.yml, ~4 min each on the cluster, most of it Kafka's three restarts).
+passes of rotate-certs.yml, 150-270 s each on the cluster, most of it Kafka's three restarts).
 """
 
 from __future__ import annotations

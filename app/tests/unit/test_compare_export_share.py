@@ -168,3 +168,9 @@ def test_the_events_export_asks_each_page_only_when_the_one_before_is_sent() -> 
     # each page from where the one before ended (the last page's tries of wider time windows ask the same again)
     assert list(dict.fromkeys(asked)) == [None, "00000000-0000-0000-0000-000000000016",
                                           "00000000-0000-0000-0000-000000000006"]
+
+
+def test_every_statistic_has_its_csv_columns_and_no_other_is_named() -> None:
+    # the CSV header table is kept beside stats.QUERIES: a statistic added there without its columns
+    # would fail only when somebody exports it
+    assert set(csvexport.STAT_COLUMNS) == set(QUERIES)
