@@ -136,8 +136,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Tests marked `reboot` run only around a reboot (FOOTPRINT_REBOOT_PHASE=before|after, see
     test_reboot.py), tests marked `grow` only around a grow (FOOTPRINT_GROW_PHASE, the same way:
     see test_grow.py), tests marked `upgrade` only around an upgrade (FOOTPRINT_UPGRADE_PHASE,
-    alone: see test_upgrade.py); otherwise they are deselected (reported as such, not skipped)."""
+    alone: see test_upgrade.py), tests marked `check_mode` only where FOOTPRINT_CHECK_REPORT names the
+    report of a check run (test_check_mode.py); otherwise they are deselected (reported as such, not
+    skipped)."""
     upgrade_phase = _phase("FOOTPRINT_UPGRADE_PHASE")
+    check_report = bool(os.environ.get("FOOTPRINT_CHECK_REPORT"))
     phases = {"reboot": _phase("FOOTPRINT_REBOOT_PHASE"), "grow": _phase("FOOTPRINT_GROW_PHASE")}
     if all(phases.values()):
         raise pytest.UsageError("FOOTPRINT_REBOOT_PHASE and FOOTPRINT_GROW_PHASE: one at a time")
@@ -147,6 +150,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if upgrade_phase:  # only the upgrade checks of this phase
             return upgrade and item.name.startswith(f"test_{upgrade_phase}_upgrade_")
         if upgrade:
+            return False
+        if item.get_closest_marker("check_mode") is not None and not check_report:
             return False
         for marker, phase in phases.items():
             marked = item.get_closest_marker(marker) is not None
