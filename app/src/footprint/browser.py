@@ -4,7 +4,8 @@ The snippet sends ``{"key": PUBLIC_KEY, "batch": [...]}`` as ``text/plain`` (a C
 type: no preflight, and ``navigator.sendBeacon`` can send it). The endpoint answers CORS for the
 configured site origins only (``FOOTPRINT_SITE_ORIGINS``); a request from any other origin is
 refused with 403 and produces nothing. The visitor is always the collector's own daily-salted id
-(``visitors.py``): the page cannot choose it. Events then follow exactly the ``/v1/events`` rules.
+(``visitors.py``): the page cannot choose it, nor the country (the browser's address decides it:
+``context.ip`` and ``context.location`` are dropped). Events then follow exactly the ``/v1/events`` rules.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from footprint.enrich import enrich
 from footprint.schema import ContractError, encode_event, loads, validate_batch
 from footprint.settings import Settings
 
@@ -34,6 +34,7 @@ def add_browser_routes(
     settings: Settings,
     deliver: Callable[[list[tuple[str, bytes, str]], datetime], Awaitable[str | None]],  # events, received_at
     visitor: Callable[[Any], str],
+    enrich: Callable[[Any], Callable[[Any], dict[str, Any]]],  # scope -> the request's enrichment (its country)
     authorized: Callable[[str], bool],
     error: Callable[..., JSONResponse],
 ) -> None:
@@ -96,9 +97,11 @@ def add_browser_routes(
                     context = item.setdefault("context", {})
                     if isinstance(context, dict):
                         context["userAgent"] = user_agent  # the browser's own, for browser/OS/device/bot
+                        for named in ("ip", "location"):  # the country: the browser's address, never the page's
+                            context.pop(named, None)
         try:
             received = datetime.now(UTC)  # every event's received_at, and its message's Kafka timestamp
-            wire = validate_batch({"batch": batch}, received, settings.max_batch_events, enrich)
+            wire = validate_batch({"batch": batch}, received, settings.max_batch_events, enrich(request.scope))
         except ContractError as exc:
             return fail(400, "invalid", str(exc), exc.problems)
         outcome = await deliver([(e["event_id"], encode_event(e), e["type"]) for e in wire], received)

@@ -274,7 +274,7 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
     try:
         f = Filter(since=args.since, until=args.until, top=args.top, link=args.link,
                    type="" if args.type == "all" else args.type, source=args.source, device=args.device,
-                   browser=args.browser, os=args.os)
+                   browser=args.browser, os=args.os, country=args.country)
         periods = Periods.of(f, datetime.now(UTC)) if args.compare else None
     except NoPreviousPeriod as exc:
         print(f"footprint stats: --compare: {exc} (give --since)", file=sys.stderr)
@@ -462,7 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--type", choices=[*EVENT_TYPES, "all"], default="page", help="event type counted (default page)")
     s.add_argument("--link", default="", help="count only links starting with this prefix")
     for name, what in (("source", "referrer host"), ("device", "device class (desktop, mobile, tablet, other, bot)"),
-                       ("browser", "browser"), ("os", "operating system")):
+                       ("browser", "browser"), ("os", "operating system"),
+                       ("country", "country (ISO 3166-1 alpha-2 code, e.g. DE)")):
         s.add_argument(f"--{name}", default=None, metavar=name.upper(),
                        help=f"count only events of this {what} ('' = none known)")
     s.add_argument("--compare", action="store_true",

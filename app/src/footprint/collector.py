@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from footprint import __version__
 from footprint.auth import authorized, key_bytes, matches
 from footprint.browser import add_browser_routes
-from footprint.enrich import enrich
+from footprint.countries import Countries, located
 from footprint.erasure import Eraser
 from footprint.fastinbound import plain_batch
 from footprint.metrics import CollectorMetrics
@@ -60,16 +60,26 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def client_function(settings: Settings) -> Callable[[Scope], str]:
+    """``scope -> client address``: the peer's, or behind a trusted proxy its ``X-Forwarded-For`` client
+    (``visitors.client_address``)."""
+    trusted = parse_networks(settings.trusted_proxies)
+
+    def client(scope: Scope) -> str:
+        peer = (scope.get("client") or ("", 0))[0] or ""
+        return client_address(peer, _header(scope, b"x-forwarded-for"), trusted)
+
+    return client
+
+
 def visitor_function(settings: Settings, salts: SharedSalts | None = None) -> Callable[[Scope], str]:
     """``scope -> visitor id``: the daily-salted hash of site + client address (through trusted
     proxies only) + user agent (``visitors.py``), with the salt every collector shares (``salts.py``)."""
     ids = VisitorIds(settings.site, salts.salt_for if salts is not None else None)
-    trusted = parse_networks(settings.trusted_proxies)
+    client = client_function(settings)
 
     def visitor(scope: Scope) -> str:
-        peer = (scope.get("client") or ("", 0))[0] or ""
-        client = client_address(peer, _header(scope, b"x-forwarded-for"), trusted)
-        return ids.visitor_id(client, _header(scope, b"user-agent") or "")
+        return ids.visitor_id(client(scope), _header(scope, b"user-agent") or "")
 
     return visitor
 
@@ -98,6 +108,23 @@ class Health(BaseModel):
     version: str
     kafka: str
     queue: int
+    countries: str  # "ok", or why some addresses get no country (never makes the collector unhealthy)
+
+
+class Database(BaseModel):
+    path: str
+    loaded: bool
+    info: str = ""  # the database's own info text (edition, build date)
+    built: str = ""  # the build date in the info text (YYYY-MM-DD), not necessarily the data's date
+    error: str = ""
+
+
+class Whoami(BaseModel):
+    address: str  # the client address as the collector sees it (after the trusted proxies)
+    peer: str  # the connection's own address
+    forwarded_for: str | None  # the X-Forwarded-For header received, believed only from a trusted proxy
+    country: str  # ISO 3166-1 alpha-2, "" when not known
+    databases: dict[str, Database]
 
 
 def _error(status: int, error: str, detail: str, metrics: CollectorMetrics,
@@ -152,6 +179,10 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
         holder["s"] = sender
 
     salts = SharedSalts(settings.pg_dsn.get_secret_value())
+    countries = Countries(settings.geoip_database, settings.geoip_database_v6)  # read once, mapped
+    if countries.problem():
+        log.warning("countries not resolved for every address", extra={"problem": countries.problem()})
+    client = client_function(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -189,11 +220,22 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
         s = current()
         problem = s.ready()
         body = Health(status="ok" if problem is None else "unavailable", version=__version__,
-                      kafka="ok" if problem is None else problem, queue=s.queue_length())
+                      kafka="ok" if problem is None else problem, queue=s.queue_length(),
+                      countries=countries.problem() or "ok")
         return JSONResponse(body.model_dump(), status_code=200 if problem is None else 503)
 
+    @app.get("/v1/whoami", response_model=Whoami)
+    async def whoami(request: Request) -> JSONResponse:
+        """The self-check of the client address and its country: the address as the collector sees the caller
+        (the peer's, or behind a trusted proxy its ``X-Forwarded-For`` client), the country it resolves to and
+        the country databases (path, info, or why one is missing). Nothing is stored or produced."""
+        address = client(request.scope)
+        body = Whoami(address=address, peer=request.client.host if request.client else "",
+                      forwarded_for=request.headers.get("x-forwarded-for"), country=countries.country(address),
+                      databases={k: Database(**v) for k, v in countries.describe().items()})
+        return JSONResponse(body.model_dump(), headers={"Cache-Control": "no-store"})
+
     metrics_from = parse_networks(settings.metrics_from)
-    proxies = parse_networks(settings.trusted_proxies)
     private = key_bytes(settings.private_keys)
 
     @app.get("/metrics", response_class=Response,
@@ -202,9 +244,8 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
     async def metrics(request: Request) -> Response:
         """Prometheus metrics, only for clients in ``FOOTPRINT_METRICS_FROM`` (loopback by default; behind
         a trusted proxy, its ``X-Forwarded-For`` client) or with a private key; to anyone else it does not exist."""
-        peer = request.client.host if request.client else ""
-        client = client_address(peer, request.headers.get("x-forwarded-for"), proxies)
-        if not (in_networks(client, metrics_from) or authorized(request.headers.get("authorization"), private)):
+        allowed = in_networks(client(request.scope), metrics_from)
+        if not (allowed or authorized(request.headers.get("authorization"), private)):
             return JSONResponse({"error": "not_found", "detail": "Not Found"}, status_code=404)
         s = current()
         s.metrics.queue_len.set(s.queue_length())
@@ -229,6 +270,7 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
             return _error(413, "too_large", f"body exceeds {settings.max_body_bytes} bytes", m)
         # a plainly valid batch in one pass (fastinbound); anything else is decided by the contract
         received = datetime.now(UTC)  # every event's received_at, and its message's Kafka timestamp
+        enrich = located(countries, client(request.scope))  # the country: the event's, else the client's
         wire = plain_batch(body, received, settings.max_batch_events, enrich)
         if wire is None:
             try:
@@ -259,6 +301,7 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
         app, settings,
         deliver=lambda events, received: current().deliver(events, settings.api_ack_timeout_seconds, received),
         visitor=visitor,
+        enrich=lambda scope: located(countries, client(scope)),
         authorized=lambda key: matches(key, keys),
         error=lambda status, kind, detail, problems=None, headers=None: _error(
             status, kind, detail, current().metrics, problems, headers),

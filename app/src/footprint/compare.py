@@ -37,8 +37,8 @@ NO_LIMIT = 2**31 - 1  # the top's limit of a restricted query: its labels keep i
 # a top list's label column (the first of its rows): the previous period is asked for these values only
 LABELS = {"top_links": "link", "top_events": "event", "referrers": "referrer_host", "utm_sources": "utm_source",
           "utm_mediums": "utm_medium", "utm_campaigns": "utm_campaign", "browsers": "browser",
-          "operating_systems": "os", "devices": "device", "bot_agents": "browser", "entry_pages": "entry_link",
-          "exit_pages": "exit_link"}
+          "operating_systems": "os", "devices": "device", "countries": "country", "bot_agents": "browser",
+          "entry_pages": "entry_link", "exit_pages": "exit_link"}
 DAY_SERIES = ("views_per_day", "unique_visitors_per_day", "bots_per_day")
 FIGURES = ("visits", "bounces", "bounce_rate_percent", "average_duration_seconds", "pages_per_visit")
 

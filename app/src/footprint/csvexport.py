@@ -37,6 +37,7 @@ STAT_COLUMNS: dict[str, tuple[str, ...]] = {
     "browsers": ("browser", "events"),
     "operating_systems": ("os", "events"),
     "devices": ("device", "events"),
+    "countries": ("country", "events", "visitors"),
     "bots_per_day": ("day", "bot_events"),
     "bot_agents": ("browser", "bot_events"),
     "visits": ("visits", "bounces", "bounce_rate_percent", "average_duration_seconds", "pages_per_visit"),

@@ -1,10 +1,11 @@
 """Enrichment: what an event's Segment-style ``context`` says about where it came from and on what.
 
-From ``context`` (``userAgent``, ``page.referrer``, ``page.search`` / ``page.url``, ``campaign``)
-the collector derives the columns ``schema.ENRICHED_COLUMNS`` names: the referrer's host, the five UTM
-parameters, browser / OS / device class parsed from the user agent (ua-parser and its rules; the
-ua-parser-rs accelerator when installed) and a bot flag (crawlerdetect's list, plus ua-parser's
-"Spider" device). Only these derived values are stored: never the user agent, the full referrer
+From ``context`` (``userAgent``, ``page.referrer``, ``page.search`` / ``page.url``, ``campaign``,
+``location.country``) the collector derives the columns ``schema.ENRICHED_COLUMNS`` names: the referrer's
+host, the five UTM parameters, browser / OS / device class parsed from the user agent (ua-parser and its
+rules; the ua-parser-rs accelerator when installed), a bot flag (crawlerdetect's list, plus ua-parser's
+"Spider" device) and the country the event names (``countries.py`` adds the client address's when it
+names none). Only these derived values are stored: never the user agent, the full referrer
 URL, the rest of the query string or the client address.
 
 Device classes: ``bot``, ``tablet``, ``mobile``, ``desktop``, ``other`` (a user agent nothing
@@ -122,8 +123,19 @@ def enrich(context: Mapping[str, Any]) -> dict[str, Any]:
         "os": os_name,
         "device": device,
         "bot": bot,
+        "country": declared_country(context),
     }
     return out
+
+
+def declared_country(context: Mapping[str, Any]) -> str:
+    """The country an event names itself: Segment's ``context.location.country`` when it is a two-letter
+    ISO 3166-1 code (upper-cased), else ``""`` (a country's name is not a code: the address decides)."""
+    location = context.get("location")
+    country = location.get("country") if isinstance(location, dict) else None
+    if isinstance(country, str) and len(country) == 2 and country.isascii() and country.isalpha():
+        return country.upper()
+    return ""
 
 
 def _query_of(url: str) -> str:

@@ -154,7 +154,7 @@ def _wire(event: Any, random_id: str, received: str, problems: _Problems, enrich
         if values[name] is not None:
             wire[column] = values[name]
     context = values["context"]
-    enriched = enrich(context) if enrich and context is not None else _NOT_ENRICHED
+    enriched = enrich(context if context is not None else {}) if enrich else _NOT_ENRICHED
     message_id = values["messageId"]
     out = _to_wire(wire, message_id_uuid(message_id) if message_id else random_id, received, enriched)
     return out["event_id"], _ENCODER.encode(out) if plain else encode_event(out), plan.type

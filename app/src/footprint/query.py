@@ -23,7 +23,7 @@ MAX_PROPERTY_FILTERS = 5
 PROPERTY_PREFIX = "properties."
 # query parameter -> stored column (equality); Segment names, as the API answers
 EQUALITY = {"event": "event", "type": "type", "userId": "user_id", "anonymousId": "anonymous_id",
-            "groupId": "group_id"}
+            "groupId": "group_id", "country": "country"}
 OTHER_PARAMS = ("link", "since", "until", "limit", "cursor", "synthetic")
 
 

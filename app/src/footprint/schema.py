@@ -63,7 +63,8 @@ class Column:
     required: bool = False  # must be present in a wire message (the others default)
 
 
-# derived at the collector from the inbound event's context (footprint.enrich); added by migration 0004_enrichment
+# derived at the collector from the inbound event's context (footprint.enrich) and, for the country, from the
+# client's address (footprint.countries); added by migration 0004_enrichment, the country by 0008_country
 _ENRICHED: tuple[Column, ...] = (
     Column("referrer_host", "short", "text", "String"),
     Column("utm_source", "short", "text", "String"),
@@ -75,6 +76,8 @@ _ENRICHED: tuple[Column, ...] = (
     Column("os", "short", "text", "LowCardinality(String)"),
     Column("device", "short", "text", "LowCardinality(String)"),
     Column("bot", "bool", "boolean", "Bool"),
+    # ISO 3166-1 alpha-2, "" unknown (footprint.countries); added by migration 0008_country (ClickHouse 0007)
+    Column("country", "short", "text", "LowCardinality(String)"),
 )
 COLUMNS: tuple[Column, ...] = (
     Column("event_id", "uuid", "uuid", "UUID", required=True),
@@ -510,8 +513,9 @@ INBOUND_COMMON: tuple[InField, ...] = (
     InField("messageId", "short", None, doc="idempotency key: a retry with the same messageId is stored once"),
     InField("context", "object", None,
             doc="Segment's context: userAgent, page.referrer, page.search or page.url, campaign"
-                " {source, medium, name, term, content}; the collector derives the referrer host, UTM,"
-                " browser/OS/device and a bot flag from it and stores only those"),
+                " {source, medium, name, term, content}, location.country (a two-letter code), ip; the collector"
+                " derives the referrer host, UTM, browser/OS/device, a bot flag and the country (else the"
+                " client address's) from it and stores only those"),
 )
 INBOUND_TYPES: dict[str, tuple[InField, ...]] = {
     "track": (InField("event", "short", "event", required=True, doc="the action's name"),
@@ -537,8 +541,9 @@ def validate_batch(raw: Any, received_at: datetime, max_events: int,
                    enrich: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """A whole inbound batch -> canonical wire events; ``ContractError`` lists every bad field.
 
-    All or nothing: nothing is returned unless every event is valid. ``enrich`` (``footprint.enrich``)
-    maps an event's ``context`` to the ENRICHED_COLUMNS; without it they keep their defaults.
+    All or nothing: nothing is returned unless every event is valid. ``enrich`` (``footprint.enrich``, or the
+    collector's ``countries.located``) maps an event's ``context`` (``{}`` when it has none: the country may
+    still come from the client's address) to the ENRICHED_COLUMNS; without it they keep their defaults.
     """
     problems = _Problems()
     if not isinstance(raw, dict):
@@ -593,7 +598,7 @@ def _inbound_event(item: Any, where: str, received: str, problems: _Problems,
         column = fields[name].column
         if column:
             wire[column] = value
-    enriched = enrich(values["context"]) if enrich and "context" in values else _NOT_ENRICHED
+    enriched = enrich(values.get("context", {})) if enrich else _NOT_ENRICHED
     message_id = values.get("messageId")
     return _to_wire(wire, message_id_uuid(message_id) if message_id else random_uuids(1)[0], received, enriched)
 

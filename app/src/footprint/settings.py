@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     # clients (after the trusted-proxy rule) that may read the collector's /metrics; others need a private key
     metrics_from: str = "127.0.0.0/8,::1"
     site_origins: str = ""  # origins whose pages may send events with the browser snippet (CORS)
+    # the legacy GeoIP country databases the collector resolves client addresses with (countries.py); "" = off
+    geoip_database: str = "/usr/share/GeoIP/GeoIP.dat"
+    geoip_database_v6: str = "/usr/share/GeoIP/GeoIPv6.dat"
     api_ack_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     retry_after_seconds: int = Field(default=5, ge=1)
 

@@ -1,14 +1,14 @@
 """Dashboard queries on BOTH stores, results and timings side by side.
 
 One definition of every statistic, for ``footprint stats`` and the dashboard alike: a ``Filter``
-(UTC days, an event type, a link prefix, and the audience: referrer host, device class, browser, OS)
+(UTC days, an event type, a link prefix, and the audience: referrer host, device class, browser, OS, country)
 -> one PostgreSQL and one ClickHouse query per statistic.
 Every statistic counts human events: synthetic ones (smoke-check probes, the consumer's canary) never,
 bots (stored and flagged by the collector's enrichment) only in ``bots_per_day``.
 PostgreSQL reads the raw table; ClickHouse reads the hourly rollup ``stats_hourly`` (counts and
 visitor sets per hour, type, link, method and event name; migration 0003, bots left out since 0004),
 and the raw table (``FINAL``) for the last hour's events per minute and the breakdowns by referrer,
-UTM source / medium / campaign, browser, OS and device. The rollup holds no audience columns: a filter
+UTM source / medium / campaign, browser, OS, device and country. The rollup holds no audience columns: a filter
 on the audience makes ClickHouse build the rollup's rows of those events from the raw table instead
 (the same query over them), so every statistic takes every filter in both stores. The visits (sessions:
 a visitor's events at most ``session_timeout_minutes`` apart) come from the raw tables in both, by window
@@ -38,7 +38,7 @@ LIVE_MINUTES = 60
 ROLLUP_END = date(2106, 2, 7)
 # the filter's audience fields -> the enrichment column each matches exactly ("" = nothing known: no referrer,
 # no user agent); None, the default, matches every value
-AUDIENCE = {"source": "referrer_host", "device": "device", "browser": "browser", "os": "os"}
+AUDIENCE = {"source": "referrer_host", "device": "device", "browser": "browser", "os": "os", "country": "country"}
 # how far past the filter's last day a visit that started in it is followed (its later events: duration, pages,
 # exit page); a visit still going on after that (events never further apart than the timeout for a day) is cut
 VISIT_FOLLOWED = timedelta(days=1)
@@ -55,6 +55,7 @@ class Filter:
     device: str | None = None  # a device class (footprint.enrich: desktop, mobile, tablet, other, bot; "")
     browser: str | None = None
     os: str | None = None
+    country: str | None = None  # an ISO 3166-1 alpha-2 code (footprint.countries; "" = not known)
 
     def audience(self) -> dict[str, str]:
         """The audience conditions set: enrichment column -> the value it must have."""
@@ -187,6 +188,16 @@ def _most(column: str, pg_rows: str, ch_rows: str) -> tuple[str, str]:
             " LIMIT {top:UInt32}")
 
 
+def _countries(f: Filter) -> tuple[str, str]:
+    """Events (page views, for page events) and visitors per country (\"\" where it is not known), most events
+    first: the raw tables (the rollup holds no country)."""
+    pg, ch = _raw_days(f)
+    return ("SELECT country, count(*) AS n, count(DISTINCT visitor_id) FROM events"
+            f' WHERE {pg} GROUP BY country ORDER BY n DESC, country COLLATE "C" LIMIT %(top)s',
+            f"SELECT country, count() AS n, uniqExact(visitor_id) FROM events FINAL WHERE {ch}"
+            " GROUP BY country ORDER BY n DESC, country LIMIT {top:UInt32}")
+
+
 def _bots_per_day(f: Filter) -> tuple[str, str]:
     pg, ch = _raw_days(f, bots=True)
     return (f"SELECT footprint_time::date AS day, count(*) FROM events WHERE {pg} GROUP BY 1 ORDER BY 1",
@@ -277,6 +288,7 @@ QUERIES: dict[str, Callable[[Filter], tuple[str, str]]] = {
     "browsers": _breakdown("browser"),
     "operating_systems": _breakdown("os"),
     "devices": _breakdown("device"),
+    "countries": _countries,
     "bots_per_day": _bots_per_day,
     "bot_agents": _breakdown("browser", bots=True),
     "visits": _visit_figures,

@@ -4,7 +4,8 @@ without console errors, each chart shows the numbers ``footprint stats --json`` 
 filter, changing the filter updates every chart, probes stay out, and a phone screen has no
 horizontal overflow; the sources and audience panels (referrers, UTM, browsers, OS, devices) and the bots
 kept apart, the filter on source / device / browser / OS driving every panel, and the filter kept in
-the page's address (restored from it, a click on a bar filtering by that value)."""
+the page's address (restored from it, a click on a bar filtering by that value); the countries panel and
+the country filter (issue 35, items 1, 2 and 6)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from helpers import USER_AGENTS, dashboard_process
 CHROMIUM = "/usr/bin/chromium"
 KEY = "dashboard-private-key"
 CHARTS = (*API_CHARTS, "live_per_minute")  # what the page draws
+COUNTRIES = ("DE", "DE", "US", "GB", "FR", "")  # what the collector resolved (countries.py), "" not known
 
 
 def _referrers(run: str) -> list[str]:
@@ -53,7 +55,8 @@ def _context(run: str, rnd: random.Random) -> dict[str, Any]:
 
 def _traffic(run: str, now: datetime, n: int = 600) -> list[dict[str, Any]]:
     """Page and track events over the last 10 days, a share of them in the last hour, and probes; each
-    with what the collector derives from its context (referrer host, UTM, browser, OS, device, bot)."""
+    with what the collector derives from its context (referrer host, UTM, browser, OS, device, bot) and
+    a country."""
     rnd = random.Random(run)
     out = []
     for i in range(n):
@@ -65,7 +68,7 @@ def _traffic(run: str, now: datetime, n: int = 600) -> list[dict[str, Any]]:
             event=rnd.choice(["Signed Up", "Paid", "Search"]) if kind == "track" else rnd.choice(["Home", "Post"]),
             method=rnd.choice(["GET", "GET", "POST", "HEAD"]) if kind == "page" else None,
             link=f"/{run}" + rnd.choice(["/", "/blog", "/blog/kafka", "/docs"]) if kind == "page" else None,
-            enriched=enrich(_context(run, rnd)),
+            enriched={**enrich(_context(run, rnd)), "country": rnd.choice(COUNTRIES)},
         ))
     for i in range(30):  # smoke-check probes: never in any chart
         out.append(make_event(type="page", method="PUT", link=f"/{run}/probe", anonymous_id="probe",
@@ -371,6 +374,19 @@ def _address(page: Any) -> dict[str, list[str]]:
     return parse_qs(urlsplit(page.url).query)
 
 
+def _click_bar(page: Any, chart: str, index: int) -> str:
+    """Click the ``index``-th bar of ``chart`` with the mouse; returns its label."""
+    x, y, label = page.evaluate("""([name, i]) => {
+        const chart = Chart.getChart(name);
+        chart.canvas.scrollIntoView();
+        const box = chart.canvas.getBoundingClientRect();
+        const point = chart.getDatasetMeta(0).data[i].getCenterPoint();
+        return [box.left + point.x, box.top + point.y, chart.data.labels[i]];
+    }""", [chart, index])
+    page.mouse.click(x, y)
+    return str(label)
+
+
 def _stores_agree(page: Any, generation: int) -> None:
     """The stores panel of the page's ``generation``-th filter: every query, both stores the same."""
     page.wait_for_function("(n) => Number(document.body.dataset.compared || 0) >= n", arg=generation, timeout=60_000)
@@ -427,18 +443,11 @@ def test_sources_audience_and_bots_follow_every_filter(dashboard: dict[str, Any]
         assert page.is_visible("#bots_per_day") and page.is_visible("#bot_agents")
 
         # a click on a bar of the devices panel filters by that device
-        bar = page.evaluate("""() => {
-            const chart = Chart.getChart('devices');
-            chart.canvas.scrollIntoView();
-            const box = chart.canvas.getBoundingClientRect();
-            const point = chart.getDatasetMeta(0).data[0].getCenterPoint();
-            return [box.left + point.x, box.top + point.y, chart.data.labels[0]];
-        }""")
-        page.mouse.click(bar[0], bar[1])
+        bar = _click_bar(page, "devices", 0)
         _updated(page, 4)
-        assert page.input_value("#device") == bar[2] and _address(page)["device"] == [bar[2]]
-        shown = _same_as_cli(page, env, "--source", source, "--device", "" if bar[2] == "(none)" else bar[2])
-        assert _labels(shown, "devices") == [bar[2]]
+        assert page.input_value("#device") == bar and _address(page)["device"] == [bar]
+        shown = _same_as_cli(page, env, "--source", source, "--device", "" if bar == "(none)" else bar)
+        assert _labels(shown, "devices") == [bar]
         assert errors == []
 
 
@@ -476,3 +485,50 @@ def test_the_address_filters_by_browser_os_and_nothing_known_on_a_phone(dashboar
         page.wait_for_selector("#status.error")
         assert "unknown parameter 'colour'" in page.inner_text("#status")
         assert all("400" in e for e in errors), errors  # the browser logs the refused request itself
+
+
+def test_the_countries_panel_and_the_country_filter_drive_every_panel(dashboard: dict[str, Any]) -> None:
+    """The Countries panel draws `footprint stats --json`'s countries (both stores agreeing); the country filter,
+    typed, in the address or from a click on a country's bar, drives every panel and the CSV export; "(none)"
+    stands for the events whose country is not known; a phone screen with it scrolls no sideways."""
+    base, run, env = dashboard["base"], dashboard["run"], dashboard["env"]
+    mine = ("--link", f"/{run}/")
+    with _signed_in(base) as (browser, page, errors):
+        page.goto(base + "/?" + urlencode({"range": "30", "link": f"/{run}/"}))
+        _updated(page, 0)
+        before = _same_as_cli(page, env, *mine)
+        assert set(_labels(before, "countries")) == {"DE", "US", "GB", "FR", "(none)"}
+        assert _labels(before, "countries")[0] == "DE"  # drawn twice as often as any other
+
+        page.fill("#country", "US")
+        page.click("#filters button[type=submit]")
+        _updated(page, 1)
+        shown = _same_as_cli(page, env, *mine, "--country", "US")
+        assert _labels(shown, "countries") == ["US"]
+        for name in CHARTS:
+            if name not in ("methods", "bots_per_day", "bot_agents"):  # (a few values: may happen to be equal)
+                assert shown[name] != before[name], f"{name} did not change with the country"
+        assert _address(page) == {"range": ["30"], "type": ["page"], "link": [f"/{run}/"], "country": ["US"]}
+        _stores_agree(page, 2)
+        csv = page.evaluate("(url) => fetch(url).then((r) => r.text())",
+                            page.get_attribute("a[data-export=countries]", "href"))
+        counted = _cli_stats(env, *_window(30), *mine, "--country", "US")["countries"]["clickhouse"]
+        assert csv.splitlines() == ["country,events,visitors", *(",".join(map(str, r)) for r in counted)]
+
+        page.goto(base + "/?" + urlencode({"range": "30", "link": f"/{run}/", "country": "(none)"}))
+        _updated(page, 0)
+        shown = _same_as_cli(page, env, *mine, "--country", "")
+        assert _labels(shown, "countries") == ["(none)"] and page.input_value("#country") == "(none)"
+
+        page.goto(base + "/?" + urlencode({"range": "30", "link": f"/{run}/"}))  # a click on a country's bar
+        _updated(page, 0)
+        bar = _click_bar(page, "countries", 1)
+        _updated(page, 1)
+        assert page.input_value("#country") == bar and _address(page)["country"] == [bar]
+        shown = _same_as_cli(page, env, *mine, "--country", "" if bar == "(none)" else bar)
+        assert _labels(shown, "countries") == [bar]
+
+        mobile = phone_page(browser, page.url, errors, page.context.storage_state())
+        mobile.evaluate("() => Chart.getChart('countries').canvas.scrollIntoView()")
+        fits_the_width(mobile)
+        assert errors == []

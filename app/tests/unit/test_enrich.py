@@ -69,7 +69,8 @@ def test_the_api_enriches_from_the_context_and_stores_no_context() -> None:
     [wire] = validate_batch(body, datetime.now(UTC), 10, enrich)
     assert {k: wire[k] for k in ENRICHED_COLUMNS} == {
         "referrer_host": "t.co", "utm_source": "tw", "utm_medium": "", "utm_campaign": "", "utm_term": "",
-        "utm_content": "", "browser": "Mobile Safari", "os": "iOS", "device": "mobile", "bot": False}
+        "utm_content": "", "browser": "Mobile Safari", "os": "iOS", "device": "mobile", "bot": False,
+        "country": ""}  # no location.country in the context: the collector's countries.located adds the address's
     assert "203.0.113.9" not in str(wire) and "context" not in wire
     [plain] = validate_batch(body, datetime.now(UTC), 10)  # without enrich: the defaults
     assert {k: plain[k] for k in ENRICHED_COLUMNS} == {k: "" if k != "bot" else False for k in ENRICHED_COLUMNS}

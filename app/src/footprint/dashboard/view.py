@@ -19,7 +19,8 @@ COMPARE = "previous"  # compare=previous: each panel beside the previous period 
 
 # the statistics the page draws from /api/stats (the live chart has /api/live; the stores panel compares all)
 CHARTS = ("views_per_day", "unique_visitors_per_day", "top_links", "methods", "top_events", "referrers", "utm_sources",
-          "utm_mediums", "utm_campaigns", "browsers", "operating_systems", "devices", "bots_per_day", "bot_agents")
+          "utm_mediums", "utm_campaigns", "browsers", "operating_systems", "devices", "countries", "bots_per_day",
+          "bot_agents")
 # the Visits panel's statistics, also from /api/stats: figures and two lists, no chart
 VISITS = ("visits", "entry_pages", "exit_pages")
 # a panel of the page -> the statistics it shows (a share link names panels)
@@ -33,7 +34,7 @@ class BadFilter(ValueError):
 
 def parse_filter(params: dict[str, str], today: datetime | None = None) -> Filter:
     """``range`` (days: 1, 7, 30, 90, 365 or all), ``type`` (an event type or all), ``link`` (a prefix),
-    ``source`` (a referrer host), ``device``, ``browser``, ``os``: each an exact value, ``(none)`` for
+    ``source`` (a referrer host), ``device``, ``browser``, ``os``, ``country``: each an exact value, ``(none)`` for
     nothing known, empty or absent for every value; ``compare`` (``previous`` or empty) is checked here and
     read by ``View.of``."""
     unknown = set(params) - set(FILTER_PARAMETERS)

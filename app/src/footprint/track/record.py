@@ -45,7 +45,8 @@ class PageRecorder:
              referrer: str | None, now: datetime | None = None, query: str = "",
              host: str | None = None) -> dict[str, Any]:
         """One page event. The collector (or ``KafkaSender``) derives the referrer's host, UTM, browser,
-        OS, device and bot flag from ``context`` and stores only those (``footprint.enrich``)."""
+        OS, device and bot flag from ``context`` and stores only those (``footprint.enrich``); the collector
+        also the country of ``context.ip``, the client's address (``footprint.countries``)."""
         now = now or datetime.now(UTC)
         client = client_address(peer, forwarded_for, self.trusted)
         page: dict[str, Any] = {}
@@ -61,7 +62,8 @@ class PageRecorder:
                 "path": clean_text(path, TEXT_MAX_BYTES),
                 "method": clean_text(method, SHORT_MAX_BYTES)[:200],
             },
-            "context": {"userAgent": clean_text(user_agent, TEXT_MAX_BYTES), "page": page},
+            # ip: the collector looks its country up, then drops it (footprint.countries); never stored
+            "context": {"userAgent": clean_text(user_agent, TEXT_MAX_BYTES), "page": page, "ip": client},
             "timestamp": format_time(now),
             "messageId": str(uuid.uuid4()),
         }

@@ -1,8 +1,8 @@
 // The dashboard page: one filter bar drives every chart; the live chart refreshes every few seconds.
-// The filter lives in the address (?range=&type=&link=&source=&device=&browser=&os=): opening it restores
+// The filter lives in the address (?range=&type=&link=&source=&device=&browser=&os=&country=): opening it restores
 // the filter (the first load asks with the address's own query, so a bad one shows the API's 400 message),
-// and every change of the filter replaces it (history.replaceState). A click on a bar of the sources or
-// audience panels filters by that value ("(none)": nothing known).
+// and every change of the filter replaces it (history.replaceState). A click on a bar of the sources,
+// audience or countries panels filters by that value ("(none)": nothing known). Countries are ISO codes.
 // The Visits panel shows figures and the entry and exit pages as lists (from /api/stats too).
 // Data, all for the same filter: GET /api/stats (the charts, ClickHouse), GET /api/live (ClickHouse),
 // then GET /api/stores (both stores, for the panel; PostgreSQL can take seconds, so the charts come first).
@@ -37,12 +37,14 @@
     browsers: { type: "bar", label: "events", horizontal: true, filter: "browser" },
     operating_systems: { type: "bar", label: "events", horizontal: true, filter: "os" },
     devices: { type: "bar", label: "events", horizontal: true, filter: "device" },
+    countries: { type: "bar", label: "events", horizontal: true, filter: "country" },
     bots_per_day: { type: "bar", label: "bot events" },
     bot_agents: { type: "bar", label: "bot events", horizontal: true },
   };
   const DRAWN = Object.keys(KINDS).filter(function (name) { return name !== "live_per_minute"; });
-  const SUGGESTED = { referrers: "source-values", browsers: "browser-values", operating_systems: "os-values" };
-  const OPTIONAL = ["link", "source", "device", "browser", "os", "compare"];  // left out of the address when empty
+  const SUGGESTED = { referrers: "source-values", browsers: "browser-values", operating_systems: "os-values",
+                      countries: "country-values" };
+  const OPTIONAL = ["link", "source", "device", "browser", "os", "country", "compare"];  // left out of the address when empty
   const CURRENT = "#2b5bd7";
   const PREVIOUS = "rgba(43, 91, 215, 0.3)";
 

@@ -1,0 +1,6 @@
+-- the visitor's country (ISO 3166-1 alpha-2), resolved at the collector from the client address before the
+-- address is dropped (footprint.countries), or named by the event (context.location.country). Added with the
+-- type's default, so events stored before (and writes by the previous release while an upgrade runs) read
+-- as "not known" ('') and no part is rewritten.
+ALTER TABLE {db}.events
+    ADD COLUMN IF NOT EXISTS country LowCardinality(String);
