@@ -52,7 +52,7 @@ RENDER = """
   tasks:
     - name: Load the roles' internals
       ansible.builtin.include_vars: "{{ roles_dir }}/{{ item }}"
-      loop: [clickhouse/vars/main.yml, clickhouse/vars/Debian.yml, footprint/vars/main.yml]
+      loop: [clickhouse/vars/main.yml, clickhouse/vars/Debian.yml, footprint/vars/main.yml, footprint/vars/Debian.yml]
     - name: Render them (on the control node)
       ansible.builtin.set_fact:
         rendered: >-

@@ -2,10 +2,11 @@
 
 Enabled by a scenario (its `callbacks_enabled` and `callback_plugins`), it does nothing in a run
 without --check. In a check-mode run it counts every task result per host and lists the results
-that would change something or failed, and at the end writes them as JSON to the file named by
-FOOTPRINT_CHECK_REPORT (whole or not at all). tests/test_check_mode.py reads it: a check run of
-site.yml right after a converge must predict no change (the docker scenario's check step, which
-stands in for its second converge: the cluster scenario runs the real one).
+that would change something or failed (ignored failures too), and writes them as JSON (at the
+start "complete": false, so an earlier run's report cannot stand in for one that died; at the end
+"complete": true) to the file named by FOOTPRINT_CHECK_REPORT (whole or not at all).
+tests/test_check_mode.py reads it: a check run of site.yml after the converge must predict no
+change and fail nowhere (the docker scenario's check step).
 """
 from __future__ import annotations
 
@@ -49,20 +50,28 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
         self.results += 1
 
     def v2_runner_on_failed(self, result: Any, ignore_errors: bool = False) -> None:
-        self.results += 1
-        if not ignore_errors:
-            self.failed.append(self._name(result))
+        self.results += 1  # an ignored failure counts too: a check step must not fail at all
+        self.failed.append(self._name(result) + (" (ignored)" if ignore_errors else ""))
 
     def v2_runner_on_unreachable(self, result: Any) -> None:
         self.failed.append(self._name(result) + " (unreachable)")
 
-    def v2_playbook_on_stats(self, stats: Any) -> None:
-        if not self._active():
-            return
+    def _write(self, complete: bool) -> Path:
         path = Path(os.environ[REPORT_VARIABLE])
-        report = {"check_mode": True, "results": self.results, "changed": self.changed, "failed": self.failed}
+        report = {"check_mode": True, "complete": complete, "results": self.results, "changed": self.changed,
+                  "failed": self.failed}
         partial = path.with_name(path.name + ".partial")
         partial.write_text(json.dumps(report, indent=1) + "\n")
         partial.replace(path)
+        return path
+
+    def v2_playbook_on_start(self, playbook: Any) -> None:
+        if self._active():  # a run that dies before its end leaves "not complete", never an earlier report
+            self._write(complete=False)
+
+    def v2_playbook_on_stats(self, stats: Any) -> None:
+        if not self._active():
+            return
+        path = self._write(complete=True)
         self._display.display(f"check_report: {self.results} task results, {len(self.changed)} would change, "
                               f"{len(self.failed)} failed -> {path}")
