@@ -135,7 +135,7 @@ docker-down: ## remove the docker scenario's containers and network, stop the en
 # roles' playbooks; Debian 13 under nspawn converges in the upgrade scenario (one host) and the
 # cluster scenario (three). The nspawn single-host scenario (`make molecule`) repeats the docker
 # scenario's work on Debian 13: on demand, for CI's time.
-TEST_PARTS := lint test-testbed+test-app molecule-cluster+molecule-docker+molecule-upgrade
+TEST_PARTS := lint test-testbed+test-app molecule-cluster+molecule-docker,molecule-upgrade
 test: venv artifacts ## everything CI runs (side by side: the two pytest suites; the cluster scenario beside the docker then the upgrade scenario), closing with each part's seconds (tools/timed-parts)
 	tools/timed-parts $(TEST_PARTS)
 
