@@ -131,6 +131,8 @@ docker-down: ## remove the docker scenario's containers and network, stop the en
 # docker scenario followed by the upgrade scenario, beside the cluster scenario (three hosts, its
 # certificate rotation): the longest part starts first and the two lanes end close together.
 # (Lint beside the test-host tool was tried: 7 min side by side against ~7.5 one after the other.)
+# (The three scenarios side by side were tried, CI run 33: the cluster reached its second converge
+# 27 min in against 18.5, a slower longest lane than the upgrade's ~10 min alone at the end.)
 # The single-host suite runs in the docker scenario (Debian 12), with the checks that rerun the
 # roles' playbooks; Debian 13 under nspawn converges in the upgrade scenario (one host) and the
 # cluster scenario (three). The nspawn single-host scenario (`make molecule`) repeats the docker
