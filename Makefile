@@ -121,24 +121,25 @@ molecule-docker: venv artifacts ## the docker scenario on DOCKER_PLATFORM=debian
 docker-down: ## remove the docker scenario's containers and network, stop the engine testbed/docker started
 	testbed/docker down
 
-# The light suites first, then the scenarios. Lanes joined by `+` run side by side, parts joined by
-# `,` one after the other in their lane (tools/timed-parts). On 2 cores each part leaves much of the
-# machine idle alone (the app's suite waits on its services: 77% idle; the test-host tool's 40%;
-# the docker scenario's single host converges and checks one task at a time: 47%), and no two
-# parts side by side share a port, host, network or database (the nspawn NAT works beside
-# dockerd's, see testbed/tests/test_docker.py). The test-host suite runs beside the app's only: its
-# last check wants no other nspawn host up, and its docker check starts and stops dockerd. Then the
-# docker scenario followed by the upgrade scenario, beside the cluster scenario (three hosts, its
-# certificate rotation): the longest part starts first and the two lanes end close together.
-# (Lint beside the test-host tool was tried: 7 min side by side against ~7.5 one after the other.)
+# Two lanes side by side (tools/timed-parts: lanes joined by `+`, parts joined by `,` one after
+# the other in their lane, `@PART` waits for PART of the other lane to end). On 2 cores each part
+# leaves much of the machine idle alone (the app's suite waits on its services: 77% idle; the
+# test-host tool's 40%; the docker scenario's single host converges one task at a time: 47%), and
+# no two parts side by side share a port, host, network or database (the nspawn NAT works beside
+# dockerd's, see testbed/tests/test_docker.py). Lane one: lint, the app's suite, then the cluster
+# scenario (three hosts, its certificate rotation); lane two: the test-host suite, then the docker
+# and the upgrade scenarios. The cluster's hosts come up only once the test-host suite has ended
+# (`@test-testbed`): its last check wants no other nspawn host up, and its docker check starts
+# and stops dockerd, so it never runs beside a scenario. Lint no longer runs alone first (~1 min
+# of one core): a lint failure still fails `make test`, once the lanes have ended.
 # (The three scenarios side by side were tried, CI run 33: the cluster reached its second converge
 # 27 min in against 18.5, a slower longest lane than the upgrade's ~10 min alone at the end.)
 # The single-host suite runs in the docker scenario (Debian 12), with the checks that rerun the
 # roles' playbooks; Debian 13 under nspawn converges in the upgrade scenario (one host) and the
 # cluster scenario (three). The nspawn single-host scenario (`make molecule`) repeats the docker
 # scenario's work on Debian 13: on demand, for CI's time.
-TEST_PARTS := lint test-testbed+test-app molecule-cluster+molecule-docker,molecule-upgrade
-test: venv artifacts ## everything CI runs (side by side: the two pytest suites; the cluster scenario beside the docker then the upgrade scenario), closing with each part's seconds (tools/timed-parts)
+TEST_PARTS := lint,test-app,@test-testbed,molecule-cluster+test-testbed,molecule-docker,molecule-upgrade
+test: venv artifacts ## everything CI runs in two lanes (lint, the app's suite, the cluster scenario; beside it the test-host suite, the docker then the upgrade scenario), closing with each part's seconds (tools/timed-parts)
 	tools/timed-parts $(TEST_PARTS)
 
 demo: venv artifacts ## deploy the whole stack into the local demo host and say where it is

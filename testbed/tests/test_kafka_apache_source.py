@@ -102,5 +102,8 @@ def test_the_published_checksum_verifies_the_download(archive: Path, tmp_path: P
     assert res.returncode == 0, res.stdout[-4000:]
     assert tool("exec", NAME, "readlink", "/opt/kafka/current").stdout.strip().endswith(f"kafka_2.13-{VERSION}")
     assert tool("exec", NAME, "systemctl", "is-active", "kafka").stdout.strip() == "active"
+    # the tools' class-data archive (roles/kafka/vars/main.yml, __kafka_tool_env), written once
+    cds = tool("exec", NAME, "sh", "-c", "ls /opt/kafka/current/.footprint-tools-java-*.jsa").stdout.split()
+    assert len(cds) == 1, cds
     again = converge(archive, tmp_path)
     assert again.returncode == 0 and "changed=0" in again.stdout, again.stdout[-3000:]
