@@ -20,7 +20,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from footprint.schema import kafka_timestamp as ms
-from footprint.settings import Settings
+from footprint.settings import KafkaSettings
 from footprint.stores import StoreUnavailable
 
 _AUTH = {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED,
@@ -34,7 +34,7 @@ def from_ms(value: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=value)
 
 
-def kafka_failure(settings: Settings, what: str, err: Any, auth_fix: str) -> StoreUnavailable:
+def kafka_failure(settings: KafkaSettings, what: str, err: Any, auth_fix: str) -> StoreUnavailable:
     """``err`` (a ``KafkaError``, a ``KafkaException`` or else) of doing ``what`` as a user-facing error
     naming the fix: ``auth_fix`` when Kafka refused the principal."""
     error = err if isinstance(err, KafkaError) else (
@@ -56,7 +56,7 @@ def kafka_failure(settings: Settings, what: str, err: Any, auth_fix: str) -> Sto
 class KafkaView:
     """Offsets and reads of the app's topics, errors as ``StoreUnavailable`` naming cause and fix."""
 
-    def __init__(self, settings: Settings, timeout: float = 15.0, auth_fix: str = "",
+    def __init__(self, settings: KafkaSettings, timeout: float = 15.0, auth_fix: str = "",
                  client_id: str = "footprint-audit") -> None:
         """``auth_fix``: what to grant when Kafka refuses the principal (default: the audit's ACLs)."""
         self.settings = settings

@@ -19,19 +19,19 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from footprint.schema import ContractError, encode_event, loads, validate_batch
-from footprint.settings import Settings
+from footprint.settings import CollectorSettings
 
 SNIPPET = "f.js"
 MAX_BROWSER_BODY = 64 * 1024
 
 
-def allowed_origins(settings: Settings) -> frozenset[str]:
+def allowed_origins(settings: CollectorSettings) -> frozenset[str]:
     return frozenset(o.strip().rstrip("/") for o in settings.site_origins.split(",") if o.strip())
 
 
 def add_browser_routes(
     app: FastAPI,
-    settings: Settings,
+    settings: CollectorSettings,
     deliver: Callable[[list[tuple[str, bytes, str]], datetime], Awaitable[str | None]],  # events, received_at
     visitor: Callable[[Any], str],
     enrich: Callable[[Any], Callable[[Any], dict[str, Any]]],  # scope -> the request's enrichment (its country)

@@ -144,7 +144,7 @@ def assemble_consumer(settings: Settings, sinks: list[Sink], metrics: ConsumerMe
     from footprint.progress import Progress
     from footprint.storewrite import StoreWrite
 
-    cs = settings.consumer()
+    cs = settings.processor()
     metrics = metrics or ConsumerMetrics()
     kafka = kafka or Consumer(consumer_config(settings))
     dead_letters = dead_letters or DeadLetters(
@@ -413,13 +413,25 @@ def _date(value: str) -> date:
         raise argparse.ArgumentTypeError(f"not an ISO date (YYYY-MM-DD): {value!r}") from None
 
 
+Commands = argparse._SubParsersAction  # what add_subparsers returns: one add_parser per command
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="footprint", description="Footprint web-analytics pipeline.", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_service_commands(sub)
+    _add_store_commands(sub)
+    _add_report_commands(sub)
+    _add_kafka_commands(sub)
+    _add_check_commands(sub)
+    return p
 
+
+def _add_service_commands(sub: Commands[argparse.ArgumentParser]) -> None:
+    """The long-running services: the collector, the dashboard, the consumer."""
     s = sub.add_parser("serve", help="run the HTTP collector (POST /v1/events; the browser snippet /f.js, /v1/b)")
     s.add_argument("--check-kafka", action="store_true", help="exit 2 at startup if Kafka is unreachable")
     s.set_defaults(fn=cmd_serve)
@@ -438,6 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
         "consume", help="wait for the stores, then consume the topic into PostgreSQL and ClickHouse until SIGTERM")
     s.set_defaults(fn=cmd_consume)
 
+
+def _add_store_commands(sub: Commands[argparse.ArgumentParser]) -> None:
+    """The stores' schema and retention."""
     s = sub.add_parser("migrate", help="apply versioned schema migrations (idempotent)")
     s.add_argument("--store", choices=["pg", "ch", "all"], default="all", help="which store (default: all)")
     s.set_defaults(fn=cmd_migrate)
@@ -454,6 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--today", type=_date, default=None, help=argparse.SUPPRESS)  # tests: another UTC day
     s.set_defaults(fn=cmd_retention)
 
+
+def _add_report_commands(sub: Commands[argparse.ArgumentParser]) -> None:
+    """What the stores hold: the dashboard's queries on both, the audit against Kafka."""
     s = sub.add_parser("stats", help="dashboard queries on both stores with timings; exit 1 if answers differ")
     s.add_argument("--since", type=_date, default=date(1970, 1, 1), help="first UTC day (YYYY-MM-DD)")
     s.add_argument("--until", type=_date, default=date(2100, 1, 1),
@@ -494,6 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"read at most N messages to explain hours that do not balance (default {DEFAULT_MAX_READ})")
     s.set_defaults(fn=cmd_audit)
 
+
+def _add_kafka_commands(sub: Commands[argparse.ArgumentParser]) -> None:
+    """The topic read again: replay (or the dead letters re-driven) and tail."""
     s = sub.add_parser(
         "replay", help="reset the consumer group's offsets to replay the topic, or re-drive the dead letters",
         description="--from WHEN: join the consumer group as this host's consumer (its principal, group and"
@@ -517,13 +538,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max", type=int, default=None, help="exit after N events")
     s.set_defaults(fn=cmd_tail)
 
+
+def _add_check_commands(sub: Commands[argparse.ArgumentParser]) -> None:
+    """Whether the stores answer; the version."""
     s = sub.add_parser("check", help="connect to the stores with the configured credentials (exit 2 if not)")
     s.add_argument("--store", default="kafka,pg,ch", help="comma-separated subset of kafka,pg,ch")
     s.set_defaults(fn=cmd_check)
 
     s = sub.add_parser("version", help="print the version")
     s.set_defaults(fn=cmd_version)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

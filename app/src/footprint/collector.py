@@ -9,10 +9,11 @@ send it: requests to the collector itself are never page views (a site records i
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, MutableMapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -25,14 +26,14 @@ from pydantic import BaseModel
 from footprint import __version__
 from footprint.auth import authorized, key_bytes, matches
 from footprint.browser import add_browser_routes
-from footprint.countries import Countries, located
+from footprint.countries import Countries, Enrich, located
 from footprint.erasure import Eraser
 from footprint.fastinbound import plain_batch
 from footprint.metrics import CollectorMetrics
 from footprint.readapi import add_read_routes
 from footprint.salts import SharedSalts
 from footprint.schema import ContractError, encode_event, inbound_json_schema, loads, validate_batch
-from footprint.settings import Settings
+from footprint.settings import CollectorSettings, Settings
 from footprint.stores import StoreUnavailable
 from footprint.visitors import VisitorIds, client_address, in_networks, parse_networks
 
@@ -60,7 +61,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def client_function(settings: Settings) -> Callable[[Scope], str]:
+def client_function(settings: CollectorSettings) -> Callable[[Scope], str]:
     """``scope -> client address``: the peer's, or behind a trusted proxy its ``X-Forwarded-For`` client
     (``visitors.client_address``)."""
     trusted = parse_networks(settings.trusted_proxies)
@@ -72,7 +73,7 @@ def client_function(settings: Settings) -> Callable[[Scope], str]:
     return client
 
 
-def visitor_function(settings: Settings, salts: SharedSalts | None = None) -> Callable[[Scope], str]:
+def visitor_function(settings: CollectorSettings, salts: SharedSalts | None = None) -> Callable[[Scope], str]:
     """``scope -> visitor id``: the daily-salted hash of site + client address (through trusted
     proxies only) + user agent (``visitors.py``), with the salt every collector shares (``salts.py``)."""
     ids = VisitorIds(settings.site, salts.salt_for if salts is not None else None)
@@ -174,29 +175,71 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
     """Build the collector. Without ``sender``, the Kafka producers are created at startup."""
-    holder: dict[str, Sender] = {}
-    if sender is not None:
-        holder["s"] = sender
-
+    slot = _SenderSlot(sender)
     salts = SharedSalts(settings.pg_dsn.get_secret_value())
     countries = Countries(settings.geoip_database, settings.geoip_database_v6)  # read once, mapped
     if countries.problem():
         log.warning("countries not resolved for every address", extra={"problem": countries.problem()})
     client = client_function(settings)
 
+    def enrich(scope: Scope) -> Enrich:
+        return located(countries, client(scope))  # the country: the event's, else the client's
+
+    eraser = Eraser(settings)
+    app = FastAPI(title="footprint collector", version=__version__, lifespan=_lifespan(settings, slot, salts, eraser),
+                  docs_url=None, redoc_url=None)
+    keys = key_bytes(settings.api_keys)
+    _add_status_routes(app, slot, countries, client)
+    _add_metrics_route(app, slot, client, parse_networks(settings.metrics_from), key_bytes(settings.private_keys))
+    _add_events_route(app, settings, slot, keys, enrich)
+    add_read_routes(app, settings, eraser, error=slot.error)
+    add_browser_routes(
+        app, settings,
+        deliver=lambda events, received: slot.current().deliver(events, settings.api_ack_timeout_seconds, received),
+        visitor=visitor_function(settings, salts),
+        enrich=enrich,
+        authorized=lambda key: matches(key, keys),
+        error=slot.error,
+    )
+    return app
+
+
+class _SenderSlot:
+    """The collector's sender: the one given to ``create_app`` (tests), else its own Kafka producer,
+    made at startup and closed at shutdown (``_lifespan``)."""
+
+    def __init__(self, given: Sender | None) -> None:
+        self.sender = given
+
+    def current(self) -> Sender:
+        if self.sender is None:
+            raise RuntimeError("the collector has not started (no Kafka producer yet)")
+        return self.sender
+
+    def error(self, status: int, error: str, detail: str, problems: list[tuple[str, str]] | None = None,
+              headers: dict[str, str] | None = None) -> JSONResponse:
+        """An error answer, counted in the current sender's metrics."""
+        return _error(status, error, detail, self.current().metrics, problems, headers)
+
+
+def _lifespan(settings: Settings, slot: _SenderSlot, salts: SharedSalts,
+              eraser: Eraser) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """From startup to shutdown: the day's visitor salt kept fresh, the Kafka producer (unless one
+    was given), and the erasure jobs an earlier process left unfinished resumed."""
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop_salts = threading.Event()
         salts.keep_fresh(stop_salts)  # the day's visitor salt, shared through PostgreSQL
         owned = None
-        if "s" not in holder:
+        if slot.sender is None:
             from footprint.producer import EventProducer
 
             owned = EventProducer(settings.kafka_bootstrap, settings.kafka_topic, CollectorMetrics(),
                                   settings.producer_queue_max, int(settings.api_ack_timeout_seconds * 1000),
                                   "footprint-collector", settings.kafka_client_config("collector"))
             owned.start()
-            holder["s"] = owned
+            slot.sender = owned
         if settings.private_keys:  # erasure jobs an earlier process left unfinished (idempotent)
             threading.Thread(target=_resume_erasures, args=(eraser,), daemon=True).start()
         try:
@@ -206,18 +249,16 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
             if owned is not None:
                 owned.close()
 
-    app = FastAPI(title="footprint collector", version=__version__, lifespan=lifespan, docs_url=None,
-                  redoc_url=None)
-    keys = key_bytes(settings.api_keys)
-    retry_after = {"Retry-After": str(settings.retry_after_seconds)}
+    return lifespan
 
-    def current() -> Sender:
-        return holder["s"]
+
+def _add_status_routes(app: FastAPI, slot: _SenderSlot, countries: Countries, client: Callable[[Scope], str]) -> None:
+    """``GET /healthz`` (readiness) and ``GET /v1/whoami`` (the self-check of the client address)."""
 
     @app.get("/healthz", response_model=Health, responses={503: {"model": Health, "description": "Kafka unreachable"}})
     async def healthz() -> JSONResponse:
         """Readiness: 200 when a Kafka broker answered the last check (every few seconds), else 503."""
-        s = current()
+        s = slot.current()
         problem = s.ready()
         body = Health(status="ok" if problem is None else "unavailable", version=__version__,
                       kafka="ok" if problem is None else problem, queue=s.queue_length(),
@@ -235,8 +276,10 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
                       databases={k: Database(**v) for k, v in countries.describe().items()})
         return JSONResponse(body.model_dump(), headers={"Cache-Control": "no-store"})
 
-    metrics_from = parse_networks(settings.metrics_from)
-    private = key_bytes(settings.private_keys)
+
+def _add_metrics_route(app: FastAPI, slot: _SenderSlot, client: Callable[[Scope], str],
+                       metrics_from: list[ipaddress.IPv4Network | ipaddress.IPv6Network], private: list[bytes]) -> None:
+    """``GET /metrics``: Prometheus text, for ``metrics_from`` or a private key only."""
 
     @app.get("/metrics", response_class=Response,
              responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"},
@@ -247,9 +290,15 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
         allowed = in_networks(client(request.scope), metrics_from)
         if not (allowed or authorized(request.headers.get("authorization"), private)):
             return JSONResponse({"error": "not_found", "detail": "Not Found"}, status_code=404)
-        s = current()
+        s = slot.current()
         s.metrics.queue_len.set(s.queue_length())
         return Response(generate_latest(s.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _add_events_route(app: FastAPI, settings: CollectorSettings, slot: _SenderSlot, keys: list[bytes],
+                      enrich: Callable[[Scope], Enrich]) -> None:
+    """``POST /v1/events``: the whole batch checked, then produced; 202 once Kafka acknowledged it."""
+    retry_after = {"Retry-After": str(settings.retry_after_seconds)}
 
     @app.post(
         "/v1/events", status_code=202, response_model=Accepted, responses=_responses(400, 401, 413, 415, 503),
@@ -258,7 +307,7 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
     )
     async def events(request: Request) -> Response:
         """Accept a batch of events: 202 once Kafka acknowledged all of them, nothing produced otherwise."""
-        s = current()
+        s = slot.current()
         m = s.metrics
         if not authorized(request.headers.get("authorization"), keys):
             return _error(401, "unauthorized", "missing or invalid bearer key", m)
@@ -270,8 +319,8 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
             return _error(413, "too_large", f"body exceeds {settings.max_body_bytes} bytes", m)
         # a plainly valid batch in one pass (fastinbound); anything else is decided by the contract
         received = datetime.now(UTC)  # every event's received_at, and its message's Kafka timestamp
-        enrich = located(countries, client(request.scope))  # the country: the event's, else the client's
-        wire = plain_batch(body, received, settings.max_batch_events, enrich)
+        located_by = enrich(request.scope)  # the country: the event's, else the client's
+        wire = plain_batch(body, received, settings.max_batch_events, located_by)
         if wire is None:
             try:
                 raw = loads(body)
@@ -281,7 +330,7 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
             if isinstance(batch_raw, list) and len(batch_raw) > settings.max_batch_events:
                 return _error(413, "too_large", f"batch: more than {settings.max_batch_events} events", m)
             try:
-                events = validate_batch(raw, received, settings.max_batch_events, enrich)
+                events = validate_batch(raw, received, settings.max_batch_events, located_by)
             except ContractError as exc:
                 return _error(400, "invalid", str(exc), m, exc.problems)
             wire = [(e["event_id"], encode_event(e), e["type"]) for e in events]
@@ -293,20 +342,6 @@ def create_app(settings: Settings, sender: Sender | None = None) -> FastAPI:
         ids = [event_id for event_id, _, _ in wire]
         return Response(_ACCEPTED.encode({"accepted": len(ids), "event_ids": ids}), status_code=202,
                         media_type="application/json")
-
-    eraser = add_read_routes(app, settings, error=lambda status, kind, detail, headers=None: _error(
-        status, kind, detail, current().metrics, headers=headers))
-    visitor = visitor_function(settings, salts)
-    add_browser_routes(
-        app, settings,
-        deliver=lambda events, received: current().deliver(events, settings.api_ack_timeout_seconds, received),
-        visitor=visitor,
-        enrich=lambda scope: located(countries, client(scope)),
-        authorized=lambda key: matches(key, keys),
-        error=lambda status, kind, detail, problems=None, headers=None: _error(
-            status, kind, detail, current().metrics, problems, headers),
-    )
-    return app
 
 
 def _resume_erasures(eraser: Eraser) -> None:

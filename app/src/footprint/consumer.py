@@ -27,7 +27,7 @@ from footprint.metrics import ConsumerMetrics
 from footprint.pipeline import Pipeline
 from footprint.processor import Processor
 from footprint.progress import Progress
-from footprint.settings import Settings
+from footprint.settings import KafkaSettings, Settings
 from footprint.storewrite import StoreWrite, store
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["AssembledConsumer", "BatchConsumer", "StoreOutage", "consumer_config", "store"]
 
 
-def consumer_config(settings: Settings) -> dict[str, Any]:
+def consumer_config(settings: KafkaSettings) -> dict[str, Any]:
     config: dict[str, Any] = {
         **settings.kafka_client_config("consumer"),
         "group.id": settings.kafka_group,

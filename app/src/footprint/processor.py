@@ -28,7 +28,7 @@ from footprint.batch import Msg, Partition
 from footprint.interfaces import Aborted, Backpressure, KafkaClient, Step
 from footprint.metrics import ConsumerMetrics
 from footprint.progress import Progress
-from footprint.settings import ConsumerSettings
+from footprint.settings import ProcessorSettings
 from footprint.stores import StoreUnavailable
 
 log = logging.getLogger("footprint.consumer")
@@ -47,7 +47,7 @@ class Processor:
     write running now has waited (seconds): the stuck verdict reads them (``Liveness``).
     """
 
-    def __init__(self, kafka: KafkaClient, settings: ConsumerSettings, metrics: ConsumerMetrics, progress: Progress,
+    def __init__(self, kafka: KafkaClient, settings: ProcessorSettings, metrics: ConsumerMetrics, progress: Progress,
                  stop: threading.Event, waiting: Callable[[], tuple[float, float]]) -> None:
         self.kafka = kafka
         self.settings = settings
@@ -248,7 +248,7 @@ def lag(kafka: KafkaClient) -> int | None:
         return None
 
 
-def _kafka_error(err: KafkaError, settings: ConsumerSettings) -> None:
+def _kafka_error(err: KafkaError, settings: ProcessorSettings) -> None:
     """An error ``consume`` returned: the group or topic refused or a fatal error end the process, others are logged."""
     if err.code() in _REFUSED:
         raise StoreUnavailable(refused(settings, _REFUSED[err.code()]))
@@ -259,7 +259,7 @@ def _kafka_error(err: KafkaError, settings: ConsumerSettings) -> None:
         log.warning("consumer error", extra={"error": str(err)})
 
 
-def refused(settings: ConsumerSettings, kind: str) -> str:
+def refused(settings: ProcessorSettings, kind: str) -> str:
     """Why the consumer exits when Kafka refuses it its ``kind`` ("group" or "topic"), and the ACL to add."""
     name = settings.group if kind == "group" else settings.topic
     who = settings.principal or "the consumer's principal"

@@ -17,6 +17,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +30,7 @@ from footprint import query as events_query
 from footprint.auth import Signer, authorized, key_bytes
 from footprint.erasure import Eraser
 from footprint.schema import SHORT_MAX_CHARS, loads, outbound
-from footprint.settings import Settings
+from footprint.settings import ClickHouseSettings, QuerySettings, Settings
 from footprint.stores import StoreUnavailable, ch_client
 
 log = logging.getLogger("footprint.readapi")
@@ -62,7 +63,7 @@ class ErasureJob(BaseModel):
 class Reader:
     """One ClickHouse client of the reader user, made on first use and again after a failure."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: ClickHouseSettings) -> None:
         self.settings = settings
         self._client: Any = None
         self._lock = threading.Lock()
@@ -80,37 +81,58 @@ class Reader:
             self._client = None
 
 
-def add_read_routes(app: FastAPI, settings: Settings, error: Error) -> Eraser:
-    private = key_bytes(settings.private_keys)
-    public = key_bytes(settings.api_keys)
-    signer = Signer.from_settings(settings, "events-cursor")
+def add_read_routes(app: FastAPI, settings: Settings, eraser: Eraser, error: Error) -> None:
+    """The read side's routes on ``app``: the CSV export, the events' pages, the SQL endpoint, erasure."""
     reader = Reader(settings)
-    eraser = Eraser(settings)
+    gate = _Gate(key_bytes(settings.private_keys), key_bytes(settings.api_keys), reader, error,
+                 settings.retry_after_seconds)
+    signer = Signer.from_settings(settings, "events-cursor")
+    _add_export_route(app, settings, reader, signer, gate)
+    _add_events_route(app, settings, reader, signer, gate)
+    _add_query_route(app, settings, reader, gate)
+    _add_erasure_routes(app, eraser, gate)
 
-    def denied(request: Request) -> JSONResponse | None:
+
+_CODES = {400: "a filter, the limit or the cursor is invalid (named)", 401: "missing or unknown key",
+          403: "a public key", 503: "ClickHouse cannot be reached"}
+_RESPONSES: dict[int | str, dict[str, Any]] = {c: {"description": d} for c, d in _CODES.items()}
+
+
+@dataclass(frozen=True)
+class _Gate:
+    """What every read route answers before and instead of its work: who may ask (a private key
+    only), the error answer, and a 503 when a store cannot be reached."""
+
+    private: list[bytes]
+    public: list[bytes]
+    reader: Reader
+    error: Error
+    retry_after_seconds: int
+
+    def denied(self, request: Request) -> JSONResponse | None:
         header = request.headers.get("authorization")
-        if authorized(header, private):
+        if authorized(header, self.private):
             return None
-        if authorized(header, public):
-            return error(403, "forbidden", "a public key may only send events; this endpoint needs a private key")
-        return error(401, "unauthorized", "missing or invalid bearer key (a private key)")
+        if authorized(header, self.public):
+            return self.error(403, "forbidden", "a public key may only send events; this endpoint needs a private key")
+        return self.error(401, "unauthorized", "missing or invalid bearer key (a private key)")
 
-    def unavailable(exc: Exception) -> JSONResponse:
-        reader.reset()
+    def unavailable(self, exc: Exception) -> JSONResponse:
+        self.reader.reset()
         log.warning("store unavailable for a read", extra={"error": str(exc)[:300]})
-        return error(503, "unavailable", "the store cannot be reached now; retry later",
-                     headers={"Retry-After": str(settings.retry_after_seconds)})
+        return self.error(503, "unavailable", "the store cannot be reached now; retry later",
+                          headers={"Retry-After": str(self.retry_after_seconds)})
 
-    codes = {400: "a filter, the limit or the cursor is invalid (named)", 401: "missing or unknown key",
-             403: "a public key", 503: "ClickHouse cannot be reached"}
-    _add_export_route(app, settings, reader, signer, denied, unavailable, error)
 
-    @app.get("/v1/events", response_model=EventsPage, responses={c: {"description": d} for c, d in codes.items()})
+def _add_events_route(app: FastAPI, settings: QuerySettings, reader: Reader, signer: Signer, gate: _Gate) -> None:
+    error = gate.error
+
+    @app.get("/v1/events", response_model=EventsPage, responses=_RESPONSES)
     def list_events(request: Request) -> JSONResponse:
         """Stored events, newest first. Filters: ``event``, ``type``, ``userId``, ``anonymousId``, ``groupId``,
         ``link`` (a path prefix), ``since``/``until`` (RFC 3339), ``properties.KEY=VALUE`` (equality, up to 5),
         ``synthetic`` (false by default); ``limit`` 1..1000 (100); ``cursor``: the ``next`` of the previous page."""
-        refused = denied(request)
+        refused = gate.denied(request)
         if refused is not None:
             return refused
         params = request.query_params
@@ -122,24 +144,28 @@ def add_read_routes(app: FastAPI, settings: Settings, error: Error) -> Eraser:
             rows = events_query.page_rows(q, datetime.now(UTC), lambda sql, values: reader.client().query(
                 sql, parameters=values, settings=sqlapi.limits(settings)).result_rows)
         except StoreUnavailable as exc:
-            return unavailable(exc)
+            return gate.unavailable(exc)
         except Exception as exc:
             if "Code: " in str(exc):  # ClickHouse refused the query: a limit (too slow, too big)
                 refused_q = sqlapi.refusal(exc)
                 return error(refused_q.status, refused_q.error, refused_q.detail)
-            return unavailable(exc)
+            return gate.unavailable(exc)
         events = [events_query.row_to_event(r) for r in rows[:q.limit]]
         more = len(rows) > q.limit
         cursor = events_query.next_cursor(events[-1], q, signer) if more else None
         return JSONResponse(EventsPage(data=[outbound(e) for e in events], next=cursor).model_dump())
 
+
+def _add_query_route(app: FastAPI, settings: Settings, reader: Reader, gate: _Gate) -> None:
+    error = gate.error
+
     @app.post("/v1/queries", response_model=QueryAnswer,
               responses={413: {"description": "SQL too long"}, 422: {"description": "a limit was reached (named)"},
-                         **{c: {"description": d} for c, d in codes.items()}})
+                         **_RESPONSES})
     async def run_query(request: Request) -> JSONResponse:
         """Read-only SQL (one SELECT) on the app database in ClickHouse, as the reader user, with
         ``readonly=1``, a time limit and result row/byte limits. A refusal names its reason."""
-        refused = denied(request)
+        refused = gate.denied(request)
         if refused is not None:
             return refused
         body = await request.body()
@@ -156,17 +182,20 @@ def add_read_routes(app: FastAPI, settings: Settings, error: Error) -> Eraser:
         except sqlapi.QueryRefused as exc:
             return error(exc.status, exc.error, exc.detail)
         except Exception as exc:
-            return unavailable(exc)
+            return gate.unavailable(exc)
         answer = QueryAnswer(columns=result.columns, types=result.types, rows=result.rows, rows_count=len(result.rows),
                              elapsed_ms=round(result.elapsed_ms, 2))
         return JSONResponse(answer.model_dump(mode="json"))
 
-    @app.delete("/v1/users/{userId}", status_code=202, response_model=ErasureJob,
-                responses={c: {"description": d} for c, d in codes.items()})
+
+def _add_erasure_routes(app: FastAPI, eraser: Eraser, gate: _Gate) -> None:
+    error = gate.error
+
+    @app.delete("/v1/users/{userId}", status_code=202, response_model=ErasureJob, responses=_RESPONSES)
     def erase_user(request: Request, userId: str) -> JSONResponse:
         """Erase every event of ``userId`` from PostgreSQL and ClickHouse (a job: read its status with
         ``GET /v1/erasures/{jobId}``); events of that user still in Kafka are dropped when they arrive."""
-        refused = denied(request)
+        refused = gate.denied(request)
         if refused is not None:
             return refused
         if not userId or len(userId) > SHORT_MAX_CHARS or "\x00" in userId:
@@ -174,14 +203,13 @@ def add_read_routes(app: FastAPI, settings: Settings, error: Error) -> Eraser:
         try:
             job = eraser.request(userId)
         except StoreUnavailable as exc:
-            return unavailable(exc)
+            return gate.unavailable(exc)
         return JSONResponse(ErasureJob(jobId=job, status="pending").model_dump(), status_code=202)
 
-    @app.get("/v1/erasures/{jobId}", responses={404: {"description": "no such job"},
-                                                **{c: {"description": d} for c, d in codes.items()}})
+    @app.get("/v1/erasures/{jobId}", responses={404: {"description": "no such job"}, **_RESPONSES})
     def erasure_status(request: Request, jobId: str) -> JSONResponse:
         """An erasure job: ``status`` pending, running, done or failed, and the rows deleted per store."""
-        refused = denied(request)
+        refused = gate.denied(request)
         if refused is not None:
             return refused
         try:
@@ -191,17 +219,15 @@ def add_read_routes(app: FastAPI, settings: Settings, error: Error) -> Eraser:
         try:
             status = eraser.status(jobId)
         except StoreUnavailable as exc:
-            return unavailable(exc)
+            return gate.unavailable(exc)
         if status is None:
             return error(404, "not_found", "no erasure job with this id")
         return JSONResponse(status)
 
-    return eraser
 
+def _add_export_route(app: FastAPI, settings: QuerySettings, reader: Reader, signer: Signer, gate: _Gate) -> None:
+    error = gate.error
 
-def _add_export_route(app: FastAPI, settings: Settings, reader: Reader, signer: Signer,
-                      denied: Callable[[Request], JSONResponse | None],
-                      unavailable: Callable[[Exception], JSONResponse], error: Error) -> None:
     @app.get("/v1/events.csv", response_class=StreamingResponse,
              responses={200: {"content": {"text/csv": {}}, "description": "every matching event, newest first"},
                         400: {"description": "a filter is invalid (named), or limit / cursor given"},
@@ -213,7 +239,7 @@ def _add_export_route(app: FastAPI, settings: Settings, reader: Reader, signer: 
         1000 events, within the reader's row cap) as it is sent, so an export of any size holds one page in
         memory. A store failing halfway ends the answer without its last chunk (the client sees a cut
         transfer, never a short file that looks whole)."""
-        refused = denied(request)
+        refused = gate.denied(request)
         if refused is not None:
             return refused
         params = request.query_params
@@ -234,7 +260,7 @@ def _add_export_route(app: FastAPI, settings: Settings, reader: Reader, signer: 
         try:  # the first page before the answer starts: a store down is still a 503
             first = next(rows, None)
         except Exception as exc:
-            return unavailable(exc)
+            return gate.unavailable(exc)
         body = csvexport.stream(csvexport.EVENT_COLUMNS, itertools.chain([] if first is None else [first], rows))
         return StreamingResponse(body, media_type="text/csv; charset=utf-8",
                                  headers={"Content-Disposition": 'attachment; filename="events.csv"',

@@ -19,7 +19,7 @@ from clickhouse_connect.driver.external import ExternalData
 
 from footprint.pgrows import COPY_STAGE, INSERT_FROM_STAGE, STAGE_TABLE, STAGE_TYPES, rows
 from footprint.schema import COLUMNS, dumps, make_event, parse_time
-from footprint.settings import Settings
+from footprint.settings import ClickHouseSettings
 from footprint.stores import ch_client, pg_connect
 
 log = logging.getLogger("footprint.sinks")
@@ -118,7 +118,7 @@ class ClickHouseSink:
 
     name = "clickhouse"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: ClickHouseSettings) -> None:
         self._settings = settings
         self._client: Client | None = None
         cluster = bool(settings.ch_cluster)

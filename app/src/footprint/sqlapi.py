@@ -33,7 +33,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from footprint.settings import Settings
+from footprint.settings import QuerySettings, Settings
 
 _CODE = re.compile(r"Code: (\d+)\.")
 # ClickHouse error code -> (HTTP status, reason)
@@ -125,7 +125,7 @@ class QueryResult:
     elapsed_ms: float
 
 
-def limits(settings: Settings) -> dict[str, Any]:
+def limits(settings: QuerySettings) -> dict[str, Any]:
     return {
         "readonly": 1,
         "max_execution_time": settings.query_max_execution_seconds,
@@ -146,7 +146,7 @@ def refusal(exc: Exception) -> QueryRefused:
     return QueryRefused(status, "query_refused", f"{reason} ({first})")
 
 
-def check_sql(sql: str, settings: Settings) -> None:
+def check_sql(sql: str, settings: QuerySettings) -> None:
     """Refuse before parsing: empty, too long, or more than one statement."""
     if not sql.strip():
         raise QueryRefused(400, "invalid", "sql: empty")
@@ -156,7 +156,7 @@ def check_sql(sql: str, settings: Settings) -> None:
         raise QueryRefused(400, "invalid", "sql: contains a NUL character")
 
 
-def _explain(client: Client, kind: str, sql: str, settings: Settings) -> str:
+def _explain(client: Client, kind: str, sql: str, settings: QuerySettings) -> str:
     """ClickHouse's ``EXPLAIN <kind>`` of ``sql`` as text; its refusal as a ``QueryRefused``."""
     try:
         out = client.command(f"EXPLAIN {kind} {sql}", settings={
@@ -171,7 +171,7 @@ def _explain(client: Client, kind: str, sql: str, settings: Settings) -> str:
     return out if isinstance(out, str) else "\n".join(str(x) for x in (out if isinstance(out, list) else [out]))
 
 
-def check_functions(client: Client, sql: str, settings: Settings) -> None:
+def check_functions(client: Client, sql: str, settings: QuerySettings) -> None:
     """ClickHouse's parser lists the functions (nothing is evaluated): each must be allowed."""
     text = _explain(client, "AST", sql, settings)
     if not text.lstrip().startswith("SelectWithUnionQuery"):

@@ -10,7 +10,7 @@ import psycopg
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
 
-from footprint.settings import Settings
+from footprint.settings import ClickHouseSettings
 
 
 class StoreUnavailable(Exception):
@@ -49,7 +49,7 @@ def pg_connect(dsn: str, role: str = "writer", **kwargs: Any) -> psycopg.Connect
 
 
 def ch_client(
-    settings: Settings, role: str = "writer", database: str | None = None, host: tuple[str, int] | None = None
+    settings: ClickHouseSettings, role: str = "writer", database: str | None = None, host: tuple[str, int] | None = None
 ) -> Client:
     """A client of ``role`` to the first ClickHouse host of ``settings.ch_host`` that answers.
 
@@ -86,7 +86,7 @@ def ch_client(
     raise StoreUnavailable("; ".join(failures))
 
 
-def ch_shard_clients(settings: Settings, role: str = "owner") -> list[Client]:
+def ch_shard_clients(settings: ClickHouseSettings, role: str = "owner") -> list[Client]:
     """One client per shard of the cluster ``settings.ch_cluster``, for work that must reach every
     shard's own (``*_local``) tables: of the hosts in ``ch_host``, in order, the first that answers
     for each shard (its ``shard`` macro). With replicas, one replica per shard is enough (the

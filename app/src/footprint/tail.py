@@ -11,11 +11,11 @@ from typing import TextIO
 from confluent_kafka import Consumer
 
 from footprint.fastwire import decode_message
-from footprint.settings import Settings
+from footprint.settings import KafkaSettings
 
 
 def tail(
-    settings: Settings,
+    settings: KafkaSettings,
     stop: threading.Event,
     from_beginning: bool = False,
     max_events: int | None = None,
