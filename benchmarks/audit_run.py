@@ -42,7 +42,7 @@ def load(settings: Any, start: datetime, days: int, frm: int, to: int, since: da
          window: list[tuple[int, str, bytes]]) -> float:
     """Events [frm, to) into both stores; those received since ``since`` added to ``window``; seconds."""
     import psycopg
-    from footprint.schema import encode_event, kafka_timestamp, parse_time
+    from footprint.contract import encode_event, kafka_timestamp, parse_time
     from footprint.sinks import ClickHouseSink, PostgresSink
 
     pg, ch = PostgresSink(settings.pg_dsn.get_secret_value()), ClickHouseSink(settings)

@@ -32,8 +32,8 @@ from _services import local_stores, machine  # noqa: E402
 from confluent_kafka import Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 from footprint import retention  # noqa: E402
+from footprint.contract import dumps, message_id_uuid  # noqa: E402
 from footprint.producer import producer_config  # noqa: E402
-from footprint.schema import dumps, message_id_uuid  # noqa: E402
 from footprint.settings import Settings  # noqa: E402
 from footprint.sinks import ClickHouseSink, PostgresSink  # noqa: E402
 from footprint.stores import pg_connect  # noqa: E402

@@ -165,7 +165,7 @@ def main() -> int:
                 f.result(30)
             # other events (another seed): the stores must not already hold them; in the form that
             # revision's contract knows (without the fields later releases added)
-            from footprint.schema import ENRICHED_COLUMNS
+            from footprint.contract import ENRICHED_COLUMNS
 
             produce(ref, [{k: v for k, v in dict(e, type="page", method=e["method"] or "GET", link=e["link"] or "/")
                            .items() if k not in ENRICHED_COLUMNS} for e in gen_events(args.events, seed=8)])

@@ -37,7 +37,7 @@ CHUNK = 200_000
 
 def load(settings: Any, start: datetime, days: int, frm: int, to: int) -> float:
     """Events [frm, to) of the generated stream into both stores; seconds taken."""
-    from footprint.schema import encode_event
+    from footprint.contract import encode_event
     from footprint.sinks import ClickHouseSink, PostgresSink
 
     pg, ch = PostgresSink(settings.pg_dsn.get_secret_value()), ClickHouseSink(settings)

@@ -21,7 +21,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _services import machine, services
-from footprint.schema import decode_message, encode_event
+from footprint.contract import decode_message, encode_event
 from footprint.settings import Settings
 
 
@@ -40,7 +40,7 @@ def timed(label: str, batches: list[dict[str, bytes]], write: Callable[[dict[str
 
 def pg_methods(sink: Any, settings: Settings) -> dict[str, Callable[[dict[str, bytes]], Any]]:
     import psycopg
-    from footprint.schema import COLUMNS
+    from footprint.contract import COLUMNS
 
     conn = psycopg.connect(settings.pg_dsn.get_secret_value())
     cols = ", ".join(c.name for c in COLUMNS)
@@ -148,7 +148,7 @@ def pg_methods(sink: Any, settings: Settings) -> dict[str, Callable[[dict[str, b
 
 def ch_methods(sink: Any) -> dict[str, Callable[[dict[str, bytes]], Any]]:
     import msgspec
-    from footprint.schema import COLUMNS
+    from footprint.contract import COLUMNS
     from footprint.sinks import CH_INSERT_SETTINGS
 
     sink.connect()

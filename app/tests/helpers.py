@@ -21,8 +21,8 @@ import psycopg
 from confluent_kafka import Consumer, KafkaError, Producer
 
 from footprint.cli import assemble_consumer
+from footprint.contract import encode_event, make_event
 from footprint.enrich import enrich
-from footprint.schema import encode_event, make_event
 from footprint.settings import Settings
 from footprint.sinks import ClickHouseSink, PostgresSink
 

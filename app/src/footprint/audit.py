@@ -47,7 +47,7 @@ from footprint.auditbook import (
 )
 from footprint.auditkafka import KafkaView, from_ms
 from footprint.auditstores import AuditStores
-from footprint.fastwire import decode_message
+from footprint.contract import decode_message
 from footprint.settings import Settings
 
 log = logging.getLogger("footprint.audit")

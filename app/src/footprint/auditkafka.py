@@ -19,7 +19,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from footprint.schema import kafka_timestamp as ms
+from footprint.contract import kafka_timestamp as ms
 from footprint.settings import KafkaSettings
 from footprint.stores import StoreUnavailable
 

@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from footprint.schema import ContractError, encode_event, loads, validate_batch
+from footprint.contract import ContractError, encode_event, loads, validate_batch
 from footprint.settings import CollectorSettings
 
 SNIPPET = "f.js"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from footprint import __version__
 from footprint.auditbook import DEFAULT_MAX_READ
-from footprint.schema import EVENT_TYPES
+from footprint.contract import EVENT_TYPES
 from footprint.settings import Settings
 from footprint.stores import StoreUnavailable
 

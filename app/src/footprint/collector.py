@@ -1,6 +1,6 @@
 """The collector: the Segment-style ``POST /v1/events`` API and the browser snippet's endpoint.
 
-``POST /v1/events`` validates the whole batch against the event contract (``schema``) and enriches
+``POST /v1/events`` validates the whole batch against the event contract (``contract``) and enriches
 it (``enrich``) before anything is produced, then answers 202 only after Kafka acknowledged every
 event of it (acks=all), 503 with Retry-After otherwise. The collector records only what clients
 send it: requests to the collector itself are never page views (a site records its own pages with
@@ -26,13 +26,12 @@ from pydantic import BaseModel
 from footprint import __version__
 from footprint.auth import authorized, key_bytes, matches
 from footprint.browser import add_browser_routes
+from footprint.contract import ContractError, encode_event, inbound_json_schema, loads, plain_batch, validate_batch
 from footprint.countries import Countries, Enrich, located
 from footprint.erasure import Eraser
-from footprint.fastinbound import plain_batch
 from footprint.metrics import CollectorMetrics
 from footprint.readapi import add_read_routes
 from footprint.salts import SharedSalts
-from footprint.schema import ContractError, encode_event, inbound_json_schema, loads, validate_batch
 from footprint.settings import CollectorSettings, Settings
 from footprint.stores import StoreUnavailable
 from footprint.visitors import VisitorIds, client_address, in_networks, parse_networks
@@ -317,7 +316,7 @@ def _add_events_route(app: FastAPI, settings: CollectorSettings, slot: _SenderSl
         body = await _read_body(request, settings.max_body_bytes)
         if body is None:
             return _error(413, "too_large", f"body exceeds {settings.max_body_bytes} bytes", m)
-        # a plainly valid batch in one pass (fastinbound); anything else is decided by the contract
+        # a plainly valid batch in one pass (the contract's fast path); anything else is decided by the contract
         received = datetime.now(UTC)  # every event's received_at, and its message's Kafka timestamp
         located_by = enrich(request.scope)  # the country: the event's, else the client's
         wire = plain_batch(body, received, settings.max_batch_events, located_by)

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from footprint import query as events_query
-from footprint.schema import COLUMN_NAMES, EVENT_TYPES, dumps, outbound, outbound_names
+from footprint.contract import COLUMN_NAMES, EVENT_TYPES, dumps, outbound, outbound_names
 
 # each statistic's columns, in the order of its rows (stats.QUERIES)
 STAT_COLUMNS: dict[str, tuple[str, ...]] = {

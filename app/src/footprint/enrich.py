@@ -1,7 +1,7 @@
 """Enrichment: what an event's Segment-style ``context`` says about where it came from and on what.
 
 From ``context`` (``userAgent``, ``page.referrer``, ``page.search`` / ``page.url``, ``campaign``,
-``location.country``) the collector derives the columns ``schema.ENRICHED_COLUMNS`` names: the referrer's
+``location.country``) the collector derives the columns ``contract.ENRICHED_COLUMNS`` names: the referrer's
 host, the five UTM parameters, browser / OS / device class parsed from the user agent (ua-parser and its
 rules; the ua-parser-rs accelerator when installed), a bot flag (crawlerdetect's list, plus ua-parser's
 "Spider" device) and the country the event names (``countries.py`` adds the client address's when it
@@ -23,7 +23,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from footprint.schema import SHORT_MAX_BYTES, SHORT_MAX_CHARS, clean_text
+from footprint.contract import SHORT_MAX_BYTES, SHORT_MAX_CHARS, clean_text
 
 UTM = {"utm_source": "source", "utm_medium": "medium", "utm_campaign": "name", "utm_term": "term",
        "utm_content": "content"}  # column -> key in Segment's context.campaign
@@ -103,7 +103,7 @@ def _device_class(ua: str, os_name: str, device_family: str, bot: bool) -> str:
 
 
 def enrich(context: Mapping[str, Any]) -> dict[str, Any]:
-    """An inbound event's ``context`` -> the values of ``schema.ENRICHED_COLUMNS``."""
+    """An inbound event's ``context`` -> the values of ``contract.ENRICHED_COLUMNS``."""
     page = context.get("page")
     page = page if isinstance(page, dict) else {}
     campaign = context.get("campaign")

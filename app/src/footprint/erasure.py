@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from footprint.batch import Docs
-from footprint.fastwire import user_id_of
+from footprint.contract import user_id_of
 from footprint.settings import Settings
 from footprint.stores import ch_client, ch_shard_clients, pg_connect
 

@@ -4,7 +4,7 @@ The canonical documents are split into their columns in one msgspec (C) pass; ps
 COPY's binary format (no quoting, no parsing of text on the server); one ``INSERT ... SELECT ...
 ON CONFLICT DO NOTHING`` moves them into ``events``, first write wins (below). The staging table holds ids, times
 and objects as text, so PostgreSQL itself still reads and judges every value (a value it refuses is
-refused by the store, as before); everything is derived from ``schema.COLUMNS``.
+refused by the store, as before); everything is derived from ``contract.COLUMNS``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from footprint.schema import COLUMNS, Kind
+from footprint.contract import COLUMNS, Kind
 
 # text where PostgreSQL parses the value itself (uuid, timestamptz, jsonb); the others as they are
 _PARSED = ("uuid", "timestamptz", "jsonb")

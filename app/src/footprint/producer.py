@@ -13,9 +13,9 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from footprint.contract import kafka_timestamp
 from footprint.logs import RateLimitedLog
 from footprint.metrics import CollectorMetrics
-from footprint.schema import kafka_timestamp
 
 log = logging.getLogger("footprint.producer")
 
@@ -137,7 +137,7 @@ class EventProducer:
         """Produce ``(key, value, type)`` events and wait for Kafka's acknowledgement of all of them.
 
         ``received_at``: the events' own (the batch's) receive time, the messages' Kafka timestamp
-        (``schema.kafka_timestamp``; None: the time of producing, as Kafka does by default).
+        (``contract.kafka_timestamp``; None: the time of producing, as Kafka does by default).
         Returns None when every event was acknowledged, otherwise the reason (nothing more is
         produced after a refusal; events already handed over may still be delivered, which a
         client retry with the same messageId makes harmless).

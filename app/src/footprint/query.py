@@ -15,15 +15,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from footprint.auth import Signer
-from footprint.schema import COLUMN_NAMES, EVENT_TYPES, SHORT_MAX_CHARS, TEXT_MAX_BYTES, dumps, format_time, parse_time
+from footprint.contract import (
+    COLUMN_NAMES,
+    EQUALITY,
+    EVENT_TYPES,
+    SHORT_MAX_CHARS,
+    TEXT_MAX_BYTES,
+    dumps,
+    format_time,
+    parse_time,
+)
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 MAX_PROPERTY_FILTERS = 5
 PROPERTY_PREFIX = "properties."
-# query parameter -> stored column (equality); Segment names, as the API answers
-EQUALITY = {"event": "event", "type": "type", "userId": "user_id", "anonymousId": "anonymous_id",
-            "groupId": "group_id", "country": "country"}
 OTHER_PARAMS = ("link", "since", "until", "limit", "cursor", "synthetic")
 
 

@@ -28,8 +28,8 @@ from pydantic import BaseModel
 from footprint import csvexport, sqlapi
 from footprint import query as events_query
 from footprint.auth import Signer, authorized, key_bytes
+from footprint.contract import SHORT_MAX_CHARS, loads, outbound
 from footprint.erasure import Eraser
-from footprint.schema import SHORT_MAX_CHARS, loads, outbound
 from footprint.settings import ClickHouseSettings, QuerySettings, Settings
 from footprint.stores import StoreUnavailable, ch_client
 

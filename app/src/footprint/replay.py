@@ -32,7 +32,7 @@ from confluent_kafka.admin import AdminClient
 from footprint.auditbook import parse_when
 from footprint.auditkafka import kafka_failure
 from footprint.consumer import consumer_config
-from footprint.schema import kafka_timestamp
+from footprint.contract import kafka_timestamp
 from footprint.settings import Settings
 from footprint.stores import StoreUnavailable
 

@@ -21,8 +21,8 @@ from typing import Any
 
 from footprint.auditkafka import KafkaView
 from footprint.batch import Docs
+from footprint.contract import decode_message
 from footprint.erasure import ErasedUsers
-from footprint.fastwire import decode_message
 from footprint.interfaces import Sink
 from footprint.replay import target_offsets
 from footprint.settings import Settings

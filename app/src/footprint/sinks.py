@@ -1,10 +1,10 @@
 """Batch writers for the two stores. Both are idempotent by event_id, first write wins.
 
-Both sinks receive the canonical event documents (``schema.decode_message``), keyed by
+Both sinks receive the canonical event documents (``contract.decode_message``), keyed by
 event_id. PostgreSQL: the documents are split into their columns in one msgspec pass (``pgrows``)
 and sent by binary COPY into a session-local staging table, then inserted with ON CONFLICT DO
 NOTHING; ClickHouse parses them itself in one JSONEachRow insert. Column lists come from
-``schema.COLUMNS``. A sink raises whatever the store raised; whether that was the data or the
+``contract.COLUMNS``. A sink raises whatever the store raised; whether that was the data or the
 store is decided by the consumer with ``probe`` (a known-good write), never by error codes.
 """
 
@@ -17,8 +17,8 @@ import psycopg
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.external import ExternalData
 
+from footprint.contract import COLUMNS, dumps, make_event, parse_time
 from footprint.pgrows import COPY_STAGE, INSERT_FROM_STAGE, STAGE_TABLE, STAGE_TYPES, rows
-from footprint.schema import COLUMNS, dumps, make_event, parse_time
 from footprint.settings import ClickHouseSettings
 from footprint.stores import ch_client, pg_connect
 

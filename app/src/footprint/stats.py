@@ -25,7 +25,7 @@ from datetime import time as dtime
 from decimal import Decimal
 from typing import Any
 
-from footprint.schema import EVENT_TYPES, SHORT_MAX_CHARS
+from footprint.contract import EVENT_TYPES, SHORT_MAX_CHARS
 from footprint.settings import SESSION_TIMEOUT_MINUTES, Settings
 from footprint.stores import ch_client, pg_connect
 
@@ -48,7 +48,7 @@ VISIT_FOLLOWED = timedelta(days=1)
 class Filter:
     since: date = date(1970, 1, 1)  # first UTC day
     until: date = date(2100, 1, 1)  # end UTC day, exclusive
-    type: str = "page"  # one of schema.EVENT_TYPES, or "" for every type
+    type: str = "page"  # one of contract.EVENT_TYPES, or "" for every type
     link: str = ""  # a link prefix, "" for every link
     top: int = 10
     source: str | None = None  # a referrer host ("" = none: direct traffic)

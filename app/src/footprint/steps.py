@@ -24,7 +24,7 @@ from typing import Generic, TypeVar
 from confluent_kafka import KafkaException, TopicPartition
 
 from footprint.batch import Batch, Msg, Partition
-from footprint.fastwire import decode_message
+from footprint.contract import decode_message
 from footprint.interfaces import Backpressure, Step
 
 log = logging.getLogger("footprint.consumer")

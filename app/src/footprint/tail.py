@@ -10,7 +10,7 @@ from typing import TextIO
 
 from confluent_kafka import Consumer
 
-from footprint.fastwire import decode_message
+from footprint.contract import decode_message
 from footprint.settings import KafkaSettings
 
 

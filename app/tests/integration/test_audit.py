@@ -30,11 +30,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from footprint.audit import run
 from footprint.auditbook import STORES, Audit
 from footprint.collector import create_app
+from footprint.contract import encode_event, format_time, kafka_timestamp, make_event, parse_time
 from footprint.erasure import Eraser
 from footprint.metrics import CollectorMetrics
 from footprint.migrate import migrate_clickhouse, migrate_postgres
 from footprint.producer import EventProducer
-from footprint.schema import encode_event, format_time, kafka_timestamp, make_event, parse_time
 from footprint.settings import Settings
 from footprint.stores import ch_client, pg_connect
 from helpers import RunningConsumer, caught_up, create_topics, own_database, settings_env, wait_for

@@ -14,7 +14,7 @@ import httpx
 import psycopg
 import pytest
 
-from footprint.schema import MAX_TIME, MIN_TIME, make_event
+from footprint.contract import MAX_TIME, MIN_TIME, make_event
 from footprint.settings import Settings
 from footprint.stats import QUERIES, ROLLUP_END, Filter, run_stats
 from helpers import RunningConsumer, ch_client, ch_ids, committed, gen_events, pg_ids, produce, settings_env, wait_for

@@ -4,6 +4,7 @@ values; whatever it refuses, nothing is produced."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from datetime import UTC, datetime
@@ -16,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from footprint.collector import create_app
+from footprint.contract import COLUMNS, MAX_DEPTH, Column, column_disagreements, loads, validate_batch
 from footprint.metrics import CollectorMetrics
 from footprint.producer import EventProducer
-from footprint.schema import COLUMNS, MAX_DEPTH, Column, loads, validate_batch
 from footprint.settings import Settings
 from helpers import RunningConsumer, ch_client, wait_for
 
@@ -181,4 +182,29 @@ def test_whatever_the_collector_accepts_both_stores_hold_identically(settings: S
                 w = _dec(json.dumps(w)) if col.kind == "object" else w
                 w = w.replace("T", " ").rstrip("Z") if col.kind == "time" else w
                 assert a == w, (col.name, a, w)
+
+
+# PostgreSQL's names of the field table's types (format_type spells timestamptz out)
+_PG_TYPE_NAMES = {"timestamp with time zone": "timestamptz"}
+
+
+def test_the_migrated_stores_hold_exactly_the_field_tables_columns(base_settings: Settings) -> None:
+    """Both stores' events tables after every migration (as the fixtures applied them): the field table's
+    columns, in its order and of its types (``tests/unit/test_contract_migrations.py`` reads the SQL)."""
+    with psycopg.connect(base_settings.pg_owner_dsn.get_secret_value()) as c:
+        pg = [(name, _PG_TYPE_NAMES.get(type_, type_)) for name, type_ in c.execute(
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+            " WHERE attrelid = 'events'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum").fetchall()]
+    ch_conn = ch_client(base_settings)
+    try:
+        ch = [(r[0], r[1]) for r in ch_conn.query(
+            "SELECT name, type FROM system.columns WHERE database = currentDatabase() AND table = 'events'"
+            " ORDER BY position").result_rows]
+    finally:
+        ch_conn.close()
+    assert column_disagreements(pg, "postgres") == []
+    assert column_disagreements(ch, "clickhouse") == []
+    altered = [dataclasses.replace(c, ch_type="String") if c.name == "browser" else c for c in COLUMNS]
+    assert column_disagreements(ch, "clickhouse", altered) == [  # and it can fail here too
+        "clickhouse: column browser is LowCardinality(String) in the store, String in the field table"]
 

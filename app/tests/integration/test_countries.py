@@ -112,7 +112,7 @@ def test_each_events_country_lands_identically_in_both_stores_and_in_the_stats(s
 def test_the_read_api_filters_by_country(settings: Settings) -> None:
     from pydantic import SecretStr
 
-    from footprint.schema import encode_event, make_event
+    from footprint.contract import encode_event, make_event
     from footprint.sinks import ClickHouseSink, PostgresSink
 
     run = uuid.uuid4().hex[:8]

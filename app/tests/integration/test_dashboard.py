@@ -25,10 +25,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from footprint.contract import encode_event, make_event
 from footprint.dashboard.app import CHARTS as API_CHARTS
 from footprint.dashboard.app import VISITS
 from footprint.enrich import enrich
-from footprint.schema import encode_event, make_event
 from footprint.settings import Settings
 from footprint.sinks import ClickHouseSink, PostgresSink
 from footprint.stats import QUERIES

@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from footprint.collector import create_app
+from footprint.contract import encode_event, make_event
 from footprint.csvexport import EVENT_COLUMNS, page_size
-from footprint.schema import encode_event, make_event
 from footprint.settings import Settings
 from footprint.sinks import ClickHouseSink, PostgresSink
 

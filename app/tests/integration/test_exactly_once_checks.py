@@ -16,8 +16,8 @@ import clickhouse_connect
 import pytest
 from pydantic import SecretStr
 
+from footprint.contract import encode_event
 from footprint.migrate import migrate_clickhouse
-from footprint.schema import encode_event
 from footprint.settings import Settings
 from footprint.sinks import ClickHouseSink
 from helpers import gen_events

@@ -12,9 +12,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from footprint.collector import create_app
+from footprint.contract import TEXT_MAX_BYTES, encode_event, make_event, truncate_utf8
 from footprint.metrics import CollectorMetrics
 from footprint.producer import EventProducer
-from footprint.schema import TEXT_MAX_BYTES, encode_event, make_event, truncate_utf8
 from footprint.settings import Settings
 from footprint.sinks import PostgresSink
 from footprint.storewrite import store

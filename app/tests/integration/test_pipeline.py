@@ -10,8 +10,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from footprint.contract import message_id_uuid
 from footprint.migrate import load, migrate_clickhouse, migrate_postgres
-from footprint.schema import message_id_uuid
 from footprint.settings import Settings
 from helpers import (
     RunningConsumer,

@@ -10,7 +10,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from footprint.schema import MAX_DEPTH, encode_event
+from footprint.contract import MAX_DEPTH, encode_event
 from footprint.settings import Settings
 from footprint.sinks import ClickHouseSink
 from helpers import RunningConsumer, caught_up, ch_client, ch_ids, gen_events, pg_ids, read_dlq, wait_for

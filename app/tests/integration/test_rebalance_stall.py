@@ -20,7 +20,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from footprint.schema import encode_event
+from footprint.contract import encode_event
 from footprint.settings import Settings
 from helpers import RunningConsumer, caught_up, ch_ids, gen_events, pg_ids, settings_env, wait_for
 

@@ -20,11 +20,11 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from footprint.contract import encode_event, kafka_timestamp, make_event
 from footprint.deadletter import DeadLetters, dlq_producer_config
 from footprint.httpd import serve
 from footprint.replay import reset_group
 from footprint.replaydlq import redrive
-from footprint.schema import encode_event, kafka_timestamp, make_event
 from footprint.settings import Settings
 from footprint.stores import pg_connect
 from helpers import (

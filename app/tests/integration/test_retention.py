@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from footprint import retention
+from footprint.contract import dumps, make_event, message_id_uuid
 from footprint.migrate import load, migrate_clickhouse, migrate_postgres
 from footprint.pgrows import COPY_STAGE, INSERT_FROM_STAGE, STAGE_TABLE, STAGE_TYPES, rows
 from footprint.retention import month_start
-from footprint.schema import dumps, make_event, message_id_uuid
 from footprint.settings import Settings
 from footprint.sinks import ClickHouseSink, PostgresSink
 from footprint.stores import ch_client, pg_connect

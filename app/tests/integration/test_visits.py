@@ -29,8 +29,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from footprint.contract import encode_event, make_event
 from footprint.migrate import migrate_clickhouse, migrate_postgres
-from footprint.schema import encode_event, make_event
 from footprint.settings import Settings
 from footprint.sinks import ClickHouseSink, PostgresSink
 from footprint.stats import Filter, run_stats

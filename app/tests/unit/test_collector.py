@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from footprint.collector import create_app
+from footprint.contract import MAX_DEPTH
 from footprint.metrics import CollectorMetrics
-from footprint.schema import MAX_DEPTH
 from footprint.settings import Settings
 
 AUTH = {"Authorization": "Bearer k1"}

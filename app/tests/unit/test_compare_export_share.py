@@ -141,8 +141,8 @@ def test_a_bad_share_request_is_refused_naming_what_is_wrong(body: dict[str, obj
 def test_the_events_export_asks_each_page_only_when_the_one_before_is_sent() -> None:
     """``csvexport.events`` over a list of rows standing for the table: pages of ``size`` in keyset order, the
     next page asked once the rows before it were taken (nothing read ahead), every row once."""
+    from footprint.contract import COLUMN_NAMES
     from footprint.query import EventQuery
-    from footprint.schema import COLUMN_NAMES
 
     def stored(i: int) -> list[object]:
         row = {c: "" for c in COLUMN_NAMES}

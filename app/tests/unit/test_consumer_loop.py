@@ -16,8 +16,8 @@ from confluent_kafka import KafkaError
 from fakes import FakeKafka, FakeMessage, MemoryProducer, MemoryStore
 
 from footprint.cli import assemble_consumer
+from footprint.contract import encode_event, make_event
 from footprint.deadletter import DeadLetters
-from footprint.schema import encode_event, make_event
 from footprint.settings import Settings
 from footprint.stores import StoreUnavailable
 

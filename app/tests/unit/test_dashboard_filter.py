@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from footprint.contract import SHORT_MAX_CHARS
 from footprint.dashboard.app import BadFilter, parse_filter
-from footprint.schema import SHORT_MAX_CHARS
 from footprint.stats import QUERIES, Filter, Params
 
 TODAY = datetime(2026, 12, 5, 13, 0, tzinfo=UTC)

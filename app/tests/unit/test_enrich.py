@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from footprint.contract import ENRICHED_COLUMNS, canonical, validate_batch
 from footprint.enrich import classify, enrich, referrer_host
-from footprint.schema import ENRICHED_COLUMNS, canonical, validate_batch
 
 CHROME_WINDOWS = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
                   "Chrome/131.0.0.0 Safari/537.36")

@@ -1,4 +1,4 @@
-"""The collector's fast path (``fastinbound``) accepts only what the contract accepts, built identically."""
+"""The collector's fast path (``contract.plain_batch``) accepts only what the contract accepts, built identically."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from footprint.contract import ContractError, encode_event, loads, plain_batch, validate_batch
 from footprint.enrich import enrich
-from footprint.fastinbound import plain_batch
-from footprint.schema import ContractError, encode_event, loads, validate_batch
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, 123456, tzinfo=UTC)
 UA = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148 Safari/604.1"

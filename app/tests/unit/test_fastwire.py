@@ -1,4 +1,5 @@
-"""The consumer's fast path (``fastwire``) answers exactly what the contract's full rules answer."""
+"""The consumer's decode (``contract.decode_message``, its fast path inside) answers exactly what the contract's
+full rules (``decode_by_rules``) answer."""
 
 from __future__ import annotations
 
@@ -11,8 +12,15 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from footprint import fastwire
-from footprint.schema import COLUMNS, decode_message, encode_event, make_event
+from footprint.contract import (
+    COLUMNS,
+    canonical_message,
+    decode_by_rules,
+    decode_message,
+    encode_event,
+    make_event,
+    user_id_of,
+)
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -32,10 +40,10 @@ def outcome(decode: Any, value: bytes | None) -> tuple[str, Any]:
 
 def test_a_canonical_message_takes_the_fast_path_and_is_written_as_read() -> None:
     value = canonical_bytes(properties={"plan": "pro", "n": [1, 2.5, None]}, traits={"a": {"b": True}})
-    key = fastwire.canonical_message(value)
-    assert key is not None and (key, value) == decode_message(value)
-    assert fastwire.decode_message(value) == (key, value)
-    assert fastwire.decode_message(value)[1] is value  # no copy: the message's own bytes go on
+    key = canonical_message(value)
+    assert key is not None and (key, value) == decode_by_rules(value)
+    assert decode_message(value) == (key, value)
+    assert decode_message(value)[1] is value  # no copy: the message's own bytes go on
 
 
 @pytest.mark.parametrize("value", [
@@ -60,8 +68,8 @@ def test_a_canonical_message_takes_the_fast_path_and_is_written_as_read() -> Non
     canonical_bytes().replace(b'"properties":{}', b'"properties":{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
 ])
 def test_anything_not_canonical_is_left_to_the_contract(value: bytes) -> None:
-    assert fastwire.canonical_message(value) is None
-    assert outcome(fastwire.decode_message, value) == outcome(decode_message, value)
+    assert canonical_message(value) is None
+    assert outcome(decode_message, value) == outcome(decode_by_rules, value)
 
 
 _ids = st.one_of(st.uuids().map(str), st.uuids().map(lambda u: str(u).upper()), st.uuids().map(lambda u: u.hex),
@@ -108,12 +116,12 @@ def messages(draw: st.DrawFn) -> bytes:
 @given(messages())
 @example(canonical_bytes())
 def test_the_fast_path_never_answers_differently_from_the_contract(value: bytes) -> None:
-    assert outcome(fastwire.decode_message, value) == outcome(decode_message, value)
-    key = fastwire.canonical_message(value)
+    assert outcome(decode_message, value) == outcome(decode_by_rules, value)
+    key = canonical_message(value)
     if key is not None:  # what it accepts is canonical: the contract returns the very same bytes
-        assert decode_message(value) == (key, value)
+        assert decode_by_rules(value) == (key, value)
 
 
 def test_the_erasure_filter_reads_the_user_id_of_a_document() -> None:
-    assert fastwire.user_id_of(canonical_bytes(user_id="u-7")) == "u-7"
-    assert fastwire.user_id_of(canonical_bytes()) == ""
+    assert user_id_of(canonical_bytes(user_id="u-7")) == "u-7"
+    assert user_id_of(canonical_bytes()) == ""

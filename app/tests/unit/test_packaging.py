@@ -13,7 +13,7 @@ BUILD = APP.parent / "roles" / "footprint" / "files" / "build_wheel.py"
 PROBE = """
 import sys
 from footprint.track import FootprintASGI, FootprintWSGI, HttpSender, PageRecorder
-from footprint.schema import validate_batch
+from footprint.contract import validate_batch
 event = PageRecorder(site="s").page("GET", "/p", "203.0.113.9", None, "UA", "https://t.co/x", query="utm_source=x")
 validate_batch({"batch": [event]}, __import__("datetime").datetime.now(__import__("datetime").UTC), 1)
 third_party = sorted(m.split(".")[0] for m in sys.modules if m.split(".")[0] in

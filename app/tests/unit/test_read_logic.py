@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from footprint import query
 from footprint.auth import Signer, authorized, bearer, matches
-from footprint.schema import format_time, outbound, outbound_names
+from footprint.contract import format_time, outbound, outbound_names
 from footprint.settings import Settings
 
 

@@ -11,13 +11,13 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from footprint.schema import (
+from footprint.contract import (
     COLUMN_NAMES,
     MAX_DEPTH,
     TEXT_MAX_BYTES,
     ContractError,
     canonical,
-    decode_message,
+    decode_by_rules,
     dumps,
     encode_event,
     format_time,
@@ -44,9 +44,9 @@ def one(event: dict[str, Any]) -> dict[str, Any]:
 
 def test_a_wire_event_round_trips_into_the_same_canonical_bytes() -> None:
     d = wire(properties={"plan": "pro", "n": 1.5, "deep": {"a": [1, None, True]}})
-    key, doc = decode_message(encode_event(d))
+    key, doc = decode_by_rules(encode_event(d))
     assert key == d["event_id"] and json.loads(doc) == d
-    assert decode_message(doc)[1] == doc  # canonical is a fixed point
+    assert decode_by_rules(doc)[1] == doc  # canonical is a fixed point
     assert list(json.loads(doc)) == list(COLUMN_NAMES)
 
 
@@ -116,7 +116,7 @@ def test_parse_time_agrees_with_datetime_arithmetic(local: datetime, offset_min:
     ],
 )
 def test_event_ids_in_other_spellings_become_canonical(given: str, expected: str) -> None:
-    key, doc = decode_message(json.dumps(wire(event_id=given)).encode())
+    key, doc = decode_by_rules(json.dumps(wire(event_id=given)).encode())
     assert key == expected and json.loads(doc)["event_id"] == expected
 
 
@@ -125,7 +125,7 @@ def test_the_earlier_wire_form_still_in_topics_keeps_working() -> None:
            "link": "/x", "user_id": None, "anonymous_id": "a", "group_id": None, "visitor_id": "a",
            "properties": {}, "traits": {}, "footprint_time": "2026-11-22T12:00:00.000000+00:00",
            "received_at": "2026-11-22T12:00:00.000000+00:00"}  # no "synthetic": it came later
-    doc = json.loads(decode_message(json.dumps(old).encode())[1])
+    doc = json.loads(decode_by_rules(json.dumps(old).encode())[1])
     assert doc["event"] == "" and doc["synthetic"] is False
     assert doc["footprint_time"] == "2026-11-22T12:00:00.000000Z"
 
@@ -150,7 +150,7 @@ def test_the_earlier_wire_form_still_in_topics_keeps_working() -> None:
 def test_values_the_stores_cannot_hold_are_refused(value: bytes, reason: str) -> None:
     raw = encode_event(wire()).replace(b'"properties":{}', b'"properties":' + value)
     with pytest.raises(ValueError, match=reason):
-        decode_message(raw)
+        decode_by_rules(raw)
     body = b'{"batch":[{"type":"track","event":"e","userId":"u","properties":' + value + b"}]}"
     with pytest.raises(ValueError, match=reason):
         validate_batch(loads(body), NOW, 500)
@@ -159,18 +159,18 @@ def test_values_the_stores_cannot_hold_are_refused(value: bytes, reason: str) ->
 @pytest.mark.parametrize("text", ['{"k": "\\\\u0000"}', '{"k": "\\ud83d\\ude00"}', '{"k": "caf\\u00e9"}'])
 def test_escaped_backslashes_and_pairs_are_fine(text: str) -> None:
     raw = encode_event(wire()).replace(b'"properties":{}', b'"properties":' + text.encode())
-    assert json.loads(decode_message(raw)[1])["properties"]["k"]
+    assert json.loads(decode_by_rules(raw)[1])["properties"]["k"]
 
 
 def test_invalid_utf8_and_garbage_and_tombstones() -> None:
     with pytest.raises(ValueError, match="UTF-8"):
-        decode_message(b"\xff not json")
+        decode_by_rules(b"\xff not json")
     with pytest.raises(ValueError, match="UTF-8"):
-        decode_message(encode_event(wire(event="XX")).replace(b'"XX"', b'"\xed\xb3\xbf"'))  # an encoded surrogate
+        decode_by_rules(encode_event(wire(event="XX")).replace(b'"XX"', b'"\xed\xb3\xbf"'))  # an encoded surrogate
     with pytest.raises(ValueError, match="tombstone"):
-        decode_message(None)
+        decode_by_rules(None)
     with pytest.raises(ValueError, match="object"):
-        decode_message(b"[1, 2]")
+        decode_by_rules(b"[1, 2]")
 
 
 @pytest.mark.parametrize(
@@ -194,7 +194,7 @@ def test_the_decoder_names_the_bad_field(mutate: Any, field: str) -> None:
     d = wire()
     mutate(d)
     with pytest.raises(ContractError, match=field):
-        decode_message(json.dumps(d).encode())
+        decode_by_rules(json.dumps(d).encode())
 
 
 @pytest.mark.parametrize(
@@ -288,49 +288,7 @@ def test_validation_never_crashes_and_what_it_accepts_is_canonical_and_storable(
         return  # refused with a reason (ContractError is a ValueError); never another exception
     doc = dumps(out)  # encodable: no surrogates, no NaN
     assert b"\\u0000" not in doc.replace(b"\\\\", b"")
-    assert decode_message(doc)[1] == doc
-
-
-def _table_columns(sql: str, table: str) -> list[tuple[str, str]]:
-    """``(name, type)`` of ``CREATE TABLE ... <table> (`` in a migration, as written there."""
-    import re
-
-    body = re.search(rf"CREATE TABLE IF NOT EXISTS (?:\{{db\}}\.)?{table}\s*\((.*?)\n\)", sql, re.S)
-    assert body, f"no CREATE TABLE {table}"
-    out = []
-    for line in body.group(1).splitlines():
-        line = line.split("--")[0].strip().rstrip(",")
-        if line and not line.upper().startswith(("PRIMARY", "CHECK", "INDEX")):
-            name, type_ = line.split(None, 1)
-            out.append((name, type_))
-    return out
-
-
-def _added_columns(sql: str) -> list[tuple[str, str]]:
-    """``(name, type)`` of every ``ADD COLUMN IF NOT EXISTS`` on ``events``, in migration order."""
-    import re
-
-    on_events = [s for s in sql.split(";") if re.match(r"\s*(?:--[^\n]*\n\s*)*ALTER TABLE (?:\{db\}\.)?events\b", s)]
-    return re.findall(r"ADD COLUMN IF NOT EXISTS (\w+)\s+([^,;\n]+?)\s*(?:[,;]|\n)", ";".join(on_events) + ";")
-
-
-def test_both_migrations_hold_exactly_the_contracts_columns_in_its_order() -> None:
-    import re
-
-    from footprint.migrate import load
-    from footprint.schema import COLUMNS, STORE_ONLY_COLUMNS
-
-    stores = []
-    for store in ("postgres", "clickhouse"):
-        sql = "\n".join(m.text for m in load(store))
-        table = _table_columns(sql, "events") + _added_columns(sql)
-        assert {n for n, _ in table} >= set(STORE_ONLY_COLUMNS), store
-        cols = [(n, t) for n, t in table if n not in STORE_ONLY_COLUMNS]
-        assert [n for n, _ in cols] == [c.name for c in COLUMNS], store
-        stores.append(cols)
-    for col, (_, pg_type), (_, ch_type) in zip(COLUMNS, *stores, strict=True):
-        assert re.match(re.escape(col.pg_type) + r"\b", pg_type), (col.name, pg_type)
-        assert re.match(re.escape(col.ch_type) + r"(\s|$)", ch_type), (col.name, ch_type)
+    assert decode_by_rules(doc)[1] == doc
 
 
 @pytest.mark.parametrize("body", [
@@ -353,7 +311,7 @@ def test_event_ids_are_what_the_uuid_module_makes() -> None:
     """The collector's bulk ids: version 4 random UUIDs, and uuid5 of a messageId (retries are idempotent)."""
     import uuid as uuid_module
 
-    from footprint.schema import MESSAGE_ID_NAMESPACE, message_id_uuid, random_uuids
+    from footprint.contract import MESSAGE_ID_NAMESPACE, message_id_uuid, random_uuids
 
     ids = random_uuids(2000)
     assert len(set(ids)) == 2000
@@ -362,3 +320,26 @@ def test_event_ids_are_what_the_uuid_module_makes() -> None:
         assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid_module.RFC_4122
     for name in ("m-1", "caf\u00e9", "x" * 200):
         assert message_id_uuid(name) == str(uuid_module.uuid5(MESSAGE_ID_NAMESPACE, name))
+
+
+def test_what_the_field_table_derives_is_the_documented_api() -> None:
+    """The inbound fields per type, the read API's filters and names, as the API documents them (derived
+    from the one field table: a change to a row shows here)."""
+    from footprint.contract import EQUALITY, INBOUND_COMMON, INBOUND_TYPES, OUTBOUND_EXTRA, outbound_names
+
+    assert [(f.name, f.column) for f in INBOUND_COMMON] == [
+        ("userId", "user_id"), ("anonymousId", "anonymous_id"), ("timestamp", "footprint_time"),
+        ("messageId", None), ("context", None)]
+    assert {t: [(f.name, f.column, f.required) for f in fs] for t, fs in INBOUND_TYPES.items()} == {
+        "track": [("event", "event", True), ("properties", "properties", False)],
+        "identify": [("traits", "traits", False)],
+        "group": [("groupId", "group_id", True), ("traits", "traits", False)],
+        "page": [("name", "event", False), ("properties", "properties", False)],
+    }
+    assert list(INBOUND_TYPES) == ["track", "identify", "group", "page"]
+    assert EQUALITY == {"event": "event", "type": "type", "userId": "user_id", "anonymousId": "anonymous_id",
+                        "groupId": "group_id", "country": "country"}
+    assert list(EQUALITY) == ["event", "type", "userId", "anonymousId", "groupId", "country"]
+    assert OUTBOUND_EXTRA["referrer_host"] == "referrerHost" and OUTBOUND_EXTRA["visitor_id"] == "visitorId"
+    assert outbound_names("page")["event"] == "name" and outbound_names("track")["event"] == "event"
+    assert "event" not in outbound_names("identify") and "group_id" in outbound_names("group")

@@ -11,8 +11,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from footprint.contract import canonical, validate_batch
 from footprint.enrich import enrich
-from footprint.schema import canonical, validate_batch
 from footprint.track import FootprintASGI, FootprintWSGI, PageRecorder
 
 

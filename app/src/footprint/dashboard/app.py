@@ -22,13 +22,13 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from footprint import __version__
 from footprint.auth import Signer, key_bytes, matches
+from footprint.contract import loads
 from footprint.dashboard.api import add_data_routes
 from footprint.dashboard.guard import LoginThrottle, Revoked
 from footprint.dashboard.health import Cached, collect
 from footprint.dashboard.share import ShareLinks, ShareRefused
 from footprint.dashboard.view import CHARTS, VISITS, BadFilter, View, parse_filter
 from footprint.dashboard.web import HEADERS, TYPES, static
-from footprint.schema import loads
 from footprint.settings import Settings
 from footprint.stores import StoreUnavailable, ch_client
 from footprint.visitors import client_address, parse_networks

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from footprint.schema import EVENT_TYPES, TEXT_MAX_BYTES
+from footprint.contract import EVENT_TYPES, TEXT_MAX_BYTES
 from footprint.stats import AUDIENCE, Filter
 
 RANGES = {"1": 1, "7": 7, "30": 30, "90": 90, "365": 365, "all": 0}

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from footprint.schema import SHORT_MAX_BYTES, TEXT_MAX_BYTES, clean_text, format_time
+from footprint.contract import SHORT_MAX_BYTES, TEXT_MAX_BYTES, clean_text, format_time
 from footprint.visitors import VisitorIds, client_address, parse_networks
 
 DEFAULT_SKIP = ("/static/", "/favicon.ico", "/robots.txt", "/healthz", "/metrics")

@@ -25,8 +25,8 @@ import urllib.request
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from footprint.contract import encode_event, kafka_timestamp, validate_batch
 from footprint.enrich import enrich
-from footprint.schema import encode_event, kafka_timestamp, validate_batch
 
 log = logging.getLogger("footprint.track")
 

@@ -1,12 +1,12 @@
-"""The contract's fast path for messages already in canonical form: one msgspec (C) pass.
+"""``decode_message``'s fast path for messages already in canonical form: one msgspec (C) pass.
 
 Almost every message the consumer reads was written by the collector, so it is already canonical.
 ``canonical_message`` recognises such a message in one pass of msgspec's decoder against a struct
-derived from ``schema.COLUMNS`` (every column present, in order, with its kind's canonical shape) and
+derived from the field table (every column present, in order, with its kind's canonical shape) and
 proves it by re-encoding: the message is canonical when the struct encodes back to exactly the same
 bytes. It only ever says "canonical, here is the event id" or "not sure": anything else (an earlier
-form, a non-canonical spelling, non-ASCII text, any refusal) goes through ``schema``'s full rules,
-which produce every canonical rewrite and every reason. So this module can make the consumer
+form, a non-canonical spelling, non-ASCII text, any refusal) goes through the full rules
+(``wire.decode_by_rules``), which produce every canonical rewrite and every reason. So this module can make the consumer
 faster, never make it accept or write anything else (``tests/unit/test_fastwire.py`` compares the
 two paths on random input).
 """
@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from footprint.schema import (
+from footprint.contract.fields import (
     COLUMNS,
     EVENT_TYPES,
     MAX_TIME,
@@ -28,14 +28,8 @@ from footprint.schema import (
     SHORT_MAX_CHARS,
     TEXT_MAX_BYTES,
     Kind,
-    _Problems,
-    check_object,
-    dumps,
-    loads,
 )
-from footprint.schema import (
-    decode_message as schema_decode_message,
-)
+from footprint.contract.values import Problems, check_object, dumps, loads
 
 # ASCII only (see canonical_message), so characters are bytes: the short fields' 200 characters are
 # within their 256 bytes, and the long text's limit is its byte limit. msgspec parses ids and times
@@ -50,7 +44,7 @@ _KIND_TYPES: dict[Kind, Any] = {
     "version": Literal[SCHEMA_VERSION],
     "bool": bool,
 }
-# every column required: a message without one is an earlier form, which schema rewrites
+# every column required: a message without one is an earlier form, which the full rules rewrite
 CanonicalEvent = msgspec.defstruct(
     "CanonicalEvent", [(c.name, _KIND_TYPES[c.kind]) for c in COLUMNS], forbid_unknown_fields=True,
 )
@@ -68,7 +62,7 @@ _ID = slice(len(b'{"event_id":"'), len(b'{"event_id":"') + 36)
 def canonical_message(value: bytes) -> str | None:
     """The event id of ``value`` when it is an event in exactly its canonical form, else None.
 
-    None means "not decided here" (``schema.decode_message`` decides), never "invalid".
+    None means "not decided here" (the full rules decide), never "invalid".
     """
     # ASCII without \u escapes: no string can hold a NUL, a surrogate or a multi-byte character
     if not value.isascii() or b"\\u" in value:
@@ -98,18 +92,9 @@ def _canonical_object(raw: bytes) -> bool:
         obj = loads(raw)
     except ValueError:
         return False
-    problems = _Problems()
+    problems = Problems()
     check_object(obj, "object", problems)
     return not problems and dumps(obj) == raw
-
-
-def decode_message(value: bytes | None) -> tuple[str, bytes]:
-    """``schema.decode_message`` (same answers, same reasons), canonical messages in one C pass."""
-    if value is not None:
-        key = canonical_message(value)
-        if key is not None:
-            return key, value
-    return schema_decode_message(value)
 
 
 # only the one field; the others are skipped by the decoder

@@ -1,12 +1,12 @@
-"""The collector's fast path for plain inbound batches: one msgspec (C) pass over the body.
+"""``validate_batch``'s fast path for plain inbound batches: one msgspec (C) pass over the body.
 
 ``plain_batch`` takes the body of ``POST /v1/events`` (or the snippet's batch) and returns the
 events ready for Kafka when the batch is plainly valid: ASCII JSON without ``\\u`` escapes (so no
 string can hold a NUL, a surrogate or a multi-byte character), every event of a known type with
-known fields of the right kinds and sizes (structs derived from ``schema.INBOUND_COMMON`` and
-``schema.INBOUND_TYPES``), objects within ``MAX_DEPTH``. It builds each wire event with the
-contract's own ``_to_wire`` and enrichment, so the events are the ones ``validate_batch`` builds.
-Anything else returns None and the collector runs ``schema.validate_batch``, which decides and
+known fields of the right kinds and sizes (structs derived from ``inbound.INBOUND_COMMON`` and
+``inbound.INBOUND_TYPES``), objects within ``MAX_DEPTH``. It builds each wire event with the
+contract's own ``wire.to_wire`` and enrichment, so the events are the ones ``validate_batch`` builds.
+Anything else returns None and the collector runs ``inbound.validate_batch``, which decides and
 names every problem: this module can only make an accepted batch cheaper, never accept another
 one (``tests/unit/test_fastinbound.py`` compares the two on random batches).
 """
@@ -20,21 +20,10 @@ from typing import Annotated, Any, Union
 
 import msgspec
 
-from footprint.schema import (
-    _NOT_ENRICHED,
-    INBOUND_COMMON,
-    INBOUND_TYPES,
-    MAX_DEPTH,
-    SHORT_MAX_CHARS,
-    InField,
-    _Problems,
-    _time,
-    _to_wire,
-    encode_event,
-    format_time,
-    message_id_uuid,
-    random_uuids,
-)
+from footprint.contract.fields import MAX_DEPTH, NOT_ENRICHED, SHORT_MAX_CHARS
+from footprint.contract.inbound import INBOUND_COMMON, INBOUND_TYPES, InField
+from footprint.contract.values import Problems, check_time, format_time, message_id_uuid, random_uuids
+from footprint.contract.wire import encode_event, to_wire
 
 Wire = tuple[str, bytes, str]  # (event_id, canonical bytes, type): what the producer sends
 Enrich = Callable[[dict[str, Any]], dict[str, Any]]
@@ -92,7 +81,7 @@ _INT64 = range(-(2**63), 2**63)
 def _object_shape(obj: dict[str, Any]) -> tuple[bool, bool]:
     """(within MAX_DEPTH, msgspec spells it as the contract does: no float, no integer beyond 64 bits).
 
-    Iterative, like ``schema.check_object`` (strings need no check here: the body is plain ASCII).
+    Iterative, like ``values.check_object`` (strings need no check here: the body is plain ASCII).
     """
     plain = True
     stack: list[tuple[Any, int]] = [(obj, 1)]
@@ -120,7 +109,7 @@ def plain_batch(body: bytes, received_at: datetime, max_events: int, enrich: Enr
     if len(events) > max_events:
         return None
     received = format_time(received_at)
-    problems = _Problems()
+    problems = Problems()
     out: list[Wire] = []
     for event, random_id in zip(events, random_uuids(len(events)), strict=True):
         wire = _wire(event, random_id, received, problems, enrich)
@@ -130,7 +119,7 @@ def plain_batch(body: bytes, received_at: datetime, max_events: int, enrich: Enr
     return out
 
 
-def _wire(event: Any, random_id: str, received: str, problems: _Problems, enrich: Enrich | None) -> Wire | None:
+def _wire(event: Any, random_id: str, received: str, problems: Problems, enrich: Enrich | None) -> Wire | None:
     plan = _PLANS[type(event)]
     values = msgspec.structs.asdict(event)  # inbound name -> value (None: absent)
     if not (values["userId"] or values["anonymousId"]):
@@ -148,13 +137,13 @@ def _wire(event: Any, random_id: str, received: str, problems: _Problems, enrich
             plain = plain and (plain_object or not stored)  # the context itself is not stored
     for name in plan.times:
         if values[name] is not None:  # the contract's parser: any RFC 3339 -> canonical
-            values[name] = _time(values[name], name, problems)
+            values[name] = check_time(values[name], name, problems)
     wire: dict[str, Any] = {"type": plan.type}
     for name, column in plan.columns:
         if values[name] is not None:
             wire[column] = values[name]
     context = values["context"]
-    enriched = enrich(context if context is not None else {}) if enrich else _NOT_ENRICHED
+    enriched = enrich(context if context is not None else {}) if enrich else NOT_ENRICHED
     message_id = values["messageId"]
-    out = _to_wire(wire, message_id_uuid(message_id) if message_id else random_id, received, enriched)
+    out = to_wire(wire, message_id_uuid(message_id) if message_id else random_id, received, enriched)
     return out["event_id"], _ENCODER.encode(out) if plain else encode_event(out), plan.type
