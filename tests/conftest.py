@@ -137,10 +137,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     test_reboot.py), tests marked `grow` only around a grow (FOOTPRINT_GROW_PHASE, the same way:
     see test_grow.py), tests marked `upgrade` only around an upgrade (FOOTPRINT_UPGRADE_PHASE,
     alone: see test_upgrade.py), tests marked `check_mode` only where FOOTPRINT_CHECK_REPORT names the
-    report of a check run (test_check_mode.py); otherwise they are deselected (reported as such, not
-    skipped)."""
+    report of a check run (test_check_mode.py), tests marked `lost_host` (a host of the cluster lost
+    for good and replaced: minutes of CI's time) only with FOOTPRINT_LOST_HOST=1; otherwise they are
+    deselected (reported as such, not skipped)."""
     upgrade_phase = _phase("FOOTPRINT_UPGRADE_PHASE")
     check_report = bool(os.environ.get("FOOTPRINT_CHECK_REPORT"))
+    lost_host = os.environ.get("FOOTPRINT_LOST_HOST", "") == "1"
     phases = {"reboot": _phase("FOOTPRINT_REBOOT_PHASE"), "grow": _phase("FOOTPRINT_GROW_PHASE")}
     if all(phases.values()):
         raise pytest.UsageError("FOOTPRINT_REBOOT_PHASE and FOOTPRINT_GROW_PHASE: one at a time")
@@ -152,6 +154,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if upgrade:
             return False
         if item.get_closest_marker("check_mode") is not None and not check_report:
+            return False
+        if item.get_closest_marker("lost_host") is not None and not lost_host:
             return False
         for marker, phase in phases.items():
             marked = item.get_closest_marker(marker) is not None

@@ -20,6 +20,9 @@ with the role's own filters (roles/kafka/filter_plugins/kafka_quorum.py) from
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -62,14 +65,20 @@ def cluster(hostvars: dict[str, Any], request: pytest.FixtureRequest) -> dict[st
     }
 
 
-def quorum_tool(host: Any, hostvars: dict[str, Any], *args: str) -> str:
+def metadata_quorum(host: Any, hostvars: dict[str, Any], *args: str) -> Any:
+    """kafka-metadata-quorum.sh on `host` through its own client port, as the admin (the role's
+    tools' client configuration, TLS or not); the command's result."""
     home = f"{setting(hostvars, 'kafka_install_root')}/current"
     env = (f"KAFKA_HEAP_OPTS=-Xmx128m KAFKA_LOG4J_OPTS=-Dlog4j2.configurationFile="
            f"{setting(hostvars, 'kafka_config_dir')}/tools-log4j2.properties")
-    # as the role's tools do: the admin principal's client configuration (TLS or not)
-    out = host.run(f"env {env} {home}/bin/kafka-metadata-quorum.sh --bootstrap-server {address_of(hostvars)}:"
-                   f"{int(setting(hostvars, 'kafka_port'))} --command-config "
-                   f"{setting(hostvars, 'kafka_config_dir')}/admin.properties describe " + " ".join(args))
+    return host.run(f"env {env} {home}/bin/kafka-metadata-quorum.sh --bootstrap-server {address_of(hostvars)}:"
+                    f"{int(setting(hostvars, 'kafka_port'))} --command-config "
+                    f"{setting(hostvars, 'kafka_config_dir')}/admin.properties " + " ".join(args))
+
+
+def quorum_tool(host: Any, hostvars: dict[str, Any], *args: str) -> str:
+    """`describe` with `args` (--status, --replication); its output."""
+    out = metadata_quorum(host, hostvars, "describe", *args)
     assert out.rc == 0, out.stderr[-2000:]
     return str(out.stdout)
 
@@ -257,3 +266,73 @@ def test_kill_9_of_the_leader_under_a_producer_loses_and_duplicates_nothing(
     finally:
         traffic.done.set()
         admin.delete_topics([topic])[topic].result(30)
+
+
+def directory_ids(host: Any, hostvars: dict[str, Any]) -> dict[int, str]:
+    """node id -> its metadata directory id, as the quorum knows them."""
+    return {r["id"]: r["directory_id"] for r in quorum.kafka_quorum_replication(quorum_tool(host, hostvars, "--replication"))}
+
+
+@pytest.mark.destructive
+@pytest.mark.lost_host  # ~6 min (kafka.yml on the three hosts): FOOTPRINT_LOST_HOST=1 make molecule-cluster
+def test_a_lost_voter_is_replaced_under_traffic(
+    host: Any, hostvars: dict[str, Any], cluster: dict[str, Any], admin: AdminClient, request: pytest.FixtureRequest,
+    component: Callable[[str], tuple[str, dict[str, Any]]], tmp_path: Path,
+) -> None:
+    """README, "Losing a host", a Kafka voter lost for good, as written there: the node's disk is gone
+    (its data and log directories deleted, the broker stopped), the lost voter dropped with
+    `remove-controller`, then the kafka playbook formats the node as a new controller and adds it
+    (as when growing). Meanwhile events go through every collector: each accepted one is stored
+    exactly once in both stores; afterwards the quorum has every controller again, the node with a
+    new metadata directory id, and every declared topic's partitions are back to all replicas in sync."""
+    if host.backend.get_hostname() != cluster["hosts"][0]:
+        pytest.skip("runs once for the cluster (from the first Kafka host's parameter)")
+    controllers = [h for h in cluster["hosts"][1:] if cluster["ids"][h] in cluster["voters"]]
+    if len(cluster["voters"]) < 3 or not controllers:
+        pytest.skip("needs three voters, one of them not the first Kafka host")
+    victim = controllers[-1]
+    victim_id = cluster["ids"][victim]
+    import testinfra
+
+    inventory = str(request.config.option.ansible_inventory)
+    victim_host = testinfra.get_host(f"ansible://{victim}?ansible_inventory={inventory}")
+    victim_vars = resolved(request.config, victim)
+    before = directory_ids(host, hostvars)
+    apps = hostvars["groups"].get("app", [])
+    traffic = CollectorTraffic([endpoints_of(component, resolved(request.config, h)) for h in apps], tmp_path)
+    traffic.start()
+    try:
+        time.sleep(5)
+        lost = [str(setting(victim_vars, "kafka_data_dir")), *map(str, setting(victim_vars, "kafka_log_dirs"))]
+        victim_host.run_test("systemctl stop %s", setting(victim_vars, "kafka_service_name"))
+        victim_host.run_test("rm -rf " + " ".join(f"'{d}'" for d in lost))
+        wait_for("a quorum leader among the two voters left", lambda: quorum.kafka_quorum_leader(
+            quorum_tool(host, hostvars, "--status")) in set(cluster["voters"]) - {victim_id}, timeout=60)
+        removed = metadata_quorum(host, hostvars, "remove-controller", "--controller-id", str(victim_id),
+                                  "--controller-directory-id", before[victim_id])
+        assert removed.rc == 0, removed.stdout[-1000:] + removed.stderr[-2000:]
+        assert quorum.kafka_quorum_voters(quorum_tool(host, hostvars, "--status")) == sorted(set(cluster["voters"]) - {victim_id})
+        env = dict(os.environ, ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+        started = time.monotonic()
+        res = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", inventory,
+                              str(ROOT / "playbooks" / "kafka.yml")], cwd=ROOT, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=1500)
+        took = time.monotonic() - started
+        assert res.returncode == 0, res.stdout[-4000:]
+        assert quorum.kafka_quorum_voters(quorum_tool(host, hostvars, "--status")) == cluster["voters"]
+        after = directory_ids(host, hostvars)
+        assert after[victim_id] not in ("", before[victim_id]), (before, after)
+        wait_for("every node following the quorum", lambda: not quorum.kafka_quorum_problems(
+            quorum_tool(host, hostvars, "--replication"), list(cluster["ids"].values()), 20), timeout=120)
+
+        def all_in_sync() -> bool:
+            meta = admin.list_topics(timeout=20)
+            return all(len(p.replicas) == cluster["rf"] and sorted(p.isrs) == sorted(p.replicas)
+                       for t in setting(hostvars, "kafka_topics") for p in meta.topics[t["name"]].partitions.values())
+
+        wait_for("every declared topic's partitions back to all replicas in sync", all_in_sync, timeout=300)
+        through_the_app = traffic.stop_and_check() if apps else "no app host in the inventory"
+        print(f"\nlost voter {victim_id} ({victim}) replaced: kafka.yml {took:.0f} s, directory id "
+              f"{before[victim_id]} -> {after[victim_id]}; {through_the_app}")
+    finally:
+        traffic.done.set()
