@@ -78,7 +78,7 @@ lint: venv ## yamllint, ansible-lint (production), syntax checks, role docs, ale
 	ansible-playbook --syntax-check -i $(INVENTORY) playbooks/*.yml
 	$(PY) tools/role-docs --check
 	$(PY) tools/alert-rules
-	ruff check app tests benchmarks tools testbed
+	ruff check app tests benchmarks tools testbed playbooks $(wildcard roles/*/filter_plugins)
 	mypy --config-file app/pyproject.toml app/src
 	mypy --ignore-missing-imports tests
 

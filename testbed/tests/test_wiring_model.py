@@ -58,8 +58,8 @@ RENDER = """
 """
 
 
-def run(tmp_path: Path, app_vars: dict[str, Any] | None = None,
-        extra_app_hosts: int = 0) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+def run(tmp_path: Path, app_vars: dict[str, Any] | None = None, extra_app_hosts: int = 0,
+        group_ports: bool = True) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
     inv: dict[str, Any] = {"all": {"vars": local, "children": {
         "app": {"hosts": {"app1": {"ansible_host": "10.77.0.81", "footprint_app_source": str(ROOT / "app"),
@@ -68,6 +68,9 @@ def run(tmp_path: Path, app_vars: dict[str, Any] | None = None,
         "clickhouse": {"hosts": {"ch1": {"ansible_host": "10.77.0.83"}}, "vars": {"clickhouse_http_port": 8124}},
         "kafka": {"hosts": {"k1": {"ansible_host": "10.77.0.84"}}, "vars": {"kafka_port": 9094}},
     }}}
+    if not group_ports:
+        for group in ("postgresql", "clickhouse", "kafka"):
+            inv["all"]["children"][group].pop("vars")
     for n in range(extra_app_hosts):
         inv["all"]["children"]["app"]["hosts"][f"app{n + 2}"] = {"footprint_app_source": str(ROOT / "app")}
     res = run_play(tmp_path, RENDER, inv)
@@ -81,18 +84,28 @@ def test_a_store_port_set_for_its_group_reaches_the_app_on_another_host(tmp_path
     assert wiring == {"pg_port": 6543, "ch_port": 8124, "bootstrap": "10.77.0.84:9094"}
 
 
-def test_the_wiring_falls_back_to_the_roles_defaults() -> None:
-    """Every `<role variable> | default(<value>)` of the wiring names the role's own default."""
+def test_the_wiring_repeats_no_roles_default() -> None:
+    """The wiring reads a role's variable with the role_var lookup, which falls back to the role's own
+    default: a `<role variable> | default(<value>)` would be a second copy of it."""
     text = (ROOT / "playbooks" / "group_vars" / "all.yml").read_text()
     defaults: dict[str, Any] = {}
     for f in (ROOT / "roles").glob("*/defaults/main.yml"):
         defaults |= yaml.safe_load(f.read_text()) or {}
     found = re.findall(r"\b(\w+)'?\]? \| default\(([^()]+)\)", text)
-    checked = [(name, value) for name, value in found if name in defaults]
-    for name in ("postgresql_port", "clickhouse_http_port", "clickhouse_tcp_port", "kafka_port"):
-        assert name in dict(checked), f"{name}: no fallback found in the wiring"
-    for name, value in checked:
-        assert yaml.safe_load(value) == defaults[name], f"{name} | default({value}): the role's default is {defaults[name]!r}"
+    copies = [f"{name} | default({value})" for name, value in found if name in defaults]
+    assert not copies, f"the wiring repeats role defaults (use lookup('role_var', name)): {copies}"
+    assert "lookup('role_var', 'postgresql_port'" in text
+
+
+def test_a_store_port_set_nowhere_is_the_roles_default_on_the_app(tmp_path: Path) -> None:
+    """role_var's fallback: the store's group sets no port, the app gets the store role's default."""
+    defaults = {role: yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text())
+                for role in ("postgresql", "clickhouse", "kafka")}
+    res, wiring = run(tmp_path, group_ports=False)
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert wiring == {"pg_port": defaults["postgresql"]["postgresql_port"],
+                      "ch_port": defaults["clickhouse"]["clickhouse_http_port"],
+                      "bootstrap": f"10.77.0.84:{defaults['kafka']['kafka_port']}"}
 
 
 def test_more_app_hosts_than_partitions_is_warned(tmp_path: Path) -> None:
