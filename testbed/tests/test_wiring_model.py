@@ -8,6 +8,7 @@ kafka role does not keep fails the app's validation, naming the variables.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -120,3 +121,43 @@ def test_an_app_topic_the_kafka_role_does_not_keep_fails_naming_the_variable(tmp
     assert res.returncode != 0
     flat = " ".join(res.stdout.split())
     assert "footprint_kafka_topic=clicks" in flat and "add them to kafka_topics" in flat, res.stdout[-3000:]
+
+
+GUARD = f"""
+- name: The wiring's preflight alone
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Check the inventory
+      ansible.builtin.import_tasks: {ROOT / "playbooks" / "tasks" / "wiring_guard.yml"}
+"""
+
+
+def run_guard(tmp_path: Path, files: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The guard against an inventory whose group_vars/all holds `files` (name: text)."""
+    (tmp_path / "group_vars").symlink_to(ROOT / "playbooks" / "group_vars")  # the wiring beside the play
+    (tmp_path / "play.yml").write_text(GUARD)
+    inv = tmp_path / "inv"
+    (inv / "group_vars" / "all").mkdir(parents=True)
+    (inv / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": {"h1": {"ansible_connection": "local"}}}}))
+    for name, text in files.items():
+        (inv / "group_vars" / "all" / name).write_text(text)
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    return subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inv / "hosts.yml"),
+                           str(tmp_path / "play.yml")], text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          cwd=ROOT, env=env, timeout=120)
+
+
+def test_a_wired_variable_in_the_inventorys_group_vars_all_stops_the_play(tmp_path: Path) -> None:
+    """It would be ignored (the wiring wins over that file): the preflight names it and its file, and
+    reads past a !vault value."""
+    res = run_guard(tmp_path, {"main.yml": "base_timezone: UTC\nkafka_secrets_dir: /srv/secrets\n",
+                               "vault.yml": "footprint_pg_writer_password: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  3338\n"})
+    assert res.returncode != 0, res.stdout[-2000:]
+    assert f"kafka_secrets_dir ({tmp_path}/inv/group_vars/all/main.yml)" in res.stdout, res.stdout[-2000:]
+    assert "footprint_pg_writer_password (" in res.stdout and "base_timezone (" not in res.stdout, res.stdout[-2000:]
+
+
+def test_an_inventory_that_sets_only_role_inputs_passes_the_guard(tmp_path: Path) -> None:
+    res = run_guard(tmp_path, {"main.yml": "base_timezone: UTC\nkafka_port: 9094\npostgresql_writer_password: x\n"})
+    assert res.returncode == 0, res.stdout[-2000:]
