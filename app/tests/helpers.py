@@ -220,6 +220,31 @@ def own_database(base: Settings, postgres: Any, db: str, **update: Any) -> Setti
         "ch_database": db, **update})
 
 
+@contextlib.contextmanager
+def own_stores(base: Settings, postgres: Any, db: str) -> Iterator[tuple[Settings, list[Any]]]:
+    """``own_database`` migrated, with a writer sink to each store (closed after)."""
+    from footprint.migrate import migrate_clickhouse, migrate_postgres
+
+    s = own_database(base, postgres, db)
+    migrate_postgres(s)
+    migrate_clickhouse(s)
+    sinks: list[Any] = [PostgresSink(s.pg_dsn.get_secret_value()), ClickHouseSink(s)]
+    try:
+        yield s, sinks
+    finally:
+        for sink in sinks:
+            sink.close()
+
+
+def write_batches(sinks: list[Any], batches: list[list[Any]]) -> None:
+    """Each batch of hits (``event_id`` and ``event()``) written to every sink, in turn."""
+    for batch in batches:
+        if batch:
+            docs = {h.event_id: encode_event(h.event()) for h in batch}
+            for sink in sinks:
+                sink.write(docs)
+
+
 def wait_for(pred: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -262,6 +287,8 @@ def settings_env(settings: Settings, **overrides: Any) -> dict[str, str]:
             value = value.get_secret_value()
         elif isinstance(value, list):
             value = ",".join(v.get_secret_value() if isinstance(v, SecretStr) else str(v) for v in value)
+        elif isinstance(value, tuple):  # the goals and funnels: JSON
+            value = json.dumps([v.model_dump(mode="json", exclude_none=True) for v in value])
         env[f"FOOTPRINT_{name.upper()}"] = str(value)
     env["FOOTPRINT_CONSUMER_HTTP_PORT"] = "0"  # no fixed port: tests run several consumers
     env.update({f"FOOTPRINT_{k.upper()}": str(v) for k, v in overrides.items()})

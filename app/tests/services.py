@@ -106,7 +106,8 @@ class LocalPostgres:
 
 
 # databases besides footprint that tests may take for themselves (in both stores; one test each)
-OWN_DATABASES = ("footprint_retention", "footprint_upgrade", "footprint_audit", "footprint_visits")
+OWN_DATABASES = ("footprint_retention", "footprint_upgrade", "footprint_audit", "footprint_visits", "footprint_goals",
+                 "footprint_goals_ui")
 
 
 def start_clickhouse(base: Path) -> object:

@@ -268,6 +268,7 @@ def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
+    from footprint import goalstats, goalstore
     from footprint.compare import NoPreviousPeriod, Periods, compared_results, run_both
     from footprint.stats import QUERIES, Filter, QueryResult, render, run_stats
 
@@ -287,11 +288,13 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
         results = run_stats(settings, args.since, args.until, args.top, f=f)
     else:
         results, previous = run_both(settings, periods, tuple(QUERIES))
+    results += goalstats.run_both(settings, f, goalstore.definitions(settings))  # never compared
     before = compared_results(periods, results, previous) if periods else {}
     if args.json:
         print(json.dumps([
             {"query": r.name, "same": r.same, "postgres_ms": round(r.pg_ms, 2), "clickhouse_ms": round(r.ch_ms, 2),
-             "postgres": r.pg_rows, "clickhouse": r.ch_rows, **({"previous": before[r.name]} if before else {})}
+             "postgres": r.pg_rows, "clickhouse": r.ch_rows,
+             **({"previous": before[r.name]} if r.name in before else {})}
             for r in results
         ]))
     else:

@@ -82,7 +82,8 @@ def migrate_postgres(settings: Settings, until: int | None = None) -> list[str]:
 
 
 def _pg_grants(conn: object, settings: Settings) -> None:
-    """Writer: SELECT/INSERT/UPDATE; reader: SELECT (only for roles that exist)."""
+    """Writer: SELECT/INSERT/UPDATE; reader: SELECT, and INSERT/DELETE on the dashboard's goals, funnels and
+    revoked share links (only for roles that exist)."""
     from psycopg import Connection
 
     assert isinstance(conn, Connection)
@@ -93,6 +94,8 @@ def _pg_grants(conn: object, settings: Settings) -> None:
             ([settings.pg_writer_role, settings.pg_reader_role],),
         )
     }
+    dashboard_tables = [name for name in ("goals", "funnels", "share_revocations")
+                        if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone() == (True,)]
     grants = [
         (settings.pg_writer_role, "SELECT, INSERT, UPDATE"),
         (settings.pg_reader_role, "SELECT"),
@@ -108,6 +111,12 @@ def _pg_grants(conn: object, settings: Settings) -> None:
         conn.execute(sql.SQL("GRANT SELECT ON schema_migrations TO {}").format(sql.Identifier(role)))
         # erasure requests: written by the owner (who erases); the consumer drops erased users' events
         conn.execute(sql.SQL("GRANT SELECT ON erasure_requests TO {}").format(sql.Identifier(role)))
+        # the goals and funnels, the revoked share links: the dashboard (reader credentials) makes and deletes
+        # them, stats reads the goals (once their migrations ran: `migrate --until` may stop before them)
+        if dashboard_tables:
+            conn.execute(sql.SQL("GRANT SELECT" + (", INSERT, DELETE" if role == settings.pg_reader_role else "")
+                                 + " ON {} TO {}").format(sql.SQL(", ").join(map(sql.Identifier, dashboard_tables)),
+                                                          sql.Identifier(role)))
     # the visitor salts: the collectors (writer role) make, read and destroy them; the reader never sees one
     if settings.pg_writer_role in existing:
         conn.execute(sql.SQL("GRANT SELECT, INSERT, TRUNCATE ON visitor_salts TO {}").format(

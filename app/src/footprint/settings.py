@@ -4,7 +4,7 @@ Each setting is defined once (its variable ``FOOTPRINT_<NAME>``, its default, it
 parsing), as a field of the part of the concern that reads it: ``KafkaSettings``,
 ``PostgresSettings``, ``ClickHouseSettings``, ``KeySettings``, ``CollectorSettings``,
 ``ConsumerSettings``, ``QuerySettings``, ``ErasureSettings``, ``RetentionSettings``,
-``StatsSettings``, ``DashboardSettings``. Each part is a frozen model that checks its own values.
+``StatsSettings``, ``GoalSettings``, ``DashboardSettings``. Each part is a frozen model that checks its own values.
 
 ``Settings`` is only the loader: every part at once, read from the environment (the field names
 are the variables' names, so the parts add up to the one flat list the app's README shows). A
@@ -19,8 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from footprint.goals import Funnel, Goal, parse_list, unknown_steps
 
 _PG_BASE = "host=127.0.0.1 port=5432 dbname=footprint"
 SESSION_TIMEOUT_MINUTES = 30  # a visit (session) ends after this long without events (stats.py)
@@ -235,6 +237,30 @@ class StatsSettings(_Part):
     session_timeout_minutes: int = Field(default=SESSION_TIMEOUT_MINUTES, ge=1, le=24 * 60)
 
 
+class GoalSettings(_Part):
+    """The inventory's goals and funnels (goals.py): JSON lists, each entry checked, a bad one named."""
+
+    # [{"name": "Signed up", "event": "Signed Up"}, {"name": "Pricing", "page": "/pricing*"}]
+    goals: Annotated[tuple[Goal, ...], NoDecode] = ()
+    # [{"name": "Trial", "steps": ["Pricing", "Signed up"], "within": "visit"}] (within: visit or day)
+    funnels: Annotated[tuple[Funnel, ...], NoDecode] = ()
+
+    @field_validator("goals", mode="before")
+    @classmethod
+    def _goals(cls, value: Any) -> tuple[Goal, ...]:
+        return parse_list(Goal, value, "FOOTPRINT_GOALS")
+
+    @field_validator("funnels", mode="before")
+    @classmethod
+    def _funnels(cls, value: Any, info: ValidationInfo) -> tuple[Funnel, ...]:
+        funnels: tuple[Funnel, ...] = parse_list(Funnel, value, "FOOTPRINT_FUNNELS")
+        for i, funnel in enumerate(funnels):  # the goals come first (a bad one: none here, its own error said)
+            if missing := unknown_steps(funnel, info.data.get("goals", ())):
+                raise ValueError(f"FOOTPRINT_FUNNELS[{i}] ({funnel.name!r}): steps {missing} are not goals of"
+                                 " FOOTPRINT_GOALS (an inventory's funnel steps through the inventory's goals)")
+        return funnels
+
+
 class DashboardSettings(_Part):
     """The dashboard (``dashboard``): where it listens, its login and sessions, its Health panel."""
 
@@ -284,7 +310,7 @@ class ProcessorSettings:
 
 # the parts from the last to the first: pydantic orders the fields from the last base on, so the
 # fields (and the errors of several bad values) keep the order of the parts above
-class Settings(DashboardSettings, StatsSettings, RetentionSettings, ErasureSettings, QuerySettings,
+class Settings(DashboardSettings, GoalSettings, StatsSettings, RetentionSettings, ErasureSettings, QuerySettings,
                ConsumerSettings, CollectorSettings, KeySettings, ClickHouseSettings, PostgresSettings,
                KafkaSettings, BaseSettings):
     """Every part, read from the environment at once; every field maps to ``FOOTPRINT_<NAME>``."""

@@ -163,7 +163,7 @@ def _live(f: Filter) -> tuple[str, str]:
             " GROUP BY m ORDER BY m")
 
 
-def _raw_days(f: Filter, bots: bool = False) -> tuple[str, str]:
+def raw_days(f: Filter, bots: bool = False) -> tuple[str, str]:
     """The filter on the raw tables in both stores (what the rollup does not hold)."""
     return _where(f, "footprint_time >= %(since)s AND footprint_time < %(until)s",
                   f"NOT synthetic AND {'bot' if bots else 'NOT bot'}"
@@ -174,7 +174,7 @@ def _breakdown(column: str, bots: bool = False) -> Callable[[Filter], tuple[str,
     """Events per value of an enrichment column (\"\" where nothing was known), most first (``bots``: the
     bots' events, which every other statistic leaves out)."""
     def build(f: Filter) -> tuple[str, str]:
-        pg, ch = _raw_days(f, bots=bots)
+        pg, ch = raw_days(f, bots=bots)
         return _most(column, f"events WHERE {pg}", f"events FINAL WHERE {ch}")
     return build
 
@@ -191,7 +191,7 @@ def _most(column: str, pg_rows: str, ch_rows: str) -> tuple[str, str]:
 def _countries(f: Filter) -> tuple[str, str]:
     """Events (page views, for page events) and visitors per country (\"\" where it is not known), most events
     first: the raw tables (the rollup holds no country)."""
-    pg, ch = _raw_days(f)
+    pg, ch = raw_days(f)
     return ("SELECT country, count(*) AS n, count(DISTINCT visitor_id) FROM events"
             f' WHERE {pg} GROUP BY country ORDER BY n DESC, country COLLATE "C" LIMIT %(top)s',
             f"SELECT country, count() AS n, uniqExact(visitor_id) FROM events FINAL WHERE {ch}"
@@ -199,9 +199,34 @@ def _countries(f: Filter) -> tuple[str, str]:
 
 
 def _bots_per_day(f: Filter) -> tuple[str, str]:
-    pg, ch = _raw_days(f, bots=True)
+    pg, ch = raw_days(f, bots=True)
     return (f"SELECT footprint_time::date AS day, count(*) FROM events WHERE {pg} GROUP BY 1 ORDER BY 1",
             f"SELECT toDate(footprint_time) AS day, count() FROM events FINAL WHERE {ch} GROUP BY day ORDER BY day")
+
+
+# a visit's order: each event's time in microseconds since 1970 (UTC) and its id, the same in both stores
+VISIT_ORDER = ("(extract(epoch FROM footprint_time) * 1000000)::bigint AS us, event_id::text AS id",
+               "toUnixTimestamp64Micro(footprint_time) AS us, toString(event_id) AS id")
+
+
+def numbered_visits(pg_rows: str, ch_rows: str) -> tuple[str, str]:
+    """Each row of ``pg_rows`` / ``ch_rows`` (a SELECT of ``visitor_id``, ``us``, ``id`` and more, one event
+    each) with ``starts`` and ``ends`` (its visit's first, last event) and ``visit`` (its number in the
+    visitor's visits): the visitor's events in the order of ``us``, then ``id``, each at most ``visit_gap_us``
+    after the one before make one visit."""
+    return (
+        "(SELECT *, count(*) FILTER (WHERE starts) OVER (PARTITION BY visitor_id ORDER BY us, id"
+        " ROWS UNBOUNDED PRECEDING) AS visit"
+        " FROM (SELECT *, coalesce(us - lag(us) OVER w > %(visit_gap_us)s, true) AS starts,"
+        " coalesce(lead(us) OVER w - us > %(visit_gap_us)s, true) AS ends"
+        f" FROM ({pg_rows}) e WINDOW w AS (PARTITION BY visitor_id ORDER BY us, id)) g) n",
+        "(SELECT *, sum(starts) OVER (PARTITION BY visitor_id ORDER BY us, id"
+        " ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS visit"
+        " FROM (SELECT *, ifNull(us - lagInFrame(toNullable(us)) OVER w > {visit_gap_us:Int64}, 1) AS starts,"
+        " ifNull(leadInFrame(toNullable(us)) OVER w - us > {visit_gap_us:Int64}, 1) AS ends"
+        f" FROM ({ch_rows})"
+        " WINDOW w AS (PARTITION BY visitor_id ORDER BY us, id ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING)))",
+    )
 
 
 def _visits(f: Filter) -> tuple[str, str]:
@@ -210,41 +235,30 @@ def _visits(f: Filter) -> tuple[str, str]:
 
     A visit is a visitor's run of the filter's events (its type; human, never synthetic) in the order of their
     own time (``footprint_time``, then ``event_id``: never the order they arrived in), each at most
-    ``visit_gap_us`` after the one before. It belongs to the day it starts, so it is read from ``visit_gap_us``
-    before the first day (is an event of the first day a start?) to ``VISIT_FOLLOWED`` past the last (the rest
-    of a visit that started on it). The link prefix and the audience choose visits by their first event:
-    where the visit entered, from which referrer, on which device, browser and OS (only a visit's first page
-    has a referrer: the site's own pages are no source)."""
+    ``visit_gap_us`` after the one before (``numbered_visits``). It belongs to the day it starts, so it is read
+    from ``visit_gap_us`` before the first day (is an event of the first day a start?) to ``VISIT_FOLLOWED``
+    past the last (the rest of a visit that started on it). The link prefix and the audience choose visits by
+    their first event: where the visit entered, from which referrer, on which device, browser and OS (only a
+    visit's first page has a referrer: the site's own pages are no source)."""
     kind = f" AND type = '{f.type}'" if f.type else ""  # validated against EVENT_TYPES (as in _where)
     columns = ", ".join(["link", *f.audience()])  # what the conditions on a visit's first event read
     link, audience = _link(f), _audience(f)  # on a visit's first event (the row that starts it)
     chosen_pg = " AND ".join(["starts", *link[0], *audience[0]])
     chosen_ch = " AND ".join(["starts", *link[1], *audience[1]])
+    numbered_pg, numbered_ch = numbered_visits(
+        f"SELECT visitor_id, {VISIT_ORDER[0]}, {columns} FROM events WHERE NOT synthetic AND NOT bot{kind}"
+        " AND footprint_time >= %(visits_from)s AND footprint_time < %(visits_to)s",
+        f"SELECT visitor_id, {VISIT_ORDER[1]}, {columns} FROM events FINAL WHERE NOT synthetic AND NOT bot{kind}"
+        " AND footprint_time >= {visits_from:DateTime64(6, 'UTC')}"
+        " AND footprint_time < {visits_to:DateTime64(6, 'UTC')}")
     return (
         "(SELECT min(us) AS start_us, max(us) - min(us) AS duration_us, count(*) AS pages,"
         " max(link) FILTER (WHERE starts) AS entry_link, max(link) FILTER (WHERE ends) AS exit_link"
-        " FROM (SELECT *, count(*) FILTER (WHERE starts) OVER (PARTITION BY visitor_id ORDER BY us, id"
-        " ROWS UNBOUNDED PRECEDING) AS visit"
-        " FROM (SELECT *, coalesce(us - lag(us) OVER w > %(visit_gap_us)s, true) AS starts,"
-        " coalesce(lead(us) OVER w - us > %(visit_gap_us)s, true) AS ends"
-        " FROM (SELECT visitor_id, (extract(epoch FROM footprint_time) * 1000000)::bigint AS us,"
-        f" event_id::text AS id, {columns} FROM events"
-        f" WHERE NOT synthetic AND NOT bot{kind}"
-        " AND footprint_time >= %(visits_from)s AND footprint_time < %(visits_to)s) e"
-        " WINDOW w AS (PARTITION BY visitor_id ORDER BY us, id)) g) n GROUP BY visitor_id, visit"
+        f" FROM {numbered_pg} GROUP BY visitor_id, visit"
         f" HAVING min(us) >= %(since_us)s AND min(us) < %(until_us)s AND bool_or({chosen_pg})) v",
         "(SELECT min(us) AS start_us, max(us) - min(us) AS duration_us, count() AS pages,"
         " anyIf(link, starts) AS entry_link, anyIf(link, ends) AS exit_link"
-        " FROM (SELECT *, sum(starts) OVER (PARTITION BY visitor_id ORDER BY us, id"
-        " ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS visit"
-        " FROM (SELECT *, ifNull(us - lagInFrame(toNullable(us)) OVER w > {visit_gap_us:Int64}, 1) AS starts,"
-        " ifNull(leadInFrame(toNullable(us)) OVER w - us > {visit_gap_us:Int64}, 1) AS ends"
-        " FROM (SELECT visitor_id, toUnixTimestamp64Micro(footprint_time) AS us, toString(event_id) AS id,"
-        f" {columns} FROM events FINAL WHERE NOT synthetic AND NOT bot{kind}"
-        " AND footprint_time >= {visits_from:DateTime64(6, 'UTC')}"
-        " AND footprint_time < {visits_to:DateTime64(6, 'UTC')})"
-        " WINDOW w AS (PARTITION BY visitor_id ORDER BY us, id ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING)))"
-        " GROUP BY visitor_id, visit"
+        f" FROM {numbered_ch} GROUP BY visitor_id, visit"
         f" HAVING min(us) >= {{since_us:Int64}} AND min(us) < {{until_us:Int64}} AND max({chosen_ch}))",
     )
 

@@ -326,14 +326,19 @@ def _signed_in(base: str) -> Iterator[tuple[Any, Any, list[str]]]:
         try:
             page = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
             _watch(page, errors)
-            page.goto(base + "/login")
-            page.fill("#secret", KEY)
-            with page.expect_navigation():
-                page.click("button[type=submit]")
-            _updated(page, 0)
+            sign_in(page, base)
             yield browser, page, errors
         finally:
             browser.close()
+
+
+def sign_in(page: Any, base: str) -> None:
+    """``page`` logged in with the private key, the dashboard drawn."""
+    page.goto(base + "/login")
+    page.fill("#secret", KEY)
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    _updated(page, 0)
 
 
 def phone_page(browser: Any, url: str, errors: list[str], storage_state: Any = None) -> Any:

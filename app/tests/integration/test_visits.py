@@ -29,12 +29,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from footprint.contract import encode_event, make_event
-from footprint.migrate import migrate_clickhouse, migrate_postgres
+from footprint.contract import make_event
 from footprint.settings import Settings
-from footprint.sinks import ClickHouseSink, PostgresSink
 from footprint.stats import Filter, run_stats
-from helpers import own_database
+from helpers import own_stores, write_batches
 
 MINUTE = timedelta(minutes=1)
 GAPS = [timedelta(0), MINUTE, 29 * MINUTE, 30 * MINUTE - timedelta(microseconds=1), 30 * MINUTE,
@@ -55,10 +53,12 @@ class Hit:
     kind: str  # page or track
     left_out: str  # "", "bot" or "synthetic"
     referrer: str
+    name: str | None = None  # a track event's name (None: the contract's default)
 
     def event(self) -> dict[str, Any]:
         return make_event(type=self.kind, event_id=self.event_id, footprint_time=self.time,
                           received_at=datetime.now(UTC), anonymous_id=self.visitor, link=self.link,
+                          event=self.name if self.kind == "track" else None,
                           method="GET" if self.kind == "page" else None, synthetic=self.left_out == "synthetic",
                           enriched={"bot": self.left_out == "bot", "device": "bot" if self.left_out == "bot" else "",
                                     "referrer_host": self.referrer})
@@ -134,15 +134,8 @@ def reference(hits: list[Hit], f: Filter, timeout: timedelta) -> dict[str, list[
 
 @pytest.fixture(scope="module")
 def stores(base_settings: Settings, postgres: Any) -> Iterator[tuple[Settings, list[Any]]]:
-    s = own_database(base_settings, postgres, "footprint_visits")
-    migrate_postgres(s)
-    migrate_clickhouse(s)
-    sinks = [PostgresSink(s.pg_dsn.get_secret_value()), ClickHouseSink(s)]
-    try:
-        yield s, sinks
-    finally:
-        for sink in sinks:
-            sink.close()
+    with own_stores(base_settings, postgres, "footprint_visits") as made:
+        yield made
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -154,11 +147,7 @@ def test_both_stores_count_the_visits_of_the_reference(stores: tuple[Settings, l
     s, sinks = stores
     s = s.model_copy(update={"session_timeout_minutes": timeout})
     hits, batches, filters = drawn
-    for batch in batches:
-        if batch:
-            docs = {h.event_id: encode_event(h.event()) for h in batch}
-            for sink in sinks:
-                sink.write(docs)
+    write_batches(sinks, batches)
     for f in filters:
         expected = reference(hits, f, timedelta(minutes=s.session_timeout_minutes))
         for r in run_stats(s, f.since, f.until, f=f, names=tuple(expected)):

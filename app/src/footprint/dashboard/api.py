@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from footprint import csvexport
+from footprint import csvexport, goalstats, goalstore
 from footprint.compare import Periods, clickhouse_compared, run_both
 from footprint.dashboard.view import CHARTS, VISITS, View
 from footprint.dashboard.web import HEADERS
@@ -35,6 +35,17 @@ def _charts(settings: Settings, view: View, names: tuple[str, ...]) -> tuple[dic
     return charts, {**periods.describe(), "charts": clickhouse_compared(settings, periods, charts)}
 
 
+def _goals(settings: Settings, view: View) -> tuple[dict[str, Any], dict[str, Rows]] | None:
+    """The view's goals and funnels panels (None: it shows neither): the definitions in force, and their
+    statistics on ClickHouse (those there are: without goals neither; never compared with the previous period)."""
+    shown = view.statistics((goalstats.GOALS, goalstats.FUNNELS))
+    if not shown:
+        return None
+    definitions = goalstore.definitions(settings)
+    rows = goalstats.run_clickhouse(settings, view.filter, definitions)
+    return definitions.as_json(), {name: found for name, found in rows.items() if name in shown}  # none: no goals
+
+
 def _stores(settings: Settings, view: View) -> list[dict[str, Any]]:
     """Every statistic on both stores (and, comparing, every one of the previous period), for the stores panel."""
     previous: list[QueryResult] = []
@@ -42,6 +53,7 @@ def _stores(settings: Settings, view: View) -> list[dict[str, Any]]:
         results, previous = run_both(settings, Periods.of(view.filter, datetime.now(UTC)), tuple(QUERIES))
     else:
         results = run_stats(settings, view.filter.since, view.filter.until, f=view.filter)
+    results += goalstats.run_both(settings, view.filter, goalstore.definitions(settings))
     return [{"query": r.name + suffix, "postgres_ms": round(r.pg_ms, 2), "clickhouse_ms": round(r.ch_ms, 2),
              "same": r.same, "postgres_rows": len(r.pg_rows), "clickhouse_rows": len(r.ch_rows)}
             for suffix, rs in (("", results), (" (previous period)", previous)) for r in rs]
@@ -63,7 +75,12 @@ def add_data_routes(app: FastAPI, settings: Settings, prefix: str, resolve: Reso
             charts, previous = _charts(settings, view, view.statistics(CHARTS + VISITS))
         except Exception as exc:  # a store down or failing: the page says so and retries
             return unavailable(exc)
-        return answer({"filter": view.describe(), "charts": charts, "previous": previous,
+        try:  # the definitions live in PostgreSQL: without it the other panels are still drawn
+            goals = _goals(settings, view)
+        except Exception as exc:
+            goals = ({"error": str(exc)[:300], "goals": [], "funnels": []}, {})
+        return answer({"filter": view.describe(), "charts": {**charts, **(goals[1] if goals else {})},
+                       "previous": previous, "goals": goals[0] if goals else None,
                        "session_timeout_minutes": settings.session_timeout_minutes}, view)
 
     @app.get(prefix + "/api/stores")

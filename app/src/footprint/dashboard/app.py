@@ -24,8 +24,10 @@ from footprint import __version__
 from footprint.auth import Signer, key_bytes, matches
 from footprint.contract import loads
 from footprint.dashboard.api import add_data_routes
+from footprint.dashboard.goalsapi import add_goal_routes
 from footprint.dashboard.guard import LoginThrottle, Revoked
 from footprint.dashboard.health import Cached, collect
+from footprint.dashboard.revocations import Revocations
 from footprint.dashboard.share import ShareLinks, ShareRefused
 from footprint.dashboard.view import CHARTS, VISITS, BadFilter, View, parse_filter
 from footprint.dashboard.web import HEADERS, TYPES, static
@@ -82,12 +84,13 @@ class Sessions:
 def create_dashboard(settings: Settings) -> FastAPI:
     app = FastAPI(title="footprint dashboard", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     sessions = Sessions(settings)
-    links = ShareLinks(settings)
+    links = ShareLinks(settings, Revocations(settings))
     _add_pages(app, settings)
     _add_login(app, settings, sessions)
     add_data_routes(app, settings, "", sessions.view)
     add_data_routes(app, settings, "/share/{token}", lambda request: _shared_view(links, request))
     _add_share(app, sessions, links)
+    add_goal_routes(app, settings, sessions.signed_in)
     health = Cached(lambda: collect(settings), settings.dashboard_health_cache_seconds)
 
     @app.get("/")
@@ -183,7 +186,7 @@ def _shared_view(links: ShareLinks, request: Request) -> View | Response:
     try:
         return links.open(request.path_params["token"])
     except ShareRefused as exc:
-        return error(exc.status, "expired" if exc.status == 410 else "invalid_link", str(exc))
+        return error(exc.status, exc.kind, str(exc))
 
 
 def _add_share(app: FastAPI, sessions: Sessions, links: ShareLinks) -> None:
@@ -196,6 +199,21 @@ def _add_share(app: FastAPI, sessions: Sessions, links: ShareLinks) -> None:
         body = await request.body()
         try:
             return JSONResponse(links.make(loads(body) if len(body) <= 16384 else None).as_json(), headers=HEADERS)
+        except ValueError as exc:  # BadFilter, or not JSON
+            return error(400, "invalid", str(exc))
+
+    @app.post("/api/share/revoke")
+    async def revoke_link(request: Request) -> JSONResponse:
+        """Revoke a share link before its end: ``{"url": "/share/TOKEN"}`` -> ``{"revoked_at", "expires_at"}``;
+        from then on it opens nothing (410). 400 no link named, 403 not a link of this dashboard, 410 ended or
+        revoked already."""
+        if not sessions.signed_in(request):
+            return error(401, "unauthorized", "log in first")
+        body = await request.body()
+        try:
+            return JSONResponse(links.revoke(loads(body) if len(body) <= 16384 else None), headers=HEADERS)
+        except ShareRefused as exc:
+            return error(exc.status, exc.kind, str(exc))
         except ValueError as exc:  # BadFilter, or not JSON
             return error(400, "invalid", str(exc))
 

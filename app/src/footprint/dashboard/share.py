@@ -3,9 +3,10 @@
 A link is ``/share/TOKEN``: the token holds the filter (the address's query), the panels and the end
 (Unix seconds), signed with HMAC-SHA-256 by ``auth.Signer`` under its own purpose (``dashboard-share``), with
 the key the deployment already has: derived from the private keys and the dashboard password (as the
-session cookie's). Nothing is stored: a link cannot be withdrawn before its end, except by changing those
-secrets, which ends every link (and every session). A token changed in any way (filter, panels, end) or
-made elsewhere is refused (403), one past its end too (410), each with a page saying why.
+session cookie's). Nothing of a link is stored; its owner can revoke it before its end (``revoke``: its id,
+the SHA-256 of the token, is kept in PostgreSQL until the end, ``revocations.py``), and changing those secrets
+ends every link (and every session). A token changed in any way (filter, panels, end) or made elsewhere is
+refused (403), one past its end or revoked too (410), each with a page saying why.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from footprint.auth import Signer
+from footprint.dashboard.revocations import Revocations
 from footprint.dashboard.view import PANELS, BadFilter, View
 from footprint.settings import Settings
 
@@ -26,11 +28,13 @@ CHOICES = {"3600": "1 hour", "86400": "1 day", "604800": "7 days", "2592000": "3
 
 
 class ShareRefused(ValueError):
-    """A share link that opens nothing: ``status`` (403 not valid, 410 expired) and the reason, for the page."""
+    """A share link that opens nothing: ``status`` (403 not valid, 410 expired or revoked, 503 cannot tell whether
+    it was revoked), ``kind`` (what the API's answer says) and the reason, for the page."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, kind: str = "") -> None:
         super().__init__(reason)
         self.status = status
+        self.kind = kind or {403: "invalid_link", 410: "expired"}.get(status, "unavailable")
 
 
 @dataclass(frozen=True)
@@ -43,8 +47,11 @@ class ShareLink:
 
 
 class ShareLinks:
-    def __init__(self, settings: Settings) -> None:
+    """Makes, opens and revokes links; ``revocations``: where revoked links are kept (None: nowhere, none is)."""
+
+    def __init__(self, settings: Settings, revocations: Revocations | None = None) -> None:
         self._signer = Signer.from_settings(settings, "dashboard-share")
+        self._revocations = revocations
 
     def make(self, body: Any, now: float | None = None) -> ShareLink:
         """A link for ``{"query": "range=7&...", "panels": [...], "expires_seconds": N}``; ``BadFilter`` names
@@ -71,7 +78,32 @@ class ShareLinks:
         if data["e"] < (time.time() if now is None else now):
             raise ShareRefused(410, f"This share link expired at {expires:%Y-%m-%d %H:%M:%S} UTC. Ask whoever shared"
                                     " it for a new link.")
+        self._check_revoked(token)
         return _view(data["q"], data["p"], expires)
+
+    def _check_revoked(self, token: str) -> None:
+        if self._revocations is None:
+            return
+        try:
+            revoked = self._revocations.revoked_at(token)
+        except Exception as exc:  # PostgreSQL unreachable: never open a link unchecked
+            raise ShareRefused(503, f"Cannot check this share link now ({str(exc)[:200]}); try again later.") from None
+        if revoked is not None:
+            raise ShareRefused(410, f"This share link was revoked by its owner at {revoked:%Y-%m-%d %H:%M:%S} UTC. Ask"
+                                    " whoever shared it for a new link.", "revoked")
+
+    def revoke(self, body: Any) -> dict[str, str]:
+        """Revoke the link ``{"url": "https://.../share/TOKEN"}`` (or ``/share/TOKEN``, or the token) made here
+        and not yet ended; ``ShareRefused`` when it is not valid, has ended or was revoked; ``BadFilter`` for a
+        body that names no link."""
+        if not isinstance(body, dict) or set(body) != {"url"} or not isinstance(body["url"], str):
+            raise BadFilter('body: {"url": "the share link to revoke"} and nothing else')
+        token = urlsplit(body["url"].strip()).path.rstrip("/").rsplit("/", 1)[-1]
+        self.open(token)  # refused if forged, ended or revoked already
+        assert self._revocations is not None
+        ends = datetime.fromtimestamp(json.loads(self._signer.verify(token) or b"{}")["e"], UTC)
+        when = self._revocations.revoke(token, ends)
+        return {"revoked_at": when.strftime("%Y-%m-%dT%H:%M:%SZ"), "expires_at": ends.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
 def _view(query: Any, panels: Any, expires: datetime) -> View:

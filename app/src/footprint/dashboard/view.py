@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from footprint.contract import EVENT_TYPES, TEXT_MAX_BYTES
+from footprint.goalstats import FUNNELS, GOALS
 from footprint.stats import AUDIENCE, Filter
 
 RANGES = {"1": 1, "7": 7, "30": 30, "90": 90, "365": 365, "all": 0}
@@ -25,7 +26,7 @@ CHARTS = ("views_per_day", "unique_visitors_per_day", "top_links", "methods", "t
 VISITS = ("visits", "entry_pages", "exit_pages")
 # a panel of the page -> the statistics it shows (a share link names panels)
 PANELS: dict[str, tuple[str, ...]] = {**{name: (name,) for name in CHARTS}, "live_per_minute": ("live_per_minute",),
-                                      "visits": VISITS, "stores": ()}
+                                      "visits": VISITS, "goals": (GOALS,), "funnels": (FUNNELS,), "stores": ()}
 
 
 class BadFilter(ValueError):

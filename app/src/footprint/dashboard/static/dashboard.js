@@ -3,7 +3,8 @@
 // the filter (the first load asks with the address's own query, so a bad one shows the API's 400 message),
 // and every change of the filter replaces it (history.replaceState). A click on a bar of the sources,
 // audience or countries panels filters by that value ("(none)": nothing known). Countries are ISO codes.
-// The Visits panel shows figures and the entry and exit pages as lists (from /api/stats too).
+// The Visits panel shows figures and the entry and exit pages as lists (from /api/stats too); goals.js draws the
+// Goals and Funnels panels from the same answer.
 // Data, all for the same filter: GET /api/stats (the charts, ClickHouse), GET /api/live (ClickHouse),
 // then GET /api/stores (both stores, for the panel; PostgreSQL can take seconds, so the charts come first).
 // The Health panel asks GET /api/health on its own, every few seconds (the server asks Prometheus).
@@ -11,7 +12,8 @@
 // [key, value, previous value, change %] (the server's, the same as `footprint stats --compare --json`):
 // series get a faint second line or bars, top lists the change beside each label, the Visits panel and its
 // tables a previous value and the change. Each panel's CSV link asks /api/export/NAME.csv with the filter.
-// A share link's page (/share/TOKEN) asks /share/TOKEN/api/...: the link's filter and panels, read-only.
+// A share link's page (/share/TOKEN) asks /share/TOKEN/api/...: the link's filter and panels, read-only; the
+// owner can revoke a link (the Share form's Revoke: POST /api/share/revoke).
 "use strict";
 (function () {
   const charts = {};
@@ -265,6 +267,7 @@
       document.body.classList.toggle("comparing", Boolean(previous));
       drawCharts(data.charts, previous);
       drawVisits(data.charts, data.session_timeout_minutes, previous);
+      document.dispatchEvent(new CustomEvent("footprint:stats", { detail: data }));  // goals.js draws its panels
       linkExports(asked);
       if (shows("live_per_minute")) await refreshLive(asked);
       const since = "since " + data.filter.since + " (UTC)" + (data.previous
@@ -335,8 +338,27 @@
         url.select();
         meta.textContent = "Anyone with this link sees these panels of this filter, read-only, until "
           + body.expires_at.replace("T", " ").replace("Z", " UTC") + ".";
+        document.getElementById("share-revoke-url").value = url.value;
       } catch (err) {
         meta.textContent = "could not make a link: " + err.message;
+      }
+    });
+  }
+
+  // revoking a link (this page's last, or one pasted): POST /api/share/revoke; it opens nothing from then on
+  function revokeForm() {
+    document.getElementById("share-revoke").addEventListener("click", async function () {
+      const meta = document.getElementById("share-revoke-meta");
+      try {
+        const response = await fetch("/api/share/revoke", { method: "POST", credentials: "same-origin",
+          headers: { "Content-Type": "application/json", Accept: "application/json" },
+          body: JSON.stringify({ url: document.getElementById("share-revoke-url").value }) });
+        const body = await response.json();
+        if (!response.ok) throw new Error(body.detail || response.statusText);
+        meta.textContent = "Revoked at " + body.revoked_at.replace("T", " ").replace("Z", " UTC")
+          + ": the link opens nothing any more.";
+      } catch (err) {
+        meta.textContent = "could not revoke it: " + err.message;
       }
     });
   }
@@ -399,6 +421,7 @@
   } else {
     restore(window.location.search);
     shareForm();
+    revokeForm();
     refresh(window.location.search.replace(/^\?/, ""));
     refreshHealth();
   }

@@ -1,0 +1,161 @@
+"""Goals and funnels (``goals.py``) counted by one query each in both stores, beside the other statistics.
+
+Both read the filter's human events of every type (a goal names its own: track events by name, page events by
+path pattern) in the filter's days, with its link prefix and audience, from the raw tables.
+
+* ``goals``, one row per goal in the order defined: ``[goal, visitors, conversions, visitors in the filter,
+  conversion rate]``: the distinct visitors with an event reaching the goal, those events, the distinct visitors
+  with any event of the filter, and the first over the third in per cent (one decimal, half up).
+* ``funnels``, one row per funnel and step: ``[funnel, step (1..), goal, visitors, from the first step %, drop-off
+  from the step before %]``. A visitor reaches step k when, within one of their visits (the filter's events at
+  most ``session_timeout_minutes`` apart, as the Visits panel splits them, here over every type and cut at the
+  filter's days) or one UTC day (the funnel's ``within``), an event reaches step 1, a later one step 2, ...,
+  a later one step k; later: in the order of the events' own time, then their id (never the order they
+  arrived in). Each step takes the earliest such event after the one before (which finds a way through
+  whenever there is one); the rates are half up to one decimal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from footprint.goals import Definitions, Funnel, Goal
+from footprint.settings import Settings
+from footprint.stats import (
+    VISIT_ORDER,
+    Filter,
+    Params,
+    Planned,
+    QueryResult,
+    Rows,
+    numbered_visits,
+    raw_days,
+    run_plan,
+    run_plan_clickhouse,
+)
+
+GOALS, FUNNELS = "goals", "funnels"
+DAY_US = 86_400_000_000
+
+
+def percent(part: str, whole: str) -> tuple[str, str]:
+    """``part`` of ``whole`` in per cent, one decimal, rounded half up in integers (0 where ``whole`` is 0)."""
+    tenths = f"2000 * ({part}) + ({whole}), 2 * greatest({whole}, 1)"
+    return f"round(div({tenths}) / 10, 1)", f"toDecimal64(intDiv({tenths}), 1) / 10"
+
+
+def _match(goal: Goal, i: int) -> tuple[str, str]:
+    """Whether an event reaches goal ``i`` (its value bound as ``g<i>``)."""
+    if goal.event is not None:
+        return f"(type = 'track' AND event = %(g{i})s)", f"(type = 'track' AND event = {{g{i}:String}})"
+    return f"(type = 'page' AND link LIKE %(g{i})s)", f"(type = 'page' AND link LIKE {{g{i}:String}})"
+
+
+def _goals(f: Filter, goals: tuple[Goal, ...]) -> tuple[str, str]:
+    pg, ch = raw_days(replace(f, type=""))
+    each_pg = " UNION ALL ".join(
+        f"SELECT {i} AS i, %(gn{i})s::text AS goal, count(DISTINCT visitor_id) AS visitors, count(*) AS conversions"
+        f" FROM events WHERE {pg} AND {_match(g, i)[0]}" for i, g in enumerate(goals))
+    each_ch = " UNION ALL ".join(
+        f"SELECT {i} AS i, {{gn{i}:String}} AS goal, uniqExact(visitor_id) AS visitors, count() AS conversions"
+        f" FROM events FINAL WHERE {ch} AND {_match(g, i)[1]}" for i, g in enumerate(goals))
+    rate_pg, rate_ch = percent("g.visitors", "t.visitors")
+    return (f"SELECT g.goal, g.visitors, g.conversions, t.visitors, {rate_pg} FROM ({each_pg}) g"
+            f" CROSS JOIN (SELECT count(DISTINCT visitor_id) AS visitors FROM events WHERE {pg}) t ORDER BY g.i",
+            f"SELECT g.goal, g.visitors, g.conversions, t.visitors, {rate_ch} FROM ({each_ch}) AS g"
+            f" CROSS JOIN (SELECT uniqExact(visitor_id) AS visitors FROM events FINAL WHERE {ch}) AS t ORDER BY g.i")
+
+
+def _events(f: Filter, goals: tuple[Goal, ...], used: list[int]) -> tuple[str, str]:
+    """The filter's events, one row each: the visitor, the visit and the day, ``key`` (its order: the time in
+    microseconds, 20 digits, then its id; compared byte by byte) and ``m<i>``: whether it reaches goal i."""
+    pg, ch = raw_days(replace(f, type=""))
+    match_pg = ", ".join(f"{_match(goals[i], i)[0]} AS m{i}" for i in used)
+    match_ch = ", ".join(f"{_match(goals[i], i)[1]} AS m{i}" for i in used)
+    numbered_pg, numbered_ch = numbered_visits(
+        f"SELECT visitor_id, {VISIT_ORDER[0]}, {match_pg} FROM events WHERE {pg}",
+        f"SELECT visitor_id, {VISIT_ORDER[1]}, {match_ch} FROM events FINAL WHERE {ch}")
+    ms = ", ".join(f"m{i}" for i in used)
+    return (f"SELECT visitor_id, visit, div(us, {DAY_US}) AS day, (lpad(us::text, 20, '0') || id) COLLATE \"C\""
+            f" AS key, {ms} FROM {numbered_pg}",
+            f"SELECT visitor_id, visit, intDiv(us, {DAY_US}) AS day, concat(leftPad(toString(us), 20, '0'), id)"
+            f" AS key, {ms} FROM {numbered_ch}")
+
+
+def _steps(j: int, funnel: Funnel, index: dict[str, int]) -> tuple[list[str], list[str]]:
+    """Funnel ``j``'s steps as named subqueries ``f<j>s<k>``: per visitor and visit (or day) that reached step k,
+    the key of the earliest event reaching it after step k-1's (``vid``, ``grp``, ``at``)."""
+    within = funnel.within
+    pg: list[str] = []
+    ch: list[str] = []
+    for k, step in enumerate(funnel.steps):
+        m = f"m{index[step]}"
+        if k == 0:
+            pg.append(f"f{j}s0 AS (SELECT visitor_id AS vid, {within} AS grp, min(key) AS at FROM e WHERE {m}"
+                      f" GROUP BY visitor_id, {within})")
+            ch.append(pg[-1])
+            continue
+        joined = (f"f{j}s{k} AS (SELECT e.visitor_id AS vid, e.{within} AS grp, min(e.key) AS at FROM e"
+                  f" INNER JOIN f{j}s{k - 1} AS p ON e.visitor_id = p.vid AND e.{within} = p.grp WHERE e.{m}")
+        pg.append(f"{joined} AND e.key > p.at COLLATE \"C\" GROUP BY e.visitor_id, e.{within})")
+        ch.append(f"{joined} AND e.key > p.at GROUP BY e.visitor_id, e.{within})")
+    return pg, ch
+
+
+def _funnels(f: Filter, goals: tuple[Goal, ...], funnels: tuple[Funnel, ...]) -> tuple[str, str]:
+    index = {g.name: i for i, g in enumerate(goals)}
+    used = sorted({index[step] for funnel in funnels for step in funnel.steps})
+    events_pg, events_ch = _events(f, goals, used)
+    named_pg, named_ch = [f"e AS ({events_pg})"], [f"e AS ({events_ch})"]
+    counted_pg, counted_ch = [], []
+    for j, funnel in enumerate(funnels):
+        steps_pg, steps_ch = _steps(j, funnel, index)
+        named_pg += steps_pg
+        named_ch += steps_ch
+        for k, step in enumerate(funnel.steps):
+            counted_pg.append(f"SELECT {j} AS fi, %(fn{j})s::text AS funnel, {k + 1} AS step, %(gn{index[step]})s::text"
+                              f" AS goal, count(DISTINCT vid) AS visitors FROM f{j}s{k}")
+            counted_ch.append(f"SELECT {j} AS fi, {{fn{j}:String}} AS funnel, {k + 1} AS step,"
+                              f" {{gn{index[step]}:String}} AS goal, uniqExact(vid) AS visitors FROM f{j}s{k}")
+    first_pg, first_ch = percent("visitors", "first_step")
+    drop_pg, drop_ch = percent("previous_step - visitors", "previous_step")
+    return (f"WITH {', '.join(named_pg)} SELECT funnel, step, goal, visitors, {first_pg}, {drop_pg}"
+            " FROM (SELECT *, first_value(visitors) OVER w AS first_step,"
+            " coalesce(lag(visitors) OVER w, visitors) AS previous_step"
+            f" FROM ({' UNION ALL '.join(counted_pg)}) u WINDOW w AS (PARTITION BY fi ORDER BY step)) c"
+            " ORDER BY fi, step",
+            f"WITH {', '.join(named_ch)} SELECT funnel, step, goal, visitors, {first_ch}, {drop_ch}"
+            " FROM (SELECT *, first_value(visitors) OVER w AS first_step,"
+            " lagInFrame(visitors, 1, visitors) OVER w AS previous_step"
+            f" FROM ({' UNION ALL '.join(counted_ch)})"
+            " WINDOW w AS (PARTITION BY fi ORDER BY step ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW))"
+            " ORDER BY fi, step")
+
+
+def planned(f: Filter, definitions: Definitions, params: Params) -> list[Planned]:
+    """``goals`` (where there are goals) and ``funnels`` (where there are funnels whose steps are all goals) of
+    filter ``f``; ``params``: the filter's values (``Params.of``), the goals' and funnels' added."""
+    goals, funnels = definitions.goals, definitions.counted_funnels()
+    if not goals:
+        return []
+    values = {**{f"g{i}": g.event if g.event is not None else g.like() for i, g in enumerate(goals)},
+              **{f"gn{i}": g.name for i, g in enumerate(goals)}, **{f"fn{j}": u.name for j, u in enumerate(funnels)}}
+    bound = Params(pg={**params.pg, **values}, ch={**params.ch, **values})
+    out = [Planned(GOALS, *_goals(f, goals), bound)]
+    if funnels:
+        out.append(Planned(FUNNELS, *_funnels(f, goals, funnels), bound))
+    return out
+
+
+def run_both(settings: Settings, f: Filter, definitions: Definitions) -> list[QueryResult]:
+    """The goals and funnels of ``f`` on both stores, timed (``footprint stats``, the stores panel)."""
+    params = Params.of(f, session_timeout_minutes=settings.session_timeout_minutes)
+    chosen = planned(f, definitions, params)
+    return run_plan(settings, chosen) if chosen else []
+
+
+def run_clickhouse(settings: Settings, f: Filter, definitions: Definitions) -> dict[str, Rows]:
+    """The goals and funnels of ``f`` on ClickHouse (the dashboard's panels)."""
+    params = Params.of(f, session_timeout_minutes=settings.session_timeout_minutes)
+    chosen = planned(f, definitions, params)
+    return run_plan_clickhouse(settings, chosen) if chosen else {}
