@@ -11,7 +11,7 @@ DEMO_HOST := footprint-demo
 DEMO_IP := 10.77.0.10
 DEMO_CA := footprint-demo-ca.crt
 
-.PHONY: help deps venv artifacts lint test test-testbed test-testbed-hosts test-testbed-ca test-testbed-local test-app molecule molecule-upgrade molecule-docker molecule-cluster docker-down demo demo-down smoke backup restore upgrade rotate-certs docs fuzz
+.PHONY: help deps venv artifacts lint test test-testbed test-testbed-hosts test-testbed-ca test-testbed-local test-app molecule molecule-upgrade molecule-docker molecule-cluster docker-down demo demo-down smoke backup restore upgrade rotate-certs docs fuzz bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -23,12 +23,13 @@ deps: ## install the machine packages the tests need (root; Debian/Ubuntu)
 	  "docker.io (the engine of the docker scenario, started by testbed/docker);" \
 	  "postgresql, openjdk-17-jre-headless, maven (real stores for the app's integration tests);" \
 	  "chromium (the browser the snippet and the dashboard are tested in) and libnss3-tools (certutil: the README walkthrough's CA trust);" \
-	  "prometheus (promtool for the alert rules; the server the dashboard's Health panel is tested against); npm (vendors the dashboard's" \
+	  "prometheus (promtool for the alert rules; the server the dashboard's Health panel is tested against); wrk (make bench's load generator);" \
+	  "npm (vendors the dashboard's" \
 	  "charting library at build time) only where no Node.js brings its own; ~1-2 min on a fresh machine"
 	@# npm only where no Node.js brings its own: NodeSource's nodejs (as on the CI machines) ships npm
 	@# and declares "Conflicts: npm", so asking apt for Debian's npm beside it fails the whole install.
 	@DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	  debootstrap systemd-container iptables iproute2 docker.io postgresql openjdk-17-jre-headless maven chromium libnss3-tools prometheus \
+	  debootstrap systemd-container iptables iproute2 docker.io postgresql openjdk-17-jre-headless maven chromium libnss3-tools prometheus wrk \
 	  $$(command -v npm >/dev/null || echo npm) >/dev/null
 	@echo "deps: npm: $$(command -v npm) $$(npm --version)"
 	@echo "deps: done"
@@ -108,6 +109,14 @@ test-app: venv artifacts ## app unit + integration tests against real Kafka, Pos
 fuzz: venv artifacts ## schemathesis against a live collector and broker, 10,000+ requests (~20 min): 0 5xx
 	cd app && FOOTPRINT_FUZZ_EXAMPLES=$${FOOTPRINT_FUZZ_EXAMPLES:-10000} ../$(BIN)/pytest -p no:cacheprovider -s \
 	  tests/integration/test_fuzz_api.py
+
+# make bench's reference revision: the consumer and the collector of this revision are measured in the
+# same runs (the ratio column); the start of the speed work (benchmarks/RESULTS.md, section 13)
+BENCH_REFERENCE ?= c932c4a
+BENCH_ARGS ?=
+
+bench: venv artifacts ## the benchmarks with a target, one table with targets and ratios to BENCH_REFERENCE (~20 min; needs wrk); BENCH_ARGS="--read-size 10000000" for the 10M dashboard
+	$(PY) benchmarks/bench.py --reference $(BENCH_REFERENCE) $(BENCH_ARGS)
 
 molecule: venv artifacts ## the nspawn single-host scenario (Debian 13): converge site.yml, idempotence, check, the whole suite, a reboot (~22 min; not in make test)
 	molecule test

@@ -24,6 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 
+from _figures import record
 from _services import machine, reference_tree, services
 from helpers import gen_events, produce
 
@@ -156,6 +157,7 @@ def main() -> int:
         print(f"footprint consumer : {args.events:>8} events in {fp:7.2f} s = {fp_rate:>9,.0f} events/s "
               f"(its own process: first batch read -> last commit; batch <= {s.batch_max_events}); "
               f"peak RSS {rss} MiB")
+        ref_rate = None
         if args.reference:
             from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -174,6 +176,9 @@ def main() -> int:
             print(f"footprint@{args.reference:<9}: {args.events:>8} events in {ref_s:7.2f} s = {ref_rate:>9,.0f} "
                   f"events/s; peak RSS {ref_rss} MiB")
             print(f"ratio footprint/footprint@{args.reference} = {fp_rate / ref_rate:.2f}x")
+        record(f"consumer, both stores ({args.events:,} events)", fp_rate, "events/s", target=50_000,
+               reference=ref_rate)
+        record("consumer peak RSS", rss, "MiB", better="lower")
         base_topic = s.model_copy(update={"kafka_group": s.kafka_group + "-b"})
         from confluent_kafka.admin import AdminClient, NewTopic
 
