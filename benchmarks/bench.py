@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make bench`: the benchmarks that carry a target, at sizes that fit in about 20 minutes, and one table.
+"""`make bench`: the benchmarks that carry a target, at sizes that fit in about 10 minutes here, and one table.
 
 Runs, one after the other (each starts its own throwaway services on this machine):
   consumer   consumer_throughput.py  events/s stored in both stores (target >= 50,000), and the reference's
