@@ -51,14 +51,19 @@ ROLES = Path(__file__).resolve().parents[2] / "roles"
 
 @cache
 def role_defaults(role: str) -> dict[str, Any]:
-    """A role's defaults/main.yml as written (templates unrendered)."""
+    """A role's defaults/main.yml as written, its strings trusted as templates (read once per run)."""
     path = ROLES / role / "defaults" / "main.yml"
-    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
+    return trusted(yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
+
+
+@cache
+def role_names() -> tuple[str, ...]:
+    return tuple(p.name for p in ROLES.iterdir() if (p / "tasks").is_dir())
 
 
 def owner(name: str) -> str:
     """The role whose name prefixes the variable (the longest that does)."""
-    roles = [p.name for p in ROLES.iterdir() if (p / "tasks").is_dir() and name.startswith(p.name + "_")]
+    roles = [role for role in role_names() if name.startswith(role + "_")]
     if not roles:
         raise AnsibleLookupError(f"role_var: no role in {ROLES} owns {name!r} (a role's variables start with its name)")
     return max(roles, key=len)
@@ -85,8 +90,10 @@ class LookupModule(LookupBase):
         if hosts is None and not host:
             views = [variables]
         else:
-            if "hostvars" not in variables:  # another host's variable, rendered through hostvars[...]
-                raise AnsibleUndefinedVariable("role_var: hostvars is not available where this is rendered")
+            if "hostvars" not in variables:  # rendering another host's variable through hostvars[h][name]
+                raise AnsibleUndefinedVariable(
+                    "role_var: no hostvars where this is rendered (a variable read as hostvars[host][name]); "
+                    "read it with lookup('role_var', name, host=host) instead")
             hostvars = variables["hostvars"]
             views = [{**hostvars.raw_get(h), "hostvars": hostvars} for h in (hosts if hosts is not None else [host])]
         return [self.value(name, view) for name in terms for view in views]
@@ -100,5 +107,5 @@ class LookupModule(LookupBase):
         if name not in defaults:
             raise AnsibleLookupError(f"role_var: {name} is not set for the host and is no default of roles/{role}")
         # the role's other defaults too, where the host does not set them (as when the role runs there)
-        context = {**trusted(defaults), **view}
+        context = {**defaults, **view}
         return self._templar.copy_with_new_env(available_variables=context).template(context[name])
