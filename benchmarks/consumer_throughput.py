@@ -10,7 +10,9 @@ Same run, same services (PostgreSQL, Kafka 4.0 KRaft, ClickHouse engine, all on 
   reference : with --reference REV, Footprint's consumer as it was at git revision REV (checked out
               into a temporary worktree, run in its own process against the same services)
 Each side drains its own pre-filled topic; the figure is events stored in BOTH stores per second.
-The consumer's peak RSS is printed too.
+The consumer's peak RSS is printed too, and, for each consumer run, the CPU-seconds of each process
+(the consumer, PostgreSQL, the ClickHouse stand-in, the broker, the rest of the machine): the part of
+the machine that limits the figure.
 
   python benchmarks/consumer_throughput.py [--events 200000] [--baseline-events 3000] [--reference de14caa]
 """
@@ -24,6 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 
+from _cpu import cpu_shares
 from _figures import record
 from _services import machine, reference_tree, services
 from helpers import gen_events, produce
@@ -74,7 +77,10 @@ def run_process(settings: Any, n: int, src: Any, label: str = "footprint") -> tu
         # would add C frames but costs more than the process itself on 2 cores
         out_file = Path(PROFILE["dir"]) / f"{label}.txt"
         cmd = ["py-spy", "record", "-r", "200", "-f", "raw", "--nonblocking", "-o", str(out_file), "--", *cmd]
-    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True, timeout=1800).stdout
+    start = time.perf_counter()
+    with cpu_shares() as shares:  # who takes the cores while it runs (start-up included)
+        out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True, timeout=1800).stdout
+    print(f"{label}: {shares.table(time.perf_counter() - start)}")
     seconds, rss = next(line.split() for line in reversed(out.splitlines()) if len(line.split()) == 2)
     return float(seconds), int(rss)
 

@@ -1,0 +1,113 @@
+"""Where a benchmark's CPU goes: CPU-seconds per process group, sampled from /proc during a run.
+
+``with cpu_shares() as shares: ...`` samples every process's user+system ticks a few times a second
+(a process that exits between two samples loses at most its last interval), groups them by command
+line (of this process's descendants: PostgreSQL, the ClickHouse stand-in, the Kafka broker, Footprint's
+consumer; this process itself and the rest of the machine apart) and, after the block,
+``shares.table(wall)`` prints each group's CPU-seconds and its share of the machine's cores over the
+wall time. It names the part of the machine that limits a throughput
+figure: when the groups together use ~all the cores, the machine is the ceiling, and the groups say
+who takes it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+TICK = os.sysconf("SC_CLK_TCK")
+# (group, a part of the command line that marks it), first match wins
+GROUPS = (("Footprint consumer", "BatchConsumer"), ("Kafka broker", "kafka.Kafka"),
+          ("ClickHouse stand-in", "chstandin"), ("PostgreSQL", "postgres"), ("this benchmark and its other children", ""))
+OTHER = "everything else on the machine"
+
+
+def _ticks() -> dict[int, tuple[str, int]]:
+    """pid -> (command line, user+system ticks so far) of every process readable now; the command line
+    of a process that does not descend from this one is "" (it belongs to the rest of the machine, even
+    if it is another PostgreSQL)."""
+    seen: dict[int, tuple[str, int]] = {}
+    parent: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        seen[int(name)] = (cmd, int(fields[11]) + int(fields[12]))  # utime, stime (fields 14, 15)
+        parent[int(name)] = int(fields[1])
+    return {pid: (cmd if _descends(pid, parent) else "", ticks) for pid, (cmd, ticks) in seen.items()}
+
+
+def _descends(pid: int, parent: dict[int, int]) -> bool:
+    me = os.getpid()
+    while pid > 1:
+        if pid == me:
+            return True
+        pid = parent.get(pid, 0)
+    return False
+
+
+def _group(cmd: str) -> str:
+    """The group of a descendant's command line ("" for the rest of the machine)."""
+    return next((group for group, mark in GROUPS if mark in cmd), OTHER) if cmd else OTHER
+
+
+@dataclass
+class Shares:
+    first: dict[int, tuple[str, int]] = field(default_factory=dict)
+    last: dict[int, tuple[str, int]] = field(default_factory=dict)
+
+    def seconds(self) -> dict[str, float]:
+        """CPU-seconds per group between the first and the last sample."""
+        out = {group: 0.0 for group, _ in GROUPS} | {OTHER: 0.0}
+        for pid, (cmd, ticks) in self.last.items():
+            before = self.first.get(pid, (cmd, 0))[1]
+            out[_group(cmd)] += (ticks - before) / TICK
+        return out
+
+    def table(self, wall: float) -> str:
+        cores = os.cpu_count() or 1
+        rows = sorted(self.seconds().items(), key=lambda kv: -kv[1])
+        lines = [f"CPU over {wall:.1f} s on {cores} cores ({wall * cores:.1f} CPU-s available):"]
+        lines += [f"  {group:<32} {cpu:7.1f} CPU-s  {100 * cpu / (wall * cores):5.1f} % of the machine"
+                  for group, cpu in rows]
+        total = sum(cpu for _, cpu in rows)
+        lines.append(f"  {'all':<32} {total:7.1f} CPU-s  {100 * total / (wall * cores):5.1f} % of the machine")
+        return "\n".join(lines)
+
+
+@contextmanager
+def cpu_shares(interval: float = 0.25) -> Iterator[Shares]:
+    shares = Shares(first=_ticks())
+    shares.last = dict(shares.first)
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(interval):
+            shares.last.update(_ticks())  # exited processes keep their last sample
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield shares
+    finally:
+        done.set()
+        thread.join()
+        shares.last.update(_ticks())
+
+
+if __name__ == "__main__":  # a self-check: a busy loop in this process shows up as "this benchmark"
+    with cpu_shares() as s:
+        t = time.perf_counter()
+        while time.perf_counter() - t < 1.0:
+            pass
+    print(s.table(time.perf_counter() - t))
