@@ -9,9 +9,10 @@ A request is a row in PostgreSQL's ``erasure_requests`` (migration 0003). The jo
 - PostgreSQL: the user's rows of ``events``;
 - ClickHouse: their ids from ``event_ids`` (the consumer's "already stored" index, so a replay of
   such an event from Kafka is not mistaken for a stored one), their rows of ``events``, and the
-  hourly rollup ``link_hourly`` is rebuilt for the hours the user had page views in (its
-  uniqExact states cannot be subtracted; rebuilding those hours from ``events`` is exact, and a
-  concurrent insert through the materialized view only adds a state that the set union absorbs).
+  rollups are rebuilt for the hours the user had events in (the hourly ``link_hourly`` and
+  ``stats_hourly``; ``breakdowns_daily`` for those hours' days): their uniqExact states and sums
+  cannot be subtracted, rebuilding those hours from ``events`` is exact (see ``_rebuild_rollups`` for
+  an insert running meanwhile).
 
 Events still in Kafka: the request is kept until ``keep_until`` (``erasure_keep_seconds``, set to the
 topic's retention), and the consumer drops every event of a user with a kept request before writing
@@ -25,6 +26,7 @@ import logging
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -157,31 +159,57 @@ def _erase_ch(client: Any, suffix: str, user_id: str, rebuild: list[datetime]) -
     return len(ids), hours
 
 
+@dataclass(frozen=True)
+class _Rollup:
+    """How a rollup's rows of some hours are made again from ``events``: its view's SELECT list, ARRAY JOIN,
+    filter and GROUP BY, and the time that keys its rows (``daily``: the UTC day, else the hour)."""
+
+    select: str
+    where: str
+    group: str
+    join: str = ""
+    daily: bool = False
+
+    def key(self) -> tuple[str, str, str]:
+        """The rollup's time column, its type and the expression of an event's."""
+        return ("day", "Date32", "toDate32(footprint_time)") if self.daily else \
+            ("hour", "DateTime('UTC')", "toStartOfHour(footprint_time)")
+
+
 # The rollups fed by materialized views from ``events`` (clickhouse/0001_events.sql, 0003_read_side.sql,
-# their filters as 0004_enrichment left them: no bots):
-# table -> (the view's SELECT list, its filter, its GROUP BY). Rebuilt for the erased user's hours.
+# 0008_breakdowns_daily.sql, their filters as 0004_enrichment left them: no bots, except in breakdowns_daily,
+# which keeps them flagged). Rebuilt for the erased user's hours (breakdowns_daily: their days).
+_DIMENSIONS = ("referrer_host", "utm_source", "utm_medium", "utm_campaign", "browser", "os", "device", "country")
+_BREAKDOWN_VALUES = (f"[{', '.join(repr(d) for d in _DIMENSIONS)}] AS dimension,"
+                     f" [{', '.join(f'toString({d})' for d in _DIMENSIONS)}] AS value")
 _ROLLUPS = {
-    "link_hourly": ("toStartOfHour(footprint_time) AS hour, link, uniqExactState(event_id) AS views,"
-                    " uniqExactState(visitor_id) AS visitors", "type = 'page' AND NOT synthetic AND NOT bot",
-                    "hour, link"),
-    "stats_hourly": ("toStartOfHour(footprint_time) AS hour, type, link, method, event, count() AS events,"
-                     " uniqExactState(visitor_id) AS visitors", "NOT synthetic AND NOT bot",
-                     "hour, type, link, method, event"),
+    "link_hourly": _Rollup("toStartOfHour(footprint_time) AS hour, link, uniqExactState(event_id) AS views,"
+                           " uniqExactState(visitor_id) AS visitors", "type = 'page' AND NOT synthetic AND NOT bot",
+                           "hour, link"),
+    "stats_hourly": _Rollup("toStartOfHour(footprint_time) AS hour, type, link, method, event, count() AS events,"
+                            " uniqExactState(visitor_id) AS visitors", "NOT synthetic AND NOT bot",
+                            "hour, type, link, method, event"),
+    "breakdowns_daily": _Rollup("toDate32(footprint_time) AS day, type, bot, dimension, value, count() AS events,"
+                                " uniqExactStateIf(visitor_id, dimension = 'country' AND NOT bot) AS visitors",
+                                "NOT synthetic", "day, type, bot, dimension, value",
+                                join=f" ARRAY JOIN {_BREAKDOWN_VALUES}", daily=True),
 }
 
 
 def _rebuild_rollups(client: Any, hours: list[datetime], suffix: str = "") -> None:
-    """Each rollup's rows of ``hours`` deleted and made again from ``events`` (uniqExact states and sums
-    cannot be subtracted). Rows a concurrent insert adds through a view in between may count twice in
-    ``stats_hourly`` (the erasure's second pass rebuilds the hours again)."""
-    hp = {"hours": hours}
-    for table, (select, where, group) in _ROLLUPS.items():
-        client.command(f"ALTER TABLE {table}{suffix} DELETE WHERE has({{hours:Array(DateTime('UTC'))}}, hour)",
-                       parameters=hp, settings=_MUTATION)
+    """Each rollup's rows of ``hours`` (of their days, for a daily one) deleted and made again from ``events``
+    (uniqExact states and sums cannot be subtracted). Rows a concurrent insert adds through a view in between may
+    count twice in ``stats_hourly`` and ``breakdowns_daily`` (the erasure's second pass rebuilds them again)."""
+    days = sorted({hour.date() for hour in hours})
+    for table, rollup in _ROLLUPS.items():
+        column, kind, of_event = rollup.key()
+        keys: dict[str, Any] = {"keys": days if rollup.daily else hours}
+        client.command(f"ALTER TABLE {table}{suffix} DELETE WHERE has({{keys:Array({kind})}}, {column})",
+                       parameters=keys, settings=_MUTATION)
         client.command(
-            f"INSERT INTO {table}{suffix} SELECT {select} FROM events{suffix} FINAL WHERE {where}"
-            " AND has({hours:Array(DateTime('UTC'))}, toStartOfHour(footprint_time))"
-            f" GROUP BY {group}", parameters=hp)
+            f"INSERT INTO {table}{suffix} SELECT {rollup.select} FROM events{suffix} FINAL{rollup.join}"
+            f" WHERE {rollup.where} AND has({{keys:Array({kind})}}, {of_event}) GROUP BY {rollup.group}",
+            parameters=keys)
 
 
 class ErasedUsers:

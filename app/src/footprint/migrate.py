@@ -135,6 +135,7 @@ CLUSTER_TABLES: dict[str, str] = {
     "event_ids": "cityHash64(event_id)",
     "link_hourly": "",
     "stats_hourly": "",
+    "breakdowns_daily": "",
 }
 REPLICA_PATH = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"
 _TABLE_REF = re.compile(r"\{db\}\.(" + "|".join(CLUSTER_TABLES) + r")\b")

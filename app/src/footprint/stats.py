@@ -7,8 +7,9 @@ Every statistic counts human events: synthetic ones (smoke-check probes, the con
 bots (stored and flagged by the collector's enrichment) only in ``bots_per_day``.
 PostgreSQL reads the raw table; ClickHouse reads the hourly rollup ``stats_hourly`` (counts and
 visitor sets per hour, type, link, method and event name; migration 0003, bots left out since 0004),
-and the raw table (``FINAL``) for the last hour's events per minute and the breakdowns by referrer,
-UTM source / medium / campaign, browser, OS, device and country. The rollup holds no audience columns: a filter
+the daily rollup ``breakdowns_daily`` (migration 0008) for the breakdowns by referrer, UTM source / medium /
+campaign, browser, OS, device and country and the bots' (``by_day``; else ``events FINAL``), and the raw
+table (``FINAL``) for the last hour's events per minute. The rollup holds no audience columns: a filter
 on the audience makes ClickHouse build the rollup's rows of those events from the raw table instead
 (the same query over them), so every statistic takes every filter in both stores. The visits (sessions:
 a visitor's events at most ``session_timeout_minutes`` apart) come from the raw tables in both, by window
@@ -170,38 +171,73 @@ def raw_days(f: Filter, bots: bool = False) -> tuple[str, str]:
                   " AND footprint_time >= {since:DateTime} AND footprint_time < {until:DateTime}", bots=bots)
 
 
+# The daily rollup of the breakdowns (migration 0008): rows per UTC day, type, bot flag, dimension (an enrichment
+# column's name) and value, each event counted once in every dimension's rows; visitor sets for the countries
+BREAKDOWNS = "breakdowns_daily"
+
+
+def by_day(f: Filter) -> bool:
+    """Whether ClickHouse reads the filter's breakdowns from ``BREAKDOWNS``: it keeps neither the link, nor the
+    audience, nor which goal an event reached, so a filter on any of them reads the raw events."""
+    return not f.link and not f.audience() and getattr(f, "goal", None) is None
+
+
+def _breakdown_days(f: Filter, dimension: str, bots: bool = False) -> tuple[str, str]:
+    """The filter in both stores for one breakdown: PostgreSQL's raw events, ClickHouse's rows of ``dimension``
+    in ``BREAKDOWNS`` (``by_day`` must hold; the filter's days are whole UTC days, as the rollup's)."""
+    return _where(f, "footprint_time >= %(since)s AND footprint_time < %(until)s",
+                  f"dimension = '{dimension}' AND {'bot' if bots else 'NOT bot'}"
+                  " AND day >= toDate32(toTimeZone({since:DateTime}, 'UTC'))"
+                  " AND day < toDate32(toTimeZone({until:DateTime}, 'UTC'))", bots=bots, raw=False)
+
+
 def _breakdown(column: str, bots: bool = False) -> Callable[[Filter], tuple[str, str]]:
     """Events per value of an enrichment column (\"\" where nothing was known), most first (``bots``: the
     bots' events, which every other statistic leaves out)."""
     def build(f: Filter) -> tuple[str, str]:
+        if by_day(f):
+            pg, ch = _breakdown_days(f, column, bots=bots)
+            return _most(column, f"events WHERE {pg}", f"{BREAKDOWNS} WHERE {ch}", ch_count="sum(events)",
+                         ch_column=f"value AS {column}")
         pg, ch = raw_days(f, bots=bots)
         return _most(column, f"events WHERE {pg}", f"events FINAL WHERE {ch}")
     return build
 
 
-def _most(column: str, pg_rows: str, ch_rows: str) -> tuple[str, str]:
+def _most(column: str, pg_rows: str, ch_rows: str, ch_count: str = "count()", ch_column: str = "") -> tuple[str, str]:
     """Rows per value of ``column``, most first, the filter's top: read from ``pg_rows`` / ``ch_rows`` (a table
-    and its WHERE, or a subquery)."""
+    and its WHERE, or a subquery; ``ch_count``, ``ch_column``: how ClickHouse's rows count and name the value)."""
     return (f'SELECT {column}, count(*) AS n FROM {pg_rows} GROUP BY {column} ORDER BY n DESC, {column} COLLATE "C"'
             " LIMIT %(top)s",
-            f"SELECT {column}, count() AS n FROM {ch_rows} GROUP BY {column} ORDER BY n DESC, {column}"
+            f"SELECT {ch_column or column}, {ch_count} AS n FROM {ch_rows} GROUP BY {column} ORDER BY n DESC, {column}"
             " LIMIT {top:UInt32}")
 
 
 def _countries(f: Filter) -> tuple[str, str]:
     """Events (page views, for page events) and visitors per country (\"\" where it is not known), most events
-    first: the raw tables (the rollup holds no country)."""
-    pg, ch = raw_days(f)
+    first: ClickHouse's daily rollup (its exact visitor sets of each day merged), or its raw events."""
+    if by_day(f):
+        pg, ch = _breakdown_days(f, "country")
+        rows, n, visitors, country = f"{BREAKDOWNS} WHERE {ch}", "sum(events)", "uniqExactMerge(visitors)", "value"
+    else:
+        pg, ch = raw_days(f)
+        rows, n, visitors, country = f"events FINAL WHERE {ch}", "count()", "uniqExact(visitor_id)", "country"
     return ("SELECT country, count(*) AS n, count(DISTINCT visitor_id) FROM events"
             f' WHERE {pg} GROUP BY country ORDER BY n DESC, country COLLATE "C" LIMIT %(top)s',
-            f"SELECT country, count() AS n, uniqExact(visitor_id) FROM events FINAL WHERE {ch}"
+            f"SELECT {country} AS country, {n} AS n, {visitors} FROM {rows}"
             " GROUP BY country ORDER BY n DESC, country LIMIT {top:UInt32}")
 
 
 def _bots_per_day(f: Filter) -> tuple[str, str]:
-    pg, ch = raw_days(f, bots=True)
-    return (f"SELECT footprint_time::date AS day, count(*) FROM events WHERE {pg} GROUP BY 1 ORDER BY 1",
-            f"SELECT toDate(footprint_time) AS day, count() FROM events FINAL WHERE {ch} GROUP BY day ORDER BY day")
+    """The bots' events per day: ClickHouse counts one dimension's rows of the daily rollup (every event has one
+    there), or its raw events."""
+    if by_day(f):
+        pg, ch = _breakdown_days(f, "device", bots=True)
+        days = f"SELECT day, sum(events) FROM {BREAKDOWNS} WHERE {ch} GROUP BY day ORDER BY day"
+    else:
+        pg, ch = raw_days(f, bots=True)
+        days = f"SELECT toDate(footprint_time) AS day, count() FROM events FINAL WHERE {ch} GROUP BY day ORDER BY day"
+    return f"SELECT footprint_time::date AS day, count(*) FROM events WHERE {pg} GROUP BY 1 ORDER BY 1", days
 
 
 # a visit's order: each event's time in microseconds since 1970 (UTC) and its id, the same in both stores

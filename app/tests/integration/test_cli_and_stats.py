@@ -90,7 +90,8 @@ def _truncate(settings: Settings) -> None:
         c.execute("TRUNCATE events")
     ch = ch_client(settings)
     try:
-        for table in ("events", "link_hourly", "stats_hourly", "event_ids"):  # event_ids after events
+        # event_ids after events
+        for table in ("events", "link_hourly", "stats_hourly", "breakdowns_daily", "event_ids"):
             ch.command(f"TRUNCATE TABLE {table}")
     finally:
         ch.close()

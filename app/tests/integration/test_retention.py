@@ -51,6 +51,10 @@ def _per_month(settings: Settings) -> tuple[dict[str, int], dict[str, int], dict
                             " WHERE NOT synthetic GROUP BY 1").result_rows)
         rollup = dict(ch.query("SELECT formatDateTime(hour, '%Y-%m'), sum(events) FROM stats_hourly"
                                " GROUP BY 1").result_rows)
+        # the daily breakdowns keep the same months (every event counted once per dimension: here the devices)
+        daily = dict(ch.query("SELECT formatDateTime(day, '%Y-%m'), sum(events) FROM breakdowns_daily"
+                              " WHERE dimension = 'device' AND NOT bot GROUP BY 1").result_rows)
+        assert daily == rollup, (daily, rollup)
         ids = dict(ch.query("SELECT formatDateTime(footprint_time, '%Y-%m'), count() FROM event_ids FINAL"
                             " WHERE event_id != toUUID('00000000-0000-4000-8000-00000000ca9a') GROUP BY 1").result_rows)
     finally:

@@ -65,6 +65,19 @@ def test_without_an_audience_clickhouse_reads_the_rollup_and_binds_no_audience_v
     assert not {"referrer_host", "device", "browser", "os"} & set(Params.of(f).pg)
 
 
+def test_the_breakdowns_read_the_daily_rollup_unless_the_filter_names_a_link() -> None:
+    breakdowns = ("referrers", "utm_sources", "utm_mediums", "utm_campaigns", "browsers", "operating_systems",
+                  "devices", "countries", "bots_per_day", "bot_agents")
+    for name in breakdowns:
+        pg, ch = QUERIES[name](Filter(type=""))
+        assert "FROM breakdowns_daily WHERE" in ch and "events" not in ch.replace("sum(events)", ""), name
+        assert "FROM events WHERE" in pg, name
+        _pg, ch = QUERIES[name](Filter(link="/blog"))
+        assert "FROM events FINAL WHERE" in ch and "startsWith(link, {link:String})" in ch, name
+    assert "dimension = 'browser' AND bot " in QUERIES["bot_agents"](Filter())[1]
+    assert "dimension = 'browser' AND NOT bot " in QUERIES["browsers"](Filter())[1]
+
+
 def test_every_statistic_takes_the_audience_in_both_stores() -> None:
     f = Filter(source="", device="mobile")
     params = Params.of(f)
@@ -75,4 +88,5 @@ def test_every_statistic_takes_the_audience_in_both_stores() -> None:
         assert "referrer_host = %(referrer_host)s" in pg and "device = %(device)s" in pg, name
         assert "referrer_host = {referrer_host:String}" in ch and "device = {device:String}" in ch, name
         assert "stats_hourly" not in ch, name  # the rollup keeps no audience: its rows built from the raw events
+        assert "breakdowns_daily" not in ch, name  # nor does the daily one
         assert "browser =" not in pg + ch and "os =" not in pg + ch, name
