@@ -8,7 +8,7 @@ bots (stored and flagged by the collector's enrichment) only in ``bots_per_day``
 PostgreSQL reads the raw table; ClickHouse reads the hourly rollup ``stats_hourly`` (counts and
 visitor sets per hour, type, link, method and event name; migration 0003, bots left out since 0004),
 the daily rollup ``breakdowns_daily`` (migration 0008) for the breakdowns by referrer, UTM source / medium /
-campaign, browser, OS, device and country and the bots' (``by_day``; else ``events FINAL``), and the raw
+campaign, browser, OS, device and country, the bots' and the visitors per day (``by_day``), and the raw
 table (``FINAL``) for the last hour's events per minute. The rollup holds no audience columns: a filter
 on the audience makes ClickHouse build the rollup's rows of those events from the raw table instead
 (the same query over them), so every statistic takes every filter in both stores. The visits (sessions:
@@ -228,6 +228,20 @@ def _countries(f: Filter) -> tuple[str, str]:
             " GROUP BY country ORDER BY n DESC, country LIMIT {top:UInt32}")
 
 
+_VISITORS_PER_HOUR = _per_day("count(DISTINCT visitor_id)", "uniqExactMerge(visitors)")
+
+
+def _visitors_per_day(f: Filter) -> tuple[str, str]:
+    """Distinct visitors per day. ClickHouse merges the visitor sets of the daily rollup's country rows: every human
+    event is in one, so their union over a day is exactly its visitors, from fewer and smaller sets than the hours'
+    (a visitor of many hours is one member of the day's set); ``stats_hourly``'s for a filter it cannot answer."""
+    pg, ch = _VISITORS_PER_HOUR(f)
+    if by_day(f):
+        ch = (f"SELECT day, uniqExactMerge(visitors) FROM {BREAKDOWNS} WHERE {_breakdown_days(f, 'country')[1]}"
+              " GROUP BY day ORDER BY day")
+    return pg, ch
+
+
 def _bots_per_day(f: Filter) -> tuple[str, str]:
     """The bots' events per day: ClickHouse counts one dimension's rows of the daily rollup (every event has one
     there), or its raw events."""
@@ -325,7 +339,7 @@ def _visit_pages(column: str) -> Callable[[Filter], tuple[str, str]]:
 # name -> builder; the order is the order of `footprint stats` and of the dashboard's stores panel
 QUERIES: dict[str, Callable[[Filter], tuple[str, str]]] = {
     "views_per_day": _per_day("count(*)", "sum(events)"),
-    "unique_visitors_per_day": _per_day("count(DISTINCT visitor_id)", "uniqExactMerge(visitors)"),
+    "unique_visitors_per_day": _visitors_per_day,
     "top_links": _top_links,
     "methods": _counted_by("method", top=False),
     "top_events": _counted_by("event", top=True),

@@ -37,7 +37,7 @@ def test_none_in_parentheses_is_nothing_known() -> None:
 
 @pytest.mark.parametrize(("params", "named"), [
     ({"colour": "red"},
-     "unknown parameter 'colour' (range, type, link, source, device, browser, os, country, compare)"),
+     "unknown parameter 'colour' (range, type, link, source, device, browser, os, country, goal, compare)"),
     ({"compare": "yes"}, "compare: previous (each panel beside the previous period) or empty"),
     ({"compare": "previous", "range": "all"}, "compare: all time has no previous period"),
     ({"referrer": "x"}, "unknown parameter 'referrer'"),
@@ -76,6 +76,10 @@ def test_the_breakdowns_read_the_daily_rollup_unless_the_filter_names_a_link() -
         assert "FROM events FINAL WHERE" in ch and "startsWith(link, {link:String})" in ch, name
     assert "dimension = 'browser' AND bot " in QUERIES["bot_agents"](Filter())[1]
     assert "dimension = 'browser' AND NOT bot " in QUERIES["browsers"](Filter())[1]
+    # the visitors per day: the union of each day's country sets, or the hourly rollup's under a link prefix
+    assert "uniqExactMerge(visitors) FROM breakdowns_daily WHERE dimension = 'country' AND NOT bot " in \
+        QUERIES["unique_visitors_per_day"](Filter())[1]
+    assert "FROM stats_hourly WHERE" in QUERIES["unique_visitors_per_day"](Filter(link="/blog"))[1]
 
 
 def test_every_statistic_takes_the_audience_in_both_stores() -> None:
