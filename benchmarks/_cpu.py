@@ -2,7 +2,7 @@
 
 ``with cpu_shares() as shares: ...`` samples every process's user+system ticks a few times a second
 (a process that exits between two samples loses at most its last interval), groups them by command
-line (of this process's descendants: PostgreSQL, the ClickHouse stand-in, the Kafka broker, Footprint's
+line (of this process's descendants and the daemons it names: PostgreSQL, the ClickHouse stand-in, the Kafka broker, Footprint's
 consumer; this process itself and the rest of the machine apart) and, after the block,
 ``shares.table(wall)`` prints each group's CPU-seconds and its share of the machine's cores over the
 wall time. It names the part of the machine that limits a throughput
@@ -22,11 +22,24 @@ from dataclasses import dataclass, field
 TICK = os.sysconf("SC_CLK_TCK")
 # (group, a part of the command line that marks it), first match wins
 GROUPS = (("Footprint consumer", "BatchConsumer"), ("Kafka broker", "kafka.Kafka"),
-          ("ClickHouse stand-in", "chstandin"), ("PostgreSQL", "postgres"), ("this benchmark and its other children", ""))
+          ("ClickHouse stand-in", "standin"), ("PostgreSQL", "postgres"), ("this benchmark and its other children", ""))
 OTHER = "everything else on the machine"
 
 
-def _ticks() -> dict[int, tuple[str, int]]:
+def postmaster(port: int) -> int:
+    """The pid of the test PostgreSQL (``LocalPostgres``, under /tmp/fp-pg-*) listening on ``port``: pg_ctl
+    starts it as a daemon, so it does not descend from the benchmark; 0 if none is found."""
+    import glob
+
+    for path in glob.glob("/tmp/fp-pg-*/data/postmaster.pid"):
+        with open(path) as f:
+            lines = f.read().splitlines()
+        if len(lines) > 3 and lines[3].strip() == str(port):
+            return int(lines[0])
+    return 0
+
+
+def _ticks(roots: frozenset[int]) -> dict[int, tuple[str, int]]:
     """pid -> (command line, user+system ticks so far) of every process readable now; the command line
     of a process that does not descend from this one is "" (it belongs to the rest of the machine, even
     if it is another PostgreSQL)."""
@@ -44,13 +57,13 @@ def _ticks() -> dict[int, tuple[str, int]]:
             continue
         seen[int(name)] = (cmd, int(fields[11]) + int(fields[12]))  # utime, stime (fields 14, 15)
         parent[int(name)] = int(fields[1])
-    return {pid: (cmd if _descends(pid, parent) else "", ticks) for pid, (cmd, ticks) in seen.items()}
+    roots = roots | {os.getpid()}
+    return {pid: (cmd if _descends(pid, parent, roots) else "", ticks) for pid, (cmd, ticks) in seen.items()}
 
 
-def _descends(pid: int, parent: dict[int, int]) -> bool:
-    me = os.getpid()
+def _descends(pid: int, parent: dict[int, int], roots: frozenset[int]) -> bool:
     while pid > 1:
-        if pid == me:
+        if pid in roots:
             return True
         pid = parent.get(pid, 0)
     return False
@@ -78,22 +91,24 @@ class Shares:
         cores = os.cpu_count() or 1
         rows = sorted(self.seconds().items(), key=lambda kv: -kv[1])
         lines = [f"CPU over {wall:.1f} s on {cores} cores ({wall * cores:.1f} CPU-s available):"]
-        lines += [f"  {group:<32} {cpu:7.1f} CPU-s  {100 * cpu / (wall * cores):5.1f} % of the machine"
+        lines += [f"  {group:<38} {cpu:7.1f} CPU-s  {100 * cpu / (wall * cores):5.1f} % of the machine"
                   for group, cpu in rows]
         total = sum(cpu for _, cpu in rows)
-        lines.append(f"  {'all':<32} {total:7.1f} CPU-s  {100 * total / (wall * cores):5.1f} % of the machine")
+        lines.append(f"  {'all':<38} {total:7.1f} CPU-s  {100 * total / (wall * cores):5.1f} % of the machine")
         return "\n".join(lines)
 
 
 @contextmanager
-def cpu_shares(interval: float = 0.25) -> Iterator[Shares]:
-    shares = Shares(first=_ticks())
+def cpu_shares(roots: tuple[int, ...] = (), interval: float = 0.25) -> Iterator[Shares]:
+    """``roots``: daemons (and their children) to count as the benchmark's own, e.g. ``postmaster(port)``."""
+    keep = frozenset(roots)
+    shares = Shares(first=_ticks(keep))
     shares.last = dict(shares.first)
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(interval):
-            shares.last.update(_ticks())  # exited processes keep their last sample
+            shares.last.update(_ticks(keep))  # exited processes keep their last sample
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
@@ -102,7 +117,7 @@ def cpu_shares(interval: float = 0.25) -> Iterator[Shares]:
     finally:
         done.set()
         thread.join()
-        shares.last.update(_ticks())
+        shares.last.update(_ticks(keep))
 
 
 if __name__ == "__main__":  # a self-check: a busy loop in this process shows up as "this benchmark"

@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 
-from _cpu import cpu_shares
+from _cpu import cpu_shares, postmaster
 from _figures import record
 from _services import machine, reference_tree, services
 from helpers import gen_events, produce
@@ -42,7 +42,25 @@ s = Settings()
 n = int(sys.argv[1])
 probe = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": s.kafka_group})
 parts = [TopicPartition(s.kafka_topic, p) for p in range(3)]
-c = BatchConsumer(s, [PostgresSink(s.pg_dsn.get_secret_value()), ClickHouseSink(s)])
+spent = {"PostgreSQL": [0.0, 0], "ClickHouse": [0.0, 0]}  # each sink's write: seconds, calls
+
+
+def timed(sink, name):  # the sink's writes timed (the pipeline's profile: where a batch waits)
+    write = sink.write
+
+    def write_timed(docs):
+        t = time.perf_counter()
+        try:
+            return write(docs)
+        finally:
+            spent[name][0] += time.perf_counter() - t
+            spent[name][1] += 1
+    sink.write = write_timed
+    return sink
+
+
+c = BatchConsumer(s, [timed(PostgresSink(s.pg_dsn.get_secret_value()), "PostgreSQL"),
+                      timed(ClickHouseSink(s), "ClickHouse")])
 t = threading.Thread(target=c.run, daemon=True)
 t.start()
 while c.metrics.consumed._value.get() == 0:
@@ -53,7 +71,11 @@ while sum(max(tp.offset, 0) for tp in probe.committed(parts, timeout=10)) < n:
 # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so it would report the RSS of the parent
 # (this benchmark, holding every generated event) at fork time instead of the consumer's own peak
 hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(time.perf_counter() - t_first, hwm // 1024)
+wall = time.perf_counter() - t_first
+for name, (seconds, calls) in spent.items():
+    print(f"  {name} sink: {calls} writes, {seconds:.2f} s in write() = {100 * seconds / wall:.0f} % of the run"
+          f" ({1e6 * seconds / n:.1f} us per event)")
+print(wall, hwm // 1024)
 c.stop.set()
 t.join()
 """
@@ -78,9 +100,11 @@ def run_process(settings: Any, n: int, src: Any, label: str = "footprint") -> tu
         out_file = Path(PROFILE["dir"]) / f"{label}.txt"
         cmd = ["py-spy", "record", "-r", "200", "-f", "raw", "--nonblocking", "-o", str(out_file), "--", *cmd]
     start = time.perf_counter()
-    with cpu_shares() as shares:  # who takes the cores while it runs (start-up included)
+    pg_port = int(settings.pg_dsn.get_secret_value().rsplit("port=", 1)[-1].split()[0])
+    with cpu_shares(roots=(postmaster(pg_port),)) as shares:  # who takes the cores while it runs (start-up too)
         out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True, timeout=1800).stdout
     print(f"{label}: {shares.table(time.perf_counter() - start)}")
+    print("\n".join(line for line in out.splitlines() if line.startswith("  ")))
     seconds, rss = next(line.split() for line in reversed(out.splitlines()) if len(line.split()) == 2)
     return float(seconds), int(rss)
 
