@@ -132,6 +132,9 @@ def main() -> int:
     targets = sum(1 for f in figures if f["target"] is not None)
     print(f"\n{targets - len(missed)} of {targets} targets met" + ("" if not missed else
           f"; {len(missed)} MISSED (above; what limits each: benchmarks/RESULTS.md; profile a run with its --profile)"))
+    limits = [f"  {f['figure']}: {f['limit']}" for f in figures if verdict(f) == "MISSED" and f.get("limit")]
+    if limits:
+        print("what this run measured that limits a missed figure:\n" + "\n".join(limits))
     if failed:
         print(f"bench: {', '.join(failed)} failed (see {log})", file=sys.stderr)
     return 1 if failed else 0

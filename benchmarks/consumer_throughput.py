@@ -106,7 +106,25 @@ def run_process(settings: Any, n: int, src: Any, label: str = "footprint") -> tu
     print(f"{label}: {shares.table(time.perf_counter() - start)}")
     print("\n".join(line for line in out.splitlines() if line.startswith("  ")))
     seconds, rss = next(line.split() for line in reversed(out.splitlines()) if len(line.split()) == 2)
+    LIMIT[label] = ceiling(shares.seconds(), n)
+    print(f"  {LIMIT[label]}")
     return float(seconds), int(rss)
+
+
+LIMIT: dict[str, str] = {}  # run label -> what limits it (``ceiling``)
+PIPELINE = ("PostgreSQL", "ClickHouse stand-in", "Footprint consumer", "Kafka broker")
+
+
+def ceiling(cpu: dict[str, float], n: int) -> str:
+    """The CPU each event costs the pipeline's processes, and the rate this machine's cores would give
+    at that cost if they did nothing else and never waited."""
+    import os
+
+    per_event = {group: 1e6 * cpu[group] / n for group in PIPELINE}
+    total = sum(per_event.values())
+    parts = ", ".join(f"{group} {us:.0f}" for group, us in per_event.items())
+    return (f"CPU per event {total:.0f} us ({parts}): {os.cpu_count()} cores busy with nothing else would store "
+            f"{(os.cpu_count() or 1) * 1e6 / total:,.0f} events/s")
 
 
 def run_reference(settings: Any, n: int, rev: str) -> tuple[float, int]:
@@ -207,7 +225,7 @@ def main() -> int:
                   f"events/s; peak RSS {ref_rss} MiB")
             print(f"ratio footprint/footprint@{args.reference} = {fp_rate / ref_rate:.2f}x")
         record(f"consumer, both stores ({args.events:,} events)", fp_rate, "events/s", target=50_000,
-               reference=ref_rate)
+               reference=ref_rate, limit=LIMIT["footprint"])
         record("consumer peak RSS", rss, "MiB", better="lower")
         base_topic = s.model_copy(update={"kafka_group": s.kafka_group + "-b"})
         from confluent_kafka.admin import AdminClient, NewTopic
