@@ -272,10 +272,12 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
     from footprint.compare import NoPreviousPeriod, Periods, compared_results, run_both
     from footprint.stats import QUERIES, Filter, QueryResult, render, run_stats
 
+    definitions = goalstore.definitions(settings)
     try:
+        goal = definitions.goal(args.goal) if args.goal is not None else None
         f = Filter(since=args.since, until=args.until, top=args.top, link=args.link,
                    type="" if args.type == "all" else args.type, source=args.source, device=args.device,
-                   browser=args.browser, os=args.os, country=args.country)
+                   browser=args.browser, os=args.os, country=args.country, goal=args.goal, goal_definition=goal)
         periods = Periods.of(f, datetime.now(UTC)) if args.compare else None
     except NoPreviousPeriod as exc:
         print(f"footprint stats: --compare: {exc} (give --since)", file=sys.stderr)
@@ -288,7 +290,8 @@ def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
         results = run_stats(settings, args.since, args.until, args.top, f=f)
     else:
         results, previous = run_both(settings, periods, tuple(QUERIES))
-    results += goalstats.run_both(settings, f, goalstore.definitions(settings))  # never compared
+        previous += goalstats.run_both(settings, periods.previous, definitions)
+    results += goalstats.run_both(settings, f, definitions)
     before = compared_results(periods, results, previous) if periods else {}
     if args.json:
         print(json.dumps([
@@ -487,6 +490,9 @@ def _add_report_commands(sub: Commands[argparse.ArgumentParser]) -> None:
                        ("country", "country (ISO 3166-1 alpha-2 code, e.g. DE)")):
         s.add_argument(f"--{name}", default=None, metavar=name.upper(),
                        help=f"count only events of this {what} ('' = none known)")
+    s.add_argument("--goal", default=None, metavar="NAME",
+                   help="count only the visitors who reached this goal (FOOTPRINT_GOALS' or the dashboard's) in the"
+                        " days: all their events of the filter, whatever page or event reached it")
     s.add_argument("--compare", action="store_true",
                    help="also the previous period of the same length (needs --since): its answers in both stores"
                         " and, with --json, each row's previous value and change in %%")

@@ -6,8 +6,10 @@ on the shifted filter, so the stores panel compares their exact answers too. Ser
 minute) are aligned by their place in the period (a day of the previous period is shown at the day one
 period later). A top list (top links, referrers, entry pages, ...) asks the previous period for the values of
 the rows the current period shows, whatever their rank was then (the previous top 10 may hold other rows):
-its query without the top's limit, kept to those labels. The change in per cent is worked out here, from
-each store's own rows, with exact fractions: the same rows give the same figures.
+its query without the top's limit, kept to those labels. The goals and funnels (``goalstats``) are asked of the
+previous period with the same definitions, each row beside the row of the same goal (funnel step) then. The change
+in per cent is worked out here, from each store's own rows, with exact fractions: the same rows give the same
+figures.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ LABELS = {"top_links": "link", "top_events": "event", "referrers": "referrer_hos
           "entry_pages": "entry_link", "exit_pages": "exit_link"}
 DAY_SERIES = ("views_per_day", "unique_visitors_per_day", "bots_per_day")
 FIGURES = ("visits", "bounces", "bounce_rate_percent", "average_duration_seconds", "pages_per_visit")
+# the goals' and funnels' rows (goalstats): how many first columns name the row (a goal; a funnel, its step and
+# goal), and which of the others are rates (per cent), whose change is the difference in percentage points
+KEYED: dict[str, tuple[int, tuple[int, ...]]] = {"goals": (1, (4,)), "funnels": (3, (4, 5))}
 
 
 class NoPreviousPeriod(ValueError):
@@ -104,6 +109,26 @@ def change(value: Any, previous: Any) -> float | None:
     return float(round((Fraction(value) - Fraction(previous)) * 100 / Fraction(previous), 1))
 
 
+def points(value: Any, previous: Any) -> float:
+    """The change of a rate (per cent) from ``previous`` to ``value`` in percentage points, exact to the decimal."""
+    return float(Fraction(str(value)) - Fraction(str(previous)))
+
+
+def _keyed(name: str, rows: Rows, previous: Rows) -> Rows:
+    """Each row of a goal or funnel step: its names, then each figure, its previous value and its change (per cent,
+    or points for a rate); 0 before where the previous period has no such row."""
+    keys, rates = KEYED[name]
+    earlier = {tuple(r[:keys]): r[keys:] for r in previous}
+    out = []
+    for r in rows:
+        before = earlier.get(tuple(r[:keys]), (0,) * (len(r) - keys))
+        cells = list(r[:keys])
+        for i, (value, was) in enumerate(zip(r[keys:], before, strict=True), start=keys):
+            cells += [value, was, points(value, was) if i in rates else change(value, was)]
+        out.append(tuple(cells))
+    return out
+
+
 def _later(key: Any, name: str, length: timedelta) -> Any:
     """A previous period's series key at its place in the current period."""
     if name in DAY_SERIES:
@@ -117,7 +142,9 @@ def _later(key: Any, name: str, length: timedelta) -> Any:
 def compared(name: str, rows: Rows, previous: Rows, length: timedelta) -> Rows:
     """The comparison of one statistic: ``[key, value, previous value, change %]`` per row. Series: every key
     of either period (the previous one's moved one period later), 0 where a period has none; top lists and
-    breakdowns: the current rows; the visits: one row per figure (``FIGURES``)."""
+    breakdowns: the current rows; the visits: one row per figure (``FIGURES``); goals and funnels: ``_keyed``."""
+    if name in KEYED:
+        return _keyed(name, rows, previous)
     if name == "visits":
         now, before = (rows or [(0,) * len(FIGURES)])[0], (previous or [(0,) * len(FIGURES)])[0]
         return [(figure, now[i], before[i], change(now[i], before[i])) for i, figure in enumerate(FIGURES)]

@@ -19,9 +19,10 @@ from datetime import datetime
 from typing import Any
 
 from footprint import query as events_query
+from footprint.compare import KEYED
 from footprint.contract import COLUMN_NAMES, EVENT_TYPES, dumps, outbound, outbound_names
 
-# each statistic's columns, in the order of its rows (stats.QUERIES)
+# each statistic's columns, in the order of its rows (stats.QUERIES, goalstats)
 STAT_COLUMNS: dict[str, tuple[str, ...]] = {
     "views_per_day": ("day", "views"),
     "unique_visitors_per_day": ("day", "visitors"),
@@ -43,6 +44,8 @@ STAT_COLUMNS: dict[str, tuple[str, ...]] = {
     "visits": ("visits", "bounces", "bounce_rate_percent", "average_duration_seconds", "pages_per_visit"),
     "entry_pages": ("entry_page", "visits"),
     "exit_pages": ("exit_page", "visits"),
+    "goals": ("goal", "visitors", "conversions", "visitors_in_filter", "conversion_rate_percent"),
+    "funnels": ("funnel", "step", "goal", "visitors", "of_first_step_percent", "drop_off_percent"),
 }
 CHUNK_ROWS = 500  # rows per chunk of a streamed answer
 
@@ -83,10 +86,15 @@ def stream(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[byt
 
 def stat_header(name: str, compare: bool) -> tuple[str, ...]:
     """A statistic's columns; ``compare``: its comparison's (``compare.compared``): the key, the value, the
-    previous period's value and the change in per cent."""
+    previous period's value and the change in per cent; a goal's or funnel step's: its names, then each figure, its
+    previous value and its change (per cent, percentage points for a rate)."""
     columns = STAT_COLUMNS[name]
     if not compare:
         return columns
+    if name in KEYED:
+        keys, rates = KEYED[name]
+        return (*columns[:keys], *(cell for i, column in enumerate(columns[keys:], start=keys) for cell in (
+            column, f"previous_{column}", f"{column}_change_{'points' if i in rates else 'percent'}")))
     if name == "visits":
         return ("figure", "value", "previous", "change_percent")
     return (columns[0], columns[1], f"previous_{columns[1]}", "change_percent")

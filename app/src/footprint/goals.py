@@ -65,6 +65,17 @@ class Goal(BaseModel):
         escaped = self.page.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return escaped.replace("*", "%")
 
+    def bound(self) -> str:
+        """The value ``condition`` binds: the event's name, or the page pattern as a LIKE pattern."""
+        return self.event if self.event is not None else self.like()
+
+    def condition(self, value: str) -> tuple[str, str]:
+        """Whether an event reaches this goal, in each store's dialect, with ``bound()`` bound as ``value``."""
+        if self.event is not None:
+            return (f"(type = 'track' AND event = %({value})s)",
+                    f"(type = 'track' AND event = {{{value}:String}})")
+        return f"(type = 'page' AND link LIKE %({value})s)", f"(type = 'page' AND link LIKE {{{value}:String}})"
+
     def as_json(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
 
@@ -121,6 +132,10 @@ def unknown_steps(funnel: Funnel, goals: tuple[Goal, ...]) -> list[str]:
     return [step for step in funnel.steps if step not in names]
 
 
+class UnknownGoal(ValueError):
+    """A goal's name that no goal in force has."""
+
+
 @dataclass(frozen=True)
 class Definitions:
     """The goals and funnels in force: the inventory's first, then the dashboard's (whose names the inventory
@@ -145,6 +160,14 @@ class Definitions:
                 funnels.append(funnel)
                 sources.append((f"funnel:{funnel.name}", "dashboard"))
         return cls(tuple(goals), tuple(funnels), tuple(sources))
+
+    def goal(self, name: str) -> Goal:
+        """The goal named ``name``; ``UnknownGoal`` naming it (and the goals there are) when there is none."""
+        for goal in self.goals:
+            if goal.name == name:
+                return goal
+        known = ", ".join(repr(g.name) for g in self.goals) or "none is defined"
+        raise UnknownGoal(f"goal: no goal named {name!r} (the goals: {known})")
 
     def counted_funnels(self) -> tuple[Funnel, ...]:
         """The funnels whose steps all name a goal (a dashboard's funnel may outlive an inventory goal)."""

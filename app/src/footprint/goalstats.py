@@ -46,9 +46,7 @@ def percent(part: str, whole: str) -> tuple[str, str]:
 
 def _match(goal: Goal, i: int) -> tuple[str, str]:
     """Whether an event reaches goal ``i`` (its value bound as ``g<i>``)."""
-    if goal.event is not None:
-        return f"(type = 'track' AND event = %(g{i})s)", f"(type = 'track' AND event = {{g{i}:String}})"
-    return f"(type = 'page' AND link LIKE %(g{i})s)", f"(type = 'page' AND link LIKE {{g{i}:String}})"
+    return goal.condition(f"g{i}")
 
 
 def _goals(f: Filter, goals: tuple[Goal, ...]) -> tuple[str, str]:
@@ -138,7 +136,7 @@ def planned(f: Filter, definitions: Definitions, params: Params) -> list[Planned
     goals, funnels = definitions.goals, definitions.counted_funnels()
     if not goals:
         return []
-    values = {**{f"g{i}": g.event if g.event is not None else g.like() for i, g in enumerate(goals)},
+    values = {**{f"g{i}": g.bound() for i, g in enumerate(goals)},
               **{f"gn{i}": g.name for i, g in enumerate(goals)}, **{f"fn{j}": u.name for j, u in enumerate(funnels)}}
     bound = Params(pg={**params.pg, **values}, ch={**params.ch, **values})
     out = [Planned(GOALS, *_goals(f, goals), bound)]

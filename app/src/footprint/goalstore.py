@@ -41,6 +41,11 @@ def definitions(settings: Settings) -> Definitions:
         return Definitions.merged((settings.goals, settings.funnels), _load(conn))
 
 
+def goal(settings: Settings, name: str) -> Goal:
+    """The goal in force named ``name``; ``goals.UnknownGoal`` naming it when there is none."""
+    return definitions(settings).goal(name)
+
+
 def _taken(d: Definitions, kind: str, name: str) -> None:
     names = {x.name for x in (d.goals if kind == "goal" else d.funnels)}
     if name in names:

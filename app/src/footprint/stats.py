@@ -1,19 +1,19 @@
 """Dashboard queries on BOTH stores, results and timings side by side.
 
 One definition of every statistic, for ``footprint stats`` and the dashboard alike: a ``Filter``
-(UTC days, an event type, a link prefix, and the audience: referrer host, device class, browser, OS, country)
--> one PostgreSQL and one ClickHouse query per statistic.
+(UTC days, an event type, a link prefix, the audience: referrer host, device class, browser, OS, country, and a
+goal: only the visitors who reached it in those days) -> one PostgreSQL and one ClickHouse query per statistic.
 Every statistic counts human events: synthetic ones (smoke-check probes, the consumer's canary) never,
 bots (stored and flagged by the collector's enrichment) only in ``bots_per_day``.
 PostgreSQL reads the raw table; ClickHouse reads the hourly rollup ``stats_hourly`` (counts and
 visitor sets per hour, type, link, method and event name; migration 0003, bots left out since 0004),
 the daily rollup ``breakdowns_daily`` (migration 0008) for the breakdowns by referrer, UTM source / medium /
 campaign, browser, OS, device and country, the bots' and the visitors per day (``by_day``), and the raw
-table (``FINAL``) for the last hour's events per minute. The rollup holds no audience columns: a filter
-on the audience makes ClickHouse build the rollup's rows of those events from the raw table instead
-(the same query over them), so every statistic takes every filter in both stores. The visits (sessions:
-a visitor's events at most ``session_timeout_minutes`` apart) come from the raw tables in both, by window
-functions over each visitor's events in the order of their own time (``_visits``).
+table (``FINAL``) for the last hour's events per minute. The rollup holds no audience columns and no
+visitor's goals: a filter on the audience or a goal makes ClickHouse build the rollup's rows of those events from
+the raw table instead (the same query over them), so every statistic takes every filter in both stores. The
+visits (sessions: a visitor's events at most ``session_timeout_minutes`` apart) come from the raw tables in both,
+by window functions over each visitor's events in the order of their own time (``_visits``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from decimal import Decimal
 from typing import Any
 
 from footprint.contract import EVENT_TYPES, SHORT_MAX_CHARS
+from footprint.goals import Goal
 from footprint.settings import SESSION_TIMEOUT_MINUTES, Settings
 from footprint.stores import ch_client, pg_connect
 
@@ -57,6 +58,9 @@ class Filter:
     browser: str | None = None
     os: str | None = None
     country: str | None = None  # an ISO 3166-1 alpha-2 code (footprint.countries; "" = not known)
+    # a goal's name: only the events of the visitors who reached it in the filter's days (``_goal``); None: everyone
+    goal: str | None = None
+    goal_definition: Goal | None = None  # that goal (goals.Definitions.goal), given with ``goal``
 
     def audience(self) -> dict[str, str]:
         """The audience conditions set: enrichment column -> the value it must have."""
@@ -65,6 +69,8 @@ class Filter:
     def __post_init__(self) -> None:
         if self.type and self.type not in EVENT_TYPES:
             raise ValueError(f"type: one of {', '.join(EVENT_TYPES)} (or empty for all)")
+        if (self.goal_definition.name if self.goal_definition else None) != self.goal:
+            raise ValueError("goal: give the goal's name with its definition (goals.Definitions.goal)")
         if self.until > ROLLUP_END:
             raise ValueError(f"until: {ROLLUP_END} at the latest (the hourly rollups end there)")
         for name in AUDIENCE:  # the columns hold short texts (schema's "short" kind), never a NUL
@@ -79,18 +85,34 @@ def _audience(f: Filter) -> tuple[list[str], list[str]]:
     return [f"{c} = %({c})s" for c in columns], [f"{c} = {{{c}:String}}" for c in columns]
 
 
+def _goal(f: Filter, bots: bool = False) -> tuple[list[str], list[str]]:
+    """The filter's goal in each store's dialect (none: no condition): the event's visitor reached the goal in the
+    filter's days, by an event of its own (never synthetic; a bot's for the bots' statistics, else a human's),
+    whatever the filter's type, link prefix and audience. Its value is bound as ``goal``."""
+    if f.goal_definition is None:
+        return [], []
+    match_pg, match_ch = f.goal_definition.condition("goal")
+    flag = "bot" if bots else "NOT bot"
+    return ([f"visitor_id IN (SELECT visitor_id FROM events WHERE NOT synthetic AND {flag}"
+             f" AND footprint_time >= %(since)s AND footprint_time < %(until)s AND {match_pg})"],
+            [f"visitor_id IN (SELECT visitor_id FROM events WHERE NOT synthetic AND {flag}"  # no FINAL: a copy is no
+             " AND footprint_time >= {since:DateTime} AND footprint_time < {until:DateTime}"  # other visitor
+             f" AND {match_ch})"])
+
+
 def _where(f: Filter, time_pg: str, time_ch: str, bots: bool = False, raw: bool = True) -> tuple[str, str]:
     """The WHERE clauses of one filter in each store's dialect. ``time_ch`` carries what ClickHouse
     needs besides the filter: the rollup holds neither synthetic events nor bots, the raw table does.
-    ``raw=False``: ClickHouse reads the rollup's rows, whose audience ``_rollup`` has chosen."""
+    ``raw=False``: ClickHouse reads the rollup's rows, whose audience and goal ``_rollup`` has chosen."""
     pg, ch = ["NOT synthetic", "bot" if bots else "NOT bot", time_pg], [time_ch]
     if f.type:  # a literal (validated against EVENT_TYPES): PostgreSQL's partial index matches it
         pg.append(f"type = '{f.type}'")
         ch.append(f"type = '{f.type}'")
     link_pg, link_ch = _link(f)
     audience_pg, audience_ch = _audience(f)
-    pg += link_pg + audience_pg
-    ch += link_ch + (audience_ch if raw else [])
+    goal_pg, goal_ch = _goal(f, bots)
+    pg += link_pg + audience_pg + goal_pg
+    ch += link_ch + (audience_ch + goal_ch if raw else [])
     return " AND ".join(pg), " AND ".join(ch)
 
 
@@ -100,9 +122,9 @@ def _link(f: Filter) -> tuple[list[str], list[str]]:
 
 
 def _rollup(f: Filter) -> str:
-    """What ClickHouse reads the rollup's rows from: ``stats_hourly``, or, for a filter on the audience
-    (columns the rollup does not keep), the same rows built from those raw events of the filter's days."""
-    audience = _audience(f)[1]
+    """What ClickHouse reads the rollup's rows from: ``stats_hourly``, or, for a filter on the audience or a goal
+    (what the rollup does not keep), the same rows built from those raw events of the filter's days."""
+    audience = _audience(f)[1] + _goal(f)[1]
     if not audience:
         return "stats_hourly"
     return ("(SELECT toStartOfHour(footprint_time) AS hour, type, link, method, event, count() AS events,"
@@ -289,16 +311,19 @@ def _visits(f: Filter) -> tuple[str, str]:
     from ``visit_gap_us`` before the first day (is an event of the first day a start?) to ``VISIT_FOLLOWED``
     past the last (the rest of a visit that started on it). The link prefix and the audience choose visits by
     their first event: where the visit entered, from which referrer, on which device, browser and OS (only a
-    visit's first page has a referrer: the site's own pages are no source)."""
+    visit's first page has a referrer: the site's own pages are no source). A goal chooses visitors (``_goal``), so
+    their visits whole."""
     kind = f" AND type = '{f.type}'" if f.type else ""  # validated against EVENT_TYPES (as in _where)
+    goal_pg, goal_ch = ("".join(f" AND {c}" for c in conditions) for conditions in _goal(f))  # whole visitors
     columns = ", ".join(["link", *f.audience()])  # what the conditions on a visit's first event read
     link, audience = _link(f), _audience(f)  # on a visit's first event (the row that starts it)
     chosen_pg = " AND ".join(["starts", *link[0], *audience[0]])
     chosen_ch = " AND ".join(["starts", *link[1], *audience[1]])
     numbered_pg, numbered_ch = numbered_visits(
-        f"SELECT visitor_id, {VISIT_ORDER[0]}, {columns} FROM events WHERE NOT synthetic AND NOT bot{kind}"
+        f"SELECT visitor_id, {VISIT_ORDER[0]}, {columns} FROM events WHERE NOT synthetic AND NOT bot{kind}{goal_pg}"
         " AND footprint_time >= %(visits_from)s AND footprint_time < %(visits_to)s",
-        f"SELECT visitor_id, {VISIT_ORDER[1]}, {columns} FROM events FINAL WHERE NOT synthetic AND NOT bot{kind}"
+        f"SELECT visitor_id, {VISIT_ORDER[1]}, {columns} FROM events FINAL"
+        f" WHERE NOT synthetic AND NOT bot{kind}{goal_ch}"
         " AND footprint_time >= {visits_from:DateTime64(6, 'UTC')}"
         " AND footprint_time < {visits_to:DateTime64(6, 'UTC')}")
     return (
@@ -390,7 +415,8 @@ class Params:
         gap = timedelta(minutes=session_timeout_minutes)
         common = {"top": f.top, "link": f.link, "live_since": live_since,
                   "live_until": live_since + timedelta(minutes=LIVE_MINUTES),  # the minute after now's
-                  **f.audience(), "visit_gap_us": gap // timedelta(microseconds=1),
+                  **f.audience(), **({"goal": f.goal_definition.bound()} if f.goal_definition else {}),
+                  "visit_gap_us": gap // timedelta(microseconds=1),
                   "since_us": _micros(since), "until_us": _micros(until), "visits_from": since - gap,
                   "visits_to": until + VISIT_FOLLOWED}
         return cls(pg={**common, "since": f.since, "until": f.until},

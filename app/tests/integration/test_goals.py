@@ -7,7 +7,9 @@ match as themselves); written to both stores in shuffled batches (late, out of o
 (event names and page patterns) and funnels (2 to 4 steps, a goal may come back; within a visit or a day); for
 drawn filters (days, link prefix, source) both stores' ``goals`` and ``funnels`` must equal each other and the
 reference, which walks each visitor's events of a visit (or a day) in time order and takes each step at the
-first event that reaches it after the step before.
+first event that reaches it after the step before. Drawn filters on a goal (the dashboard's ``goal=NAME``: only the
+visitors who reached it in the filter's days) must give the reference's goals, funnels, views, visitors and visits of
+those visitors alone, and every other statistic the same in both stores.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import itertools
 import math
 import re
 import uuid
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
 from fractions import Fraction
@@ -26,11 +30,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_visits import Hit
+from test_visits import reference as visits_reference
 
 from footprint.goals import Definitions, Funnel, Goal
 from footprint.goalstats import run_both
 from footprint.settings import Settings
-from footprint.stats import Filter
+from footprint.stats import QUERIES, Filter, run_stats
 from helpers import own_stores, write_batches
 
 MINUTE = timedelta(minutes=1)
@@ -81,11 +86,14 @@ def traffic(draw: st.DrawFn) -> tuple[list[Hit], list[list[Hit]], list[Filter]]:
     replayed = draw(st.lists(st.sampled_from(hits), max_size=3))
     asked = {"link": draw(st.sampled_from(["", "", "/blog", "/a"])),
              "source": draw(st.sampled_from([None, None, REFERRER, ""]))}
+    goal = draw(st.sampled_from(GOALS))
     day = first.date()
     filters = [Filter(since=day + timedelta(days=1), until=day + timedelta(days=2)),
                Filter(since=day, until=day + timedelta(days=4)),
                Filter(since=day + timedelta(days=2), until=day + timedelta(days=3), **asked),
-               Filter(since=day, until=day + timedelta(days=4), **asked)]
+               Filter(since=day, until=day + timedelta(days=4), **asked),
+               Filter(since=day + timedelta(days=draw(st.integers(1, 2))), until=day + timedelta(days=3),
+                      goal=goal.name, goal_definition=goal, **asked)]
     return hits, [order[:cut], order[cut:] + replayed], filters
 
 
@@ -115,10 +123,20 @@ def _groups(events: list[Hit], within: str, timeout: timedelta) -> list[list[Hit
     return groups
 
 
+def _of_goal(hits: list[Hit], f: Filter) -> list[Hit]:
+    """The events of the visitors who reached the filter's goal in its days (a human event reaching it), or all."""
+    if f.goal_definition is None:
+        return hits
+    since, until = (datetime.combine(day, dtime(), UTC) for day in (f.since, f.until))
+    reached = {h.visitor for h in hits if not h.left_out and since <= h.time < until and reaches(f.goal_definition, h)}
+    return [h for h in hits if h.visitor in reached]
+
+
 def reference(hits: list[Hit], f: Filter, d: Definitions, timeout: timedelta) -> dict[str, list[tuple[Any, ...]]]:
     since, until = (datetime.combine(day, dtime(), UTC) for day in (f.since, f.until))
-    events = sorted((h for h in hits if not h.left_out and since <= h.time < until and h.link.startswith(f.link)
-                     and f.source in (None, h.referrer)), key=lambda h: (h.visitor, h.time, h.event_id))
+    events = sorted((h for h in _of_goal(hits, f) if not h.left_out and since <= h.time < until
+                     and h.link.startswith(f.link) and f.source in (None, h.referrer)),
+                    key=lambda h: (h.visitor, h.time, h.event_id))
     everyone = len({h.visitor for h in events})
     goals = []
     for goal in d.goals:
@@ -140,6 +158,18 @@ def reference(hits: list[Hit], f: Filter, d: Definitions, timeout: timedelta) ->
             before = counts[k - 1] if k else n
             funnels.append((funnel.name, k + 1, funnel.steps[k], n, _tenths(n, counts[0]), _tenths(before - n, before)))
     return {"goals": goals, "funnels": funnels} if d.funnels else {"goals": goals}
+
+
+def reference_of_goal(hits: list[Hit], f: Filter, timeout: timedelta) -> dict[str, list[tuple[Any, ...]]]:
+    """Views and visitors per day and the visits of a goal's filter: those of its visitors' events alone."""
+    since, until = (datetime.combine(day, dtime(), UTC) for day in (f.since, f.until))
+    theirs = _of_goal(hits, f)
+    views = [h for h in theirs if not h.left_out and h.kind == "page" and since <= h.time < until
+             and h.link.startswith(f.link) and f.source in (None, h.referrer)]
+    per_day = Counter(h.time.date().isoformat() for h in views)
+    visitors = {day: len({h.visitor for h in views if h.time.date().isoformat() == day}) for day in per_day}
+    return {"views_per_day": sorted(per_day.items()), "unique_visitors_per_day": sorted(visitors.items()),
+            **visits_reference(theirs, replace(f, goal=None, goal_definition=None), timeout)}
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +194,8 @@ def test_both_stores_count_goals_and_funnels_as_the_reference(
         for r in results:
             assert r.pg_rows == r.ch_rows == expected[r.name], (r.name, f, r.pg_rows, r.ch_rows, expected[r.name],
                                                                 defined, hits)
+    f = filters[-1]  # a goal's: the other statistics of its visitors, the same in both stores
+    expected = reference_of_goal(hits, f, timedelta(minutes=timeout))
+    for r in run_stats(s, f.since, f.until, f=f, names=tuple(QUERIES)):
+        assert r.pg_rows == r.ch_rows, (r.name, f, r.pg_rows, r.ch_rows, hits)
+        assert r.name not in expected or r.pg_rows == expected[r.name], (r.name, f, r.pg_rows, expected[r.name])

@@ -1,6 +1,7 @@
 """Issue 35, item 5 without the stores: the previous period of a filter and the comparison rows (compare.py),
 the CSV encoding (csvexport.py: any text round-trips through a CSV reader), and share links (share.py: a
-link opens its view until its end; changed or expired, it is refused saying why)."""
+link opens its view until its end; changed or expired, it is refused saying why); the goals and funnels compared
+and exported, and the goal filter (goal=NAME) in the address, in share links and in both stores' SQL."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from footprint import csvexport
 from footprint.compare import FIGURES, LABELS, NoPreviousPeriod, Periods, change, compared, previous_plan
 from footprint.dashboard.share import MAX_SECONDS, ShareLinks, ShareRefused
 from footprint.dashboard.view import PANELS, BadFilter, View
+from footprint.goals import Definitions, Goal
 from footprint.settings import Settings
-from footprint.stats import QUERIES, Filter
+from footprint.stats import QUERIES, Filter, Params
 
 NOW = datetime(2026, 12, 5, 13, 7, tzinfo=UTC)
 
@@ -173,4 +175,57 @@ def test_the_events_export_asks_each_page_only_when_the_one_before_is_sent() -> 
 def test_every_statistic_has_its_csv_columns_and_no_other_is_named() -> None:
     # the CSV header table is kept beside stats.QUERIES: a statistic added there without its columns
     # would fail only when somebody exports it
-    assert set(csvexport.STAT_COLUMNS) == set(QUERIES)
+    assert set(csvexport.STAT_COLUMNS) == {*QUERIES, "goals", "funnels"}
+
+
+PRICING = Goal(name="Pricing", page="/pricing_*")
+
+
+def test_goals_and_funnels_compare_each_figure_by_their_names() -> None:
+    goals = compared("goals", [("Pricing", 3, 4, 10, 30), ("Signed up", 1, 1, 10, 10)],
+                     [("Pricing", 2, 2, 8, 25), ("Signed up", 0, 0, 8, 0)], timedelta(7))
+    assert goals == [("Pricing", 3, 2, 50.0, 4, 2, 100.0, 10, 8, 25.0, 30, 25, 5.0),
+                     ("Signed up", 1, 0, None, 1, 0, None, 10, 8, 25.0, 10, 0, 10.0)]  # a rate: points
+    funnels = compared("funnels", [("Trial", 1, "Pricing", 3, 100, 0), ("Trial", 2, "Signed up", 1, 33.3, 66.7)],
+                       [("Trial", 1, "Pricing", 4, 100, 0), ("Trial", 2, "Signed up", 3, 75, 25)], timedelta(7))
+    assert funnels == [("Trial", 1, "Pricing", 3, 4, -25.0, 100, 100, 0.0, 0, 0, 0.0),
+                       ("Trial", 2, "Signed up", 1, 3, -66.7, 33.3, 75, -41.7, 66.7, 25, 41.7)]
+    for name, rows in (("goals", goals), ("funnels", funnels)):
+        assert len(csvexport.stat_header(name, True)) == len(rows[0]), name
+    assert csvexport.stat_header("goals", True)[1:4] == ("visitors", "previous_visitors", "visitors_change_percent")
+    assert csvexport.stat_header("funnels", True)[-1] == "drop_off_percent_change_points"
+
+
+def test_the_goal_filter_chooses_the_visitors_who_reached_it_in_every_statistic_of_both_stores() -> None:
+    f = Filter(goal="Pricing", goal_definition=PRICING)
+    params = Params.of(f)
+    assert params.pg["goal"] == params.ch["goal"] == "/pricing\\_%"  # its page pattern as a LIKE pattern
+    for name, build in QUERIES.items():
+        pg, ch = build(f)
+        assert "visitor_id IN (SELECT visitor_id FROM events WHERE NOT synthetic" in pg, name
+        assert "link LIKE %(goal)s" in pg and "link LIKE {goal:String}" in ch, name
+        assert "stats_hourly" not in ch, name  # the rollup keeps no visitor's goals
+    assert "AND bot AND" in QUERIES["bots_per_day"](f)[0].split("IN (")[1]  # the bots who reached it
+    with pytest.raises(ValueError, match="goal"):
+        Filter(goal="Pricing")  # a name without its definition
+    with pytest.raises(ValueError, match="goal"):
+        Filter(goal="Other", goal_definition=PRICING)
+
+
+def test_the_address_and_a_share_link_name_a_goal_and_an_unknown_one_is_refused_naming_it() -> None:
+    lookup = Definitions(goals=(PRICING,)).goal
+    view = View.of({"range": "7", "goal": "Pricing"}, goals=lookup)
+    assert (view.filter.goal, view.filter.goal_definition) == ("Pricing", PRICING) and "goal=Pricing" in view.query
+    assert view.describe()["goal_definition"] == {"name": "Pricing", "page": "/pricing_*"}
+    assert View.of({"goal": ""}, goals=lookup).filter.goal is None
+    with pytest.raises(BadFilter, match="no goal named 'Nope' \\(the goals: 'Pricing'\\)"):
+        View.of({"goal": "Nope"}, goals=lookup)
+    settings = Settings(private_keys=[SecretStr("k" * 32)])
+    links = ShareLinks(settings, goals=lookup)
+    link = links.make({"query": "range=7&goal=Pricing", "panels": ["goals"], "expires_seconds": 60})
+    assert links.open(link.token).filter.goal_definition == PRICING
+    with pytest.raises(BadFilter, match="Nope"):
+        links.make({"query": "goal=Nope", "panels": ["goals"], "expires_seconds": 60})
+    with pytest.raises(ShareRefused, match="no goal named 'Pricing'") as gone:  # deleted since the link was made
+        ShareLinks(settings, goals=Definitions().goal).open(link.token)
+    assert gone.value.status == 410

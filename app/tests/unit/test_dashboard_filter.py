@@ -37,7 +37,7 @@ def test_none_in_parentheses_is_nothing_known() -> None:
 
 @pytest.mark.parametrize(("params", "named"), [
     ({"colour": "red"},
-     "unknown parameter 'colour' (range, type, link, source, device, browser, os, country, compare)"),
+     "unknown parameter 'colour' (range, type, link, source, device, browser, os, country, goal, compare)"),
     ({"compare": "yes"}, "compare: previous (each panel beside the previous period) or empty"),
     ({"compare": "previous", "range": "all"}, "compare: all time has no previous period"),
     ({"referrer": "x"}, "unknown parameter 'referrer'"),

@@ -12,14 +12,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from footprint import csvexport, goalstats, goalstore
-from footprint.compare import Periods, clickhouse_compared, run_both
+from footprint.compare import Periods, clickhouse_compared, compared, run_both
 from footprint.dashboard.view import CHARTS, VISITS, View
 from footprint.dashboard.web import HEADERS
 from footprint.settings import Settings
 from footprint.stats import LIVE_MINUTES, QUERIES, QueryResult, Rows, run_clickhouse, run_stats
 
 Resolve = Callable[[Request], View | Response]
-EXPORTED = (*CHARTS, "live_per_minute", *VISITS)  # the statistics a panel exports as CSV
+EXPORTED = (*CHARTS, "live_per_minute", *VISITS, goalstats.GOALS, goalstats.FUNNELS)  # a panel's CSV
 
 
 def unavailable(exc: Exception) -> JSONResponse:
@@ -35,15 +35,20 @@ def _charts(settings: Settings, view: View, names: tuple[str, ...]) -> tuple[dic
     return charts, {**periods.describe(), "charts": clickhouse_compared(settings, periods, charts)}
 
 
-def _goals(settings: Settings, view: View) -> tuple[dict[str, Any], dict[str, Rows]] | None:
-    """The view's goals and funnels panels (None: it shows neither): the definitions in force, and their
-    statistics on ClickHouse (those there are: without goals neither; never compared with the previous period)."""
-    shown = view.statistics((goalstats.GOALS, goalstats.FUNNELS))
-    if not shown:
-        return None
+def _goals(settings: Settings, view: View, shown: tuple[str, ...]
+           ) -> tuple[dict[str, Any], dict[str, Rows], dict[str, Rows]]:
+    """The view's goals and funnels panels of ``shown``: the definitions in force, and their statistics on
+    ClickHouse (those there are: without goals neither) and, comparing, each one's comparison with the previous
+    period (``compare.compared``; else none)."""
     definitions = goalstore.definitions(settings)
-    rows = goalstats.run_clickhouse(settings, view.filter, definitions)
-    return definitions.as_json(), {name: found for name, found in rows.items() if name in shown}  # none: no goals
+    found = goalstats.run_clickhouse(settings, view.filter, definitions)
+    rows = {name: found[name] for name in shown if name in found}
+    if not view.compare:
+        return definitions.as_json(), rows, {}
+    periods = Periods.of(view.filter, datetime.now(UTC))
+    before = goalstats.run_clickhouse(settings, periods.previous, definitions)
+    return definitions.as_json(), rows, {name: compared(name, now, before[name], periods.length)
+                                         for name, now in rows.items()}
 
 
 def _stores(settings: Settings, view: View) -> list[dict[str, Any]]:
@@ -53,7 +58,10 @@ def _stores(settings: Settings, view: View) -> list[dict[str, Any]]:
         results, previous = run_both(settings, Periods.of(view.filter, datetime.now(UTC)), tuple(QUERIES))
     else:
         results = run_stats(settings, view.filter.since, view.filter.until, f=view.filter)
-    results += goalstats.run_both(settings, view.filter, goalstore.definitions(settings))
+    definitions = goalstore.definitions(settings)
+    results += goalstats.run_both(settings, view.filter, definitions)
+    if view.compare:
+        previous += goalstats.run_both(settings, Periods.of(view.filter, datetime.now(UTC)).previous, definitions)
     return [{"query": r.name + suffix, "postgres_ms": round(r.pg_ms, 2), "clickhouse_ms": round(r.ch_ms, 2),
              "same": r.same, "postgres_rows": len(r.pg_rows), "clickhouse_rows": len(r.ch_rows)}
             for suffix, rs in (("", results), (" (previous period)", previous)) for r in rs]
@@ -75,13 +83,16 @@ def add_data_routes(app: FastAPI, settings: Settings, prefix: str, resolve: Reso
             charts, previous = _charts(settings, view, view.statistics(CHARTS + VISITS))
         except Exception as exc:  # a store down or failing: the page says so and retries
             return unavailable(exc)
+        shown = view.statistics((goalstats.GOALS, goalstats.FUNNELS))
+        goals: tuple[dict[str, Any] | None, dict[str, Rows], dict[str, Rows]] = (None, {}, {})  # not shown
         try:  # the definitions live in PostgreSQL: without it the other panels are still drawn
-            goals = _goals(settings, view)
+            goals = _goals(settings, view, shown) if shown else goals
         except Exception as exc:
-            goals = ({"error": str(exc)[:300], "goals": [], "funnels": []}, {})
-        return answer({"filter": view.describe(), "charts": {**charts, **(goals[1] if goals else {})},
-                       "previous": previous, "goals": goals[0] if goals else None,
-                       "session_timeout_minutes": settings.session_timeout_minutes}, view)
+            goals = ({"error": str(exc)[:300], "goals": [], "funnels": []}, {}, {})
+        if previous is not None:
+            previous["charts"].update(goals[2])
+        return answer({"filter": view.describe(), "charts": {**charts, **goals[1]}, "previous": previous,
+                       "goals": goals[0], "session_timeout_minutes": settings.session_timeout_minutes}, view)
 
     @app.get(prefix + "/api/stores")
     def stores(request: Request) -> Response:
@@ -124,10 +135,14 @@ def add_data_routes(app: FastAPI, settings: Settings, prefix: str, resolve: Reso
             return JSONResponse({"error": "not_found", "detail": f"no panel {name!r} to export here"}, 404,
                                 headers=HEADERS)
         try:
-            charts, previous = _charts(settings, view, (name,))
+            if name in (goalstats.GOALS, goalstats.FUNNELS):
+                _, now, before = _goals(settings, view, (name,))
+                rows = before.get(name, []) if view.compare else now.get(name, [])  # none: no goals (funnels)
+            else:
+                charts, previous = _charts(settings, view, (name,))
+                rows = previous["charts"][name] if previous else charts[name]
         except Exception as exc:
             return unavailable(exc)
-        rows = previous["charts"][name] if previous else charts[name]
         day = datetime.now(UTC).strftime("%Y-%m-%d")
         return StreamingResponse(csvexport.stream(csvexport.stat_header(name, view.compare), rows),
                                  media_type="text/csv; charset=utf-8", headers={

@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import html
 import secrets as random_tokens
+from functools import partial
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from footprint import __version__
+from footprint import __version__, goalstore
 from footprint.auth import Signer, key_bytes, matches
 from footprint.contract import loads
 from footprint.dashboard.api import add_data_routes
@@ -60,6 +61,7 @@ class Sessions:
         self.signer = Signer.from_settings(settings, "dashboard-session")
         self.max_age = int(settings.dashboard_session_hours * 3600)
         self.revoked = Revoked()
+        self.goals = partial(goalstore.goal, settings)
 
     def session_id(self, request: Request) -> str | None:
         """The id of the request's valid, unrevoked session, or None."""
@@ -76,15 +78,17 @@ class Sessions:
         if not self.signed_in(request):
             return error(401, "unauthorized", "log in first")
         try:
-            return View.of(dict(request.query_params))
+            return View.of(dict(request.query_params), goals=self.goals)
         except BadFilter as exc:
             return error(400, "invalid", str(exc))
+        except Exception as exc:  # the goals' definitions unreadable (PostgreSQL down)
+            return error(503, "unavailable", str(exc)[:300])
 
 
 def create_dashboard(settings: Settings) -> FastAPI:
     app = FastAPI(title="footprint dashboard", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     sessions = Sessions(settings)
-    links = ShareLinks(settings, Revocations(settings))
+    links = ShareLinks(settings, Revocations(settings), partial(goalstore.goal, settings))
     _add_pages(app, settings)
     _add_login(app, settings, sessions)
     add_data_routes(app, settings, "", sessions.view)

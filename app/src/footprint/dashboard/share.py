@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from footprint.auth import Signer
 from footprint.dashboard.revocations import Revocations
-from footprint.dashboard.view import PANELS, BadFilter, View
+from footprint.dashboard.view import PANELS, BadFilter, GoalLookup, View
 from footprint.settings import Settings
 
 MAX_SECONDS = 90 * 86400  # the longest a link may live
@@ -49,9 +49,11 @@ class ShareLink:
 class ShareLinks:
     """Makes, opens and revokes links; ``revocations``: where revoked links are kept (None: nowhere, none is)."""
 
-    def __init__(self, settings: Settings, revocations: Revocations | None = None) -> None:
+    def __init__(self, settings: Settings, revocations: Revocations | None = None, goals: GoalLookup | None = None
+                 ) -> None:
         self._signer = Signer.from_settings(settings, "dashboard-share")
         self._revocations = revocations
+        self._goals = goals
 
     def make(self, body: Any, now: float | None = None) -> ShareLink:
         """A link for ``{"query": "range=7&...", "panels": [...], "expires_seconds": N}``; ``BadFilter`` names
@@ -61,13 +63,14 @@ class ShareLinks:
         query, panels, seconds = body["query"], body["panels"], body["expires_seconds"]
         if not isinstance(seconds, int) or isinstance(seconds, bool) or not 1 <= seconds <= MAX_SECONDS:
             raise BadFilter(f"expires_seconds: a whole number of seconds from 1 to {MAX_SECONDS} (90 days)")
-        view = _view(query, panels, datetime.now(UTC))
+        view = _view(query, panels, datetime.now(UTC), self._goals)
         expires = int((time.time() if now is None else now) + seconds)
         payload = json.dumps({"q": view.query, "p": list(view.panels), "e": expires}, separators=(",", ":"))
         return ShareLink(self._signer.sign(payload.encode()), datetime.fromtimestamp(expires, UTC))
 
     def open(self, token: str, now: float | None = None) -> View:
-        """The view a link shows; ``ShareRefused`` when its signature does not match or it has expired."""
+        """The view a link shows; ``ShareRefused`` when its signature does not match, it has expired or been
+        revoked, or its filter's goal is no longer defined."""
         raw = self._signer.verify(token)
         if raw is None:
             raise ShareRefused(403, "This share link is not valid: its signature does not match what it says (it was"
@@ -79,7 +82,14 @@ class ShareLinks:
             raise ShareRefused(410, f"This share link expired at {expires:%Y-%m-%d %H:%M:%S} UTC. Ask whoever shared"
                                     " it for a new link.")
         self._check_revoked(token)
-        return _view(data["q"], data["p"], expires)
+        try:
+            return _view(data["q"], data["p"], expires, self._goals)
+        except BadFilter as exc:  # its goal deleted since it was made
+            raise ShareRefused(410, f"This share link's filter no longer holds ({exc}). Ask whoever shared it for a"
+                                    " new link.", "invalid_filter") from None
+        except Exception as exc:  # its goal unreadable (PostgreSQL unreachable)
+            raise ShareRefused(503, f"Cannot read this share link's goal now ({str(exc)[:200]}); try again later."
+                               ) from None
 
     def _check_revoked(self, token: str) -> None:
         if self._revocations is None:
@@ -106,7 +116,7 @@ class ShareLinks:
         return {"revoked_at": when.strftime("%Y-%m-%dT%H:%M:%SZ"), "expires_at": ends.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
-def _view(query: Any, panels: Any, expires: datetime) -> View:
+def _view(query: Any, panels: Any, expires: datetime, goals: GoalLookup | None) -> View:
     if not isinstance(query, str) or len(query) > 8192:
         raise BadFilter("query: the dashboard's address query (range=...&type=...), at most 8192 characters")
     if not isinstance(panels, list) or not panels or not all(isinstance(p, str) and p in PANELS for p in panels):
@@ -114,4 +124,4 @@ def _view(query: Any, panels: Any, expires: datetime) -> View:
     pairs = parse_qsl(query, keep_blank_values=True)
     if len(pairs) != len({name for name, _ in pairs}):
         raise BadFilter("query: a parameter is given more than once")
-    return View.of(dict(pairs), tuple(p for p in PANELS if p in panels), expires)
+    return View.of(dict(pairs), tuple(p for p in PANELS if p in panels), expires, goals)

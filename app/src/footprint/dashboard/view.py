@@ -3,18 +3,20 @@ panels - all of them for a signed-in user, a share link's own set for its viewer
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 from footprint.contract import EVENT_TYPES, TEXT_MAX_BYTES
+from footprint.goals import Goal
 from footprint.goalstats import FUNNELS, GOALS
 from footprint.stats import AUDIENCE, Filter
 
 RANGES = {"1": 1, "7": 7, "30": 30, "90": 90, "365": 365, "all": 0}
 TOP = 10
-FILTER_PARAMETERS = ("range", "type", "link", *AUDIENCE, "compare")
+FILTER_PARAMETERS = ("range", "type", "link", *AUDIENCE, "goal", "compare")
 NONE = "(none)"  # an audience value in the URL standing for "nothing known" (no referrer, no user agent)
 COMPARE = "previous"  # compare=previous: each panel beside the previous period of the same length
 
@@ -29,15 +31,20 @@ PANELS: dict[str, tuple[str, ...]] = {**{name: (name,) for name in CHARTS}, "liv
                                       "visits": VISITS, "goals": (GOALS,), "funnels": (FUNNELS,), "stores": ()}
 
 
+# a goal's name -> the goal in force (goalstore.goal), ValueError naming an unknown one
+GoalLookup = Callable[[str], Goal]
+
+
 class BadFilter(ValueError):
     pass
 
 
-def parse_filter(params: dict[str, str], today: datetime | None = None) -> Filter:
+def parse_filter(params: dict[str, str], today: datetime | None = None, goals: GoalLookup | None = None) -> Filter:
     """``range`` (days: 1, 7, 30, 90, 365 or all), ``type`` (an event type or all), ``link`` (a prefix),
     ``source`` (a referrer host), ``device``, ``browser``, ``os``, ``country``: each an exact value, ``(none)`` for
-    nothing known, empty or absent for every value; ``compare`` (``previous`` or empty) is checked here and
-    read by ``View.of``."""
+    nothing known, empty or absent for every value; ``goal``: a goal's name (``goals`` finds it), only the
+    visitors who reached it in the range; ``compare`` (``previous`` or empty) is checked here and read by
+    ``View.of``."""
     unknown = set(params) - set(FILTER_PARAMETERS)
     if unknown:
         raise BadFilter(f"unknown parameter {sorted(unknown)[0]!r} ({', '.join(FILTER_PARAMETERS)})")
@@ -58,9 +65,13 @@ def parse_filter(params: dict[str, str], today: datetime | None = None) -> Filte
     day = (today or datetime.now(UTC)).date()
     since = day - timedelta(days=days - 1) if days else Filter().since
     try:
+        name = params.get("goal") or None
+        if name is not None and goals is None:
+            raise ValueError("goal: no goals are known here")
+        goal = goals(name) if goals is not None and name is not None else None
         return Filter(since=since, until=day + timedelta(days=1), type="" if kind == "all" else kind, link=link,
-                      top=TOP, **audience)
-    except ValueError as exc:  # an audience value too long or holding a NUL
+                      top=TOP, **audience, goal=name, goal_definition=goal)
+    except ValueError as exc:  # an audience value too long or holding a NUL, an unknown goal
         raise BadFilter(str(exc)) from None
 
 
@@ -77,8 +88,8 @@ class View:
 
     @classmethod
     def of(cls, params: dict[str, str], panels: tuple[str, ...] = tuple(PANELS),
-           expires_at: datetime | None = None) -> View:
-        f = parse_filter(params)
+           expires_at: datetime | None = None, goals: GoalLookup | None = None) -> View:
+        f = parse_filter(params, goals=goals)
         query = urlencode({name: params[name] for name in FILTER_PARAMETERS if params.get(name)})
         return cls(f, bool(params.get("compare")), panels, query, expires_at)
 
@@ -89,7 +100,8 @@ class View:
 
     def describe(self) -> dict[str, Any]:
         f = self.filter
-        return {**asdict(f), "since": f.since.isoformat(), "until": f.until.isoformat(), "compare": self.compare}
+        return {**asdict(f), "since": f.since.isoformat(), "until": f.until.isoformat(), "compare": self.compare,
+                "goal_definition": f.goal_definition.as_json() if f.goal_definition else None}
 
     def share(self) -> dict[str, Any] | None:
         """What a share link's page needs to know: its filter (to show it), its panels, its end."""

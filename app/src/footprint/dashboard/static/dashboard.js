@@ -1,8 +1,9 @@
 // The dashboard page: one filter bar drives every chart; the live chart refreshes every few seconds.
-// The filter lives in the address (?range=&type=&link=&source=&device=&browser=&os=&country=): opening it restores
-// the filter (the first load asks with the address's own query, so a bad one shows the API's 400 message),
-// and every change of the filter replaces it (history.replaceState). A click on a bar of the sources,
+// The filter lives in the address (?range=&type=&link=&source=&device=&browser=&os=&country=&goal=): opening it
+// restores the filter (the first load asks with the address's own query, so a bad one, an unknown goal too, shows
+// the API's 400 message), and every change of the filter replaces it (history.replaceState). A click on a bar of the sources,
 // audience or countries panels filters by that value ("(none)": nothing known). Countries are ISO codes.
+// goal=NAME: only the visitors who reached that goal in the range (all their events of the filter), every panel.
 // The Visits panel shows figures and the entry and exit pages as lists (from /api/stats too); goals.js draws the
 // Goals and Funnels panels from the same answer.
 // Data, all for the same filter: GET /api/stats (the charts, ClickHouse), GET /api/live (ClickHouse),
@@ -46,7 +47,7 @@
   const DRAWN = Object.keys(KINDS).filter(function (name) { return name !== "live_per_minute"; });
   const SUGGESTED = { referrers: "source-values", browsers: "browser-values", operating_systems: "os-values",
                       countries: "country-values" };
-  const OPTIONAL = ["link", "source", "device", "browser", "os", "country", "compare"];  // left out of the address when empty
+  const OPTIONAL = ["link", "source", "device", "browser", "os", "country", "goal", "compare"];  // left out of the address when empty
   const CURRENT = "#2b5bd7";
   const PREVIOUS = "rgba(43, 91, 215, 0.3)";
 
@@ -270,7 +271,8 @@
       document.dispatchEvent(new CustomEvent("footprint:stats", { detail: data }));  // goals.js draws its panels
       linkExports(asked);
       if (shows("live_per_minute")) await refreshLive(asked);
-      const since = "since " + data.filter.since + " (UTC)" + (data.previous
+      const since = "since " + data.filter.since + " (UTC)" + (data.filter.goal === null ? ""
+        : ", only the visitors who reached the goal \u201c" + data.filter.goal + "\u201d then") + (data.previous
         ? ", compared with " + data.previous.since + " to " + data.previous.until + " (exclusive)" : "");
       status.textContent = since + (shows("stores") ? ", comparing the stores..." : "");
       document.body.dataset.updated = String(mine);

@@ -2,7 +2,10 @@
 // over in a "footprint:stats" event: its "goals" (the definitions in force, each with its source: the inventory's
 // are read-only here) and its charts.goals and charts.funnels rows (ClickHouse's, the same as `footprint stats
 // --json`): goals [name, visitors, conversions, visitors in the filter, rate %], funnels [funnel, step, goal,
-// visitors, from the first step %, drop-off from the step before %]. The signed-in owner adds goals and funnels
+// visitors, from the first step %, drop-off from the step before %]. Comparing (compare=previous), its
+// previous.charts.goals and .funnels rows (the server's compare.compared: each figure, its previous value and its
+// change, in per cent or, for a rate, in points) fill the panels' "previous" and "change" columns. The goal names
+// are offered to the filter bar's goal field (goal=NAME: only the visitors who reached it). The signed-in owner adds goals and funnels
 // (POST /api/goals, /api/funnels) and deletes the dashboard's own (DELETE /api/goals/NAME, /api/funnels/NAME);
 // after a change the filter is applied again, which redraws every panel. A share link's page has no forms.
 "use strict";
@@ -28,6 +31,28 @@
 
   function rate(value) {
     return value + " %";
+  }
+
+  // a count's change in per cent (null: none before), a rate's in points
+  function changed(value, figure, isRate) {
+    if (isRate) return (value > 0 ? "+" : "") + value + " pts";
+    if (value === null) return figure ? "new" : "\u2013";
+    return (value > 0 ? "+" : "") + value + " %";
+  }
+
+  // compared: a row of compare.compared (the names, then each figure, its previous value, its change) or undefined;
+  // figure i of ``columns`` [[i, isRate], ...] as its cells: the value, and comparing, the previous value and change
+  function figures(columns, names, plain, compared) {
+    const cells = [];
+    for (const [i, isRate] of columns) {
+      const format = isRate ? rate : String;
+      const at = names + 3 * (i - names);
+      cells.push([format(plain[i]), "num"]);
+      if (compared) cells.push([format(compared[at + 1]), "num cmp"], [changed(compared[at + 2], compared[at], isRate),
+                                                                     "num cmp"]);
+      else cells.push(["", "num cmp"], ["", "num cmp"]);
+    }
+    return cells;
   }
 
   async function change(method, path, body, message) {
@@ -61,14 +86,22 @@
     return button;
   }
 
-  function drawGoals(definitions, rows) {
+  function drawGoals(definitions, rows, compared) {
     const counted = new Map((rows || []).map(function (r) { return [r[0], r]; }));
+    const before = new Map((compared || []).map(function (r) { return [r[0], r]; }));
+    document.getElementById("goal-values").replaceChildren(...definitions.map(function (goal) {
+      const option = document.createElement("option");
+      option.value = goal.name;
+      return option;
+    }));
     const message = document.getElementById("goal-message");
     const body = document.querySelector("#goals tbody");
     body.replaceChildren(...definitions.map(function (goal) {
       const r = counted.get(goal.name) || [goal.name, 0, 0, 0, 0];
       const how = goal.event !== undefined ? "event " + goal.event : "page " + goal.page;
-      const tr = row([[goal.name, ""], [how, ""], [String(r[1]), "num"], [String(r[2]), "num"], [rate(r[4]), "num"],
+      const then = compared ? before.get(goal.name) || [goal.name, 0, 0, null, 0, 0, null, 0, 0, null, 0, 0, 0]
+        : undefined;
+      const tr = row([[goal.name, ""], [how, ""], ...figures([[1, false], [2, false], [4, true]], 1, r, then),
                       [source("goals", goal, message), "source"]]);
       tr.dataset.goal = goal.name;
       return tr;
@@ -76,7 +109,7 @@
     if (!definitions.length) body.appendChild(row([["no goals yet", ""]]));
   }
 
-  function drawFunnel(funnel, rows, message) {
+  function drawFunnel(funnel, rows, message, compared) {
     const table = element("table", undefined, "funnel");
     table.dataset.funnel = funnel.name;
     const caption = element("caption", funnel.name + " (within a " + (funnel.within === "day" ? "UTC day" : "visit")
@@ -85,33 +118,41 @@
     caption.append(from instanceof Node ? from : element("span", from, "meta"));
     table.appendChild(caption);
     const head = element("thead");
-    head.appendChild(row([["step", ""], ["goal", ""], ["visitors", "num"], ["of the first", "num"],
-                          ["drop-off", "num"], ["", "bar"]]));
+    head.appendChild(row([["step", ""], ["goal", ""], ["visitors", "num"], ["previous", "num cmp"],
+                          ["change", "num cmp"], ["of the first", "num"], ["previous", "num cmp"], ["change", "num cmp"],
+                          ["drop-off", "num"], ["previous", "num cmp"], ["change", "num cmp"], ["", "bar"]]));
     table.appendChild(head);
     const body = element("tbody");
     if (funnel.unknown_steps.length) {
       body.appendChild(row([["not counted: no goal named " + funnel.unknown_steps.join(", "), ""]]));
     }
-    for (const r of rows) {
+    rows.forEach(function (r, i) {
       const bar = element("div");
       bar.style.width = Math.min(100, r[4]) + "%";
-      body.appendChild(row([[String(r[1]), "num"], [r[2], ""], [String(r[3]), "num"], [rate(r[4]), "num"],
-                            [rate(r[5]), "num"], [bar, "bar"]]));
-    }
+      body.appendChild(row([[String(r[1]), "num"], [r[2], ""],
+                            ...figures([[3, false], [4, true], [5, true]], 3, r, compared && compared[i]),
+                            [bar, "bar"]]));
+    });
     table.appendChild(body);
     return table;
   }
 
-  function drawFunnels(definitions, rows) {
-    const message = document.getElementById("funnel-message");
+  function byFunnel(rows) {  // funnel name -> its rows, in step order
     const steps = new Map();
     for (const r of rows || []) {
       if (!steps.has(r[0])) steps.set(r[0], []);
       steps.get(r[0]).push(r);
     }
+    return steps;
+  }
+
+  function drawFunnels(definitions, rows, compared) {
+    const message = document.getElementById("funnel-message");
+    const steps = byFunnel(rows);
+    const before = compared ? byFunnel(compared) : undefined;
     const box = document.getElementById("funnels");
     box.replaceChildren(...definitions.map(function (funnel) {
-      return drawFunnel(funnel, steps.get(funnel.name) || [], message);
+      return drawFunnel(funnel, steps.get(funnel.name) || [], message, before && (before.get(funnel.name) || []));
     }));
     if (!definitions.length) box.appendChild(element("p", "no funnels yet", "meta"));
   }
@@ -119,8 +160,9 @@
   document.addEventListener("footprint:stats", function (event) {
     const data = event.detail;
     if (!data.goals) return;  // a share link without these panels
-    drawGoals(data.goals.goals, data.charts.goals);
-    drawFunnels(data.goals.funnels, data.charts.funnels);
+    const previous = data.previous ? data.previous.charts : undefined;
+    drawGoals(data.goals.goals, data.charts.goals, previous && (previous.goals || []));
+    drawFunnels(data.goals.funnels, data.charts.funnels, previous && previous.funnels);
     const failed = document.getElementById("goals-error");
     failed.textContent = data.goals.error ? "could not read the goals and funnels: " + data.goals.error : "";
     failed.hidden = !data.goals.error;
