@@ -1,26 +1,31 @@
 #!/usr/bin/env python3
-"""Benchmark (3): what the page-event middleware (``footprint.track``) adds to a site's request.
+"""Benchmark (3): where the page-event middleware's (``footprint.track``) time goes, and what it adds
+to a request called in-process.
 
-Two apps in uvicorn (one process each): a FastAPI route wrapped in ``FootprintASGI`` with a
-``KafkaSender`` (validation, enrichment, produce to a real local Kafka broker), and the same route
-without it. A closed-loop
-load generator (CONNS concurrent keep-alive connections, httpx) drives each for DURATION seconds,
-alternating, ROUNDS times. Prints requests/s and latency percentiles, and the p99 difference.
+1. Per part, for the request the HTTP benchmark sends (``GET /hello`` with a browser's User-Agent and
+   a referrer): what runs on the request path (keep the request's fields), what runs once the response
+   is sent (build the event, queue it in the ``KafkaSender``) and what the sender's thread does (validate
+   and enrich as the collector does, encode, produce to a real local Kafka broker, in bursts), each
+   timed over REQUESTS events: microseconds of wall time per event.
+2. The ASGI app called in-process (no sockets, no load generator), REQUESTS sequential requests with
+   and without the middleware: the p50/p99 it adds.
+The added latency under load (saturated and paced) is collector_wrk.py's, beside the old middleware.
 
-  python benchmarks/collector_overhead.py [--duration 10] [--conns 8] [--rounds 2]
+  python benchmarks/collector_overhead.py [--requests 20000]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,51 +50,64 @@ def with_middleware():
     sender = KafkaSender(os.environ["FOOTPRINT_KAFKA_BOOTSTRAP"], os.environ["FOOTPRINT_KAFKA_TOPIC"])
     return FootprintASGI(without_middleware(), sender, PageRecorder(site="bench"))
 '''
+USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+SCOPE = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+         "path": "/hello", "raw_path": b"/hello", "query_string": b"", "root_path": "",
+         "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", USER_AGENT.encode()),
+                     (b"referer", b"https://news.example.com/story")],
+         "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000)}
 
 
-BENCHAPP = Path()
+def per_event(n: int, step: Callable[[], object]) -> float:
+    """Microseconds per call of ``step``, over ``n`` calls after ``n // 10`` warm-up calls."""
+    for _ in range(n // 10):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        step()
+    return (time.perf_counter() - t0) / n * 1e6
 
 
-def start(factory: str, port: int, env: dict[str, str], appdir: str) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "uvicorn", f"benchapp:{factory}", "--factory", "--port", str(port),
-           "--host", "127.0.0.1", "--no-access-log", "--log-level", "warning", "--app-dir", appdir]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import httpx
+def parts(bootstrap: str, topic: str, n: int) -> list[tuple[str, str, float]]:
+    """(where it runs, part, us per event) for the benchmark's request, each part timed alone."""
+    from footprint.contract import encode_event, kafka_timestamp, validate_batch
+    from footprint.enrich import enrich
+    from footprint.track import FootprintASGI, KafkaSender, PageRecorder
 
-    for _ in range(100):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/hello", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{factory} did not start")
+    recorder = PageRecorder(site="bench")
+    sender = KafkaSender(bootstrap, topic)
+    middleware = FootprintASGI(None, sender, recorder)  # type: ignore[arg-type]  # only its request side runs
+    request = middleware._request(dict(SCOPE))
+    assert request is not None
+    event = recorder.page(request.method, request.path, request.peer, request.forwarded_for, request.user_agent,
+                          request.referrer, request.now, request.query, request.host)
+    received = datetime.now(UTC)
+    [wire] = validate_batch({"batch": [event]}, received, 1, enrich)
+    value = encode_event(wire)
+    producer = sender._producer
+    queued: list[object] = []
+    out = [("request path", "keep the request's fields (headers, DNT/GPC, time)",
+            per_event(n, lambda: middleware._request(SCOPE))),
+           ("after the response", "build the page event (client address, visitor id, id)",
+            per_event(n, lambda: recorder.page(request.method, request.path, request.peer, request.forwarded_for,
+                                               request.user_agent, request.referrer, request.now, request.query,
+                                               request.host))),
+           ("after the response", "KafkaSender.send: queue it", per_event(n, lambda: queued.append((event, received)))),
+           ("sender's thread", "validate as the collector does", per_event(
+               n, lambda: validate_batch({"batch": [event]}, received, 1))),
+           ("sender's thread", "enrich (user agent, referrer, UTM; cached parsers)", per_event(
+               n, lambda: enrich(event["context"]))),
+           ("sender's thread", "encode the canonical form", per_event(n, lambda: encode_event(wire))),
+           ("sender's thread", "produce (librdkafka, in bursts)", per_event(n, lambda: producer.produce(
+               topic, value=value, key=wire["event_id"], timestamp=kafka_timestamp(received))))]
+    producer.flush(30)
+    sender.close()
+    return out
 
 
-async def drive(port: int, duration: float, conns: int) -> list[float]:
-    import httpx
-
-    lat: list[float] = []
-    end = time.perf_counter() + duration
-
-    async def worker() -> None:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
-            while time.perf_counter() < end:
-                t = time.perf_counter()
-                r = await c.get("/hello")
-                lat.append(time.perf_counter() - t)
-                assert r.status_code == 200
-
-    await asyncio.gather(*(worker() for _ in range(conns)))
-    return lat
-
-
-async def asgi_latencies(app: object, n: int) -> list[float]:
+async def asgi_latencies(app: Any, n: int) -> list[float]:
     """Call the ASGI app directly (no sockets, no load generator): per-request wall time."""
     lat: list[float] = []
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-             "scheme": "http", "path": "/hello", "raw_path": b"/hello", "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"bench"), (b"user-agent", b"bench")], "client": ("127.0.0.1", 5000),
-             "server": ("127.0.0.1", 8000)}
 
     async def receive() -> dict[str, object]:
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -99,30 +117,29 @@ async def asgi_latencies(app: object, n: int) -> list[float]:
 
     for _ in range(n):
         t = time.perf_counter()
-        await app(dict(scope), receive, send)  # type: ignore[operator]
+        await app(dict(SCOPE), receive, send)
         lat.append(time.perf_counter() - t)
     return lat
 
 
-def in_process(bootstrap: str, topic: str, n: int) -> dict[str, list[float]]:
-    import importlib.util
-
-    os.environ.update(FOOTPRINT_KAFKA_BOOTSTRAP=bootstrap, FOOTPRINT_KAFKA_TOPIC=topic)
+def in_process(appfile: Path, n: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     for name in ("without_middleware", "with_middleware"):
-        spec = importlib.util.spec_from_file_location("benchapp_" + name, BENCHAPP)
+        spec = importlib.util.spec_from_file_location("benchapp_" + name, appfile)
         assert spec and spec.loader
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
         app = getattr(mod, name)()
 
-        async def run(app: object = app) -> list[float]:
+        async def run(app: Any = app) -> list[float]:
             inner: Any = getattr(app, "app", app)  # FootprintASGI wraps the FastAPI app
             async with inner.router.lifespan_context(inner):
                 await asgi_latencies(app, 2000)  # warm-up
                 return await asgi_latencies(app, n)
 
         out[name] = asyncio.run(run())
+        if hasattr(app, "sender"):
+            app.sender.close()
     return out
 
 
@@ -133,67 +150,48 @@ def pct(xs: list[float], p: float) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--duration", type=float, default=10)
-    ap.add_argument("--conns", type=int, default=8)
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--asgi-requests", type=int, default=20000)
+    ap.add_argument("--requests", type=int, default=20000, help="events per part, and in-process requests")
     args = ap.parse_args()
     print(machine())
     sys.path.insert(0, str(REPO / "app" / "tests"))
+    from confluent_kafka import Consumer, TopicPartition
     from confluent_kafka.admin import AdminClient, NewTopic
-    from services import free_port, private_kafka
+    from services import private_kafka
 
-    global BENCHAPP
-    appdir = tempfile.mkdtemp(prefix="fp-collector-bench-")
-    BENCHAPP = Path(appdir, "benchapp.py")
-    BENCHAPP.write_text(APP)
-    with private_kafka(Path(appdir) / "kafka") as kafka:  # type: ignore[attr-defined]
+    work = Path(tempfile.mkdtemp(prefix="fp-middleware-bench-"))
+    (work / "benchapp.py").write_text(APP)
+    with private_kafka(work / "kafka") as kafka:  # type: ignore[attr-defined]
         topic = f"bench-{uuid.uuid4().hex[:8]}"
         admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
         for f in admin.create_topics([NewTopic(topic, 3, 1)]).values():
             f.result(30)
-        env = dict(os.environ, FOOTPRINT_KAFKA_BOOTSTRAP=kafka.bootstrap, FOOTPRINT_KAFKA_TOPIC=topic,
-                   FOOTPRINT_LOG_LEVEL="WARNING")
-        results: dict[str, list[list[float]]] = {"without": [], "with": []}
-        for _ in range(args.rounds):
-            for name, factory in (("without", "without_middleware"), ("with", "with_middleware")):
-                port = free_port()
-                proc = start(factory, port, env, appdir)
-                try:
-                    asyncio.run(drive(port, 2, args.conns))  # warm-up
-                    results[name].append(asyncio.run(drive(port, args.duration, args.conns)))
-                finally:
-                    proc.send_signal(signal.SIGTERM)
-                    proc.wait(30)
-        direct = in_process(kafka.bootstrap, topic, args.asgi_requests)
-        from confluent_kafka import Consumer, TopicPartition
-
+        os.environ.update(FOOTPRINT_KAFKA_BOOTSTRAP=kafka.bootstrap, FOOTPRINT_KAFKA_TOPIC=topic)
+        split = parts(kafka.bootstrap, topic, args.requests)
+        direct = in_process(work / "benchapp.py", args.requests)
         c = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": "count"})
         produced = sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(3))
         c.close()
     import shutil
 
-    shutil.rmtree(appdir, ignore_errors=True)
-    print(f"{args.conns} connections, {args.duration:.0f} s per run, {args.rounds} rounds (alternating)")
-    print(f"{'':<20}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
-    p99 = {}
-    for name in ("without", "with"):
-        lat = [x for run in results[name] for x in run]
-        rps = len(lat) / (args.duration * args.rounds)
-        p99[name] = pct(lat, 99)
-        print(f"{name + ' middleware':<20}{rps:>10,.0f}{pct(lat, 50):>10.2f}{p99[name]:>10.2f}")
-    print(f"p99 added by the middleware: {p99['with'] - p99['without']:+.2f} ms")
-    record(f"page middleware: p99 added ({args.conns} connections)", p99["with"] - p99["without"], "ms",
-           target=1.0, better="lower")
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"\nwhere a page event's time goes (us per event, each part timed alone over {args.requests:,}):")
+    for where in ("request path", "after the response", "sender's thread"):
+        rows = [(part, us) for w, part, us in split if w == where]
+        for part, us in rows:
+            print(f"  {where:<20}{part:<58}{us:8.1f}")
+        print(f"  {where:<20}{'= ' + where:<58}{sum(us for _, us in rows):8.1f}")
+    on_path = sum(us for w, _, us in split if w == "request path")
+    record("page middleware: request path, per request (in-process)", on_path / 1000, "ms", better="lower",
+           note="keep the request's fields; the event is built after the response")
     print(f"page events that reached Kafka: {produced:,}")
-    print(f"\nin-process ASGI calls (no sockets, no load generator), {args.asgi_requests:,} sequential requests:")
+    print(f"\nin-process ASGI calls (no sockets, no load generator), {args.requests:,} sequential requests:")
     print(f"{'':<20}{'p50 us':>10}{'p99 us':>10}{'p99.9 us':>10}")
     for name in ("without_middleware", "with_middleware"):
         lat = direct[name]
         print(f"{name.replace('_', ' '):<20}{pct(lat, 50) * 1000:>10.1f}{pct(lat, 99) * 1000:>10.1f}"
               f"{pct(lat, 99.9) * 1000:>10.1f}")
     added = pct(direct["with_middleware"], 99) - pct(direct["without_middleware"], 99)
-    print(f"p99 added by the middleware (in-process): {added * 1000:+.1f} us = {added:+.3f} ms")
+    print(f"p99 added by the middleware (in-process, the event built in the call): {added * 1000:+.1f} us")
     record("page middleware: p99 added (in-process ASGI call)", added, "ms", better="lower")
     return 0
 

@@ -6,10 +6,14 @@ same machine; ``wrk`` (Debian's, C, one thread) with 16 keep-alive connections:
 
 1. ``POST /v1/events`` with batches of 100 small track events. Each answer comes after Kafka
    acknowledged the whole batch. Prints requests/s, events/s, latency percentiles and non-2xx.
-2. ``GET /hello`` on a plain FastAPI app, and on the same app wrapped in ``footprint.track``'s
-   ``FootprintASGI`` with a ``KafkaSender`` (validate, enrich, produce): the p99 the middleware adds.
+2. ``GET /hello`` on a plain FastAPI app, on the same app wrapped in ``footprint.track``'s
+   ``FootprintASGI`` with a ``KafkaSender`` as this tree has it, and with the middleware of
+   ``--middleware-reference`` (default: the one that built and produced the event before calling the
+   app): first saturated (wrk's closed loop: it measures the CPU each takes more than latency), then
+   paced, an open loop at a fixed rate (PACED_LUA) of each of ``--paced`` percent of the plain app's
+   saturated req/s. Prints each run and the p99 each middleware adds at each load.
 
-Targets (issue 15): >= 50,000 events/s through /v1/events with p99 <= 50 ms; middleware +p99 <= 1 ms.
+Targets (issues 15, 33): >= 50,000 events/s through /v1/events with p99 <= 50 ms; middleware +p99 <= 1 ms.
 
   python benchmarks/collector_wrk.py [--duration 20] [--connections 16] [--batch 100]
 """
@@ -39,6 +43,7 @@ from collector_overhead import APP as SITE_APP  # the same two apps: plain, and 
 from services import free_port, private_kafka
 
 KEY = "bench-key"
+OLD_MIDDLEWARE = "240619b"
 POST_LUA = '''
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -48,6 +53,35 @@ wrk.body = [[{body}]]
 PAGE_LUA = '''
 wrk.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 wrk.headers["Referer"] = "https://news.example.com/story"
+'''
+
+
+PACED_LUA = '''
+-- An open loop at a fixed rate: request k starts at start + k * interval (ms, the script's argument),
+-- on whichever connection is free, at once when it is late; so the rate does not fall when the server
+-- slows down, as a closed loop's does (latency still counts from the request's actual start).
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } fp_timespec;
+int clock_gettime(int clock, fp_timespec *tp);
+]]
+local clock = ffi.new("fp_timespec")
+local interval, due = 1, nil
+
+local function now_ms()
+  ffi.C.clock_gettime(1, clock)  -- CLOCK_MONOTONIC
+  return tonumber(clock.tv_sec) * 1000 + tonumber(clock.tv_nsec) / 1e6
+end
+
+function init(args)
+  interval = tonumber(args[1])
+end
+
+function delay()
+  local now = now_ms()
+  due = (due or now) + interval
+  return math.max(0, due - interval - now)
+end
 '''
 
 
@@ -66,9 +100,11 @@ def wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> Non
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
-def wrk(url: str, script: Path, duration: int, connections: int) -> dict[str, float]:
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
-                         capture_output=True, text=True, check=True).stdout
+def wrk(url: str, script: Path, duration: int, connections: int, rate: float | None = None) -> dict[str, float]:
+    """wrk's figures; with ``rate`` (a script with PACED_LUA), requests start on a fixed schedule instead."""
+    pace = ["--", f"{1000 / rate:.4f}"] if rate else []
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url,
+                          *pace], capture_output=True, text=True, check=True).stdout
 
     def ms(label: str) -> float:
         m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
@@ -120,6 +156,12 @@ def main() -> int:
                     help="also run POST /v1/events against the collector of this git revision, same broker")
     ap.add_argument("--reference-python", default=sys.executable, metavar="PYTHON",
                     help="the interpreter (venv) that runs the reference, e.g. one without this tree's new dependencies")
+    ap.add_argument("--middleware-reference", default=OLD_MIDDLEWARE, metavar="REV",
+                    help=f"the page middleware of this git revision runs beside this tree's (default {OLD_MIDDLEWARE},"
+                         " the last whose middleware built the event before calling the app)")
+    ap.add_argument("--paced", default="50,80", type=lambda v: [int(x) for x in v.split(",")], metavar="PCT,PCT",
+                    help="also drive each site app at these shares of the plain app's saturated req/s (default 50,80)")
+    ap.add_argument("--pages-only", action="store_true", help="only the page middleware's runs, not POST /v1/events")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         print("wrk is missing: apt-get install wrk (Debian's package)", file=sys.stderr)
@@ -136,17 +178,20 @@ def main() -> int:
                 f.result(30)
             env = dict(os.environ, FOOTPRINT_KAFKA_BOOTSTRAP=kafka.bootstrap, FOOTPRINT_KAFKA_TOPIC=topic,
                        FOOTPRINT_API_KEYS=KEY, FOOTPRINT_LOG_LEVEL="WARNING")
-            api = run_api(work, env, args)
+            pages = run_pages(work, env, args)
+            api = None if args.pages_only else run_api(work, env, args)
             ref = None
-            if args.reference:
+            if args.reference and api is not None:
                 with reference_tree(args.reference) as src:
                     ref = run_api(work, dict(env, PYTHONPATH=str(src)), args, label=f"collector-api-{args.reference}",
                                   python=args.reference_python)
-            pages = run_pages(work, env, args)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    events = api["rps"] * args.batch
     print(f"\n{args.connections} connections, {args.duration} s per run, wrk -t1 (one load-generator thread)")
+    report_pages(pages, args.middleware_reference)
+    if api is None:
+        return 0
+    events = api["rps"] * args.batch
     print(f"{'':34} {'req/s':>9} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
     print(f"{'POST /v1/events (batch ' + str(args.batch) + ')':34} {api['rps']:9,.0f} {events:10,.0f}"
           f" {api['p50']:8.2f} {api['p99']:8.2f} {api['non2xx']:8,.0f}")
@@ -154,18 +199,33 @@ def main() -> int:
         print(f"{'  the same at ' + args.reference:34} {ref['rps']:9,.0f} {ref['rps'] * args.batch:10,.0f}"
               f" {ref['p50']:8.2f} {ref['p99']:8.2f} {ref['non2xx']:8,.0f}")
         print(f"{'  ratio':34} {api['rps'] / ref['rps']:8.2f}x")
-    for name, r in pages.items():
-        print(f"{'GET /hello ' + name:34} {r['rps']:9,.0f} {'':>10} {r['p50']:8.2f} {r['p99']:8.2f} {r['non2xx']:8,.0f}")
-    added = pages["with footprint.track"]["p99"] - pages["plain"]["p99"]
     ref_events = ref["rps"] * args.batch if ref is not None else None
     record(f"collector: POST /v1/events (batches of {args.batch})", events, "events/s", target=50_000,
            reference=ref_events)
     record("collector: POST /v1/events p99", api["p99"], "ms", target=50, better="lower",
            reference=ref["p99"] if ref is not None else None)
-    record("page middleware under wrk: p99 added", added, "ms", target=1.0, better="lower")
-    print(f"\ntargets: events/s {events:,.0f} / 50,000 = {events / 50_000:.2f}x;"
-          f" p99 {api['p99']:.1f} ms (<= 50); middleware +p99 {added:+.2f} ms (<= 1)")
+    print(f"\ntargets: events/s {events:,.0f} / 50,000 = {events / 50_000:.2f}x; p99 {api['p99']:.1f} ms (<= 50)")
     return 0
+
+
+def report_pages(pages: dict[str, dict[str, dict[str, float]]], old: str) -> None:
+    """The site apps' table, and each load's p99 added by this tree's middleware and by ``old``'s."""
+    print(f"{'GET /hello':34} {'load':>10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'+p99 ms':>8} {'non-2xx':>8}")
+    plain = pages["plain"]
+    for name, runs in pages.items():
+        for load, r in runs.items():
+            added = r["p99"] - plain[load]["p99"]
+            print(f"{name:34} {load:>10} {r['rps']:9,.0f} {r['p50']:8.2f} {r['p99']:8.2f} {added:+8.2f}"
+                  f" {r['non2xx']:8,.0f}")
+    new, ref = pages["footprint.track (this tree)"], pages[f"footprint.track at {old}"]
+    for load in plain:
+        what = "saturated (closed loop)" if load == "saturated" else f"at {load} of capacity"
+        record(f"page middleware under wrk, {what}: p99 added", new[load]["p99"] - plain[load]["p99"], "ms",
+               target=1.0, better="lower", reference=ref[load]["p99"] - plain[load]["p99"],
+               note=f"reference: the middleware at {old}")
+    print("middleware +p99 (target <= 1 ms): " + ", ".join(
+        f"{load} {new[load]['p99'] - plain[load]['p99']:+.2f} ms (at {old}: {ref[load]['p99'] - plain[load]['p99']:+.2f})"
+        for load in plain))
 
 
 def run_api(work: Path, env: dict[str, str], args: argparse.Namespace, label: str = "collector-api",
@@ -187,23 +247,39 @@ def run_api(work: Path, env: dict[str, str], args: argparse.Namespace, label: st
         stop(proc)
 
 
-def run_pages(work: Path, env: dict[str, str], args: argparse.Namespace) -> dict[str, dict[str, float]]:
+def run_pages(work: Path, env: dict[str, str], args: argparse.Namespace) -> dict[str, dict[str, dict[str, float]]]:
+    """``GET /hello`` on the plain app, the app with ``args.middleware_reference``'s middleware and with
+    this tree's: saturated (wrk's closed loop), then paced at each of ``args.paced`` of the plain
+    app's saturated requests/s. {app: {load: wrk's figures}}."""
     (work / "siteapp.py").write_text(SITE_APP)
-    script = work / "page.lua"
+    script, paced = work / "page.lua", work / "paced.lua"
     script.write_text(PAGE_LUA)
-    out = {}
-    for name, factory in (("plain", "without_middleware"), ("with footprint.track", "with_middleware")):
-        port = free_port()
-        proc = start([sys.executable, "-m", "uvicorn", f"siteapp:{factory}", "--factory", "--app-dir", str(work),
-                      "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"],
-                     env, work / f"{factory}.log")
-        try:
-            wait_up(f"http://127.0.0.1:{port}/hello", proc)
-            print(f"GET /hello {name}: warm-up 3 s, then {args.duration} s", flush=True)
-            wrk(f"http://127.0.0.1:{port}/hello", script, 3, args.connections)
-            out[name] = measure(f"http://127.0.0.1:{port}/hello", script, args, proc, f"site-{factory}")
-        finally:
-            stop(proc)
+    paced.write_text(PAGE_LUA + PACED_LUA)
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    with reference_tree(args.middleware_reference) as old_src:
+        apps = (("plain", "without_middleware", env),
+                (f"footprint.track at {args.middleware_reference}", "with_middleware", dict(env, PYTHONPATH=str(old_src))),
+                ("footprint.track (this tree)", "with_middleware", env))
+        for name, factory, app_env in apps:
+            port = free_port()
+            proc = start([sys.executable, "-m", "uvicorn", f"siteapp:{factory}", "--factory", "--app-dir", str(work),
+                          "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"],
+                         app_env, work / f"{factory}.log")
+            url = f"http://127.0.0.1:{port}/hello"
+            try:
+                wait_up(url, proc)
+                print(f"GET /hello {name}: warm-up 3 s, then {args.duration} s saturated", flush=True)
+                wrk(url, script, 3, args.connections)
+                label = f"site-{name.split(' ')[0]}-{'tree' if 'tree' in name else factory}"
+                runs = out[name] = {"saturated": measure(url, script, args, proc, label)}
+                capacity = out["plain"]["saturated"]["rps"]
+                for share in args.paced:
+                    rate = capacity * share / 100
+                    print(f"GET /hello {name}: {args.duration} s at {rate:,.0f} req/s ({share} % of the plain app's"
+                          " capacity)", flush=True)
+                    runs[f"{share} %"] = wrk(url, paced, args.duration, args.connections, rate=rate)
+            finally:
+                stop(proc)
     return out
 
 

@@ -138,3 +138,54 @@ def test_a_browser_that_asks_not_to_be_tracked_is_not_recorded_unless_switched_o
         for sender in (asgi_sender, wsgi_sender):
             assert [e["properties"]["path"] for e in sender.events] == expected, (honour, headers)
         assert recorder.declined == (1 if honour else 0)
+
+
+def test_the_event_is_built_once_the_response_is_sent_and_also_when_the_app_fails() -> None:
+    """The request path keeps only the request's fields; the event (the same as ever) follows the response."""
+    sender = ListSender()
+
+    async def asgi_app(scope: Any, receive: Any, send: Any) -> None:
+        assert sender.events == []  # not built before the app ran
+        if scope["path"] == "/boom":
+            raise RuntimeError("the app failed")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+        assert sender.events == []  # nor while it answers
+
+    c = TestClient(FootprintASGI(asgi_app, sender), raise_server_exceptions=False)  # no lifespan: HTTP only
+    assert c.get("/a", headers={"User-Agent": "UA"}).text == "ok"
+    assert c.get("/boom").status_code == 500
+    assert [e["properties"]["path"] for e in sender.events] == ["/a", "/boom"]
+    assert sender.events[0]["context"]["userAgent"] == "UA"
+
+    wsgi_sender = ListSender()
+
+    def wsgi_app(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"o"
+        assert wsgi_sender.events == []  # not while the body is being sent
+        yield b"k"
+
+    def failing_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        raise RuntimeError("the app failed")
+
+    body = FootprintWSGI(wsgi_app, wsgi_sender)(
+        {"PATH_INFO": "/a", "REQUEST_METHOD": "GET", "REMOTE_ADDR": "198.51.100.7"}, lambda *a: None)
+    assert b"".join(body) == b"ok" and wsgi_sender.events == []
+    body.close()  # type: ignore[attr-defined]  # the server closes it once the body is sent
+    with pytest.raises(RuntimeError):
+        FootprintWSGI(failing_app, wsgi_sender)({"PATH_INFO": "/boom", "REQUEST_METHOD": "GET"}, lambda *a: None)
+    assert [e["properties"]["path"] for e in wsgi_sender.events] == ["/a", "/boom"]
+    assert wsgi_sender.events[0]["context"]["ip"] == "198.51.100.7"
+
+
+def test_the_kafka_senders_queue_is_bounded_and_what_it_cannot_deliver_is_counted() -> None:
+    from footprint.track import KafkaSender
+
+    event = PageRecorder(site="shop").page("GET", "/x", "198.51.100.7", None, "UA", None)
+    sender = KafkaSender("127.0.0.1:9", "t", queue_max=2, flush_seconds=60)  # nothing listens on port 9
+    for _ in range(5):
+        sender.send(event)
+    assert sender.dropped == 3  # the queue holds 2: the rest were dropped at once, counted
+    sender.close(timeout=0.5)
+    assert sender.dropped == 5  # the 2 queued were produced on close, and never delivered

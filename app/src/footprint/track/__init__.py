@@ -4,9 +4,11 @@ Django) app.
     from footprint.track import FootprintASGI, HttpSender
     app = FootprintASGI(app, HttpSender("https://collector.example.org", key="PUBLIC_KEY"))
 
-Every request becomes a page event (method, path, time, referrer host, visitor) handed to a sender
-without waiting: ``HttpSender`` batches them to the collector's ``POST /v1/events`` (no dependency
-beyond Python), ``KafkaSender`` produces them straight to the topic (``pip install footprint[kafka]``).
+Every request becomes a page event (method, path, time, referrer host, visitor): while the request
+comes in the middleware keeps only its few fields, and once the response is sent it builds the event
+and queues it in a sender: ``HttpSender`` batches them to the collector's ``POST /v1/events`` (no
+dependency beyond Python), ``KafkaSender`` validates and produces them straight to the topic from its
+own thread (``pip install footprint[kafka]``).
 A full queue, a collector or Kafka outage or a bug in here never slows or fails your request: the
 event is dropped and counted (``sender.dropped``).
 """

@@ -1,17 +1,39 @@
-"""What a request becomes: one inbound (Segment-style) page event, under the event contract."""
+"""What a request becomes: one inbound (Segment-style) page event, under the event contract.
+
+The middlewares split the work in two: while the request comes in they keep only its few fields
+(``PageRequest``: a tuple of the strings as they came, and the time); once the response is sent,
+``PageRecorder.hand_over`` builds the event from them and hands it to the sender.
+"""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from footprint.contract import SHORT_MAX_BYTES, TEXT_MAX_BYTES, clean_text, format_time
+from footprint.track.senders import Sender
 from footprint.visitors import VisitorIds, client_address, parse_networks
 
 DEFAULT_SKIP = ("/static/", "/favicon.ico", "/robots.txt", "/healthz", "/metrics")
+log = logging.getLogger("footprint.track")
+
+
+class PageRequest(NamedTuple):
+    """What the request path keeps of a request: its fields as the server gave them, and when it came."""
+
+    method: str
+    path: str
+    peer: str
+    forwarded_for: str | None
+    user_agent: str
+    referrer: str | None
+    query: str
+    host: str | None
+    now: datetime
 
 
 class PageRecorder:
@@ -67,6 +89,15 @@ class PageRecorder:
             "timestamp": format_time(now),
             "messageId": str(uuid.uuid4()),
         }
+
+    def hand_over(self, request: PageRequest, sender: Sender) -> None:
+        """The request's page event to ``sender``; anything that goes wrong is counted, never raised."""
+        try:
+            sender.send(self.page(request.method, request.path, request.peer, request.forwarded_for,
+                                  request.user_agent, request.referrer, request.now, request.query, request.host))
+        except Exception:  # tracking must never fail the request
+            sender.dropped += 1
+            log.exception("page event not recorded")
 
 
 def _referrer_host(referrer: str, host: str | None) -> str:
