@@ -9,6 +9,9 @@ size. Then, REPEAT times each, median printed:
   ClickHouse, for three filters the dashboard offers: 30 days of page events, the same under a link
   prefix, and 30 days of track events (ClickHouse reads its rollup for page events, ``events FINAL``
   otherwise);
+- the goals and funnels (``footprint.goalstats``: three goals, two funnels, within a visit and a day) on both
+  stores, 30 days, and charts under the goal filter (only the visitors who reached a goal: ClickHouse builds the
+  rollup's rows from the raw events, so a goal-filtered chart reads ``events``);
 - the read API's ClickHouse queries as ``GET /v1/events`` builds them (newest 100, by userId, by a
   property, the second page by cursor) and a ``POST /v1/queries`` example, on ClickHouse (the API
   reads ClickHouse only).
@@ -92,6 +95,39 @@ def dashboard(settings: Any, today: datetime, repeat: int, size: int) -> None:
                        note="" if same else "the stores' answers DIFFER")
 
 
+def goals(settings: Any, today: datetime, repeat: int, size: int) -> None:
+    """The goals and funnels and three charts under the goal filter, 30 days, on both stores."""
+    from footprint import goalstats
+    from footprint.goals import Definitions, Funnel, Goal
+    from footprint.stats import Filter, run_stats
+
+    since, until = (today - timedelta(days=29)).date(), (today + timedelta(days=1)).date()
+    signed = Goal(name="Signed up", event="Signed Up")
+    defined = Definitions.merged(((Goal(name="Pricing", page="/pricing*"), signed, Goal(name="Blog", page="/blog*")),
+                                  (Funnel(name="Trial", steps=("Pricing", "Signed up")),
+                                   Funnel(name="Reading", steps=("Blog", "Pricing", "Signed up"), within="day"))),
+                                 ((), ()))
+    f = Filter(since=since, until=until)
+    by_goal = Filter(since=since, until=until, goal=signed.name, goal_definition=signed)
+    cases: dict[str, Callable[[], list[Any]]] = {
+        "goals, funnels": lambda: goalstats.run_both(settings, f, defined),
+        "goal filter (Signed up)": lambda: run_stats(settings, since, until, f=by_goal,
+                                                     names=("views_per_day", "top_links", "visits")),
+    }
+    print(f"\n### goals and funnels, 30 days\n{'query':<44}{'postgres ms':>14}{'clickhouse ms':>16}{'answers':>10}")
+    for label, fn in cases.items():
+        fn()  # warm
+        runs = [fn() for _ in range(repeat)]
+        for i, r in enumerate(runs[0]):
+            pg = statistics.median(run[i].pg_ms for run in runs)
+            ch = statistics.median(run[i].ch_ms for run in runs)
+            same = all(run[i].same for run in runs)
+            name = r.name if label.startswith("goals") else f"{r.name}, {label}"
+            print(f"{name:<44}{pg:>14.1f}{ch:>16.1f}{'same' if same else 'DIFFERENT':>10}")
+            record(f"dashboard {name}, ClickHouse ({size:,} events)", ch, "ms", target=100, better="lower",
+                   note="" if same else "the stores' answers DIFFER")
+
+
 def api(settings: Any, repeat: int) -> None:
     from footprint import query, sqlapi
     from footprint.auth import Signer
@@ -144,6 +180,7 @@ def main() -> int:
             loaded = size
             print(f"\n## {size:,} events (written to both stores in {secs:.0f} s)")
             dashboard(s, today, args.repeat, size)
+            goals(s, today, args.repeat, size)
             api(s, args.repeat)
     return 0
 
