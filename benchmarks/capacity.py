@@ -88,9 +88,12 @@ def pg_bytes(s: Settings) -> tuple[int, int, int]:
     return int(row[0]), int(row[1]), int(row[2])
 
 
+ROLLUPS = ("stats_hourly", "link_hourly", "breakdowns_daily")  # the tables the materialized views fill
+
+
 def ch_bytes(ch: Any, db: str) -> dict[str, tuple[int, int]]:
     """table -> (compressed bytes on disk, uncompressed) of its active parts after merging."""
-    for table in ("events", "event_ids", "stats_hourly", "link_hourly"):
+    for table in ("events", "event_ids", *ROLLUPS):
         ch.query(f"OPTIMIZE TABLE {db}.{table} FINAL")
     out = ch.query("SELECT table, sum(bytes_on_disk), sum(data_uncompressed_bytes) FROM system.parts"
                    f" WHERE database = '{db}' AND active GROUP BY table FORMAT TSV")
@@ -118,7 +121,9 @@ def main() -> int:
             table, indexes, parts = pg_bytes(s)
             chs = ch_bytes(ch, s.ch_database)
             raw_ch = chs["events"][0] + chs["event_ids"][0]
-            rollups = chs.get("stats_hourly", (0, 0))[0] + chs.get("link_hourly", (0, 0))[0]
+            rollups = sum(chs.get(table, (0, 0))[0] for table in ROLLUPS)
+            print("ClickHouse rollups, compressed bytes (per event): " + ", ".join(
+                f"{table} {chs.get(table, (0, 0))[0]:,} ({chs.get(table, (0, 0))[0] / n:.1f})" for table in ROLLUPS))
 
             # the insert's cost per id kind, on 13 monthly partitions (the default retention's)
             with pg_connect(s.pg_owner_dsn.get_secret_value(), "owner") as conn:
