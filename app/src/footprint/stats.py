@@ -201,7 +201,7 @@ BREAKDOWNS = "breakdowns_daily"
 def by_day(f: Filter) -> bool:
     """Whether ClickHouse reads the filter's breakdowns from ``BREAKDOWNS``: it keeps neither the link, nor the
     audience, nor which goal an event reached, so a filter on any of them reads the raw events."""
-    return not f.link and not f.audience() and getattr(f, "goal", None) is None
+    return not f.link and not f.audience() and f.goal is None
 
 
 def _breakdown_days(f: Filter, dimension: str, bots: bool = False) -> tuple[str, str]:
