@@ -196,11 +196,11 @@ def test_erasure_rebuilds_each_rollup_with_the_filter_its_view_has_now() -> None
     from footprint.erasure import _ROLLUPS
 
     text = "\n".join(m.text for m in load("clickhouse"))
-    for table, (_select, where, _group) in _ROLLUPS.items():
+    for table, rollup in _ROLLUPS.items():
         defs = re.findall(rf"{table}_mv (?:MODIFY QUERY|TO \{{db\}}\.{table} AS)\s+SELECT.*?WHERE (.*?)\s+GROUP BY",
                           text, re.S)
         assert defs, table
-        assert " ".join(defs[-1].split()) == where, (table, defs[-1], where)
+        assert " ".join(defs[-1].split()) == rollup.where, (table, defs[-1], rollup.where)
 
 
 class FullSink(PickySink):
