@@ -69,6 +69,11 @@ class _ThenRecord:
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._body)
 
+    def __len__(self) -> int:
+        """The body's length where it has one (wsgiref sets Content-Length from a one-block body's); a
+        body without one raises TypeError here too, which servers take as "unknown"."""
+        return len(self._body)  # type: ignore[arg-type]
+
     def close(self) -> None:
         try:
             close = getattr(self._body, "close", None)
