@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 TICK = os.sysconf("SC_CLK_TCK")
 # (group, a part of the command line that marks it), first match wins
-GROUPS = (("Footprint consumer", "BatchConsumer"), ("Kafka broker", "kafka.Kafka"),
+GROUPS = (("Footprint consumer", "BatchConsumer"), ("Footprint collector", "footprint.cli serve"),
+          ("load generator (wrk)", "wrk "), ("Kafka broker", "kafka.Kafka"),
           ("ClickHouse stand-in", "standin"), ("PostgreSQL", "postgres"), ("this benchmark and its other children", ""))
 OTHER = "everything else on the machine"
 

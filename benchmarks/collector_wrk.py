@@ -34,6 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _cpu import cpu_shares
 from _figures import record
 from _services import REPO, machine, reference_tree
 
@@ -201,9 +202,9 @@ def main() -> int:
         print(f"{'  ratio':34} {api['rps'] / ref['rps']:8.2f}x")
     ref_events = ref["rps"] * args.batch if ref is not None else None
     record(f"collector: POST /v1/events (batches of {args.batch})", events, "events/s", target=50_000,
-           reference=ref_events)
+           reference=ref_events, limit=API_LIMIT.get("collector-api", ""))
     record("collector: POST /v1/events p99", api["p99"], "ms", target=50, better="lower",
-           reference=ref["p99"] if ref is not None else None)
+           reference=ref["p99"] if ref is not None else None, limit=API_LIMIT.get("collector-api", ""))
     print(f"\ntargets: events/s {events:,.0f} / 50,000 = {events / 50_000:.2f}x; p99 {api['p99']:.1f} ms (<= 50)")
     return 0
 
@@ -246,9 +247,22 @@ def run_api(work: Path, env: dict[str, str], args: argparse.Namespace, label: st
         wait_up(f"http://127.0.0.1:{port}/healthz", proc)
         print(f"POST /v1/events ({label}): warm-up 3 s, then {args.duration} s", flush=True)
         wrk(f"http://127.0.0.1:{port}/v1/events", script, 3, args.connections)
-        return measure(f"http://127.0.0.1:{port}/v1/events", script, args, proc, label)
+        start_s = time.perf_counter()
+        with cpu_shares() as shares:  # who takes the cores during the measured run
+            figures = measure(f"http://127.0.0.1:{port}/v1/events", script, args, proc, label)
+        wall = time.perf_counter() - start_s
+        print(shares.table(wall))
+        cpu = shares.seconds()
+        API_LIMIT[label] = (f"the collector's one process used {cpu['Footprint collector'] / wall:.2f} of a core (its"
+                            " event loop and its delivery thread share one GIL: one core at most), the broker"
+                            f" {cpu['Kafka broker'] / wall:.2f}, wrk {cpu['load generator (wrk)'] / wall:.2f}: a second"
+                            " worker (FOOTPRINT_COLLECTOR_WORKERS) needs a core to run on")
+        return figures
     finally:
         stop(proc)
+
+
+API_LIMIT: dict[str, str] = {}  # run label -> what limits the collector (run_api)
 
 
 def run_pages(work: Path, env: dict[str, str], args: argparse.Namespace) -> dict[str, dict[str, dict[str, float]]]:
