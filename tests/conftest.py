@@ -299,6 +299,37 @@ def kafka_client(kafka_vars: dict[str, Any], bootstrap: str, user: str | None = 
     return config | extra
 
 
+def create_topic(admin: Any, name: str, partitions: int = 1, replication_factor: int = 1, timeout: float = 60) -> None:
+    """Create a test's topic and return once every broker the admin client asks knows it. On a
+    cluster a CreateTopics answer can be a retriable error (the broker that forwarded it has not
+    yet learnt the controller's record: UNKNOWN_TOPIC_OR_PART, seen once in CI run 40): retried,
+    and a retry that finds the topic made by the first attempt counts as made."""
+    import time
+
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+
+    deadline = time.monotonic() + timeout
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            topic = NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)
+            admin.create_topics([topic])[name].result(30)
+            break
+        except KafkaException as exc:
+            error = exc.args[0]
+            if attempt > 1 and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                break
+            retry = error.retriable() or error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+            if not retry or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+    while name not in admin.list_topics(timeout=15).topics:
+        assert time.monotonic() < deadline, f"{name}: created, but not in the cluster's metadata within {timeout:.0f} s"
+        time.sleep(0.5)
+
+
 def pg_tls(pg_vars: dict[str, Any]) -> dict[str, Any]:
     """libpq TLS parameters for the PostgreSQL of pg_vars: verify-full against the deploy's CA."""
     if not enabled(pg_vars, "postgresql_tls_enabled"):

@@ -32,8 +32,8 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
-from conftest import kafka_client, setting
+from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
+from conftest import create_topic, kafka_client, setting
 
 REPO = Path(__file__).resolve().parent.parent
 # Only the hosts of the kafka group (the suite may run against a split inventory).
@@ -71,7 +71,7 @@ def admin(bootstrap: dict[str, Any]) -> AdminClient:
 def scratch_topic(admin: AdminClient, hostvars: dict[str, Any]) -> Iterator[str]:
     """A throwaway topic (auto-creation is off), deleted afterwards."""
     name = f"footprint-test-{uuid.uuid4().hex[:12]}"
-    admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=cluster_rf(hostvars))])[name].result(30)
+    create_topic(admin, name, 1, cluster_rf(hostvars))
     yield name
     admin.delete_topics([name])[name].result(30)
 
@@ -366,7 +366,7 @@ def test_shrinking_a_topic_fails_clearly(
 ) -> None:
     """A topic of 3 partitions (made here) declared with 2: the play fails naming it, the topic keeps 3."""
     name = f"footprint-shrink-{uuid.uuid4().hex[:8]}"
-    admin.create_topics([NewTopic(name, num_partitions=3, replication_factor=cluster_rf(hostvars))])[name].result(30)
+    create_topic(admin, name, 3, cluster_rf(hostvars))
     try:
         shrink = run_kafka_role(request, tmp_path, host,
                                 {"kafka_topics": [{"name": name, "partitions": 2, "retention_ms": 3600000,

@@ -33,8 +33,8 @@ from typing import Any
 import pytest
 import upgrade_traffic
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
-from conftest import ROOT, address_of, kafka_client, resolved, setting
+from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
+from conftest import ROOT, address_of, create_topic, kafka_client, resolved, setting
 from test_delivery import endpoints_of, wait_for
 from test_upgrade import runs_of, stored_ids
 
@@ -204,7 +204,7 @@ def test_kill_9_of_the_leader_under_a_producer_loses_and_duplicates_nothing(
     apps = hostvars["groups"].get("app", [])
     traffic = CollectorTraffic([endpoints_of(component, resolved(request.config, h)) for h in apps], tmp_path)
     topic = f"footprint-kill-{uuid.uuid4().hex[:8]}"
-    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=cluster["rf"])])[topic].result(30)
+    create_topic(admin, topic, 1, cluster["rf"])
     try:
         wait_in_sync(admin, topic, cluster["rf"], 60)
         leader_id = partition_leader(admin, topic, 30)

@@ -37,7 +37,7 @@ from typing import Any
 
 import pytest
 import yaml  # type: ignore[import-untyped]
-from conftest import ROOT, kafka_client, setting
+from conftest import ROOT, create_topic, kafka_client, setting
 
 testinfra_hosts = ["ansible://app"]
 
@@ -134,12 +134,11 @@ class KafkaTrap:
     def set(self, port: int, extra: Path) -> None:
         """A record written, a topic of 1 partition made, extra: the converge declares it with 3;
         then no persisted cluster.id file and a freshly restarted broker (a buggy role's hard case)."""
-        from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
         from test_kafka import meta_cluster_id, produce_one
 
         admin = self.admin(port)
         for name in (self.scratch, self.grow):
-            admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=self.rf)])[name].result(30)
+            create_topic(admin, name, 1, self.rf)
             self.made.append(name)
         self.written = produce_one(self.client(port), self.scratch, self.value)
         # the declared topics as the deploy has them, plus the one to grow

@@ -30,7 +30,7 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-from conftest import Secret, enabled, kafka_client, pg_tls, secret, setting
+from conftest import Secret, create_topic, enabled, kafka_client, pg_tls, secret, setting
 
 REPO = Path(__file__).resolve().parent.parent
 Component = Callable[[str], tuple[str, dict[str, Any]]]
@@ -174,8 +174,7 @@ def test_kafka_admin_and_app_principals_log_in(kafka: dict[str, Any]) -> None:
 def scratch_topic(kafka: dict[str, Any]) -> Iterator[str]:
     admin = AdminClient(kafka_client(kafka["vars"], kafka["bootstrap"]))
     name = f"footprint-tls-{uuid.uuid4().hex[:10]}"
-    admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])[name].result(30)
-    assert in_metadata(admin, name), f"{name}: created, but not in the cluster's metadata within 15 s"
+    create_topic(admin, name)
     yield name
     admin.delete_topics([name])[name].result(30)
 
@@ -218,7 +217,7 @@ def test_consumer_cannot_delete_or_create_topics(kafka: dict[str, Any], scratch_
     assert in_metadata(AdminClient(kafka_client(kafka["vars"], kafka["bootstrap"])), scratch_topic)
 
 
-def test_collector_cannot_read(kafka: dict[str, Any], scratch_topic: str) -> None:
+def test_collector_cannot_read(kafka: dict[str, Any]) -> None:
     consumer = Consumer(kafka_as(kafka, "collector", **{"group.id": f"footprint-tls-{uuid.uuid4().hex[:8]}",
                                                          "enable.auto.commit": False}))
     try:
