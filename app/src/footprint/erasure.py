@@ -10,7 +10,7 @@ A request is a row in PostgreSQL's ``erasure_requests`` (migration 0003). The jo
 - ClickHouse: their ids from ``event_ids`` (the consumer's "already stored" index, so a replay of
   such an event from Kafka is not mistaken for a stored one), their rows of ``events``, and the
   rollups are rebuilt for the hours the user had events in (the hourly ``link_hourly`` and
-  ``stats_hourly``; ``breakdowns_daily`` for those hours' days): their uniqExact states and sums
+  ``stats_hourly``; ``breakdowns_daily`` and ``links_daily`` for those hours' days): their uniqExact states and sums
   cannot be subtracted, rebuilding those hours from ``events`` is exact (see ``_rebuild_rollups`` for
   an insert running meanwhile).
 
@@ -177,8 +177,8 @@ class _Rollup:
 
 
 # The rollups fed by materialized views from ``events`` (clickhouse/0001_events.sql, 0003_read_side.sql,
-# 0008_breakdowns_daily.sql, their filters as 0004_enrichment left them: no bots, except in breakdowns_daily,
-# which keeps them flagged). Rebuilt for the erased user's hours (breakdowns_daily: their days).
+# 0008_breakdowns_daily.sql, 0009_links_daily.sql, their filters as 0004_enrichment left them: no bots, except in
+# breakdowns_daily, which keeps them flagged). Rebuilt for the erased user's hours (the daily ones: their days).
 _DIMENSIONS = ("referrer_host", "utm_source", "utm_medium", "utm_campaign", "browser", "os", "device", "country")
 _BREAKDOWN_VALUES = (f"[{', '.join(repr(d) for d in _DIMENSIONS)}] AS dimension,"
                      f" [{', '.join(f'toString({d})' for d in _DIMENSIONS)}] AS value")
@@ -193,13 +193,16 @@ _ROLLUPS = {
                                 " uniqExactStateIf(visitor_id, dimension = 'country' AND NOT bot) AS visitors",
                                 "NOT synthetic", "day, type, bot, dimension, value",
                                 join=f" ARRAY JOIN {_BREAKDOWN_VALUES}", daily=True),
+    "links_daily": _Rollup("toDate32(footprint_time) AS day, type, link, count() AS events,"
+                           " uniqExactState(visitor_id) AS visitors", "NOT synthetic AND NOT bot", "day, type, link",
+                           daily=True),
 }
 
 
 def _rebuild_rollups(client: Any, hours: list[datetime], suffix: str = "") -> None:
     """Each rollup's rows of ``hours`` (of their days, for a daily one) deleted and made again from ``events``
     (uniqExact states and sums cannot be subtracted). Rows a concurrent insert adds through a view in between may
-    count twice in ``stats_hourly`` and ``breakdowns_daily`` (the erasure's second pass rebuilds them again)."""
+    count twice in the rollups that count events (the erasure's second pass rebuilds them again)."""
     days = sorted({hour.date() for hour in hours})
     for table, rollup in _ROLLUPS.items():
         column, kind, of_event = rollup.key()

@@ -136,6 +136,7 @@ CLUSTER_TABLES: dict[str, str] = {
     "link_hourly": "",
     "stats_hourly": "",
     "breakdowns_daily": "",
+    "links_daily": "",
 }
 REPLICA_PATH = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"
 _TABLE_REF = re.compile(r"\{db\}\.(" + "|".join(CLUSTER_TABLES) + r")\b")

@@ -8,8 +8,9 @@ bots (stored and flagged by the collector's enrichment) only in ``bots_per_day``
 PostgreSQL reads the raw table; ClickHouse reads the hourly rollup ``stats_hourly`` (counts and
 visitor sets per hour, type, link, method and event name; migration 0003, bots left out since 0004),
 the daily rollup ``breakdowns_daily`` (migration 0008) for the breakdowns by referrer, UTM source / medium /
-campaign, browser, OS, device and country, the bots' and the visitors per day (``by_day``), and the raw
-table (``FINAL``) for the last hour's events per minute. The rollup holds no audience columns and no
+campaign, browser, OS, device and country, the bots' and the visitors per day (``by_day``), the daily rollup
+``links_daily`` (migration 0009) for the top links and, under a link prefix, the visitors per day (``by_link_day``),
+and the raw table (``FINAL``) for the last hour's events per minute. The rollup holds no audience columns and no
 visitor's goals: a filter on the audience or a goal makes ClickHouse build the rollup's rows of those events from
 the raw table instead (the same query over them), so every statistic takes every filter in both stores. The
 visits (sessions: a visitor's events at most ``session_timeout_minutes`` apart) come from the raw tables in both,
@@ -147,10 +148,15 @@ def _per_day(pg_value: str, ch_value: str) -> Callable[[Filter], tuple[str, str]
 
 
 def _top_links(f: Filter) -> tuple[str, str]:
+    """Events and exact visitors per link, most events first: ClickHouse merges each link's daily visitor sets of
+    ``LINKS``, or the hourly rollup's rows (built from the raw events for an audience or a goal)."""
     pg, ch = _days(f)
+    rows = _rollup(f)
+    if by_link_day(f):
+        rows, ch = LINKS, _link_days(f)[1]
     return (f"SELECT link, count(*) AS views, count(DISTINCT visitor_id) FROM events WHERE {pg}"
             ' GROUP BY link ORDER BY views DESC, link COLLATE "C" LIMIT %(top)s',
-            f"SELECT link, sum(events) AS v, uniqExactMerge(visitors) FROM {_rollup(f)} WHERE {ch}"
+            f"SELECT link, sum(events) AS v, uniqExactMerge(visitors) FROM {rows} WHERE {ch}"
             " GROUP BY link ORDER BY v DESC, link LIMIT {top:UInt32}")
 
 
@@ -196,21 +202,37 @@ def raw_days(f: Filter, bots: bool = False) -> tuple[str, str]:
 # The daily rollup of the breakdowns (migration 0008): rows per UTC day, type, bot flag, dimension (an enrichment
 # column's name) and value, each event counted once in every dimension's rows; visitor sets for the countries
 BREAKDOWNS = "breakdowns_daily"
+# The daily rollup of the links (migration 0009): rows per UTC day, type and link of the human events, their count
+# and exact visitor set
+LINKS = "links_daily"
+# the filter's days in a daily rollup (whole UTC days, as the filter's)
+_DAYS = ("day >= toDate32(toTimeZone({since:DateTime}, 'UTC'))"
+         " AND day < toDate32(toTimeZone({until:DateTime}, 'UTC'))")
+
+
+def by_link_day(f: Filter) -> bool:
+    """Whether ClickHouse reads the filter's top links (and, under a link prefix, visitors per day) from ``LINKS``:
+    it keeps the link, but neither the audience nor which goal an event reached."""
+    return not f.audience() and f.goal is None
 
 
 def by_day(f: Filter) -> bool:
     """Whether ClickHouse reads the filter's breakdowns from ``BREAKDOWNS``: it keeps neither the link, nor the
     audience, nor which goal an event reached, so a filter on any of them reads the raw events."""
-    return not f.link and not f.audience() and f.goal is None
+    return not f.link and by_link_day(f)
+
+
+def _link_days(f: Filter) -> tuple[str, str]:
+    """The filter in both stores for ``LINKS``: PostgreSQL's raw events, ClickHouse's rollup rows (``by_link_day``
+    must hold)."""
+    return _where(f, "footprint_time >= %(since)s AND footprint_time < %(until)s", _DAYS, raw=False)
 
 
 def _breakdown_days(f: Filter, dimension: str, bots: bool = False) -> tuple[str, str]:
     """The filter in both stores for one breakdown: PostgreSQL's raw events, ClickHouse's rows of ``dimension``
-    in ``BREAKDOWNS`` (``by_day`` must hold; the filter's days are whole UTC days, as the rollup's)."""
+    in ``BREAKDOWNS`` (``by_day`` must hold)."""
     return _where(f, "footprint_time >= %(since)s AND footprint_time < %(until)s",
-                  f"dimension = '{dimension}' AND {'bot' if bots else 'NOT bot'}"
-                  " AND day >= toDate32(toTimeZone({since:DateTime}, 'UTC'))"
-                  " AND day < toDate32(toTimeZone({until:DateTime}, 'UTC'))", bots=bots, raw=False)
+                  f"dimension = '{dimension}' AND {'bot' if bots else 'NOT bot'} AND {_DAYS}", bots=bots, raw=False)
 
 
 def _breakdown(column: str, bots: bool = False) -> Callable[[Filter], tuple[str, str]]:
@@ -256,11 +278,14 @@ _VISITORS_PER_HOUR = _per_day("count(DISTINCT visitor_id)", "uniqExactMerge(visi
 def _visitors_per_day(f: Filter) -> tuple[str, str]:
     """Distinct visitors per day. ClickHouse merges the visitor sets of the daily rollup's country rows: every human
     event is in one, so their union over a day is exactly its visitors, from fewer and smaller sets than the hours'
-    (a visitor of many hours is one member of the day's set); ``stats_hourly``'s for a filter it cannot answer."""
+    (a visitor of many hours is one member of the day's set); under a link prefix those of the links' daily rows;
+    ``stats_hourly``'s for a filter neither can answer."""
     pg, ch = _VISITORS_PER_HOUR(f)
     if by_day(f):
         ch = (f"SELECT day, uniqExactMerge(visitors) FROM {BREAKDOWNS} WHERE {_breakdown_days(f, 'country')[1]}"
               " GROUP BY day ORDER BY day")
+    elif by_link_day(f):
+        ch = f"SELECT day, uniqExactMerge(visitors) FROM {LINKS} WHERE {_link_days(f)[1]} GROUP BY day ORDER BY day"
     return pg, ch
 
 

@@ -91,7 +91,7 @@ def _truncate(settings: Settings) -> None:
     ch = ch_client(settings)
     try:
         # event_ids after events
-        for table in ("events", "link_hourly", "stats_hourly", "breakdowns_daily", "event_ids"):
+        for table in ("events", "link_hourly", "stats_hourly", "breakdowns_daily", "links_daily", "event_ids"):
             ch.command(f"TRUNCATE TABLE {table}")
     finally:
         ch.close()

@@ -79,7 +79,18 @@ def test_the_breakdowns_read_the_daily_rollup_unless_the_filter_names_a_link() -
     # the visitors per day: the union of each day's country sets, or the hourly rollup's under a link prefix
     assert "uniqExactMerge(visitors) FROM breakdowns_daily WHERE dimension = 'country' AND NOT bot " in \
         QUERIES["unique_visitors_per_day"](Filter())[1]
-    assert "FROM stats_hourly WHERE" in QUERIES["unique_visitors_per_day"](Filter(link="/blog"))[1]
+    assert "FROM links_daily WHERE" in QUERIES["unique_visitors_per_day"](Filter(link="/blog"))[1]
+
+
+def test_the_top_links_read_the_links_daily_rollup_unless_the_filter_names_an_audience_or_a_goal() -> None:
+    for f in (Filter(), Filter(type=""), Filter(link="/blog")):
+        ch = QUERIES["top_links"](f)[1]
+        assert "uniqExactMerge(visitors) FROM links_daily WHERE day >= " in ch, f
+        assert "stats_hourly" not in ch and "FROM events" not in ch, f
+    assert "startsWith(link, {link:String})" in QUERIES["top_links"](Filter(link="/blog"))[1]
+    # under a link prefix, the visitors per day merge the links' daily sets too
+    assert "uniqExactMerge(visitors) FROM links_daily WHERE" in QUERIES["unique_visitors_per_day"](Filter(link="/b"))[1]
+    assert "links_daily" not in QUERIES["top_links"](Filter(device="mobile"))[1]
 
 
 def test_every_statistic_takes_the_audience_in_both_stores() -> None:
@@ -92,5 +103,5 @@ def test_every_statistic_takes_the_audience_in_both_stores() -> None:
         assert "referrer_host = %(referrer_host)s" in pg and "device = %(device)s" in pg, name
         assert "referrer_host = {referrer_host:String}" in ch and "device = {device:String}" in ch, name
         assert "stats_hourly" not in ch, name  # the rollup keeps no audience: its rows built from the raw events
-        assert "breakdowns_daily" not in ch, name  # nor does the daily one
+        assert "breakdowns_daily" not in ch and "links_daily" not in ch, name  # nor do the daily ones
         assert "browser =" not in pg + ch and "os =" not in pg + ch, name
