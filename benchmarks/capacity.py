@@ -88,7 +88,8 @@ def pg_bytes(s: Settings) -> tuple[int, int, int]:
     return int(row[0]), int(row[1]), int(row[2])
 
 
-ROLLUPS = ("stats_hourly", "link_hourly", "breakdowns_daily", "links_daily")  # the tables the materialized views fill
+# the tables the materialized views fill
+ROLLUPS = ("stats_hourly", "link_hourly", "breakdowns_daily", "links_daily", "visitors_daily")
 
 
 def ch_bytes(ch: Any, db: str) -> dict[str, tuple[int, int]]:

@@ -5,6 +5,8 @@ Generated events (benchmarks' usual traffic: 85 % page events over --days days) 
 into both stores with the consumer's own sinks (PostgreSQL COPY, ClickHouse JSONEachRow) up to each
 size. Then, REPEAT times each, median printed:
 
+- the charts the page draws from an estimate (``footprint.stats.APPROXIMATE``: the visitors per day from daily
+  HyperLogLog sketches) beside ClickHouse's exact answer: both times and the relative error per row;
 - every ``footprint.stats`` query (the dashboard's charts and stores panel) on PostgreSQL and
   ClickHouse, for three filters the dashboard offers: 30 days of page events, the same under a link
   prefix, and 30 days of track events (ClickHouse reads its rollup for page events, ``events FINAL``
@@ -112,6 +114,30 @@ def dashboard(settings: Any, today: datetime, repeat: int, size: int) -> None:
             if label == "page, 30 days":  # the dashboard's view; the target is set at 10M events
                 record(f"dashboard {r.name}, ClickHouse ({size:,} events)", ch, "ms", target=100, better="lower",
                        note="" if same else "the stores' answers DIFFER", limit=reads(ch_sql_of(r.name, f)))
+        if label == "page, 30 days":
+            estimates(settings, f, {r.name: r.ch_rows for r in runs[0]}, repeat, size)
+
+
+def estimates(settings: Any, f: Any, exact: dict[str, list[Any]], repeat: int, size: int) -> None:
+    """The charts the page draws from an estimate (``stats.APPROXIMATE``) beside ClickHouse's exact answer: the time
+    of each and how far apart they are (relative error per row: the largest and the mean)."""
+    from footprint.stats import APPROXIMATE, approximated, run_clickhouse
+
+    print(f"\n### the page's estimates beside the exact answers (ClickHouse)\n{'query':<26}{'exact ms':>10}"
+          f"{'estimate ms':>13}{'rows':>6}{'max error':>11}{'mean error':>12}  bound")
+    bounds = approximated(f, tuple(APPROXIMATE))
+    for name, bound in bounds.items():
+        ms = timed(lambda name=name: run_clickhouse(settings, f, (name,), approximate=True), repeat)
+        exact_ms = timed(lambda name=name: run_clickhouse(settings, f, (name,)), repeat)
+        rows = run_clickhouse(settings, f, (name,), approximate=True)[name]
+        truth = {row[0]: row[-1] for row in exact[name]}
+        errors = [abs(row[-1] - truth[row[0]]) / truth[row[0]] for row in rows if truth.get(row[0])]
+        worst, mean = (max(errors), sum(errors) / len(errors)) if errors else (0.0, 0.0)
+        same_keys = {row[0] for row in rows} == set(truth)
+        print(f"{name:<26}{exact_ms:>10.1f}{ms:>13.1f}{len(rows):>6}{worst:>10.2%}{mean:>11.2%}   {bound}"
+              f"{'' if same_keys else '  (the rows differ)'}")
+        record(f"dashboard {name}, the page's estimate ({bound}), ClickHouse ({size:,} events)", ms, "ms",
+               target=100, better="lower", note=f"largest error {worst:.2%}, mean {mean:.2%}")
 
 
 def goals(settings: Any, today: datetime, repeat: int, size: int) -> None:

@@ -29,6 +29,7 @@ from footprint.stats import (
     Planned,
     QueryResult,
     Rows,
+    clickhouse_sql,
     plan,
     run_plan,
     run_plan_clickhouse,
@@ -78,16 +79,17 @@ class Periods:
 
 
 def previous_plan(periods: Periods, names: tuple[str, ...], timeout_minutes: int,
-                  current: Mapping[str, tuple[Rows, Rows]]) -> list[Planned]:
+                  current: Mapping[str, tuple[Rows, Rows]], approximate: bool = False) -> list[Planned]:
     """The previous period's query of each of ``names``; ``current``: each name's current rows in each store
-    (PostgreSQL's, ClickHouse's), whose labels a top list's previous query is kept to."""
+    (PostgreSQL's, ClickHouse's), whose labels a top list's previous query is kept to; ``approximate``: ClickHouse's
+    estimates where there are (as the current period's chart)."""
     f = periods.previous
     out = []
     for name in names:
         live = name == "live_per_minute"  # the hour before the live hour, whatever the days
         params = Params.of(f, periods.now - timedelta(minutes=LIVE_MINUTES) if live else periods.now, timeout_minutes)
         column = LABELS.get(name)
-        pg_sql, ch_sql = QUERIES[name](f)
+        pg_sql, ch_sql = QUERIES[name](f)[0], clickhouse_sql(name, f, approximate)
         if column is None:
             out.append(Planned(name, pg_sql, ch_sql, params))
             continue
@@ -182,11 +184,12 @@ def run_both(settings: Settings, periods: Periods, names: tuple[str, ...]
     return current, run_plan(settings, previous_plan(periods, names, timeout, rows))
 
 
-def clickhouse_compared(settings: Settings, periods: Periods, current: Mapping[str, Rows]) -> dict[str, Rows]:
+def clickhouse_compared(settings: Settings, periods: Periods, current: Mapping[str, Rows], approximate: bool = False
+                        ) -> dict[str, Rows]:
     """The comparison of each statistic of ``current`` (ClickHouse's rows of the current period, the dashboard's
-    charts) with the previous period on ClickHouse."""
+    charts; ``approximate``: estimated where they can be) with the previous period on ClickHouse."""
     names = tuple(current)
     planned = previous_plan(periods, names, settings.session_timeout_minutes,
-                            {name: ([], rows) for name, rows in current.items()})
+                            {name: ([], rows) for name, rows in current.items()}, approximate)
     previous = run_plan_clickhouse(settings, planned)
     return {name: compared(name, current[name], previous[name], periods.length) for name in names}

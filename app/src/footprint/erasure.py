@@ -10,9 +10,9 @@ A request is a row in PostgreSQL's ``erasure_requests`` (migration 0003). The jo
 - ClickHouse: their ids from ``event_ids`` (the consumer's "already stored" index, so a replay of
   such an event from Kafka is not mistaken for a stored one), their rows of ``events``, and the
   rollups are rebuilt for the hours the user had events in (the hourly ``link_hourly`` and
-  ``stats_hourly``; ``breakdowns_daily`` and ``links_daily`` for those hours' days): their uniqExact states and sums
-  cannot be subtracted, rebuilding those hours from ``events`` is exact (see ``_rebuild_rollups`` for
-  an insert running meanwhile).
+  ``stats_hourly``; ``breakdowns_daily``, ``links_daily`` and ``visitors_daily`` for those hours' days): their
+  visitor sets, sketches and sums cannot be subtracted, rebuilding those hours from ``events`` is exact (see
+  ``_rebuild_rollups`` for an insert running meanwhile).
 
 Events still in Kafka: the request is kept until ``keep_until`` (``erasure_keep_seconds``, set to the
 topic's retention), and the consumer drops every event of a user with a kept request before writing
@@ -177,8 +177,9 @@ class _Rollup:
 
 
 # The rollups fed by materialized views from ``events`` (clickhouse/0001_events.sql, 0003_read_side.sql,
-# 0008_breakdowns_daily.sql, 0009_links_daily.sql, their filters as 0004_enrichment left them: no bots, except in
-# breakdowns_daily, which keeps them flagged). Rebuilt for the erased user's hours (the daily ones: their days).
+# 0008_breakdowns_daily.sql, 0009_links_daily.sql, 0010_visitors_daily.sql, their filters as 0004_enrichment left
+# them: no bots, except in breakdowns_daily, which keeps them flagged). Rebuilt for the erased user's hours (the
+# daily ones: their days).
 _DIMENSIONS = ("referrer_host", "utm_source", "utm_medium", "utm_campaign", "browser", "os", "device", "country")
 _BREAKDOWN_VALUES = (f"[{', '.join(repr(d) for d in _DIMENSIONS)}] AS dimension,"
                      f" [{', '.join(f'toString({d})' for d in _DIMENSIONS)}] AS value")
@@ -196,6 +197,8 @@ _ROLLUPS = {
     "links_daily": _Rollup("toDate32(footprint_time) AS day, type, link, count() AS events,"
                            " uniqExactState(visitor_id) AS visitors", "NOT synthetic AND NOT bot", "day, type, link",
                            daily=True),
+    "visitors_daily": _Rollup("toDate32(footprint_time) AS day, type, uniqCombined64State(12)(visitor_id) AS visitors",
+                              "NOT synthetic AND NOT bot", "day, type", daily=True),
 }
 
 

@@ -137,6 +137,7 @@ CLUSTER_TABLES: dict[str, str] = {
     "stats_hourly": "",
     "breakdowns_daily": "",
     "links_daily": "",
+    "visitors_daily": "",
 }
 REPLICA_PATH = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"
 _TABLE_REF = re.compile(r"\{db\}\.(" + "|".join(CLUSTER_TABLES) + r")\b")

@@ -13,7 +13,7 @@ both stores on the same day, as one piece:
 - ClickHouse: the job drops the expired months of ``events`` (partitioned by month since 0001),
   deletes their ids from ``event_ids`` (the consumer's "already stored" lookup, so that both stores
   forget an id with its event), and drops the months of the rollups (hourly, and the daily
-  ``breakdowns_daily`` and ``links_daily``) that are older than
+  ``breakdowns_daily``, ``links_daily``, ``visitors_daily``) that are older than
   ``rollup_retention_months`` (kept longer: the dashboard's history outlives the raw events). The
   same bounds are set as the tables' TTL (``event_ids`` too), which keeps them on a server where the
   job stops running; the ids of expired months are deleted whether the job or a TTL merge removed
@@ -47,7 +47,7 @@ _BOUND = re.compile(r"FROM \((MINVALUE|'[^']+')\) TO \('([^']+)'\)")
 # ClickHouse tables kept by month: (table, time column, which retention)
 CH_TABLES = (("events", "footprint_time", "raw"), ("link_hourly", "hour", "rollup"),
              ("stats_hourly", "hour", "rollup"), ("breakdowns_daily", "day", "rollup"),
-             ("links_daily", "day", "rollup"))
+             ("links_daily", "day", "rollup"), ("visitors_daily", "day", "rollup"))
 
 
 def month_start(day: date, months: int = 0) -> date:

@@ -1,20 +1,22 @@
 """Dashboard queries on BOTH stores, results and timings side by side.
 
-One definition of every statistic, for ``footprint stats`` and the dashboard alike: a ``Filter``
-(UTC days, an event type, a link prefix, the audience: referrer host, device class, browser, OS, country, and a
-goal: only the visitors who reached it in those days) -> one PostgreSQL and one ClickHouse query per statistic.
-Every statistic counts human events: synthetic ones (smoke-check probes, the consumer's canary) never,
-bots (stored and flagged by the collector's enrichment) only in ``bots_per_day``.
-PostgreSQL reads the raw table; ClickHouse reads the hourly rollup ``stats_hourly`` (counts and
-visitor sets per hour, type, link, method and event name; migration 0003, bots left out since 0004),
-the daily rollup ``breakdowns_daily`` (migration 0008) for the breakdowns by referrer, UTM source / medium /
-campaign, browser, OS, device and country, the bots' and the visitors per day (``by_day``), the daily rollup
-``links_daily`` (migration 0009) for the top links and, under a link prefix, the visitors per day (``by_link_day``),
-and the raw table (``FINAL``) for the last hour's events per minute. The rollup holds no audience columns and no
-visitor's goals: a filter on the audience or a goal makes ClickHouse build the rollup's rows of those events from
-the raw table instead (the same query over them), so every statistic takes every filter in both stores. The
-visits (sessions: a visitor's events at most ``session_timeout_minutes`` apart) come from the raw tables in both,
-by window functions over each visitor's events in the order of their own time (``_visits``).
+One definition of every statistic, for ``footprint stats`` and the dashboard alike: a ``Filter`` (UTC days, an event
+type, a link prefix, the audience: referrer host, device class, browser, OS, country, and a goal: only the visitors
+who reached it in those days) -> one PostgreSQL and one ClickHouse query per statistic. Every statistic counts human
+events: synthetic ones (smoke-check probes, the consumer's canary) never, bots (stored and flagged by the
+collector's enrichment) only in ``bots_per_day``. PostgreSQL reads the raw table; ClickHouse reads the hourly rollup
+``stats_hourly`` (counts and visitor sets per hour, type, link, method and event name; migration 0003, bots left out
+since 0004), the daily rollup ``breakdowns_daily`` (migration 0008) for the breakdowns by referrer, UTM source /
+medium / campaign, browser, OS, device and country, the bots' and the visitors per day (``by_day``), the daily
+rollup ``links_daily`` (migration 0009) for the top links and, under a link prefix, the visitors per day
+(``by_link_day``), and the raw table (``FINAL``) for the last hour's events per minute. The dashboard's chart of the
+visitors per day draws an estimate (``APPROXIMATE``: the daily HyperLogLog sketches of ``visitors_daily``, migration
+0010), which every other reader of these statistics (the stores panel, ``footprint stats``, the CSV exports) counts
+exactly. The rollup holds no audience columns and no visitor's goals: a filter on the audience or a goal makes
+ClickHouse build the rollup's rows of those events from the raw table instead (the same query over them), so every
+statistic takes every filter in both stores. The visits (sessions: a visitor's events at most
+``session_timeout_minutes`` apart) come from the raw tables in both, by window functions over each visitor's events
+in the order of their own time (``_visits``).
 """
 
 from __future__ import annotations
@@ -411,6 +413,40 @@ QUERIES: dict[str, Callable[[Filter], tuple[str, str]]] = {
 }
 
 
+# The daily sketches of the visitors (migration 0010): rows per UTC day and type of the human events, a HyperLogLog
+# sketch of their visitors (uniqCombined64 with 2^12 cells), which merges in constant space
+SKETCHES = "visitors_daily"
+# what the page says beside a chart drawn from them: the sketch's relative standard error (1.04 / sqrt(2^12))
+APPROXIMATION = "±1.6 %"
+
+
+def _visitors_per_day_estimated(f: Filter) -> str | None:
+    """The visitors per day estimated from ``SKETCHES`` (None: a filter on a link, the audience or a goal, which the
+    sketches do not keep: the exact query serves it)."""
+    if not by_day(f):
+        return None
+    return (f"SELECT day, uniqCombined64Merge(12)(visitors) FROM {SKETCHES} WHERE {_link_days(f)[1]}"
+            " GROUP BY day ORDER BY day")
+
+
+# The dashboard's estimates: name -> ClickHouse's SQL of a filter, drawn by the page's charts (``run_clickhouse``
+# with ``approximate``) beside ``APPROXIMATION``; the stores panel, ``footprint stats`` and the CSV exports count
+# exactly (``QUERIES``)
+APPROXIMATE: dict[str, Callable[[Filter], str | None]] = {"unique_visitors_per_day": _visitors_per_day_estimated}
+
+
+def clickhouse_sql(name: str, f: Filter, approximate: bool = False) -> str:
+    """ClickHouse's query of statistic ``name`` for filter ``f``: its estimate where ``approximate`` asks for one
+    and one serves the filter, else the exact query."""
+    estimate = APPROXIMATE[name](f) if approximate and name in APPROXIMATE else None
+    return estimate or QUERIES[name](f)[1]
+
+
+def approximated(f: Filter, names: tuple[str, ...]) -> dict[str, str]:
+    """Those of ``names`` that ``approximate`` estimates for filter ``f``, each with its error bound."""
+    return {name: APPROXIMATION for name in names if name in APPROXIMATE and APPROXIMATE[name](f) is not None}
+
+
 @dataclass
 class QueryResult:
     name: str
@@ -484,9 +520,10 @@ class Planned:
     params: Params
 
 
-def plan(f: Filter, names: tuple[str, ...], params: Params) -> list[Planned]:
-    """The queries ``names`` of filter ``f`` with ``params``."""
-    return [Planned(name, *QUERIES[name](f), params) for name in names]
+def plan(f: Filter, names: tuple[str, ...], params: Params, approximate: bool = False) -> list[Planned]:
+    """The queries ``names`` of filter ``f`` with ``params`` (``approximate``: ClickHouse's estimates where there
+    are, ``APPROXIMATE``)."""
+    return [Planned(name, QUERIES[name](f)[0], clickhouse_sql(name, f, approximate), params) for name in names]
 
 
 def run_plan(settings: Settings, planned: list[Planned]) -> list[QueryResult]:
@@ -526,10 +563,12 @@ def run_stats(settings: Settings, since: date, until: date, top: int = 10, *, f:
     return run_plan(settings, plan(f, names or tuple(QUERIES), params))
 
 
-def run_clickhouse(settings: Settings, f: Filter, names: tuple[str, ...]) -> dict[str, Rows]:
-    """``names`` of filter ``f`` on ClickHouse alone (the dashboard's live chart, refreshed often)."""
+def run_clickhouse(settings: Settings, f: Filter, names: tuple[str, ...], approximate: bool = False
+                   ) -> dict[str, Rows]:
+    """``names`` of filter ``f`` on ClickHouse alone (the dashboard's charts; ``approximate``: the estimates of
+    ``APPROXIMATE`` where there are)."""
     params = Params.of(f, session_timeout_minutes=settings.session_timeout_minutes)
-    return run_plan_clickhouse(settings, plan(f, names, params))
+    return run_plan_clickhouse(settings, plan(f, names, params, approximate))
 
 
 def render(results: list[QueryResult], limit: int = 12) -> str:

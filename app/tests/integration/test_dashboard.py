@@ -31,7 +31,7 @@ from footprint.dashboard.app import VISITS
 from footprint.enrich import enrich
 from footprint.settings import Settings
 from footprint.sinks import ClickHouseSink, PostgresSink
-from footprint.stats import QUERIES
+from footprint.stats import APPROXIMATION, QUERIES
 from helpers import USER_AGENTS, dashboard_process
 
 CHROMIUM = "/usr/bin/chromium"
@@ -189,6 +189,10 @@ def test_login_charts_filter_and_phone(dashboard: dict[str, Any]) -> None:
             for name, rows in _expected(stats).items():
                 assert shown[name] == rows, name
             assert _live_total(shown) > 0
+            # the visitors per day are drawn from the daily sketches (exact at this traffic's few visitors a day),
+            # and the page says so beside the chart's title
+            mark = "[data-approximate=unique_visitors_per_day]"
+            assert page.is_visible(mark) and page.inner_text(mark) == f"\u2248 estimate, {APPROXIMATION}"
             _visits_as_cli(page, stats)
             assert 0 < stats["visits"]["clickhouse"][0][1] < stats["visits"]["clickhouse"][0][0]  # bounces and not
             assert all(f"/{run}/probe" != label for label, _ in shown["top_links"])
@@ -216,6 +220,7 @@ def test_login_charts_filter_and_phone(dashboard: dict[str, Any]) -> None:
                 assert shown[name] == rows, name
             for name in CHARTS:
                 assert shown[name] != before[name], f"{name} did not change with the filter"
+            assert not page.is_visible(mark)  # under a link prefix the chart counts exactly
             assert 0 < _live_total(shown) < _live_total(before)
             assert all(label.startswith(f"/{run}/blog") for label, _ in shown["top_links"])
             _visits_as_cli(page, stats)  # the visits that entered under the prefix

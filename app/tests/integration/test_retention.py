@@ -58,6 +58,9 @@ def _per_month(settings: Settings) -> tuple[dict[str, int], dict[str, int], dict
         links = dict(ch.query("SELECT formatDateTime(day, '%Y-%m'), sum(events) FROM links_daily"
                               " GROUP BY 1").result_rows)
         assert links == rollup, (links, rollup)  # and the daily links
+        sketched = {m for (m,) in ch.query("SELECT DISTINCT formatDateTime(day, '%Y-%m') FROM visitors_daily")
+                    .result_rows}
+        assert sketched == set(rollup), (sketched, rollup)  # and the visitors' daily sketches
         ids = dict(ch.query("SELECT formatDateTime(footprint_time, '%Y-%m'), count() FROM event_ids FINAL"
                             " WHERE event_id != toUUID('00000000-0000-4000-8000-00000000ca9a') GROUP BY 1").result_rows)
     finally:

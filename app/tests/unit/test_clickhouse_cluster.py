@@ -34,7 +34,8 @@ def test_a_cluster_gets_replicated_local_tables_and_distributed_tables_under_the
     creates = {m.group(1): s for s in every if (m := re.match(r"CREATE TABLE IF NOT EXISTS fp\.(\w+)\s", s))}
     assert set(creates) == {"events", "events_local", "event_ids", "event_ids_local",
                             "link_hourly", "link_hourly_local", "stats_hourly", "stats_hourly_local",
-                            "breakdowns_daily", "breakdowns_daily_local", "links_daily", "links_daily_local"}
+                            "breakdowns_daily", "breakdowns_daily_local", "links_daily", "links_daily_local",
+                            "visitors_daily", "visitors_daily_local"}
     events_engine = f"ENGINE = ReplicatedReplacingMergeTree({PATH})\nPARTITION BY toYYYYMM(footprint_time)"
     assert events_engine in creates["events_local"]
     assert f"ENGINE = ReplicatedReplacingMergeTree({PATH})\nORDER BY event_id" in creates["event_ids_local"]
@@ -42,6 +43,7 @@ def test_a_cluster_gets_replicated_local_tables_and_distributed_tables_under_the
     assert f"ENGINE = ReplicatedAggregatingMergeTree({PATH})" in creates["stats_hourly_local"]
     assert f"ENGINE = ReplicatedAggregatingMergeTree({PATH})" in creates["breakdowns_daily_local"]
     assert f"ENGINE = ReplicatedAggregatingMergeTree({PATH})" in creates["links_daily_local"]
+    assert f"ENGINE = ReplicatedAggregatingMergeTree({PATH})" in creates["visitors_daily_local"]
     # sharded by event_id: a replay meets its first write on the same shard
     assert creates["events"] == ("CREATE TABLE IF NOT EXISTS fp.events AS fp.events_local\n"
                                  "ENGINE = Distributed('footprint', 'fp', 'events_local', cityHash64(event_id))")
@@ -65,15 +67,15 @@ def test_shards_without_replicas_keep_the_migrations_engines_and_only_that_chang
             assert "Replicated" not in p
             assert engine.sub(r"ENGINE = \1", r) == p
             changed += r != p
-    assert changed == 6  # the six local tables; their Distributed tables and everything else as before
+    assert changed == 7  # the seven local tables; their Distributed tables and everything else as before
 
 
 def test_views_indexes_and_backfills_work_on_the_local_tables() -> None:
     by_name = statements("footprint")
     views = [s for name in ("0001_events.sql", "0002_event_ids.sql", "0003_read_side.sql", "0008_breakdowns_daily.sql",
-                            "0009_links_daily.sql")
+                            "0009_links_daily.sql", "0010_visitors_daily.sql")
              for s in by_name[name] if s.startswith("CREATE MATERIALIZED VIEW")]
-    assert len(views) == 5
+    assert len(views) == 6
     for view in views:
         assert re.search(r"\bTO fp\.\w+_local AS\b", view) and "FROM fp.events_local" in view, view
     assert "INSERT INTO fp.event_ids_local SELECT event_id FROM fp.events_local" in by_name["0002_event_ids.sql"]
@@ -85,6 +87,8 @@ def test_views_indexes_and_backfills_work_on_the_local_tables() -> None:
     assert backfill.startswith("INSERT INTO fp.breakdowns_daily_local") and "FROM fp.events_local FINAL" in backfill
     backfill = by_name["0009_links_daily.sql"][-1]
     assert backfill.startswith("INSERT INTO fp.links_daily_local") and "FROM fp.events_local FINAL" in backfill
+    backfill = by_name["0010_visitors_daily.sql"][-1]
+    assert backfill.startswith("INSERT INTO fp.visitors_daily_local") and "FROM fp.events_local FINAL" in backfill
     enrichment = by_name["0004_enrichment.sql"]
     # a column change on the local table, then on the Distributed table
     assert enrichment[0].startswith("ALTER TABLE fp.events_local\n    ADD COLUMN IF NOT EXISTS referrer_host String")
@@ -93,7 +97,7 @@ def test_views_indexes_and_backfills_work_on_the_local_tables() -> None:
     every = [s for stmts in by_name.values() for s in stmts]
     # the only statements naming a Distributed table: its creation and its column changes
     for s in every:
-        if re.search(r"\bfp\.(events|event_ids|link_hourly|stats_hourly|breakdowns_daily|links_daily)\b", s):
+        if re.search(rf"\bfp\.({'|'.join(migrate.CLUSTER_TABLES)})\b", s):
             assert s.startswith(("CREATE TABLE IF NOT EXISTS fp.", "ALTER TABLE fp.events\n",
                                  "ALTER TABLE fp.event_ids\n")), s
     retention = by_name["0005_retention.sql"]

@@ -9,7 +9,7 @@ import pytest
 
 from footprint.contract import SHORT_MAX_CHARS
 from footprint.dashboard.app import BadFilter, parse_filter
-from footprint.stats import QUERIES, Filter, Params
+from footprint.stats import APPROXIMATION, QUERIES, Filter, Params, approximated, clickhouse_sql
 
 TODAY = datetime(2026, 12, 5, 13, 0, tzinfo=UTC)
 
@@ -91,6 +91,25 @@ def test_the_top_links_read_the_links_daily_rollup_unless_the_filter_names_an_au
     # under a link prefix, the visitors per day merge the links' daily sets too
     assert "uniqExactMerge(visitors) FROM links_daily WHERE" in QUERIES["unique_visitors_per_day"](Filter(link="/b"))[1]
     assert "links_daily" not in QUERIES["top_links"](Filter(device="mobile"))[1]
+
+
+def test_the_page_draws_the_visitors_per_day_from_the_sketches_and_everything_else_exactly() -> None:
+    names = tuple(QUERIES)
+    estimated = clickhouse_sql("unique_visitors_per_day", Filter(), approximate=True)
+    assert "uniqCombined64Merge(12)(visitors) FROM visitors_daily WHERE day >= " in estimated
+    assert "type = 'page'" in estimated and "type = 'track'" in clickhouse_sql("unique_visitors_per_day",
+                                                                              Filter(type="track"), approximate=True)
+    assert approximated(Filter(), names) == {"unique_visitors_per_day": APPROXIMATION}
+    # exact unless asked for the estimate, and for every other statistic
+    assert clickhouse_sql("unique_visitors_per_day", Filter()) == QUERIES["unique_visitors_per_day"](Filter())[1]
+    for name in names:
+        if name != "unique_visitors_per_day":
+            assert clickhouse_sql(name, Filter(), approximate=True) == QUERIES[name](Filter())[1], name
+    # the sketches keep no link, audience or goal: such a filter is counted exactly, and the page says nothing
+    for f in (Filter(link="/blog"), Filter(device="mobile")):
+        exact = QUERIES["unique_visitors_per_day"](f)[1]
+        assert clickhouse_sql("unique_visitors_per_day", f, approximate=True) == exact
+        assert approximated(f, names) == {}
 
 
 def test_every_statistic_takes_the_audience_in_both_stores() -> None:

@@ -16,7 +16,7 @@ from footprint.compare import Periods, clickhouse_compared, compared, run_both
 from footprint.dashboard.view import CHARTS, VISITS, View
 from footprint.dashboard.web import HEADERS
 from footprint.settings import Settings
-from footprint.stats import LIVE_MINUTES, QUERIES, QueryResult, Rows, run_clickhouse, run_stats
+from footprint.stats import LIVE_MINUTES, QUERIES, QueryResult, Rows, approximated, run_clickhouse, run_stats
 
 Resolve = Callable[[Request], View | Response]
 EXPORTED = (*CHARTS, "live_per_minute", *VISITS, goalstats.GOALS, goalstats.FUNNELS)  # a panel's CSV
@@ -26,13 +26,15 @@ def unavailable(exc: Exception) -> JSONResponse:
     return JSONResponse({"error": "unavailable", "detail": str(exc)[:300]}, 503, headers=HEADERS)
 
 
-def _charts(settings: Settings, view: View, names: tuple[str, ...]) -> tuple[dict[str, Rows], dict[str, Any] | None]:
-    """``names`` of the view on ClickHouse and, comparing, each one's comparison with the previous period."""
-    charts = run_clickhouse(settings, view.filter, names)
+def _charts(settings: Settings, view: View, names: tuple[str, ...], approximate: bool = False
+            ) -> tuple[dict[str, Rows], dict[str, Any] | None]:
+    """``names`` of the view on ClickHouse and, comparing, each one's comparison with the previous period
+    (``approximate``: the estimates the page draws where there are, ``stats.APPROXIMATE``; else exact)."""
+    charts = run_clickhouse(settings, view.filter, names, approximate)
     if not view.compare:
         return charts, None
     periods = Periods.of(view.filter, datetime.now(UTC))
-    return charts, {**periods.describe(), "charts": clickhouse_compared(settings, periods, charts)}
+    return charts, {**periods.describe(), "charts": clickhouse_compared(settings, periods, charts, approximate)}
 
 
 def _goals(settings: Settings, view: View, shown: tuple[str, ...]
@@ -80,7 +82,8 @@ def add_data_routes(app: FastAPI, settings: Settings, prefix: str, resolve: Reso
         if not isinstance(view, View):
             return view
         try:
-            charts, previous = _charts(settings, view, view.statistics(CHARTS + VISITS))
+            names = view.statistics(CHARTS + VISITS)
+            charts, previous = _charts(settings, view, names, approximate=True)
         except Exception as exc:  # a store down or failing: the page says so and retries
             return unavailable(exc)
         shown = view.statistics((goalstats.GOALS, goalstats.FUNNELS))
@@ -92,6 +95,7 @@ def add_data_routes(app: FastAPI, settings: Settings, prefix: str, resolve: Reso
         if previous is not None:
             previous["charts"].update(goals[2])
         return answer({"filter": view.describe(), "charts": {**charts, **goals[1]}, "previous": previous,
+                       "approximate": approximated(view.filter, names),
                        "goals": goals[0], "session_timeout_minutes": settings.session_timeout_minutes}, view)
 
     @app.get(prefix + "/api/stores")

@@ -6,7 +6,8 @@
 // goal=NAME: only the visitors who reached that goal in the range (all their events of the filter), every panel.
 // The Visits panel shows figures and the entry and exit pages as lists (from /api/stats too); goals.js draws the
 // Goals and Funnels panels from the same answer.
-// Data, all for the same filter: GET /api/stats (the charts, ClickHouse), GET /api/live (ClickHouse),
+// Data, all for the same filter: GET /api/stats (the charts, ClickHouse; "approximate" names the charts drawn from an
+// estimate, each with its error bound, shown beside the chart's title), GET /api/live (ClickHouse),
 // then GET /api/stores (both stores, for the panel; PostgreSQL can take seconds, so the charts come first).
 // The Health panel asks GET /api/health on its own, every few seconds (the server asks Prometheus).
 // Compare (compare=previous in the filter): each answer carries the previous period's comparison rows,
@@ -191,6 +192,16 @@
     }
   }
 
+  // a chart drawn from an estimate (the server's "approximate": name -> its error bound) says so beside its title;
+  // its CSV export and the stores panel count exactly
+  function markEstimates(approximate) {
+    for (const mark of document.querySelectorAll("[data-approximate]")) {
+      const bound = approximate[mark.dataset.approximate];
+      mark.textContent = bound ? "\u2248 estimate, " + bound : "";
+      mark.hidden = !bound;
+    }
+  }
+
   function duration(seconds) {  // 45 -> "45s", 840 -> "14m 00s", 3725 -> "1h 02m 05s"
     const h = Math.floor(seconds / 3600);
     const m = Math.floor(seconds % 3600 / 60);
@@ -267,6 +278,7 @@
       const previous = data.previous ? data.previous.charts : undefined;
       document.body.classList.toggle("comparing", Boolean(previous));
       drawCharts(data.charts, previous);
+      markEstimates(data.approximate || {});
       drawVisits(data.charts, data.session_timeout_minutes, previous);
       document.dispatchEvent(new CustomEvent("footprint:stats", { detail: data }));  // goals.js draws its panels
       linkExports(asked);
