@@ -132,17 +132,25 @@ def _phase(variable: str) -> str:
     return phase
 
 
+# the cluster scenario's checks run on demand (`FOOTPRINT_... =1 make molecule-cluster`): marker -> variable
+ON_DEMAND = {
+    "lost_host": "FOOTPRINT_LOST_HOST",  # a Kafka voter lost for good and replaced (~6 min)
+    "ca_rotation": "FOOTPRINT_CA_ROTATION",  # the CA replaced in three steps under traffic
+    "cluster_upgrade": "FOOTPRINT_CLUSTER_UPGRADE",  # upgrade.yml on the cluster through a failure
+}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked `reboot` run only around a reboot (FOOTPRINT_REBOOT_PHASE=before|after, see
     test_reboot.py), tests marked `grow` only around a grow (FOOTPRINT_GROW_PHASE, the same way:
     see test_grow.py), tests marked `upgrade` only around an upgrade (FOOTPRINT_UPGRADE_PHASE,
     alone: see test_upgrade.py), tests marked `check_mode` only where FOOTPRINT_CHECK_REPORT names the
-    report of a check run (test_check_mode.py), tests marked `lost_host` (a host of the cluster lost
-    for good and replaced: minutes of CI's time) only with FOOTPRINT_LOST_HOST=1; otherwise they are
-    deselected (reported as such, not skipped)."""
+    report of a check run (test_check_mode.py), the tests of ON_DEMAND (minutes of CI's time each)
+    only with their variable set to 1; otherwise they are deselected (reported as such, not
+    skipped)."""
     upgrade_phase = _phase("FOOTPRINT_UPGRADE_PHASE")
     check_report = bool(os.environ.get("FOOTPRINT_CHECK_REPORT"))
-    lost_host = os.environ.get("FOOTPRINT_LOST_HOST", "") == "1"
+    on_demand = {marker for marker, variable in ON_DEMAND.items() if os.environ.get(variable, "") == "1"}
     phases = {"reboot": _phase("FOOTPRINT_REBOOT_PHASE"), "grow": _phase("FOOTPRINT_GROW_PHASE")}
     if all(phases.values()):
         raise pytest.UsageError("FOOTPRINT_REBOOT_PHASE and FOOTPRINT_GROW_PHASE: one at a time")
@@ -155,7 +163,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             return False
         if item.get_closest_marker("check_mode") is not None and not check_report:
             return False
-        if item.get_closest_marker("lost_host") is not None and not lost_host:
+        if any(item.get_closest_marker(m) is not None for m in ON_DEMAND.keys() - on_demand):
             return False
         for marker, phase in phases.items():
             marked = item.get_closest_marker(marker) is not None
@@ -171,8 +179,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if len(keep) != len(items):
         config.hook.pytest_deselected(items=[item for item in items if not wanted(item)])
     # test_ports.py moves every port (and may leave the host there): every other check first;
-    # test_rotate_certs.py replaces the certificates just before it
-    items[:] = sorted(keep, key=lambda item: (item.path.name == "test_ports.py", item.path.name == "test_rotate_certs.py"))
+    # test_rotate_certs.py replaces the certificates just before it; test_cluster_upgrade.py leaves
+    # the cluster on newer versions than the inventory's: last of all
+    items[:] = sorted(keep, key=lambda item: (item.path.name == "test_cluster_upgrade.py", item.path.name == "test_ports.py",
+                                              item.path.name == "test_rotate_certs.py"))
 
 
 def _secret_values(name: str, value: Any) -> Any:

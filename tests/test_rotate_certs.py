@@ -11,8 +11,9 @@
   (named): the docker scenario has nothing to roll.
 
 The three steps of replacing the CA are checked on the control node's files and the hosts' copies
-by testbed/tests/test_pki_rotation.py; not under traffic in a scenario (CI's time: three more
-passes of rotate-certs.yml, 150-270 s each on the cluster, most of it Kafka's three restarts).
+by testbed/tests/test_pki_rotation.py in `make test`, and under traffic on the cluster on demand
+(`ca_rotation`: FOOTPRINT_CA_ROTATION=1 make molecule-cluster; three more passes of rotate-certs.yml,
+~3 min each, most of it Kafka's three restarts: CI's time).
 """
 
 from __future__ import annotations
@@ -84,16 +85,23 @@ def longest_refusal(logs: list[Path]) -> float:
     return max(windows, default=0.0)
 
 
-@pytest.mark.destructive
-def test_host_certificates_are_renewed_one_host_at_a_time_under_traffic(
-    host: Any, hostvars: dict[str, Any], component: Component, request: pytest.FixtureRequest, tmp_path: Path,
-) -> None:
-    groups = hostvars["groups"]
+def app_hosts_to_roll(host: Any, groups: dict[str, list[str]]) -> list[str]:
+    """The app hosts, when there are two or more and `host` is the first (the test runs once for
+    the deploy); the test skipped otherwise."""
     apps = list(groups.get("app", []))
     if len(apps) < 2:
         pytest.skip("one app host: nothing to roll (the cluster scenario has two)")
     if host.backend.get_hostname() != apps[0]:
         pytest.skip("runs once for the deploy (from the first app host's parameter)")
+    return apps
+
+
+@pytest.mark.destructive
+def test_host_certificates_are_renewed_one_host_at_a_time_under_traffic(
+    host: Any, hostvars: dict[str, Any], component: Component, request: pytest.FixtureRequest, tmp_path: Path,
+) -> None:
+    groups = hostvars["groups"]
+    apps = app_hosts_to_roll(host, groups)
     cafile = str(setting(hostvars, "footprint_tls_ca_cert"))
     where = listeners(request.config, groups)
     assert where, "no TLS listener in the inventory"
@@ -124,3 +132,81 @@ def test_host_certificates_are_renewed_one_host_at_a_time_under_traffic(
           f"(expiring {min(c.not_valid_after_utc for c in after.values()):%Y-%m-%d %H:%M} UTC or later); {delivered}; "
           f"longest run of refused batches at one collector {refused:.1f} s")
     assert refused <= REFUSED_MAX_S, f"a collector refused events for {refused:.1f} s in a row"
+
+
+def pem_count(text: str) -> int:
+    return text.count("-----BEGIN CERTIFICATE-----")
+
+
+def verifies(address: str, port: int, cafile: str, starttls_pg: bool) -> bool:
+    """Whether the listener's certificate verifies against `cafile` alone."""
+    try:
+        presented(address, port, cafile, starttls_pg)
+    except ssl.SSLCertVerificationError:
+        return False
+    return True
+
+
+@pytest.mark.destructive
+@pytest.mark.ca_rotation  # ~10 min (three passes): FOOTPRINT_CA_ROTATION=1 make molecule-cluster
+def test_the_ca_is_replaced_with_an_overlap_under_traffic(
+    host: Any, hostvars: dict[str, Any], component: Component, request: pytest.FixtureRequest, tmp_path: Path,
+) -> None:
+    """The three steps of replacing the CA (`rotate-certs.yml -e pki_ca_rotation=STEP`), each while
+    both collectors take events through clients that trust the deploy's ca.crt as it is at that
+    step's start (a user's clients, given the new bundle between the steps): trust-new (both CAs in
+    every bundle, certificates still of the old CA), sign-with-new (every listener presents a
+    certificate of the new CA, the old one no longer verifies it), drop-old (every bundle holds the
+    new CA alone). After each step every accepted event is in both stores exactly once and no
+    collector refused for longer than REFUSED_MAX_S in a row."""
+    groups = hostvars["groups"]
+    apps = app_hosts_to_roll(host, groups)
+    import testinfra
+
+    inventory = request.config.option.ansible_inventory
+    bundle = Path(str(setting(hostvars, "footprint_tls_ca_cert")))
+    signer = bundle.parent / "ca-signer.crt"  # the CA that signs (roles/pki)
+    old_ca = tmp_path / "old-ca.crt"
+    old_ca.write_text(signer.read_text())
+    host_bundle = f"{setting(hostvars, 'pki_host_dir')}/ca.crt"
+    hosts = {h: testinfra.get_host(f"ansible://{h}?ansible_inventory={inventory}") for h in groups["footprint"]}
+    where = listeners(request.config, groups)
+    assert where, "no TLS listener in the inventory"
+    report: list[str] = []
+    for step in ("trust-new", "sign-with-new", "drop-old"):
+        vars_file = tmp_path / f"{step}.yml"
+        vars_file.write_text(f"pki_ca_rotation: {step}\n")
+        traffic = CollectorTraffic([endpoints_of(component, resolved(request.config, h)) for h in apps], tmp_path / step)
+        (tmp_path / step).mkdir()
+        traffic.start()
+        try:
+            time.sleep(5)
+            res, took = converge(inventory, vars_file, playbook="rotate-certs.yml")
+            assert res.returncode == 0, f"{step}: {res.stdout[-6000:]}"
+            time.sleep(5)
+        finally:
+            traffic.done.set()
+        delivered = traffic.stop_and_check()
+        refused = longest_refusal(traffic.logs)
+        trusted = {h: pem_count(hosts[h].file(host_bundle).content_string) for h in hosts}
+        new_ca = tmp_path / "new-ca.crt"
+        new_ca.write_text(signer.read_text())
+        if step == "trust-new":
+            assert pem_count(bundle.read_text()) == 2, "the bundle does not hold both CAs"
+            assert set(trusted.values()) == {2}, f"a host does not trust both CAs: {trusted}"
+            unchanged = {n: verifies(a, p, str(old_ca), pg) for n, (a, p, pg) in where.items()}
+            assert all(unchanged.values()), f"a listener's certificate is no longer the old CA's: {unchanged}"
+        elif step == "sign-with-new":
+            assert new_ca.read_text() != old_ca.read_text(), "the CA that signs did not change"
+            assert set(trusted.values()) == {2}, f"a host does not trust both CAs: {trusted}"
+            by_new = {n: verifies(a, p, str(new_ca), pg) for n, (a, p, pg) in where.items()}
+            by_old = {n: verifies(a, p, str(old_ca), pg) for n, (a, p, pg) in where.items()}
+            assert all(by_new.values()), f"a listener does not present a certificate of the new CA: {by_new}"
+            assert not any(by_old.values()), f"a listener still presents a certificate of the old CA: {by_old}"
+        else:
+            assert bundle.read_text().strip() == new_ca.read_text().strip(), "the bundle still holds the old CA"
+            assert set(trusted.values()) == {1}, f"a host still trusts two CAs: {trusted}"
+            assert all(verifies(a, p, str(bundle), pg) for a, p, pg in where.values())
+        report.append(f"{step} {took:.0f} s ({delivered.split(' ')[0]} events once each, refused at most {refused:.1f} s)")
+        assert refused <= REFUSED_MAX_S, f"{step}: a collector refused events for {refused:.1f} s in a row"
+    print("\nCA replaced under traffic: " + "; ".join(report))
