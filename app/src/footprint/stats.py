@@ -416,8 +416,9 @@ QUERIES: dict[str, Callable[[Filter], tuple[str, str]]] = {
 # The daily sketches of the visitors (migration 0010): rows per UTC day and type of the human events, a HyperLogLog
 # sketch of their visitors (uniqCombined64 with 2^12 cells), which merges in constant space
 SKETCHES = "visitors_daily"
-# what the page says beside a chart drawn from them: the sketch's relative standard error (1.04 / sqrt(2^12))
-APPROXIMATION = "±1.6 %"
+# what the page says beside a chart drawn from them: twice the sketch's relative standard error (1.04 / sqrt(2^12) =
+# 1.6 %), within which about 95 % of the estimates fall (read_queries prints how far they were on its data)
+APPROXIMATION = "±3.2 % (95 %)"
 
 
 def _visitors_per_day_estimated(f: Filter) -> str | None:
