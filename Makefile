@@ -24,12 +24,13 @@ deps: ## install the machine packages the tests need (root; Debian/Ubuntu)
 	  "postgresql, openjdk-17-jre-headless, maven (real stores for the app's integration tests);" \
 	  "chromium (the browser the snippet and the dashboard are tested in) and libnss3-tools (certutil: the README walkthrough's CA trust);" \
 	  "prometheus (promtool for the alert rules; the server the dashboard's Health panel is tested against); wrk (make bench's load generator);" \
+	  "geoip-database and geoip-bin (the country databases and libGeoIP the countries' tests read and compare with);" \
 	  "npm (vendors the dashboard's" \
 	  "charting library at build time) only where no Node.js brings its own; ~1-2 min on a fresh machine"
 	@# npm only where no Node.js brings its own: NodeSource's nodejs (as on the CI machines) ships npm
 	@# and declares "Conflicts: npm", so asking apt for Debian's npm beside it fails the whole install.
 	@DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	  debootstrap systemd-container iptables iproute2 docker.io postgresql openjdk-17-jre-headless maven chromium libnss3-tools prometheus wrk \
+	  debootstrap systemd-container iptables iproute2 docker.io postgresql openjdk-17-jre-headless maven chromium libnss3-tools prometheus wrk geoip-database geoip-bin \
 	  $$(command -v npm >/dev/null || echo npm) >/dev/null
 	@echo "deps: npm: $$(command -v npm) $$(npm --version)"
 	@echo "deps: done"
