@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 from confluent_kafka import TopicPartition
 
@@ -24,8 +24,6 @@ from footprint.metrics import ConsumerMetrics
 from footprint.progress import Progress
 from footprint.steps import Accumulate, Commit, Decode, InThread
 from footprint.storewrite import StoreWrite
-
-STORE_DEPTH = 2  # batches being written at once (each store writes them one after the other)
 
 
 class Pipeline:
@@ -39,16 +37,14 @@ class Pipeline:
         self.metrics = metrics
         self.progress = progress
         self.batches_committed = 0
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dead-letter")
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="step")
         last = Commit(commit, self._committed, lambda _exc: metrics.commit_failures.inc())
-        dead_letter: InThread[set[Key]] = InThread("dead-letter", last, self._dead_letter_start,
+        dead_letter: InThread[set[Key]] = InThread("dead-letter", last, self._pool, self._dead_letter_work,
                                                    self._dead_letter_done, wake)
-        # two batches in the stores at once: each store starts the next as soon as it is done with one
-        write: InThread[Rejected] = InThread("stores", dead_letter, policy.start, Batch.reject, wake,
-                                             depth=STORE_DEPTH)
+        write: InThread[Rejected] = InThread("stores", dead_letter, self._pool, policy.work, Batch.reject, wake)
         self.head: Step[Msg] = Decode(Accumulate(write, max_events, max_seconds))
 
-    def _dead_letter_start(self, batch: Batch) -> Future[set[Key]]:
+    def _dead_letter_work(self, batch: Batch) -> Callable[[], set[Key]]:
         bad = list(batch.bad)
 
         def send() -> set[Key]:
@@ -57,7 +53,7 @@ class Pipeline:
                 self.policy.retried("dlq", lambda: self.dead_letters.send(bad, sent))
             return sent
 
-        return self._pool.submit(send)
+        return send
 
     def _dead_letter_done(self, batch: Batch, sent: set[Key]) -> None:
         self.metrics.dead_lettered.inc(len(sent))
