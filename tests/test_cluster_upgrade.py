@@ -1,6 +1,6 @@
 """playbooks/upgrade.yml on the cluster layout while events keep coming (issue 32, item 1).
 
-`destructive` and `cluster_upgrade` (deselected unless FOOTPRINT_CLUSTER_UPGRADE=1: ~12 minutes of
+`destructive` and `cluster_upgrade` (deselected unless FOOTPRINT_CLUSTER_UPGRADE=1: ~16 minutes of
 CI's time, so on demand: `FOOTPRINT_CLUSTER_UPGRADE=1 make molecule-cluster`), on an inventory with
 three Kafka nodes and two app hosts (the cluster scenario), run last (conftest.py orders it: the
 cluster runs the new versions afterwards). While both collectors take batches of events:
