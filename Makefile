@@ -11,7 +11,7 @@ DEMO_HOST := footprint-demo
 DEMO_IP := 10.77.0.10
 DEMO_CA := footprint-demo-ca.crt
 
-.PHONY: help deps venv artifacts lint test test-testbed test-testbed-hosts test-testbed-ca test-testbed-local test-app molecule molecule-upgrade molecule-docker molecule-cluster docker-down demo demo-down smoke backup restore upgrade rotate-certs docs fuzz bench
+.PHONY: help deps venv artifacts lint test test-testbed test-testbed-hosts test-testbed-ca test-testbed-local test-app molecule molecule-upgrade upgrade-previous molecule-docker molecule-cluster docker-down demo demo-down smoke backup restore upgrade rotate-certs docs fuzz bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -128,6 +128,11 @@ molecule-cluster: venv artifacts ## the cluster scenario: three hosts, Kafka gro
 molecule-upgrade: venv artifacts ## the upgrade scenario: release v0.1.0 deployed, upgrade.yml under traffic, a failed gate (~8 min)
 	molecule test -s upgrade
 
+upgrade-previous: venv artifacts ## the upgrade scenario's previous release deployed on its host and kept in the test bed's cache, the host removed (~5 min the first time, ~20 s when kept); molecule-upgrade then boots the kept disk
+	molecule create -s upgrade
+	rc=0; FOOTPRINT_UPGRADE_PREPARE=previous.yml molecule prepare --force -s upgrade || rc=$$?; \
+	  molecule destroy -s upgrade || rc=1; exit $$rc
+
 # The docker scenario here: a local image from the test bed's rootfs (debian-12 or debian-13), the
 # engine started by testbed/docker and stopped again, whatever the result. Debian 12 has no
 # OpenJDK 21 and Adoptium is out of reach: its offline converge uses Debian's OpenJDK 17.
@@ -148,29 +153,34 @@ molecule-docker: venv artifacts ## the docker scenario on DOCKER_PLATFORM=debian
 docker-down: ## remove the docker scenario's containers and network, stop the engine testbed/docker started
 	testbed/docker down
 
-# Two lanes side by side (tools/timed-parts: lanes joined by `+`, parts joined by `,` one after
-# the other in their lane, `@PART` waits for PART of the other lane to end). On 2 cores each part
+# Three lanes side by side (tools/timed-parts: lanes joined by `+`, parts joined by `,` one after
+# the other in their lane, `@PART` waits for PART of another lane to end). On 2 cores each part
 # leaves much of the machine idle alone (the app's suite waits on its services: 77% idle; the
 # docker scenario's single host converges one task at a time: 47%), and no two parts side by side
 # share a port, host, network or database (the nspawn NAT works beside dockerd's, see
-# testbed/tests/test_docker.py). Lane one: lint, the app's suite, the pki role's CA steps, then
-# the cluster scenario (three hosts, its certificate rotation); lane two: the test bed's checks
-# that boot test hosts or dockerd, the rest of its checks, then the docker and the upgrade
-# scenarios. The cluster's hosts come up only once the host checks have ended
-# (`@test-testbed-hosts`), and they end before the docker scenario starts (same lane). Lint does
-# not run alone first (~1 min of one core): a lint failure still fails `make test`, once the lanes
-# have ended.
+# testbed/tests/test_docker.py). Lane one: lint, the app's suite, then the cluster scenario (three
+# hosts, its certificate rotation); lane two: the test bed's checks that boot test hosts or dockerd,
+# then the docker and the upgrade scenarios; lane three, early while the app's suite leaves the
+# machine idle: the upgrade scenario's previous release deployed and kept (`upgrade-previous`: the
+# upgrade scenario, last in lane two, then boots that disk instead of spending ~4 min deploying
+# it), the pki role's CA steps and the rest of the test bed's checks. The test hosts of the
+# cluster and of `upgrade-previous` come up only once the host checks have ended
+# (`@test-testbed-hosts`: test_host.py's last check wants no other test host), and they end
+# before the docker scenario starts (same lane). Lint does not run alone first (~1 min of one
+# core): a lint failure still fails `make test`, once the lanes have ended.
 # Measured: CI run 34, the test bed's suite whole in lane two: lanes 2,336 and 2,696 s; CI run 35,
 # all but its 25 host checks in lane one: the cluster started 16 min in and lane one became the
-# longer (lane two idle ~10 min at the end); hence only the CA steps (~160 s) in lane one.
+# longer. CI run 41 (two lanes, the CA steps in lane one, the test bed's other checks in lane
+# two): lanes 2,560 and ~2,800 s with a cold upgrade deploy (483 s of prepare) at its end, over the
+# 45 minutes with the setup; hence the third lane.
 # (The three scenarios side by side were tried, CI run 33: the cluster reached its second converge
 # 27 min in against 18.5, a slower longest lane than the upgrade's ~10 min alone at the end.)
 # The single-host suite runs in the docker scenario (Debian 12), with the checks that rerun the
 # roles' playbooks; Debian 13 under nspawn converges in the upgrade scenario (one host) and the
 # cluster scenario (three). The nspawn single-host scenario (`make molecule`) repeats the docker
 # scenario's work on Debian 13: on demand, for CI's time.
-TEST_PARTS := lint,test-app,test-testbed-ca,@test-testbed-hosts,molecule-cluster+test-testbed-hosts,test-testbed-local,molecule-docker,molecule-upgrade
-test: venv artifacts ## everything CI runs in two lanes (lint, the app's suite, the pki role's CA steps, the cluster scenario; beside them the test bed's host checks, its other checks, the docker then the upgrade scenario), closing with each part's seconds (tools/timed-parts)
+TEST_PARTS := lint,test-app,@test-testbed-hosts,molecule-cluster+test-testbed-hosts,molecule-docker,@upgrade-previous,molecule-upgrade+@test-testbed-hosts,upgrade-previous,test-testbed-ca,test-testbed-local
+test: venv artifacts ## everything CI runs in three lanes (lint, the app's suite, the cluster scenario; beside them the test bed's host checks, the docker then the upgrade scenario; and early the upgrade's previous release kept, the pki role's CA steps, the test bed's other checks), closing with each part's seconds (tools/timed-parts)
 	tools/timed-parts $(TEST_PARTS)
 
 demo: venv artifacts ## deploy the whole stack into the local demo host and say where it is
