@@ -129,8 +129,7 @@ molecule-upgrade: venv artifacts ## the upgrade scenario: release v0.1.0 deploye
 	molecule test -s upgrade
 
 upgrade-previous: venv artifacts ## the upgrade scenario's previous release deployed on its host and kept in the test bed's cache, the host removed (~5 min the first time, ~20 s when kept); molecule-upgrade then boots the kept disk
-	molecule create -s upgrade
-	rc=0; FOOTPRINT_UPGRADE_PREPARE=previous.yml molecule prepare --force -s upgrade || rc=$$?; \
+	rc=0; FOOTPRINT_UPGRADE_PREPARE=previous.yml molecule create -s upgrade || rc=$$?; \
 	  molecule destroy -s upgrade || rc=1; exit $$rc
 
 # The docker scenario here: a local image from the test bed's rootfs (debian-12 or debian-13), the
