@@ -185,6 +185,9 @@ def main() -> int:
     ap.add_argument("--baseline-events", type=int, default=3_000)
     ap.add_argument("--batch", type=int, default=None, help="FOOTPRINT_BATCH_MAX_EVENTS for this run")
     ap.add_argument("--reference", default=None, help="also run the consumer of this git revision (e.g. de14caa)")
+    ap.add_argument("--reference-first", action="store_true",
+                    help="run the reference's consumer before this tree's (the second one writes into stores that"
+                         " already hold the first one's events: alternate the order between runs)")
     ap.add_argument("--profile", default=None, metavar="DIR",
                     help="run each consumer under py-spy (on PATH); collapsed stacks go to DIR (see profile_summary.py)")
     args = ap.parse_args()
@@ -200,11 +203,15 @@ def main() -> int:
         print(f"pre-filled {args.events} events in {time.perf_counter() - t:.1f} s")
         from pathlib import Path
 
-        fp, rss = run_process(s, args.events, Path(__file__).resolve().parents[1] / "app" / "src")
-        fp_rate = args.events / fp
-        print(f"footprint consumer : {args.events:>8} events in {fp:7.2f} s = {fp_rate:>9,.0f} events/s "
-              f"(its own process: first batch read -> last commit; batch <= {s.batch_max_events}); "
-              f"peak RSS {rss} MiB")
+        def this_tree() -> tuple[float, int]:
+            fp, rss = run_process(s, args.events, Path(__file__).resolve().parents[1] / "app" / "src")
+            print(f"footprint consumer : {args.events:>8} events in {fp:7.2f} s = {args.events / fp:>9,.0f} events/s "
+                  f"(its own process: first batch read -> last commit; batch <= {s.batch_max_events}); "
+                  f"peak RSS {rss} MiB")
+            return args.events / fp, rss
+
+        if not args.reference_first:
+            fp_rate, rss = this_tree()
         ref_rate = None
         if args.reference:
             from confluent_kafka.admin import AdminClient, NewTopic
@@ -223,6 +230,9 @@ def main() -> int:
             ref_rate = args.events / ref_s
             print(f"footprint@{args.reference:<9}: {args.events:>8} events in {ref_s:7.2f} s = {ref_rate:>9,.0f} "
                   f"events/s; peak RSS {ref_rss} MiB")
+        if args.reference_first:
+            fp_rate, rss = this_tree()
+        if ref_rate is not None:
             print(f"ratio footprint/footprint@{args.reference} = {fp_rate / ref_rate:.2f}x")
         record(f"consumer, both stores ({args.events:,} events)", fp_rate, "events/s", target=50_000,
                reference=ref_rate, limit=LIMIT["footprint"])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from confluent_kafka import TopicPartition
 
@@ -24,6 +24,8 @@ from footprint.metrics import ConsumerMetrics
 from footprint.progress import Progress
 from footprint.steps import Accumulate, Commit, Decode, InThread
 from footprint.storewrite import StoreWrite
+
+STORE_DEPTH = 2  # batches being written at once (each store writes them one after the other)
 
 
 class Pipeline:
@@ -37,14 +39,16 @@ class Pipeline:
         self.metrics = metrics
         self.progress = progress
         self.batches_committed = 0
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="step")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dead-letter")
         last = Commit(commit, self._committed, lambda _exc: metrics.commit_failures.inc())
-        dead_letter: InThread[set[Key]] = InThread("dead-letter", last, self._pool, self._dead_letter_work,
+        dead_letter: InThread[set[Key]] = InThread("dead-letter", last, self._dead_letter_start,
                                                    self._dead_letter_done, wake)
-        write: InThread[Rejected] = InThread("stores", dead_letter, self._pool, policy.work, Batch.reject, wake)
+        # two batches in the stores at once: each store starts the next as soon as it is done with one
+        write: InThread[Rejected] = InThread("stores", dead_letter, policy.start, Batch.reject, wake,
+                                             depth=STORE_DEPTH)
         self.head: Step[Msg] = Decode(Accumulate(write, max_events, max_seconds))
 
-    def _dead_letter_work(self, batch: Batch) -> Callable[[], set[Key]]:
+    def _dead_letter_start(self, batch: Batch) -> Future[set[Key]]:
         bad = list(batch.bad)
 
         def send() -> set[Key]:
@@ -53,7 +57,7 @@ class Pipeline:
                 self.policy.retried("dlq", lambda: self.dead_letters.send(bad, sent))
             return sent
 
-        return send
+        return self._pool.submit(send)
 
     def _dead_letter_done(self, batch: Batch, sent: set[Key]) -> None:
         self.metrics.dead_lettered.inc(len(sent))

@@ -4,11 +4,12 @@
 
 Each step takes items with ``submit`` (raising ``Backpressure`` when it cannot take one now),
 makes progress in ``poll`` (never blocking), and hands its output to the next step. The slow steps
-(the stores, the dead-letter topic) work in a thread on one batch at a time, so while batch N is
-written, batch N+1 is read and validated; a batch reaches ``Commit`` only after every step before
-it accepted it, and batches reach it in order. The interface is ``interfaces.Step``; the chain is
-assembled by ``pipeline.py`` and driven by the processor (``processor.py``), which owns polling,
-rebalances, pause/resume and the Kafka client (``Commit`` commits through it).
+(the stores, the dead-letter topic) work in threads: while batch N is written, batch N+1 is read and
+validated, and each store may start N+1 while the other still writes N; a batch reaches ``Commit``
+only after every step before it accepted it, and batches reach it in order. The interface is
+``interfaces.Step``; the chain is assembled by ``pipeline.py`` and driven by the processor
+(``processor.py``), which owns polling, rebalances, pause/resume and the Kafka client (``Commit``
+commits through it).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -132,59 +134,69 @@ R = TypeVar("R")
 
 
 class InThread(Generic[R]):
-    """A step that works on one batch at a time in a worker thread, then hands it to the next step.
+    """A step whose work on a batch runs elsewhere (a worker thread), up to ``depth`` batches at a time;
+    each finished batch goes to the next step in the order they came.
 
-    ``work(batch)`` runs in the thread on a snapshot it takes itself and returns a result;
+    ``start(batch)`` starts the work on a snapshot it takes itself and returns its future;
     ``finish(batch, result)`` applies the result in the loop's thread (where rebalances happen).
+    With ``depth`` 2, the store write of batch N+1 is started while N's is still running: each store
+    writes the batches one after the other (``StoreWrite``), so a store never waits for the other one
+    to finish a batch before it starts the next.
     """
 
-    def __init__(self, name: str, next_step: Step[Batch], pool: ThreadPoolExecutor,
-                 work: Callable[[Batch], Callable[[], R]], finish: Callable[[Batch, R], None],
-                 wake: threading.Event | None = None) -> None:
+    def __init__(self, name: str, next_step: Step[Batch], start: Callable[[Batch], Future[R]],
+                 finish: Callable[[Batch, R], None], wake: threading.Event | None = None, depth: int = 1) -> None:
         self.name = name
         self.wake = wake  # set when the work is done, so the loop does not sleep through it
         self.next = next_step
-        self.pool = pool
-        self.work = work
+        self.start = start
         self.finish = finish
-        self.batch: Batch | None = None
-        self.future: Future[R] | None = None
-        self.done = False  # finished, waiting for the next step to take it
+        self.depth = depth
+        self.running: deque[_Running[R]] = deque()  # oldest first
 
     def submit(self, batch: Batch) -> None:
-        if self.batch is not None:
+        if self.busy():
             raise Backpressure(self.name)
-        self.batch = batch
-        self.future = self.pool.submit(self.work(batch))
+        future = self.start(batch)
+        self.running.append(_Running(batch, future))
         if self.wake is not None:
-            self.future.add_done_callback(lambda _f: self.wake.set() if self.wake else None)
+            future.add_done_callback(lambda _f: self.wake.set() if self.wake else None)
 
     def poll(self) -> None:
-        if self.batch is not None and not self.done and self.future is not None and self.future.done():
-            self.finish(self.batch, self.future.result())  # Aborted propagates to the loop
-            self.done = True
-        if self.done and self.batch is not None:
+        while self.running:
+            oldest = self.running[0]
+            if not oldest.done:
+                if not oldest.future.done():
+                    break
+                self.finish(oldest.batch, oldest.future.result())  # Aborted propagates to the loop
+                oldest.done = True
             try:
-                self.next.submit(self.batch)
+                self.next.submit(oldest.batch)
             except Backpressure:
-                self.next.poll()
-                return
-            self.batch, self.future, self.done = None, None, False
+                break
+            self.running.popleft()
         self.next.poll()
 
     def busy(self) -> bool:
-        return self.batch is not None
+        return len(self.running) >= self.depth
 
     def empty(self) -> bool:
-        return self.batch is None and self.next.empty()
+        return not self.running and self.next.empty()
 
     def drop(self, parts: set[Partition]) -> None:
-        if self.batch is not None:
-            self.batch.drop_partitions(parts)  # the thread works on its own snapshot
+        for running in self.running:
+            running.batch.drop_partitions(parts)  # the work runs on its own snapshot
         self.next.drop(parts)
 
     def flush(self) -> None:
         self.next.flush()
+
+
+@dataclass
+class _Running(Generic[R]):
+    batch: Batch
+    future: Future[R]
+    done: bool = False  # finished, waiting for the next step to take it
 
 
 class Commit:

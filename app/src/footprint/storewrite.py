@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from footprint import backoff
@@ -149,27 +149,30 @@ class StoreWrite:
         self.erased = erased
         self.metrics = metrics
         self.stuck_after_seconds = stuck_after_seconds
-        self._pool = ThreadPoolExecutor(max_workers=max(len(sinks), 1), thread_name_prefix="sink")
+        # one thread per store: each writes the batches in the order they were started, one at a time
+        self._queues = {s.name: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sink-{s.name}") for s in sinks}
         self._retries = {name: Retry(stop, retry_max_seconds) for name in [*(s.name for s in sinks), "dlq"]}
         self._last_alarm = 0.0
         self._alarm_lock = threading.Lock()
         self._last_error: dict[str, str] = {}
 
-    def work(self, batch: Batch) -> Callable[[], Rejected]:
-        """The write of ``batch`` (to run in a worker): the events a healthy store refused."""
+    def start(self, batch: Batch) -> Future[Rejected]:
+        """Queue the write of ``batch`` to every store; the future holds the events a healthy store refused.
+
+        Each store writes its batches in the order they were started, each retried on its own after an
+        outage, so a store can be one batch ahead of the other; the future is done when every store took
+        the batch (or gave up: ``Aborted``).
+        """
         docs = dict(batch.docs)  # a snapshot: rebalances change the batch in the loop's thread
+        kept = _Once(lambda: self.erased.filter(docs) if self.erased is not None else docs)
 
-        def write_all() -> Rejected:
-            nonlocal docs
-            if self.erased is not None:  # erased users' events never reach a store (their offsets commit)
-                docs = self.erased.filter(docs)
-            if not docs:
-                return []
-            futures = [self._pool.submit(self._retries[s.name].run, s.name, lambda s=s: store(s, docs), self._failed)
-                       for s in self.sinks]
-            return rejected_union([f.result() for f in futures])  # Aborted propagates
+        def write(sink: Sink) -> Rejected:
+            mine = kept()  # erased users' events never reach a store (their offsets commit); one list for all
+            return store(sink, mine) if mine else []
 
-        return write_all
+        futures = [self._queues[s.name].submit(self._retries[s.name].run, s.name, lambda s=s: write(s), self._failed)
+                   for s in self.sinks]
+        return _all_of(futures)
 
     def retried(self, what: str, attempt: Callable[[], R]) -> R:
         """``attempt`` retried as ``what``'s writes are (the dead-letter topic's: "dlq")."""
@@ -205,6 +208,46 @@ class StoreWrite:
         return max((r.attempt_seconds() for r in self._retries.values()), default=0.0)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        for queue in self._queues.values():
+            queue.shutdown(wait=True)
         for sink in self.sinks:
             sink.close()
+
+
+class _Once:
+    """``make()`` run once, by whichever store's thread asks first; the others get the same value."""
+
+    def __init__(self, make: Callable[[], Docs]) -> None:
+        self._make = make
+        self._lock = threading.Lock()
+        self._value: Docs | None = None
+
+    def __call__(self) -> Docs:
+        with self._lock:
+            if self._value is None:
+                self._value = self._make()
+            return self._value
+
+
+def _all_of(futures: list[Future[Rejected]]) -> Future[Rejected]:
+    """Done when every one of ``futures`` is: their refusals' union, or the first one's exception."""
+    combined: Future[Rejected] = Future()
+    left = [len(futures)]
+    lock = threading.Lock()
+
+    def one_done(_f: Future[Rejected]) -> None:
+        with lock:
+            left[0] -= 1
+            if left[0]:
+                return
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        if errors:
+            combined.set_exception(errors[0])
+        else:
+            combined.set_result(rejected_union([f.result() for f in futures]))
+
+    if not futures:
+        combined.set_result([])
+    for f in futures:
+        f.add_done_callback(one_done)
+    return combined

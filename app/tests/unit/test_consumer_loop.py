@@ -131,6 +131,56 @@ def test_an_outage_commits_nothing_retries_only_that_store_and_then_catches_up()
     assert set(pg.rows) == set(ch.rows) == set(first + more)
 
 
+class SlowStore(MemoryStore):
+    """A store whose writes wait while ``hold`` is set; it records the batches in the order it took them."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.hold = threading.Event()
+        self.batches: list[list[str]] = []
+
+    def write(self, docs: dict[str, bytes]) -> int:
+        self.batches.append(list(docs))
+        while self.hold.is_set():
+            time.sleep(0.005)
+        return super().write(docs)
+
+
+def test_a_store_writes_the_next_batch_while_the_other_is_slow_and_commits_wait_for_both() -> None:
+    fast, slow = SlowStore("pg"), SlowStore("ch")
+    rig = Rig([fast, slow], batch_max_events=10, batch_max_seconds=30)  # a batch is due at 10 events
+    slow.hold.set()
+    with running(rig):
+        first = rig.fill(10, partition=0)
+        wait(lambda: len(slow.batches) == 1 and len(fast.rows) == 10, what="the first batch in both")
+        second = rig.fill(10, partition=0)
+        wait(lambda: len(fast.rows) == 20, what="the fast store ahead by one batch")
+        assert rig.kafka.commits == []  # neither batch is in the slow store yet
+        third = rig.fill(10, partition=0)
+        time.sleep(0.3)
+        assert set(fast.rows) == set(first + second)  # two batches at most in the stores at once
+        slow.hold.clear()
+        wait(rig.caught_up, what="all committed")
+    assert set(fast.rows) == set(slow.rows) == set(first + second + third)
+    assert fast.batches == slow.batches == [first, second, third]  # each store in the batches' order
+    assert [c for c, in rig.kafka.commits] == [(0, 10), (0, 20), (0, 30)]  # every batch's offsets, in order
+
+
+def test_an_outage_of_one_store_with_two_batches_in_flight_loses_nothing() -> None:
+    pg, ch = MemoryStore("pg"), MemoryStore("ch")
+    rig = Rig([pg, ch], batch_max_events=10, batch_max_seconds=30)
+    ch.down.set()
+    with running(rig):
+        ids = rig.fill(10, partition=0) + rig.fill(10, partition=0) + rig.fill(10, partition=0)
+        wait(lambda: count(rig.consumer.metrics.store_errors.labels("ch")) >= 3, what="retries")
+        wait(lambda: len(pg.rows) == 20, what="the healthy store two batches ahead")
+        assert rig.kafka.commits == []
+        ch.down.clear()
+        wait(rig.caught_up, what="catch-up")
+    assert set(pg.rows) == set(ch.rows) == set(ids)
+    assert [c for c, in rig.kafka.commits] == [(0, 10), (0, 20), (0, 30)]
+
+
 def test_reading_pauses_when_the_next_batch_is_full_and_a_store_is_down() -> None:
     ch = MemoryStore("ch")
     rig = Rig([MemoryStore("pg"), ch], batch_max_events=20)
