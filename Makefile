@@ -128,7 +128,9 @@ molecule-cluster: venv artifacts ## the cluster scenario: three hosts, Kafka gro
 molecule-upgrade: venv artifacts ## the upgrade scenario: release v0.1.0 deployed, upgrade.yml under traffic, a failed gate (~8 min)
 	molecule test -s upgrade
 
-upgrade-previous: venv artifacts ## the upgrade scenario's previous release deployed on its host and kept in the test bed's cache, the host removed (~5 min the first time, ~20 s when kept); molecule-upgrade then boots the kept disk
+upgrade-previous: venv artifacts ## the upgrade scenario's previous release deployed on its host and kept in the test bed's cache, the host removed (~3 min the first time, ~20 s when kept); molecule-upgrade then boots the kept disk
+	@# a scenario left created (an interrupted run) would skip create and prepare: destroy it first
+	molecule destroy -s upgrade
 	rc=0; FOOTPRINT_UPGRADE_PREPARE=previous.yml molecule create -s upgrade || rc=$$?; \
 	  molecule destroy -s upgrade || rc=1; exit $$rc
 
@@ -160,7 +162,8 @@ docker-down: ## remove the docker scenario's containers and network, stop the en
 # testbed/tests/test_docker.py). Lane one: lint, the app's suite, then the cluster scenario (three
 # hosts, its certificate rotation); lane two: the test bed's checks that boot test hosts or dockerd,
 # then the docker and the upgrade scenarios; lane three, early while the app's suite leaves the
-# machine idle: the upgrade scenario's previous release deployed and kept (`upgrade-previous`: the
+# machine mostly idle (beside the docker scenario's first steps): the upgrade scenario's previous
+# release deployed and kept (`upgrade-previous`: the
 # upgrade scenario, last in lane two, then boots that disk instead of spending ~4 min deploying
 # it), the pki role's CA steps and the rest of the test bed's checks. The test hosts of the
 # cluster and of `upgrade-previous` come up only once the host checks have ended

@@ -191,5 +191,5 @@ def test_the_kafka_senders_queue_is_bounded_and_what_it_cannot_deliver_is_counte
     assert sender.dropped == 3  # the queue holds 2: the rest were dropped at once, counted
     sender.close(timeout=0.5)
     assert sender.dropped == 5  # the 2 queued were produced on close, and never delivered
-    del sender  # librdkafka retries port 9 (and logs it) for as long as the producer lives
+    del sender  # librdkafka retries port 9 for as long as the producer lives
     gc.collect()
