@@ -128,7 +128,7 @@ molecule-cluster: venv artifacts ## the cluster scenario: three hosts, Kafka gro
 molecule-upgrade: venv artifacts ## the upgrade scenario: release v0.1.0 deployed, upgrade.yml under traffic, a failed gate (~8 min)
 	molecule test -s upgrade
 
-upgrade-previous: venv artifacts ## the upgrade scenario's previous release deployed on its host and kept in the test bed's cache, the host removed (~3 min the first time, ~20 s when kept); molecule-upgrade then boots the kept disk
+upgrade-previous: venv artifacts ## the upgrade scenario's previous release deployed on its host and kept in the test bed's cache, the host removed (~3 min alone the first time, ~30 s when kept); molecule-upgrade then boots the kept disk
 	@# a scenario left created (an interrupted run) would skip create and prepare: destroy it first
 	molecule destroy -s upgrade
 	rc=0; FOOTPRINT_UPGRADE_PREPARE=previous.yml molecule create -s upgrade || rc=$$?; \
