@@ -11,7 +11,7 @@ DEMO_HOST := footprint-demo
 DEMO_IP := 10.77.0.10
 DEMO_CA := footprint-demo-ca.crt
 
-.PHONY: help deps venv artifacts lint test test-testbed test-testbed-hosts test-testbed-ca test-testbed-local test-app molecule molecule-upgrade upgrade-previous molecule-docker molecule-cluster docker-down demo demo-down smoke backup restore upgrade rotate-certs docs fuzz bench
+.PHONY: help deps venv artifacts lint test test-testbed test-testbed-hosts test-testbed-roles test-testbed-ca test-testbed-local test-app molecule molecule-upgrade upgrade-previous molecule-docker molecule-cluster docker-down demo demo-down smoke backup restore upgrade rotate-certs docs fuzz bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -84,24 +84,29 @@ lint: venv ## yamllint, ansible-lint (production), syntax checks, role docs, ale
 	mypy --config-file app/pyproject.toml app/src
 	mypy --ignore-missing-imports tests
 
-# The test bed's suites: the checks that boot test hosts or dockerd (they must not run beside a
+# The test bed's suites: the checks of the test-host tool itself (they must not run beside a
 # scenario: test_host.py's last check wants no other test host up, test_docker.py starts and stops
-# dockerd), the pki role's CA steps (~3 min of CPU, on this machine: a part of its own so that
-# `make test` can put it in the shorter lane), and the rest, on this machine alone (the roles'
+# dockerd), the role runs on test hosts of their own (the Kafka archive's checksum, bad input: they
+# may run beside the scenarios, whose hosts and addresses differ, but not beside test_host.py), the
+# pki role's CA steps (~3 min of CPU, on this machine) and the rest, on this machine alone (the roles'
 # models, the ClickHouse stand-in, the backup program, ...). The last two may run beside anything.
-TESTBED_HOST_TESTS := testbed/tests/test_docker.py testbed/tests/test_host.py testbed/tests/test_kafka_apache_source.py \
-  testbed/tests/test_role_inputs.py
+# Each is a part of its own so that `make test` can put it in the shortest lane.
+TESTBED_HOST_TESTS := testbed/tests/test_docker.py testbed/tests/test_host.py
+TESTBED_ROLE_TESTS := testbed/tests/test_kafka_apache_source.py testbed/tests/test_role_inputs.py
 TESTBED_CA_TESTS := testbed/tests/test_pki_rotation.py
-test-testbed: test-testbed-hosts test-testbed-ca test-testbed-local ## the test bed's suites (the three below)
+test-testbed: test-testbed-hosts test-testbed-roles test-testbed-ca test-testbed-local ## the test bed's suites (the four below)
 
-test-testbed-hosts: venv ## the test-host tool itself (several hosts, clean teardown also after a killed run, dockerd beside it) and the role runs on test hosts
+test-testbed-hosts: venv ## the test-host tool itself: several hosts, clean teardown also after a killed run, dockerd beside it
 	$(BIN)/pytest -p no:cacheprovider --durations=30 $(TESTBED_HOST_TESTS)
+
+test-testbed-roles: venv ## role runs on test hosts of their own: the Kafka archive's published checksum, bad input refused before any change
+	$(BIN)/pytest -p no:cacheprovider --durations=30 $(TESTBED_ROLE_TESTS)
 
 test-testbed-ca: venv ## the pki role's CA steps on this machine: a first CA, renewal, the CA replaced with an overlap in three steps
 	$(BIN)/pytest -p no:cacheprovider --durations=30 $(TESTBED_CA_TESTS)
 
 test-testbed-local: venv ## the rest of the test bed's checks, on this machine alone: the roles' models and inputs, the ClickHouse stand-in, the backup program
-	$(BIN)/pytest -p no:cacheprovider --durations=30 $(addprefix --ignore=,$(TESTBED_HOST_TESTS) $(TESTBED_CA_TESTS)) \
+	$(BIN)/pytest -p no:cacheprovider --durations=30 $(addprefix --ignore=,$(TESTBED_HOST_TESTS) $(TESTBED_ROLE_TESTS) $(TESTBED_CA_TESTS)) \
 	  testbed/tests testbed/clickhouse-standin/tests
 
 test-app: venv artifacts ## app unit + integration tests against real Kafka, PostgreSQL, ClickHouse engine
@@ -159,16 +164,17 @@ docker-down: ## remove the docker scenario's containers and network, stop the en
 # leaves much of the machine idle alone (the app's suite waits on its services: 77% idle; the
 # docker scenario's single host converges one task at a time: 47%), and no two parts side by side
 # share a port, host, network or database (the nspawn NAT works beside dockerd's, see
-# testbed/tests/test_docker.py). Lane one: lint, the app's suite, then the cluster scenario (three
-# hosts, its certificate rotation); lane two: the test bed's checks that boot test hosts or
-# dockerd, then the docker and the upgrade scenarios; lane three, early: the upgrade scenario's
-# previous release deployed and kept (`upgrade-previous`, ~3 min alone when its cache key is new,
-# ~30 s when kept; the upgrade scenario, last in lane two, then boots that disk instead of
-# deploying it there), the pki role's CA steps and the rest of the test bed's checks. The test
-# hosts of the cluster and of `upgrade-previous` come up only once the host checks have ended
-# (`@test-testbed-hosts`: test_host.py's last check wants no other test host), and they end
-# before the docker scenario starts (same lane). Lint does not run alone first (~1 min of one
-# core): a lint failure still fails `make test`, once the lanes have ended.
+# testbed/tests/test_docker.py). Lane one: the app's suite, then the cluster scenario (three hosts,
+# its certificate rotation); lane two: the test-host tool's own checks (test hosts and dockerd), then
+# the docker and the upgrade scenarios; lane three: lint, then (once the host checks have ended) the
+# upgrade scenario's previous release deployed and kept (`upgrade-previous`, ~3 min alone when its
+# cache key is new, ~30 s when kept; the upgrade scenario, last in lane two, then boots that disk
+# instead of deploying it there), the role runs on test hosts of their own, the pki role's CA steps
+# and the rest of the test bed's checks. The test hosts of the cluster, of `upgrade-previous` and of
+# the role runs come up only once the host checks have ended (`@test-testbed-hosts`: test_host.py's
+# last check wants no other test host), and those end before the docker scenario starts (same lane).
+# A lint failure still fails `make test`, once the lanes have ended. The closing table gives each
+# part's seconds and how busy the CPUs were meanwhile.
 # Measured (`.ci/run` from a clean clone, this 2-core machine, nothing else running): CI run 41
 # (two lanes, the CA steps in lane one, the test bed's other checks and a cold deploy of the
 # previous release (483 s) in lane two): 2,886 s to a failure; CI run 42 (this layout, the deploy
@@ -177,15 +183,16 @@ docker-down: ## remove the docker scenario's containers and network, stop the en
 # lane three, the cluster and the docker scenario from the end of the host checks; the deploy not
 # kept): 2,906 s, every part slower (cluster 1,648 -> 2,246 s, docker 1,661 -> 2,036): the machine
 # is saturated (load 8-9) from the first minutes, so more parts side by side do not end sooner.
-# What is left to win is work, not order (README: "What make test costs").
+# CI run 44 (this layout: lint and the role runs on test hosts, 75 + ~170 s, moved from lanes one
+# and two to lane three, which ended at 495 s): see README "What make test costs".
 # (The three scenarios side by side were tried, CI run 33: the cluster reached its second converge
 # 27 min in against 18.5, a slower longest lane than the upgrade's ~10 min alone at the end.)
 # The single-host suite runs in the docker scenario (Debian 12), with the checks that rerun the
 # roles' playbooks; Debian 13 under nspawn converges in the upgrade scenario (one host) and the
 # cluster scenario (three). The nspawn single-host scenario (`make molecule`) repeats the docker
 # scenario's work on Debian 13: on demand, for CI's time.
-TEST_PARTS := lint,test-app,@test-testbed-hosts,molecule-cluster+test-testbed-hosts,molecule-docker,@upgrade-previous,molecule-upgrade+@test-testbed-hosts,upgrade-previous,test-testbed-ca,test-testbed-local
-test: venv artifacts ## everything CI runs in three lanes (lint, the app's suite, the cluster scenario; the test bed's host checks, the docker then the upgrade scenario; early, the upgrade's previous release kept, the pki role's CA steps, the test bed's other checks), closing with each part's seconds (tools/timed-parts)
+TEST_PARTS := test-app,@test-testbed-hosts,molecule-cluster+test-testbed-hosts,molecule-docker,@upgrade-previous,molecule-upgrade+lint,@test-testbed-hosts,upgrade-previous,test-testbed-roles,test-testbed-ca,test-testbed-local
+test: venv artifacts ## everything CI runs in three lanes (the app's suite, the cluster scenario; the test-host tool's checks, the docker then the upgrade scenario; lint, the upgrade's previous release kept, the role runs on test hosts, the pki role's CA steps, the test bed's other checks), closing with each part's seconds and how busy the CPUs were (tools/timed-parts)
 	tools/timed-parts $(TEST_PARTS)
 
 demo: venv artifacts ## deploy the whole stack into the local demo host and say where it is
