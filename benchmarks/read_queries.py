@@ -7,6 +7,9 @@ size. Then, REPEAT times each, median printed:
 
 - the charts the page draws from an estimate (``footprint.stats.APPROXIMATE``: the visitors per day from daily
   HyperLogLog sketches) beside ClickHouse's exact answer: both times and the relative error per row;
+- the charts the page asks for fewer columns than their statistic has (``footprint.stats.DRAWN``: the top links'
+  and the countries' views without their visitor counts) beside the whole statistic: both times, and whether the
+  page's rows are the statistic's rows with those columns;
 - every ``footprint.stats`` query (the dashboard's charts and stores panel) on PostgreSQL and
   ClickHouse, for three filters the dashboard offers: 30 days of page events, the same under a link
   prefix, and 30 days of track events (ClickHouse reads its rollup for page events, ``events FINAL``
@@ -116,6 +119,7 @@ def dashboard(settings: Any, today: datetime, repeat: int, size: int) -> None:
                        note="" if same else "the stores' answers DIFFER", limit=reads(ch_sql_of(r.name, f)))
         if label == "page, 30 days":
             estimates(settings, f, {r.name: r.ch_rows for r in runs[0]}, repeat, size)
+            drawn(settings, f, {r.name: r.ch_rows for r in runs[0]}, repeat, size)
 
 
 def estimates(settings: Any, f: Any, exact: dict[str, list[Any]], repeat: int, size: int) -> None:
@@ -127,9 +131,9 @@ def estimates(settings: Any, f: Any, exact: dict[str, list[Any]], repeat: int, s
           f"{'estimate ms':>13}{'rows':>6}{'max error':>11}{'mean error':>12}  bound")
     bounds = approximated(f, tuple(APPROXIMATE))
     for name, bound in bounds.items():
-        ms = timed(lambda name=name: run_clickhouse(settings, f, (name,), approximate=True), repeat)
+        ms = timed(lambda name=name: run_clickhouse(settings, f, (name,), page=True), repeat)
         exact_ms = timed(lambda name=name: run_clickhouse(settings, f, (name,)), repeat)
-        rows = run_clickhouse(settings, f, (name,), approximate=True)[name]
+        rows = run_clickhouse(settings, f, (name,), page=True)[name]
         truth = {row[0]: row[-1] for row in exact[name]}
         errors = [abs(row[-1] - truth[row[0]]) / truth[row[0]] for row in rows if truth.get(row[0])]
         worst, mean = (max(errors), sum(errors) / len(errors)) if errors else (0.0, 0.0)
@@ -138,6 +142,23 @@ def estimates(settings: Any, f: Any, exact: dict[str, list[Any]], repeat: int, s
               f"{'' if same_keys else '  (the rows differ)'}")
         record(f"dashboard {name}, the page's estimate ({bound}), ClickHouse ({size:,} events)", ms, "ms",
                target=100, better="lower", note=f"largest error {worst:.2%}, mean {mean:.2%}")
+
+
+def drawn(settings: Any, f: Any, whole: dict[str, list[Any]], repeat: int, size: int) -> None:
+    """The charts whose page query has only the columns drawn (``stats.DRAWN``) beside the whole statistic on
+    ClickHouse: both times, and whether the page's rows are the whole rows' first columns (they must be: exact)."""
+    from footprint.stats import DRAWN, run_clickhouse
+
+    print(f"\n### the page's charts with only the columns they draw, beside the whole statistic (ClickHouse)\n"
+          f"{'query':<26}{'whole ms':>10}{'page ms':>10}{'rows':>6}  the page's rows")
+    for name in DRAWN:
+        ms = timed(lambda name=name: run_clickhouse(settings, f, (name,), page=True), repeat)
+        whole_ms = timed(lambda name=name: run_clickhouse(settings, f, (name,)), repeat)
+        rows = run_clickhouse(settings, f, (name,), page=True)[name]
+        same = rows == [r[:len(rows[0])] for r in whole[name]] if rows else not whole[name]
+        print(f"{name:<26}{whole_ms:>10.1f}{ms:>10.1f}{len(rows):>6}  {'the same' if same else 'DIFFERENT'}")
+        record(f"dashboard {name}, the page's chart (its drawn columns, exact), ClickHouse ({size:,} events)", ms,
+               "ms", target=100, better="lower", note="" if same else "the page's rows DIFFER from the statistic's")
 
 
 def goals(settings: Any, today: datetime, repeat: int, size: int) -> None:

@@ -79,17 +79,17 @@ class Periods:
 
 
 def previous_plan(periods: Periods, names: tuple[str, ...], timeout_minutes: int,
-                  current: Mapping[str, tuple[Rows, Rows]], approximate: bool = False) -> list[Planned]:
+                  current: Mapping[str, tuple[Rows, Rows]], page: bool = False) -> list[Planned]:
     """The previous period's query of each of ``names``; ``current``: each name's current rows in each store
-    (PostgreSQL's, ClickHouse's), whose labels a top list's previous query is kept to; ``approximate``: ClickHouse's
-    estimates where there are (as the current period's chart)."""
+    (PostgreSQL's, ClickHouse's), whose labels a top list's previous query is kept to; ``page``: ClickHouse's
+    queries as the page asks them (as the current period's chart: ``stats.clickhouse_sql``)."""
     f = periods.previous
     out = []
     for name in names:
         live = name == "live_per_minute"  # the hour before the live hour, whatever the days
         params = Params.of(f, periods.now - timedelta(minutes=LIVE_MINUTES) if live else periods.now, timeout_minutes)
         column = LABELS.get(name)
-        pg_sql, ch_sql = QUERIES[name](f)[0], clickhouse_sql(name, f, approximate)
+        pg_sql, ch_sql = QUERIES[name](f)[0], clickhouse_sql(name, f, page)
         if column is None:
             out.append(Planned(name, pg_sql, ch_sql, params))
             continue
@@ -184,12 +184,12 @@ def run_both(settings: Settings, periods: Periods, names: tuple[str, ...]
     return current, run_plan(settings, previous_plan(periods, names, timeout, rows))
 
 
-def clickhouse_compared(settings: Settings, periods: Periods, current: Mapping[str, Rows], approximate: bool = False
+def clickhouse_compared(settings: Settings, periods: Periods, current: Mapping[str, Rows], page: bool = False
                         ) -> dict[str, Rows]:
     """The comparison of each statistic of ``current`` (ClickHouse's rows of the current period, the dashboard's
-    charts; ``approximate``: estimated where they can be) with the previous period on ClickHouse."""
+    charts; ``page``: asked as the page asks them) with the previous period on ClickHouse."""
     names = tuple(current)
     planned = previous_plan(periods, names, settings.session_timeout_minutes,
-                            {name: ([], rows) for name, rows in current.items()}, approximate)
+                            {name: ([], rows) for name, rows in current.items()}, page)
     previous = run_plan_clickhouse(settings, planned)
     return {name: compared(name, current[name], previous[name], periods.length) for name in names}

@@ -12,9 +12,10 @@ rollup ``links_daily`` (migration 0009) for the top links and, under a link pref
 (``by_link_day``), and the raw table (``FINAL``) for the last hour's events per minute. The dashboard's chart of the
 visitors per day draws an estimate (``APPROXIMATE``: the daily HyperLogLog sketches of ``visitors_daily``, migration
 0010), which every other reader of these statistics (the stores panel, ``footprint stats``, the CSV exports) counts
-exactly. The rollup holds no audience columns and no visitor's goals: a filter on the audience or a goal makes
-ClickHouse build the rollup's rows of those events from the raw table instead (the same query over them), so every
-statistic takes every filter in both stores. The visits (sessions: a visitor's events at most
+exactly; its charts of the top links and the countries ask for the views alone, which they draw (``DRAWN``: exact,
+without merging visitor sets). The rollup holds no audience columns and no visitor's goals: a filter on the audience
+or a goal makes ClickHouse build the rollup's rows of those events from the raw table instead (the same query over
+them), so every statistic takes every filter in both stores. The visits (sessions: a visitor's events at most
 ``session_timeout_minutes`` apart) come from the raw tables in both, by window functions over each visitor's events
 in the order of their own time (``_visits``).
 """
@@ -149,16 +150,30 @@ def _per_day(pg_value: str, ch_value: str) -> Callable[[Filter], tuple[str, str]
     return build
 
 
+def _link_rows(f: Filter) -> tuple[str, str, str]:
+    """Where the top links come from: PostgreSQL's filter on the raw events, ClickHouse's rows (``LINKS``, or the
+    hourly rollup's, built from the raw events for an audience or a goal) and their filter."""
+    pg, ch = _days(f)
+    if by_link_day(f):
+        return pg, LINKS, _link_days(f)[1]
+    return pg, _rollup(f), ch
+
+
 def _top_links(f: Filter) -> tuple[str, str]:
     """Events and exact visitors per link, most events first: ClickHouse merges each link's daily visitor sets of
     ``LINKS``, or the hourly rollup's rows (built from the raw events for an audience or a goal)."""
-    pg, ch = _days(f)
-    rows = _rollup(f)
-    if by_link_day(f):
-        rows, ch = LINKS, _link_days(f)[1]
+    pg, rows, ch = _link_rows(f)
     return (f"SELECT link, count(*) AS views, count(DISTINCT visitor_id) FROM events WHERE {pg}"
             ' GROUP BY link ORDER BY views DESC, link COLLATE "C" LIMIT %(top)s',
             f"SELECT link, sum(events) AS v, uniqExactMerge(visitors) FROM {rows} WHERE {ch}"
+            " GROUP BY link ORDER BY v DESC, link LIMIT {top:UInt32}")
+
+
+def _top_links_drawn(f: Filter) -> str:
+    """The page's chart of the top links: the views alone, which it draws (the same rows as ``_top_links``, exact,
+    without its visitor column: no visitor set is merged)."""
+    _, rows, ch = _link_rows(f)
+    return (f"SELECT link, sum(events) AS v FROM {rows} WHERE {ch}"
             " GROUP BY link ORDER BY v DESC, link LIMIT {top:UInt32}")
 
 
@@ -431,20 +446,35 @@ def _visitors_per_day_estimated(f: Filter) -> str | None:
 
 
 # The dashboard's estimates: name -> ClickHouse's SQL of a filter, drawn by the page's charts (``run_clickhouse``
-# with ``approximate``) beside ``APPROXIMATION``; the stores panel, ``footprint stats`` and the CSV exports count
+# with ``page``) beside ``APPROXIMATION``; the stores panel, ``footprint stats`` and the CSV exports count
 # exactly (``QUERIES``)
 APPROXIMATE: dict[str, Callable[[Filter], str | None]] = {"unique_visitors_per_day": _visitors_per_day_estimated}
 
 
-def clickhouse_sql(name: str, f: Filter, approximate: bool = False) -> str:
-    """ClickHouse's query of statistic ``name`` for filter ``f``: its estimate where ``approximate`` asks for one
-    and one serves the filter, else the exact query."""
-    estimate = APPROXIMATE[name](f) if approximate and name in APPROXIMATE else None
-    return estimate or QUERIES[name](f)[1]
+# The page's charts that draw fewer columns than their statistic has: name -> ClickHouse's SQL of a filter giving
+# the statistic's rows with only the columns drawn, exact (the top links' and the countries' views, without the
+# visitor counts the page does not draw; merging exact visitor sets is what made those charts slow at 10M events).
+# The stores panel, ``footprint stats`` and the CSV exports keep every column (``QUERIES``).
+DRAWN: dict[str, Callable[[Filter], str]] = {
+    "top_links": _top_links_drawn,
+    "countries": lambda f: _breakdown("country")(f)[1],
+}
+
+
+def clickhouse_sql(name: str, f: Filter, page: bool = False) -> str:
+    """ClickHouse's query of statistic ``name`` for filter ``f``; with ``page``, the page's own: its estimate where
+    one serves the filter (``APPROXIMATE``), else the columns its chart draws (``DRAWN``), else the exact query."""
+    if page:
+        estimate = APPROXIMATE[name](f) if name in APPROXIMATE else None
+        if estimate:
+            return estimate
+        if name in DRAWN:
+            return DRAWN[name](f)
+    return QUERIES[name](f)[1]
 
 
 def approximated(f: Filter, names: tuple[str, ...]) -> dict[str, str]:
-    """Those of ``names`` that ``approximate`` estimates for filter ``f``, each with its error bound."""
+    """Those of ``names`` that the page's queries estimate for filter ``f``, each with its error bound."""
     return {name: APPROXIMATION for name in names if name in APPROXIMATE and APPROXIMATE[name](f) is not None}
 
 
@@ -521,10 +551,10 @@ class Planned:
     params: Params
 
 
-def plan(f: Filter, names: tuple[str, ...], params: Params, approximate: bool = False) -> list[Planned]:
-    """The queries ``names`` of filter ``f`` with ``params`` (``approximate``: ClickHouse's estimates where there
-    are, ``APPROXIMATE``)."""
-    return [Planned(name, QUERIES[name](f)[0], clickhouse_sql(name, f, approximate), params) for name in names]
+def plan(f: Filter, names: tuple[str, ...], params: Params, page: bool = False) -> list[Planned]:
+    """The queries ``names`` of filter ``f`` with ``params`` (``page``: ClickHouse's as the page asks them,
+    ``clickhouse_sql``)."""
+    return [Planned(name, QUERIES[name](f)[0], clickhouse_sql(name, f, page), params) for name in names]
 
 
 def run_plan(settings: Settings, planned: list[Planned]) -> list[QueryResult]:
@@ -564,12 +594,11 @@ def run_stats(settings: Settings, since: date, until: date, top: int = 10, *, f:
     return run_plan(settings, plan(f, names or tuple(QUERIES), params))
 
 
-def run_clickhouse(settings: Settings, f: Filter, names: tuple[str, ...], approximate: bool = False
-                   ) -> dict[str, Rows]:
-    """``names`` of filter ``f`` on ClickHouse alone (the dashboard's charts; ``approximate``: the estimates of
-    ``APPROXIMATE`` where there are)."""
+def run_clickhouse(settings: Settings, f: Filter, names: tuple[str, ...], page: bool = False) -> dict[str, Rows]:
+    """``names`` of filter ``f`` on ClickHouse alone (the dashboard's charts; ``page``: as the page asks them, its
+    estimates and only the columns its charts draw, ``clickhouse_sql``)."""
     params = Params.of(f, session_timeout_minutes=settings.session_timeout_minutes)
-    return run_plan_clickhouse(settings, plan(f, names, params, approximate))
+    return run_plan_clickhouse(settings, plan(f, names, params, page))
 
 
 def render(results: list[QueryResult], limit: int = 12) -> str:

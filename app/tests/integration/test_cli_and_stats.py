@@ -16,7 +16,7 @@ import pytest
 
 from footprint.contract import MAX_TIME, MIN_TIME, make_event
 from footprint.settings import Settings
-from footprint.stats import APPROXIMATION, QUERIES, ROLLUP_END, Filter, approximated, run_clickhouse, run_stats
+from footprint.stats import APPROXIMATION, DRAWN, QUERIES, ROLLUP_END, Filter, approximated, run_clickhouse, run_stats
 from helpers import RunningConsumer, ch_client, ch_ids, committed, gen_events, pg_ids, produce, settings_env, wait_for
 from services import free_port
 
@@ -121,11 +121,15 @@ def test_both_stores_give_identical_stats(settings: Settings) -> None:
     assert results["unique_visitors_per_day"].ch_rows == sorted((d, len(v)) for d, v in visitors.items())
     # the dashboard's chart of them: the estimate from the daily sketches, the same days, each within four times the
     # sketch's relative standard error (1.6 %) of the exact count
-    drawn = run_clickhouse(settings, Filter(), ("unique_visitors_per_day",), approximate=True)
+    drawn = run_clickhouse(settings, Filter(), ("unique_visitors_per_day",), page=True)
     assert approximated(Filter(), ("unique_visitors_per_day",)) == {"unique_visitors_per_day": APPROXIMATION}
     estimated = dict(drawn["unique_visitors_per_day"])
     assert estimated.keys() == {d for d in visitors}
     assert all(abs(estimated[d] - len(v)) <= 0.064 * len(v) for d, v in visitors.items()), (estimated, visitors)
+    # the page's charts of the top links and the countries: the statistic's rows with the views alone (stats.DRAWN)
+    page = run_clickhouse(settings, Filter(top=5), tuple(DRAWN), page=True)
+    for name in DRAWN:
+        assert page[name] and page[name] == [r[:2] for r in results[name].ch_rows], (name, page[name])
     for name, column in (("referrers", "referrer_host"), ("utm_sources", "utm_source"), ("utm_mediums", "utm_medium"),
                          ("utm_campaigns", "utm_campaign"), ("browsers", "browser"), ("operating_systems", "os"),
                          ("devices", "device")):

@@ -9,7 +9,7 @@ import pytest
 
 from footprint.contract import SHORT_MAX_CHARS
 from footprint.dashboard.app import BadFilter, parse_filter
-from footprint.stats import APPROXIMATION, QUERIES, Filter, Params, approximated, clickhouse_sql
+from footprint.stats import APPROXIMATION, DRAWN, QUERIES, Filter, Params, approximated, clickhouse_sql
 
 TODAY = datetime(2026, 12, 5, 13, 0, tzinfo=UTC)
 
@@ -95,21 +95,33 @@ def test_the_top_links_read_the_links_daily_rollup_unless_the_filter_names_an_au
 
 def test_the_page_draws_the_visitors_per_day_from_the_sketches_and_everything_else_exactly() -> None:
     names = tuple(QUERIES)
-    estimated = clickhouse_sql("unique_visitors_per_day", Filter(), approximate=True)
+    estimated = clickhouse_sql("unique_visitors_per_day", Filter(), page=True)
     assert "uniqCombined64Merge(12)(visitors) FROM visitors_daily WHERE day >= " in estimated
     assert "type = 'page'" in estimated and "type = 'track'" in clickhouse_sql("unique_visitors_per_day",
-                                                                              Filter(type="track"), approximate=True)
+                                                                              Filter(type="track"), page=True)
     assert approximated(Filter(), names) == {"unique_visitors_per_day": APPROXIMATION}
-    # exact unless asked for the estimate, and for every other statistic
+    # exact unless the page asks, and for every other statistic (those of DRAWN: only their drawn columns)
     assert clickhouse_sql("unique_visitors_per_day", Filter()) == QUERIES["unique_visitors_per_day"](Filter())[1]
     for name in names:
         if name != "unique_visitors_per_day":
-            assert clickhouse_sql(name, Filter(), approximate=True) == QUERIES[name](Filter())[1], name
+            page = DRAWN[name](Filter()) if name in DRAWN else QUERIES[name](Filter())[1]
+            assert clickhouse_sql(name, Filter(), page=True) == page, name
     # the sketches keep no link, audience or goal: such a filter is counted exactly, and the page says nothing
     for f in (Filter(link="/blog"), Filter(device="mobile")):
         exact = QUERIES["unique_visitors_per_day"](f)[1]
-        assert clickhouse_sql("unique_visitors_per_day", f, approximate=True) == exact
+        assert clickhouse_sql("unique_visitors_per_day", f, page=True) == exact
         assert approximated(f, names) == {}
+
+
+def test_the_page_asks_the_top_links_and_countries_for_their_views_alone_from_the_same_rows() -> None:
+    assert set(DRAWN) == {"top_links", "countries"}
+    for f in (Filter(), Filter(link="/blog"), Filter(device="mobile"), Filter(type="track")):
+        for name in DRAWN:
+            page, whole = clickhouse_sql(name, f, page=True), QUERIES[name](f)[1]
+            assert "Merge(visitors)" not in page and "uniqExact(" not in page, (name, f)  # no visitor counted
+            assert "uniqExact" in whole, (name, f)  # the statistic keeps its exact visitors
+            # the same rows (FROM .. WHERE) and order as the whole statistic's
+            assert page[page.index(" FROM "):] == whole[whole.index(" FROM "):], (name, f)
 
 
 def test_every_statistic_takes_the_audience_in_both_stores() -> None:

@@ -26,15 +26,16 @@ def unavailable(exc: Exception) -> JSONResponse:
     return JSONResponse({"error": "unavailable", "detail": str(exc)[:300]}, 503, headers=HEADERS)
 
 
-def _charts(settings: Settings, view: View, names: tuple[str, ...], approximate: bool = False
+def _charts(settings: Settings, view: View, names: tuple[str, ...], page: bool = False
             ) -> tuple[dict[str, Rows], dict[str, Any] | None]:
     """``names`` of the view on ClickHouse and, comparing, each one's comparison with the previous period
-    (``approximate``: the estimates the page draws where there are, ``stats.APPROXIMATE``; else exact)."""
-    charts = run_clickhouse(settings, view.filter, names, approximate)
+    (``page``: as the page asks them: its estimates and only the columns its charts draw, ``stats.clickhouse_sql``;
+    else exact and whole)."""
+    charts = run_clickhouse(settings, view.filter, names, page)
     if not view.compare:
         return charts, None
     periods = Periods.of(view.filter, datetime.now(UTC))
-    return charts, {**periods.describe(), "charts": clickhouse_compared(settings, periods, charts, approximate)}
+    return charts, {**periods.describe(), "charts": clickhouse_compared(settings, periods, charts, page)}
 
 
 def _goals(settings: Settings, view: View, shown: tuple[str, ...]
@@ -83,7 +84,7 @@ def add_data_routes(app: FastAPI, settings: Settings, prefix: str, resolve: Reso
             return view
         try:
             names = view.statistics(CHARTS + VISITS)
-            charts, previous = _charts(settings, view, names, approximate=True)
+            charts, previous = _charts(settings, view, names, page=True)
         except Exception as exc:  # a store down or failing: the page says so and retries
             return unavailable(exc)
         shown = view.statistics((goalstats.GOALS, goalstats.FUNNELS))
