@@ -37,7 +37,8 @@ from _services import REPO, machine
 APP = '''
 import os
 from fastapi import FastAPI
-from footprint.track import FootprintASGI, KafkaSender, PageRecorder
+import footprint.track as track
+from footprint.track import FootprintASGI, PageRecorder
 
 def without_middleware():
     app = FastAPI()
@@ -47,7 +48,10 @@ def without_middleware():
     return app
 
 def with_middleware():
-    sender = KafkaSender(os.environ["FOOTPRINT_KAFKA_BOOTSTRAP"], os.environ["FOOTPRINT_KAFKA_TOPIC"])
+    # FOOTPRINT_BENCH_SENDER=relay: the KafkaRelaySender (a relay process does the producing)
+    # (the reference tree's middleware has no relay: it is asked for the KafkaSender only)
+    kind = track.KafkaRelaySender if os.environ.get("FOOTPRINT_BENCH_SENDER") == "relay" else track.KafkaSender
+    sender = kind(os.environ["FOOTPRINT_KAFKA_BOOTSTRAP"], os.environ["FOOTPRINT_KAFKA_TOPIC"])
     return FootprintASGI(without_middleware(), sender, PageRecorder(site="bench"))
 '''
 USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
@@ -72,7 +76,7 @@ def parts(bootstrap: str, topic: str, n: int) -> list[tuple[str, str, float]]:
     """(where it runs, part, us per event) for the benchmark's request, each part timed alone."""
     from footprint.contract import encode_event, kafka_timestamp, validate_batch
     from footprint.enrich import enrich
-    from footprint.track import FootprintASGI, KafkaSender, PageRecorder
+    from footprint.track import FootprintASGI, KafkaRelaySender, KafkaSender, PageRecorder
 
     recorder = PageRecorder(site="bench")
     sender = KafkaSender(bootstrap, topic)
@@ -84,7 +88,8 @@ def parts(bootstrap: str, topic: str, n: int) -> list[tuple[str, str, float]]:
     received = datetime.now(UTC)
     [wire] = validate_batch({"batch": [event]}, received, 1, enrich)
     value = encode_event(wire)
-    producer = sender._producer
+    producer = sender._producer._producer  # the confluent-kafka Producer inside the PageProducer
+    relay = KafkaRelaySender(bootstrap, topic)
     queued: list[object] = []
     out = [("request path", "keep the request's fields (headers, DNT/GPC, time)",
             per_event(n, lambda: middleware._request(SCOPE))),
@@ -93,6 +98,8 @@ def parts(bootstrap: str, topic: str, n: int) -> list[tuple[str, str, float]]:
                                                request.user_agent, request.referrer, request.now, request.query,
                                                request.host))),
            ("after the response", "KafkaSender.send: queue it", per_event(n, lambda: queued.append((event, received)))),
+           ("after the response", "KafkaRelaySender.send: encode its line and queue it (the relay does the rest)",
+            per_event(n, lambda: relay.send(event))),
            ("sender's thread", "validate as the collector does", per_event(
                n, lambda: validate_batch({"batch": [event]}, received, 1))),
            ("sender's thread", "enrich (user agent, referrer, UTM; cached parsers)", per_event(
@@ -102,6 +109,7 @@ def parts(bootstrap: str, topic: str, n: int) -> list[tuple[str, str, float]]:
                topic, value=value, key=wire["event_id"], timestamp=kafka_timestamp(received))))]
     producer.flush(30)
     sender.close()
+    relay.close()
     return out
 
 

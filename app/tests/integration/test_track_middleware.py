@@ -5,15 +5,25 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from footprint.settings import Settings
-from footprint.track import FootprintASGI, FootprintWSGI, HttpSender, KafkaSender, PageRecorder
+from footprint.track import (
+    FootprintASGI,
+    FootprintWSGI,
+    HttpSender,
+    KafkaRelaySender,
+    KafkaSender,
+    PageRecorder,
+    Sender,
+)
 from helpers import RunningConsumer, ch_client, settings_env, wait_for
 from services import free_port
 
@@ -36,26 +46,31 @@ def _stored(settings: Settings, prefix: str) -> tuple[list[tuple[Any, ...]], lis
     return [tuple(r) for r in pg], [tuple(r) for r in rows]  # type: ignore[misc]
 
 
-def test_a_fastapi_app_sends_its_page_views_straight_to_kafka(settings: Settings) -> None:
+@pytest.mark.parametrize("kind", ["KafkaSender", "KafkaRelaySender"])
+def test_a_fastapi_app_sends_its_page_views_straight_to_kafka(settings: Settings, kind: str) -> None:
+    """From the app's own thread (KafkaSender) or from a relay process of its own (KafkaRelaySender)."""
     app = FastAPI()
 
     @app.get("/{path:path}")
     async def page(path: str) -> dict[str, str]:
         return {"ok": path}
 
-    sender = KafkaSender(settings.kafka_bootstrap, settings.kafka_topic)
+    prefix = f"/asgi-{kind}/"
+    senders: dict[str, Callable[[str, str], Sender]] = {"KafkaSender": KafkaSender,
+                                                         "KafkaRelaySender": KafkaRelaySender}
+    sender = senders[kind](settings.kafka_bootstrap, settings.kafka_topic)
     tracked = FootprintASGI(app, sender, PageRecorder(site="shop", skip=("/static/",)))
     with TestClient(tracked) as client:
-        for path in ("/asgi/", "/asgi/pricing", "/static/x.css"):
+        for path in (prefix, f"{prefix}pricing", "/static/x.css"):
             assert client.get(path, headers={"User-Agent": BROWSER}).status_code == 200
-        assert client.get("/asgi/pricing", headers={"User-Agent": "Googlebot/2.1"}).status_code == 200
-        assert client.post("/asgi/signup", headers={"User-Agent": BROWSER}).status_code == 405  # recorded too
+        assert client.get(f"{prefix}pricing", headers={"User-Agent": "Googlebot/2.1"}).status_code == 200
+        assert client.post(f"{prefix}signup", headers={"User-Agent": BROWSER}).status_code == 405  # recorded too
     sender.close()
     assert sender.dropped == 0
-    expected = [("GET", "/asgi/", False), ("GET", "/asgi/pricing", False), ("GET", "/asgi/pricing", True),
-                ("POST", "/asgi/signup", False)]  # the bot is stored, and flagged
+    expected = [("GET", prefix, False), ("GET", f"{prefix}pricing", False), ("GET", f"{prefix}pricing", True),
+                ("POST", f"{prefix}signup", False)]  # the bot is stored, and flagged
     with RunningConsumer(settings):
-        wait_for(lambda: _stored(settings, "/asgi/") == (expected, expected), what="both stores")
+        wait_for(lambda: _stored(settings, prefix) == (expected, expected), what="both stores")
 
 
 def test_a_wsgi_app_sends_its_page_views_to_the_collector(settings: Settings, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -193,3 +194,45 @@ def test_the_kafka_senders_queue_is_bounded_and_what_it_cannot_deliver_is_counte
     assert sender.dropped == 5  # the 2 queued were produced on close, and never delivered
     del sender  # librdkafka retries port 9 for as long as the producer lives
     gc.collect()
+
+
+def test_the_relay_senders_queue_is_bounded_and_what_its_relay_cannot_deliver_is_counted() -> None:
+    from footprint.track import KafkaRelaySender
+
+    event = PageRecorder(site="shop").page("GET", "/x", "198.51.100.7", None, "UA", None)
+    # nothing listens on port 9; the relay process produces, and logs nothing (log_level 0)
+    sender = KafkaRelaySender("127.0.0.1:9", "t", queue_max=2, flush_seconds=60, config={"log_level": 0},
+                              close_seconds=0.5)
+    relay = sender._relay
+    for _ in range(5):
+        sender.send(event)
+    assert sender.dropped == 3  # the queue holds 2 lines: the rest were dropped at once, counted
+    sender.close(timeout=0.5)
+    assert sender.dropped == 5  # the 2 queued went to the relay on close, which Kafka never took: it reported them
+    assert relay.returncode == 0  # the relay ended with its stdin
+
+
+def test_a_relay_that_exits_is_started_again_and_what_it_held_is_counted() -> None:
+    from footprint.track import KafkaRelaySender
+
+    event = PageRecorder(site="shop").page("GET", "/x", "198.51.100.7", None, "UA", None)
+    sender = KafkaRelaySender("127.0.0.1:9", "t", flush_seconds=0.05, config={"log_level": 0}, close_seconds=0.2)
+    sender.restart_seconds = 0
+    first = sender._relay
+    for _ in range(3):
+        sender.send(event)
+    deadline = time.monotonic() + 10
+    while sender._in_pipe < 3 and time.monotonic() < deadline:  # written to the first relay's pipe
+        time.sleep(0.02)
+    assert sender._in_pipe == 3
+    first.kill()
+    first.wait(10)
+    sender.send(event)  # the next write finds the pipe broken: the 3 lost, a new relay takes this one
+    while sender._relay is first and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sender._relay is not first and sender.dropped == 3
+    while sender._in_pipe < 1 and time.monotonic() < deadline:  # written to the new relay's pipe
+        time.sleep(0.02)
+    assert sender._in_pipe == 1
+    sender.close(timeout=0.2)
+    assert sender.dropped == 4  # and the new relay could not deliver its one either (no Kafka): counted

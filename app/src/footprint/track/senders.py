@@ -8,16 +8,20 @@ an ``ssl_context``. Every failure is a warning that names the cause (once per ou
 dropped batch), never a silent drop.
 ``KafkaSender``: queues each event; its thread validates and enriches them as the collector does and
 produces the canonical form straight to the topic in bursts (``pip install footprint[kafka]``:
-confluent-kafka and the user-agent parsers), fire-and-forget.
-Both count what they drop in ``dropped`` and never raise into the caller.
+confluent-kafka and the user-agent parsers), fire-and-forget. ``KafkaRelaySender``: the same work in a
+process of its own, the app's process only encoding each event as a line to its pipe.
+All count what they drop in ``dropped`` and never raise into the caller.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import ssl
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -26,8 +30,7 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from footprint.contract import encode_event, kafka_timestamp, validate_batch
-from footprint.enrich import enrich
+from footprint.track.produce import PageProducer
 
 log = logging.getLogger("footprint.track")
 
@@ -133,33 +136,35 @@ class HttpSender:
 class KafkaSender:
     """``send`` only queues the event (bounded: ``queue_max``, beyond which it is dropped and counted);
     the sender's thread takes what is queued every ``flush_seconds`` and validates, enriches, encodes and
-    produces it, ``chunk`` events at a time with a pause between chunks so the app's threads get the GIL
-    back within one chunk's work. Producing in bursts costs librdkafka far less CPU than one message at a
-    time (benchmarks/RESULTS.md section 15)."""
+    produces it (``PageProducer``), ``chunk`` events at a time with a pause between chunks so the app's threads
+    get the GIL back within one chunk's work. ``KafkaRelaySender`` does that work in a process of its own."""
 
     chunk = 16
     pause_seconds = 0.0002
 
     def __init__(self, bootstrap: str, topic: str = "web-logs-topic", queue_max: int = 100_000,
                  config: dict[str, Any] | None = None, flush_seconds: float = 0.05) -> None:
-        from confluent_kafka import Producer  # the "kafka" extra (with the enrichment's parsers)
-
-        self.topic = topic
-        self.dropped = 0
         self.queue_max = queue_max
         self.flush_seconds = flush_seconds
+        self._dropped = 0
         self._queue: deque[tuple[dict[str, Any], datetime]] = deque()
-        self._producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-                                   "linger.ms": 100, "compression.type": "lz4",
-                                   "delivery.report.only.error": True,  # no Python call per delivered event
-                                   "queue.buffering.max.messages": queue_max, **(config or {})})
+        self._producer = PageProducer(bootstrap, topic, queue_max, config)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="footprint-kafka-sender", daemon=True)
         self._thread.start()
 
+    @property
+    def dropped(self) -> int:
+        """Events dropped: a full queue, an invalid event, Kafka not taking it."""
+        return self._dropped + self._producer.dropped
+
+    @dropped.setter
+    def dropped(self, value: int) -> None:  # the middleware counts what it failed to hand over
+        self._dropped = value - self._producer.dropped
+
     def send(self, event: dict[str, Any]) -> None:
         if len(self._queue) >= self.queue_max:
-            self.dropped += 1
+            self._dropped += 1
             return
         self._queue.append((event, datetime.now(UTC)))  # when it was received: received_at, the message's time
 
@@ -168,28 +173,148 @@ class KafkaSender:
             stopping = self._stop.wait(self.flush_seconds)
             while self._queue:
                 for _ in range(min(self.chunk, len(self._queue))):
-                    self._produce(*self._queue.popleft())
-                self._producer.poll(0)
+                    self._producer.produce(*self._queue.popleft())
+                self._producer.poll()
                 if self._queue and not stopping:
                     time.sleep(self.pause_seconds)
-            self._producer.poll(0)
+            self._producer.poll()
             if stopping:
                 return
-
-    def _produce(self, event: dict[str, Any], received: datetime) -> None:
-        try:
-            [wire] = validate_batch({"batch": [event]}, received, 1, enrich)  # the collector's own rules
-            self._producer.produce(self.topic, value=encode_event(wire), key=wire["event_id"],
-                                   on_delivery=self._report, timestamp=kafka_timestamp(received))
-        except Exception:  # an invalid event, librdkafka's queue full: counted, never raised
-            self.dropped += 1
-
-    def _report(self, err: Any, _msg: Any) -> None:
-        if err is not None:
-            self.dropped += 1
 
     def close(self, timeout: float = 10.0) -> None:
         """Produce what is queued, then wait up to ``timeout`` for Kafka to take it (what it did not is dropped)."""
         self._stop.set()
         self._thread.join()
-        self.dropped += self._producer.flush(timeout)
+        self._producer.flush(timeout)
+
+
+class KafkaRelaySender:
+    """As ``KafkaSender``, but the validating, enriching, encoding and producing run in a process of its own, the
+    relay (``python -m footprint.track.relay``, started here), so neither that work nor the GIL it holds is in the
+    app's process. ``send`` encodes the event as one JSON line and queues it (bounded: ``queue_max`` lines,
+    beyond which it is dropped and counted); a thread writes what is queued to the relay's pipe every
+    ``flush_seconds``, in one write where the pipe has room. ``dropped`` adds the relay's drops (an invalid
+    event, Kafka not taking it), which it reports on its stdout. A relay that exits (killed, out of memory) is
+    started again at the next write, at most once every ``restart_seconds``; the lines its pipe held are lost,
+    counted, with a warning."""
+
+    restart_seconds = 10.0
+
+    def __init__(self, bootstrap: str, topic: str = "web-logs-topic", queue_max: int = 100_000,
+                 config: dict[str, Any] | None = None, flush_seconds: float = 0.05, close_seconds: float = 10.0
+                 ) -> None:
+        self.queue_max = queue_max
+        self.flush_seconds = flush_seconds
+        self._settings = (json.dumps({"bootstrap": bootstrap, "topic": topic, "queue_max": queue_max,
+                                      "config": config or {}, "close_seconds": close_seconds}) + "\n").encode()
+        self._dropped = 0  # here: a full queue, lines lost with a relay that exited
+        self._relay_dropped = 0  # reported by the relays that ended, and by the running one
+        self._lines: list[bytes] = []
+        self._carry = b""  # what a write left of the lines taken from the queue
+        self._in_pipe = 0  # lines written to the running relay (lost with it if it exits)
+        self._lock = threading.Lock()
+        self._started = 0.0
+        self._relay = self._start()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="footprint-kafka-relay-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def dropped(self) -> int:
+        """Events dropped: a full queue, an invalid event, Kafka not taking it, a relay that exited."""
+        return self._dropped + self._relay_dropped + self._reported
+
+    @dropped.setter
+    def dropped(self, value: int) -> None:  # the middleware counts what it failed to hand over
+        self._dropped = value - self._relay_dropped - self._reported
+
+    def send(self, event: dict[str, Any]) -> None:
+        line = (json.dumps([event, time.time()], separators=(",", ":")) + "\n").encode()
+        with self._lock:
+            if len(self._lines) >= self.queue_max:
+                self._dropped += 1
+                return
+            self._lines.append(line)
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        self._started, self._reported, self._report_rest, self._in_pipe = time.monotonic(), 0, b"", 0
+        relay = subprocess.Popen([sys.executable, "-m", "footprint.track.relay"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, close_fds=True)
+        assert relay.stdin is not None and relay.stdout is not None
+        relay.stdin.write(self._settings)
+        relay.stdin.flush()
+        os.set_blocking(relay.stdin.fileno(), False)
+        os.set_blocking(relay.stdout.fileno(), False)
+        return relay
+
+    def _read_reports(self) -> None:
+        """The relay's latest count of what it dropped (a line each time it grows)."""
+        assert self._relay.stdout is not None
+        try:
+            chunk = os.read(self._relay.stdout.fileno(), 1 << 12)
+        except BlockingIOError:
+            return
+        *lines, self._report_rest = (self._report_rest + chunk).split(b"\n")
+        if lines and lines[-1].strip().isdigit():
+            self._reported = int(lines[-1])
+
+    def _write(self) -> None:
+        """What is queued, to the relay's pipe as far as it has room (the rest waits for the next write). A relay
+        that exited: the lines written to it are lost, counted; the others go to the next relay."""
+        with self._lock:
+            lines, self._lines = self._lines, []
+        data = self._carry + b"".join(lines)
+        assert self._relay.stdin is not None
+        sent = 0
+        try:
+            while sent < len(data):
+                sent += os.write(self._relay.stdin.fileno(), memoryview(data)[sent:])
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            rest, cut = data[sent:], 0
+            if sent and data[sent - 1:sent] != b"\n":  # a line cut in two: its start went to the relay that exited
+                cut = rest.find(b"\n") + 1
+            self._carry = rest[cut:]
+            self._relay_gone(exc, lost=self._in_pipe + data.count(b"\n", 0, sent) + (1 if cut else 0))
+            return
+        self._in_pipe += data.count(b"\n", 0, sent)
+        self._carry = data[sent:]
+
+    def _relay_gone(self, exc: OSError, lost: int) -> None:
+        self._read_reports()
+        self._relay_dropped += self._reported
+        self._dropped += lost
+        self._in_pipe = 0
+        code = self._relay.poll()
+        log.warning("the page events' relay process exited; starting another",
+                    extra={"exit_code": code, "error": str(exc), "events_lost": lost})
+        wait = self.restart_seconds - (time.monotonic() - self._started)
+        if wait > 0 and self._stop.wait(wait):
+            self._reported = 0
+            return
+        self._relay = self._start()
+
+    def _serve(self) -> None:
+        while not self._stop.wait(self.flush_seconds):
+            self._write()
+            self._read_reports()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued, then let the relay produce it and wait up to ``timeout`` (what Kafka did not take
+        is dropped, counted)."""
+        self._stop.set()
+        self._thread.join()
+        self._write()
+        assert self._relay.stdin is not None and self._relay.stdout is not None
+        os.set_blocking(self._relay.stdin.fileno(), True)
+        try:  # the rest of the lines, then the end of its stdin: the relay flushes Kafka's queue and exits
+            report, _ = self._relay.communicate(input=self._carry or None, timeout=timeout + 5)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            self._relay.kill()
+            self._dropped += self._carry.count(b"\n")
+            log.warning("the page events' relay process did not finish", extra={"error": str(exc)})
+            return
+        counts = [line for line in (self._report_rest + report).split(b"\n") if line.strip().isdigit()]
+        if counts:
+            self._reported = int(counts[-1])

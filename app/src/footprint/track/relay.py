@@ -1,0 +1,65 @@
+"""The relay process of ``KafkaRelaySender``: page events from the app's process to Kafka.
+
+``python -m footprint.track.relay``, started by the sender with pipes for stdin and stdout. It reads one JSON line
+of settings (``bootstrap``, ``topic``, ``queue_max``, ``config``: the producer's options, which may hold a
+password, hence not in its arguments), then the events, one JSON line each: ``[event, received]`` (the time the
+app received the request, seconds since 1970). It validates, enriches, encodes and produces each as the collector
+would take it (``PageProducer``) and writes the number of events it dropped so far on stdout, a line each time it
+grows. It ignores SIGINT and SIGTERM, which reach it with the app's (Ctrl-C in a terminal, systemd's stop): it ends
+with its stdin, when the app closes the sender or exits, after waiting up to ``close_seconds`` for Kafka to take
+what is queued.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import sys
+from datetime import UTC, datetime
+
+from footprint.track.produce import PageProducer
+
+
+def main() -> int:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    stdin, stdout = sys.stdin.buffer.fileno(), sys.stdout
+    header = b""
+    while not header.endswith(b"\n"):
+        chunk = os.read(stdin, 1)
+        if not chunk:
+            return 2
+        header += chunk
+    settings = json.loads(header)
+    producer = PageProducer(settings["bootstrap"], settings["topic"], int(settings["queue_max"]),
+                            settings.get("config"))
+    reported, rest = 0, b""
+    while True:
+        if select.select([stdin], [], [], 0.1)[0]:
+            chunk = os.read(stdin, 1 << 16)
+            if not chunk:
+                break
+            *lines, rest = (rest + chunk).split(b"\n")
+            for line in lines:
+                try:
+                    event, received = json.loads(line)
+                    moment = datetime.fromtimestamp(received, UTC)
+                except (ValueError, TypeError, OverflowError, OSError):  # not what the sender writes
+                    producer.dropped += 1
+                    continue
+                producer.produce(event, moment)
+        producer.poll()
+        if producer.dropped != reported:
+            reported = producer.dropped
+            stdout.write(f"{reported}\n")
+            stdout.flush()
+    producer.flush(float(settings.get("close_seconds", 10.0)))
+    stdout.write(f"{producer.dropped + (1 if rest.strip() else 0)}\n")
+    stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
