@@ -171,27 +171,27 @@ docker-down: ## remove the docker scenario's containers and network, stop the en
 # leaves much of the machine idle alone (the app's suite waits on its services: 77% idle; the
 # docker scenario's single host converges one task at a time: 47%), and no two parts side by side
 # share a port, host, network or database (the nspawn NAT works beside dockerd's, see
-# testbed/tests/test_docker.py). Lane one: the app's suite, then the cluster scenario (three hosts,
-# its certificate rotation); lane two: the test-host tool's own checks (test hosts and dockerd), then
-# the docker and the upgrade scenarios; lane three: lint, then (once the host checks have ended) the
-# upgrade scenario's previous release deployed and kept (`upgrade-previous`, ~3 min alone when its
-# cache key is new, ~30 s when kept; the upgrade scenario, last in lane two, then boots that disk
-# instead of deploying it there), the role runs on test hosts of their own, the pki role's CA steps
-# and the rest of the test bed's checks. The test hosts of the cluster, of `upgrade-previous` and of
-# the role runs come up only once the host checks have ended (`@test-testbed-hosts`: test_host.py's
-# last check wants no other test host), and those end before the docker scenario starts (same lane).
-# A lint failure still fails `make test`, once the lanes have ended. The closing table gives each
-# part's seconds and how busy the CPUs were meanwhile.
+# testbed/tests/test_docker.py). Lane one: lint, the app's suite, then the cluster scenario (three
+# hosts, its certificate rotation); lane two: the test-host tool's own checks (test hosts and dockerd),
+# the role runs on test hosts of their own, then the docker and the upgrade scenarios; lane three,
+# once the host checks have ended: the upgrade scenario's previous release deployed and kept
+# (`upgrade-previous`, ~3 min alone when its cache key is new, ~30 s when kept; the upgrade scenario,
+# last in lane two, then boots that disk instead of deploying it there), the pki role's CA steps and
+# the rest of the test bed's checks. The test hosts of the cluster and of `upgrade-previous` come up
+# only once the host checks have ended (`@test-testbed-hosts`: test_host.py's last check wants no
+# other test host). Lint does not run alone first (~1 min of one core): a lint failure still fails
+# `make test`, once the lanes have ended. The closing table gives each part's seconds and how busy
+# the CPUs were meanwhile.
 # Measured (`.ci/run` from a clean clone, this 2-core machine, nothing else running): CI run 41
 # (two lanes, the CA steps in lane one, the test bed's other checks and a cold deploy of the
 # previous release (483 s) in lane two): 2,886 s to a failure; CI run 42 (this layout, the deploy
 # kept): 2,738 s, lanes 2,458 (the cluster waiting for the app's suite), 2,676 and 495 s; CI run
 # 43 (everything that needs no wait started at once: the app's suite and the upgrade scenario on
 # lane three, the cluster and the docker scenario from the end of the host checks; the deploy not
-# kept): 2,906 s, every part slower (cluster 1,648 -> 2,246 s, docker 1,661 -> 2,036): the machine
-# is saturated (load 8-9) from the first minutes, so more parts side by side do not end sooner.
-# CI run 44 (this layout: lint and the role runs on test hosts, 75 + ~170 s, moved from lanes one
-# and two to lane three, which ended at 495 s): see README "What make test costs".
+# kept): 2,906 s, every part slower (cluster 1,648 -> 2,246 s, docker 1,661 -> 2,036); CI run 44
+# (lint and the role runs moved to lane three, 1,062 s of it): 2,895 s, the CPUs 94% busy over the
+# whole run and 95-99% in every part: the machine is saturated, so another order does not end
+# sooner, less work does (tests/ansible_plugins/callback/module_bytecode.py: less CPU per task).
 # (The three scenarios side by side were tried, CI run 33: the cluster reached its second converge
 # 27 min in against 18.5, a slower longest lane than the upgrade's ~10 min alone at the end.)
 # The single-host suite runs in the docker scenario (Debian 12), with the checks that rerun the
@@ -199,7 +199,7 @@ docker-down: ## remove the docker scenario's containers and network, stop the en
 # cluster scenario (three). The nspawn single-host scenario (`make molecule`) repeats the docker
 # scenario's work on Debian 13: on demand, for CI's time.
 TEST_PARTS := lint,test-app,@test-testbed-hosts,molecule-cluster+test-testbed-hosts,test-testbed-roles,molecule-docker,@upgrade-previous,molecule-upgrade+@test-testbed-hosts,upgrade-previous,test-testbed-ca,test-testbed-local
-test: venv artifacts ## everything CI runs in three lanes (the app's suite, the cluster scenario; the test-host tool's checks, the docker then the upgrade scenario; lint, the upgrade's previous release kept, the role runs on test hosts, the pki role's CA steps, the test bed's other checks), closing with each part's seconds and how busy the CPUs were (tools/timed-parts)
+test: venv artifacts ## everything CI runs in three lanes (lint, the app's suite, the cluster scenario; the test-host tool's checks, the role runs on test hosts, the docker then the upgrade scenario; the upgrade's previous release kept, the pki role's CA steps, the test bed's other checks), closing with each part's seconds and how busy the CPUs were (tools/timed-parts)
 	tools/timed-parts $(TEST_PARTS)
 
 demo: venv artifacts ## deploy the whole stack into the local demo host and say where it is
