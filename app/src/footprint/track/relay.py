@@ -4,10 +4,10 @@
 of settings (``bootstrap``, ``topic``, ``queue_max``, ``config``: the producer's options, which may hold a
 password, hence not in its arguments), then the events, one JSON line each: ``[event, received]`` (the time the
 app received the request, seconds since 1970). It validates, enriches, encodes and produces each as the collector
-would take it (``PageProducer``) and writes the number of events it dropped so far on stdout, a line each time it
-grows. It ignores SIGINT and SIGTERM, which reach it with the app's (Ctrl-C in a terminal, systemd's stop): it ends
-with its stdin, when the app closes the sender or exits, after waiting up to ``close_seconds`` for Kafka to take
-what is queued.
+would take it (``PageProducer``) and writes on stdout how many lines it has read and how many events it dropped
+so far (``READ DROPPED``), a line at most every 0.1 s while they change. It ignores SIGINT and SIGTERM, which
+reach it with the app's (Ctrl-C in a terminal, systemd's stop): it ends with its stdin, when the app closes the
+sender or exits, after waiting up to ``close_seconds`` for Kafka to take what is queued.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 import select
 import signal
 import sys
+import time
 from datetime import UTC, datetime
 
 from footprint.track.produce import PageProducer
@@ -35,13 +36,14 @@ def main() -> int:
     settings = json.loads(header)
     producer = PageProducer(settings["bootstrap"], settings["topic"], int(settings["queue_max"]),
                             settings.get("config"))
-    reported, rest = 0, b""
+    reported, rest, read, due = (0, 0), b"", 0, 0.0
     while True:
         if select.select([stdin], [], [], 0.1)[0]:
             chunk = os.read(stdin, 1 << 16)
             if not chunk:
                 break
             *lines, rest = (rest + chunk).split(b"\n")
+            read += len(lines)
             for line in lines:
                 try:
                     event, received = json.loads(line)
@@ -51,12 +53,13 @@ def main() -> int:
                     continue
                 producer.produce(event, moment)
         producer.poll()
-        if producer.dropped != reported:
-            reported = producer.dropped
-            stdout.write(f"{reported}\n")
+        if (read, producer.dropped) != reported and time.monotonic() >= due:
+            reported, due = (read, producer.dropped), time.monotonic() + 0.1
+            stdout.write(f"{read} {producer.dropped}\n")
             stdout.flush()
     producer.flush(float(settings.get("close_seconds", 10.0)))
-    stdout.write(f"{producer.dropped + (1 if rest.strip() else 0)}\n")
+    unfinished = 1 if rest.strip() else 0  # a last line without its end: not what the sender writes
+    stdout.write(f"{read + unfinished} {producer.dropped + unfinished}\n")
     stdout.flush()
     return 0
 

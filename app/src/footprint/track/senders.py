@@ -194,9 +194,10 @@ class KafkaRelaySender:
     app's process. ``send`` encodes the event as one JSON line and queues it (bounded: ``queue_max`` lines,
     beyond which it is dropped and counted); a thread writes what is queued to the relay's pipe every
     ``flush_seconds``, in one write where the pipe has room. ``dropped`` adds the relay's drops (an invalid
-    event, Kafka not taking it), which it reports on its stdout. A relay that exits (killed, out of memory) is
-    started again at the next write, at most once every ``restart_seconds``; the lines its pipe held are lost,
-    counted, with a warning."""
+    event, Kafka not taking it), which it reports on its stdout with the lines it has read. A relay that exits
+    (killed, out of memory) is started again at the next write, at most once every ``restart_seconds``; the
+    lines written to it that it had not read are lost, counted, with a warning (those it had read and not yet
+    handed to Kafka cannot be told apart from the delivered: a relay killed outright may lose them uncounted)."""
 
     restart_seconds = 10.0
 
@@ -237,7 +238,8 @@ class KafkaRelaySender:
             self._lines.append(line)
 
     def _start(self) -> subprocess.Popen[bytes]:
-        self._started, self._reported, self._report_rest, self._in_pipe = time.monotonic(), 0, b"", 0
+        self._started, self._report_rest = time.monotonic(), b""
+        self._in_pipe = self._relay_read = self._reported = 0  # lines written to it, read by it, dropped by it
         relay = subprocess.Popen([sys.executable, "-m", "footprint.track.relay"], stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, close_fds=True)
         assert relay.stdin is not None and relay.stdout is not None
@@ -248,15 +250,21 @@ class KafkaRelaySender:
         return relay
 
     def _read_reports(self) -> None:
-        """The relay's latest count of what it dropped (a line each time it grows)."""
+        """The relay's latest counts of the lines it read and the events it dropped (``footprint.track.relay``)."""
         assert self._relay.stdout is not None
         try:
             chunk = os.read(self._relay.stdout.fileno(), 1 << 12)
         except BlockingIOError:
             return
         *lines, self._report_rest = (self._report_rest + chunk).split(b"\n")
-        if lines and lines[-1].strip().isdigit():
-            self._reported = int(lines[-1])
+        self._parse_reports(lines)
+
+    def _parse_reports(self, lines: list[bytes]) -> None:
+        for line in reversed(lines):
+            counts = line.split()
+            if len(counts) == 2 and all(c.isdigit() for c in counts):
+                self._relay_read, self._reported = int(counts[0]), int(counts[1])
+                return
 
     def _write(self) -> None:
         """What is queued, to the relay's pipe as far as it has room (the rest waits for the next write). A relay
@@ -276,16 +284,18 @@ class KafkaRelaySender:
             if sent and data[sent - 1:sent] != b"\n":  # a line cut in two: its start went to the relay that exited
                 cut = rest.find(b"\n") + 1
             self._carry = rest[cut:]
-            self._relay_gone(exc, lost=self._in_pipe + data.count(b"\n", 0, sent) + (1 if cut else 0))
+            self._relay_gone(exc, lost=data.count(b"\n", 0, sent) + (1 if cut else 0))
             return
         self._in_pipe += data.count(b"\n", 0, sent)
         self._carry = data[sent:]
 
     def _relay_gone(self, exc: OSError, lost: int) -> None:
+        """The relay exited: ``lost`` lines written in vain, and those written earlier that it had not read."""
         self._read_reports()
+        lost += max(self._in_pipe - self._relay_read, 0)
         self._relay_dropped += self._reported
         self._dropped += lost
-        self._in_pipe = 0
+        self._in_pipe = self._relay_read = 0
         code = self._relay.poll()
         log.warning("the page events' relay process exited; starting another",
                     extra={"exit_code": code, "error": str(exc), "events_lost": lost})
@@ -315,6 +325,4 @@ class KafkaRelaySender:
             self._dropped += self._carry.count(b"\n")
             log.warning("the page events' relay process did not finish", extra={"error": str(exc)})
             return
-        counts = [line for line in (self._report_rest + report).split(b"\n") if line.strip().isdigit()]
-        if counts:
-            self._reported = int(counts[-1])
+        self._parse_reports((self._report_rest + report).split(b"\n"))
