@@ -189,7 +189,7 @@ docker-down: ## remove the docker scenario's containers and network, stop the en
 # 43 (everything that needs no wait started at once: the app's suite and the upgrade scenario on
 # lane three, the cluster and the docker scenario from the end of the host checks; the deploy not
 # kept): 2,906 s, every part slower (cluster 1,648 -> 2,246 s, docker 1,661 -> 2,036); CI run 44
-# (lint and the role runs moved to lane three, 1,062 s of it): 2,895 s, the CPUs 94% busy over the
+# (lint and the role runs moved to lane three, 1,062 s of it; back since): 2,895 s, the CPUs 94% busy over the
 # whole run and 95-99% in every part: the machine is saturated, so another order does not end
 # sooner, less work does (tests/ansible_plugins/callback/module_bytecode.py: less CPU per task).
 # (The three scenarios side by side were tried, CI run 33: the cluster reached its second converge

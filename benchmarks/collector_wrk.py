@@ -292,11 +292,11 @@ def run_pages(work: Path, env: dict[str, str], args: argparse.Namespace) -> dict
                 (f"footprint.track at {args.middleware_reference}", "with_middleware", dict(env, PYTHONPATH=str(old_src))),
                 ("footprint.track (this tree)", "with_middleware", env),
                 (RELAY, "with_middleware", dict(env, FOOTPRINT_BENCH_SENDER="relay")))
-        for name, factory, app_env in apps:
+        for i, (name, factory, app_env) in enumerate(apps):
             port = free_port()
             proc = start([sys.executable, "-m", "uvicorn", f"siteapp:{factory}", "--factory", "--app-dir", str(work),
                           "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"],
-                         app_env, work / f"{factory}.log")
+                         app_env, work / f"{i}-{factory}.log")
             url = f"http://127.0.0.1:{port}/hello"
             try:
                 wait_up(url, proc)

@@ -245,3 +245,31 @@ def test_a_relay_that_exits_is_started_again_and_the_lines_it_had_not_read_are_c
     wait(lambda: sender._in_pipe == 1)
     sender.close(timeout=0.2)
     assert sender.dropped == 3  # and the new relay could not deliver its one either (no Kafka): it reported it
+
+
+def test_a_relay_that_cannot_start_fails_the_constructor_naming_it() -> None:
+    from footprint.track import KafkaRelaySender
+
+    with pytest.raises(RuntimeError, match=r"relay .*footprint.track.relay\) did not start \(exit code"):
+        KafkaRelaySender("127.0.0.1:9", "t", config={"no.such.librdkafka.option": 1})
+
+
+def test_a_relay_that_falls_behind_bounds_the_queue_and_counts_the_rest() -> None:
+    from footprint.track import KafkaRelaySender
+
+    recorder = PageRecorder(site="shop")
+    event = recorder.page("GET", "/" + "x" * 3000, "198.51.100.7", None, "UA", None)  # ~3 KB lines: the pipe fills
+    sender = KafkaRelaySender("127.0.0.1:9", "t", queue_max=50, flush_seconds=0.02, config={"log_level": 0},
+                              close_seconds=0.2)
+    relay = sender._relay
+    os.kill(relay.pid, signal.SIGSTOP)  # it reads nothing: its pipe fills, the rest waits here
+    for _ in range(300):
+        sender.send(event)
+        time.sleep(0.001)
+    time.sleep(0.2)
+    waiting = len(sender._lines) + sender._carry_lines
+    assert waiting <= 50 and sender._in_pipe < 300
+    assert sender.dropped == 300 - waiting - sender._in_pipe  # every event: waiting, in the pipe, or counted
+    relay.kill()
+    sender.close(timeout=0.2)
+    assert sender.dropped == 300  # the relay read none of them: all counted

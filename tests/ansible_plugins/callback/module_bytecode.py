@@ -6,9 +6,12 @@ straight from the zip, where Python cannot keep bytecode, so each task compiles 
 and `callback_plugins`) with FOOTPRINT_MODULE_PYTHON naming an interpreter of the test hosts' Python version (the
 Makefile finds one), it adds to each payload, beside every `.py`, the `.pyc` that interpreter compiles from the
 same source (unchecked hash-based, PEP 552). Python's zip importer takes a `.pyc` whose magic number is its own and
-falls back to the source otherwise, so a host of another Python version runs the payload as before: nothing but
-the time changes. Without the variable, or if this ansible-core builds payloads otherwise than it knows, it does
-nothing (a warning for the latter). Test bed only: the roles and the users' runs never load it.
+falls back to the source otherwise, so a host of another Python version runs the payload as before. The code run
+is the same; what differs is the file names it carries: a traceback from inside a module names the zip's
+relative path, its `__file__` ends in `.pyc` (the journal's `MODULE=basic.pyc`), and ansible-core cannot tell
+which plugin a module's deprecation warning comes from. Without the variable, or if this ansible-core builds
+payloads otherwise than it knows, it does nothing (a warning for the latter). Test bed only: the roles and the
+users' runs never load it.
 """
 from __future__ import annotations
 

@@ -4,8 +4,9 @@
 of settings (``bootstrap``, ``topic``, ``queue_max``, ``config``: the producer's options, which may hold a
 password, hence not in its arguments), then the events, one JSON line each: ``[event, received]`` (the time the
 app received the request, seconds since 1970). It validates, enriches, encodes and produces each as the collector
-would take it (``PageProducer``) and writes on stdout how many lines it has read and how many events it dropped
-so far (``READ DROPPED``), a line at most every 0.1 s while they change. It ignores SIGINT and SIGTERM, which
+would take it (``PageProducer``), says ``ready`` on stdout once its producer exists, then writes there how many
+lines it has read and how many events it dropped so far (``READ DROPPED``), a line at most every 0.1 s while they
+change. It ignores SIGINT and SIGTERM, which
 reach it with the app's (Ctrl-C in a terminal, systemd's stop): it ends with its stdin, when the app closes the
 sender or exits, after waiting up to ``close_seconds`` for Kafka to take what is queued.
 """
@@ -19,6 +20,7 @@ import signal
 import sys
 import time
 from datetime import UTC, datetime
+from typing import TextIO
 
 from footprint.track.produce import PageProducer
 
@@ -36,6 +38,7 @@ def main() -> int:
     settings = json.loads(header)
     producer = PageProducer(settings["bootstrap"], settings["topic"], int(settings["queue_max"]),
                             settings.get("config"))
+    reporting = report(stdout, "ready")  # the sender waits for this line
     reported, rest, read, due = (0, 0), b"", 0, 0.0
     while True:
         if select.select([stdin], [], [], 0.1)[0]:
@@ -53,15 +56,25 @@ def main() -> int:
                     continue
                 producer.produce(event, moment)
         producer.poll()
-        if (read, producer.dropped) != reported and time.monotonic() >= due:
+        if reporting and (read, producer.dropped) != reported and time.monotonic() >= due:
             reported, due = (read, producer.dropped), time.monotonic() + 0.1
-            stdout.write(f"{read} {producer.dropped}\n")
-            stdout.flush()
+            reporting = report(stdout, f"{read} {producer.dropped}")
     producer.flush(float(settings.get("close_seconds", 10.0)))
     unfinished = 1 if rest.strip() else 0  # a last line without its end: not what the sender writes
-    stdout.write(f"{read + unfinished} {producer.dropped + unfinished}\n")
-    stdout.flush()
+    if reporting:
+        report(stdout, f"{read + unfinished} {producer.dropped + unfinished}")
     return 0
+
+
+def report(stdout: TextIO, line: str) -> bool:
+    """One line to the sender; False once it no longer reads them (the app exited without closing the sender:
+    the relay still flushes what it has to Kafka)."""
+    try:
+        stdout.write(line + "\n")
+        stdout.flush()
+        return True
+    except OSError:
+        return False
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import queue
+import select
 import ssl
 import subprocess
 import sys
@@ -190,31 +191,35 @@ class KafkaSender:
 
 class KafkaRelaySender:
     """As ``KafkaSender``, but the validating, enriching, encoding and producing run in a process of its own, the
-    relay (``python -m footprint.track.relay``, started here), so neither that work nor the GIL it holds is in the
-    app's process. ``send`` encodes the event as one JSON line and queues it (bounded: ``queue_max`` lines,
-    beyond which it is dropped and counted); a thread writes what is queued to the relay's pipe every
-    ``flush_seconds``, in one write where the pipe has room. ``dropped`` adds the relay's drops (an invalid
-    event, Kafka not taking it), which it reports on its stdout with the lines it has read. A relay that exits
-    (killed, out of memory) is started again at the next write, at most once every ``restart_seconds``; the
-    lines written to it that it had not read are lost, counted, with a warning (those it had read and not yet
-    handed to Kafka cannot be told apart from the delivered: a relay killed outright may lose them uncounted)."""
+    relay (``python -m footprint.track.relay``, started here and waited for: one that cannot start, for instance
+    without confluent-kafka, fails the constructor), so neither that work nor the GIL it holds is in the app's
+    process. ``send`` encodes the event as one JSON line and queues it (bounded: ``queue_max`` lines, those not
+    yet in the relay's pipe included, beyond which it is dropped and counted); a thread writes what is queued to
+    the relay's pipe every ``flush_seconds``, as far as the pipe has room. ``dropped`` adds the relay's drops (an
+    invalid event, Kafka not taking it), which it reports on its stdout with the lines it has read. A relay that
+    exits (killed, out of memory) is started again at the next write, at most once every ``restart_seconds``;
+    the lines written to it that it had not read are lost, counted, with a warning (those it had read and Kafka
+    had not yet taken cannot be told apart from the delivered: a relay killed outright loses them uncounted).
+    ``close`` ends the relay's stdin: it waits up to ``close_seconds`` for Kafka to take what is queued."""
 
     restart_seconds = 10.0
+    start_seconds = 30.0  # for the relay to start (Python, confluent-kafka and the parsers imported)
 
     def __init__(self, bootstrap: str, topic: str = "web-logs-topic", queue_max: int = 100_000,
                  config: dict[str, Any] | None = None, flush_seconds: float = 0.05, close_seconds: float = 10.0
                  ) -> None:
         self.queue_max = queue_max
         self.flush_seconds = flush_seconds
+        self.close_seconds = close_seconds
         self._settings = (json.dumps({"bootstrap": bootstrap, "topic": topic, "queue_max": queue_max,
                                       "config": config or {}, "close_seconds": close_seconds}) + "\n").encode()
         self._dropped = 0  # here: a full queue, lines lost with a relay that exited
-        self._relay_dropped = 0  # reported by the relays that ended, and by the running one
+        self._relay_dropped = 0  # reported by the relays that ended
         self._lines: list[bytes] = []
-        self._carry = b""  # what a write left of the lines taken from the queue
-        self._in_pipe = 0  # lines written to the running relay (lost with it if it exits)
+        self._carry = b""  # what the writes left of the lines taken from the queue
+        self._carry_lines = 0
         self._lock = threading.Lock()
-        self._started = 0.0
+        self._closed = False
         self._relay = self._start()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="footprint-kafka-relay-writer", daemon=True)
@@ -227,24 +232,35 @@ class KafkaRelaySender:
 
     @dropped.setter
     def dropped(self, value: int) -> None:  # the middleware counts what it failed to hand over
-        self._dropped = value - self._relay_dropped - self._reported
+        with self._lock:
+            self._dropped = value - self._relay_dropped - self._reported
 
     def send(self, event: dict[str, Any]) -> None:
         line = (json.dumps([event, time.time()], separators=(",", ":")) + "\n").encode()
         with self._lock:
-            if len(self._lines) >= self.queue_max:
+            if len(self._lines) + self._carry_lines >= self.queue_max:
                 self._dropped += 1
                 return
             self._lines.append(line)
 
     def _start(self) -> subprocess.Popen[bytes]:
+        """A relay, started and ready (it says so once its producer exists); RuntimeError if it is not."""
         self._started, self._report_rest = time.monotonic(), b""
         self._in_pipe = self._relay_read = self._reported = 0  # lines written to it, read by it, dropped by it
         relay = subprocess.Popen([sys.executable, "-m", "footprint.track.relay"], stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, close_fds=True)
         assert relay.stdin is not None and relay.stdout is not None
-        relay.stdin.write(self._settings)
-        relay.stdin.flush()
+        try:
+            relay.stdin.write(self._settings)
+            relay.stdin.flush()
+            ready = select.select([relay.stdout], [], [], self.start_seconds)[0] and relay.stdout.readline()
+        except OSError:
+            ready = b""
+        if ready != b"ready\n":
+            relay.kill()
+            code = relay.wait()
+            raise RuntimeError(f"the page events' relay ({sys.executable} -m footprint.track.relay) did not start"
+                               f" (exit code {code}; its error is above, on this process's stderr)")
         os.set_blocking(relay.stdin.fileno(), False)
         os.set_blocking(relay.stdout.fileno(), False)
         return relay
@@ -254,7 +270,7 @@ class KafkaRelaySender:
         assert self._relay.stdout is not None
         try:
             chunk = os.read(self._relay.stdout.fileno(), 1 << 12)
-        except BlockingIOError:
+        except (BlockingIOError, ValueError):
             return
         *lines, self._report_rest = (self._report_rest + chunk).split(b"\n")
         self._parse_reports(lines)
@@ -267,11 +283,13 @@ class KafkaRelaySender:
                 return
 
     def _write(self) -> None:
-        """What is queued, to the relay's pipe as far as it has room (the rest waits for the next write). A relay
-        that exited: the lines written to it are lost, counted; the others go to the next relay."""
+        """What is queued, to the relay's pipe as far as it has room (the rest waits for the next write; new lines
+        are taken once the earlier ones are all written). A relay that exited: the lines written to it and not
+        read are lost, counted; the others go to the next relay."""
         with self._lock:
-            lines, self._lines = self._lines, []
-        data = self._carry + b"".join(lines)
+            if not self._carry:
+                self._carry, self._carry_lines, self._lines = b"".join(self._lines), len(self._lines), []
+        data = self._carry
         assert self._relay.stdin is not None
         sent = 0
         try:
@@ -279,50 +297,70 @@ class KafkaRelaySender:
                 sent += os.write(self._relay.stdin.fileno(), memoryview(data)[sent:])
         except BlockingIOError:
             pass
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # (ValueError: a relay whose restart failed, its pipe closed)
             rest, cut = data[sent:], 0
             if sent and data[sent - 1:sent] != b"\n":  # a line cut in two: its start went to the relay that exited
                 cut = rest.find(b"\n") + 1
-            self._carry = rest[cut:]
-            self._relay_gone(exc, lost=data.count(b"\n", 0, sent) + (1 if cut else 0))
+            with self._lock:
+                self._carry = rest[cut:]
+                self._carry_lines = self._carry.count(b"\n")
+            self._relay_gone(str(exc), lost=data.count(b"\n", 0, sent) + (1 if cut else 0))
             return
-        self._in_pipe += data.count(b"\n", 0, sent)
-        self._carry = data[sent:]
+        written = data.count(b"\n", 0, sent)
+        self._in_pipe += written
+        with self._lock:
+            self._carry, self._carry_lines = data[sent:], self._carry_lines - written
 
-    def _relay_gone(self, exc: OSError, lost: int) -> None:
-        """The relay exited: ``lost`` lines written in vain, and those written earlier that it had not read."""
+    def _relay_gone(self, error: str, lost: int) -> None:
+        """The relay exited: ``lost`` lines written in vain, and those written earlier that it had not read; start
+        another (not sooner than ``restart_seconds`` after the last start; one that fails is tried again later)."""
         self._read_reports()
         lost += max(self._in_pipe - self._relay_read, 0)
-        self._relay_dropped += self._reported
-        self._dropped += lost
-        self._in_pipe = self._relay_read = 0
+        with self._lock:
+            self._dropped += lost
+            self._relay_dropped += self._reported
+            self._in_pipe = self._relay_read = self._reported = 0
         code = self._relay.poll()
         log.warning("the page events' relay process exited; starting another",
-                    extra={"exit_code": code, "error": str(exc), "events_lost": lost})
+                    extra={"exit_code": code, "error": error, "events_lost": lost})
         wait = self.restart_seconds - (time.monotonic() - self._started)
         if wait > 0 and self._stop.wait(wait):
-            self._reported = 0
             return
-        self._relay = self._start()
+        try:
+            self._relay = self._start()
+        except (RuntimeError, OSError) as exc:  # the next write finds its pipe closed and tries again
+            self._started = time.monotonic()
+            log.warning("the page events' relay process did not start again", extra={"error": str(exc)})
 
     def _serve(self) -> None:
         while not self._stop.wait(self.flush_seconds):
             self._write()
             self._read_reports()
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Write what is queued, then let the relay produce it and wait up to ``timeout`` (what Kafka did not take
-        is dropped, counted)."""
+    def close(self, timeout: float | None = None) -> None:
+        """Write what is queued, end the relay's stdin, and wait for it (it waits up to ``close_seconds`` for Kafka
+        to take what is queued; ``timeout``: wait for it that long instead, then kill it). What Kafka did not take,
+        or the relay had not read when killed, is dropped, counted."""
+        if self._closed:
+            return
+        self._closed = True
         self._stop.set()
         self._thread.join()
         self._write()
-        assert self._relay.stdin is not None and self._relay.stdout is not None
-        os.set_blocking(self._relay.stdin.fileno(), True)
+        with self._lock:  # all that is left, for the relay's stdin before its end
+            self._carry, self._lines = self._carry + b"".join(self._lines), []
+        relay = self._relay
+        assert relay.stdin is not None
+        sent = self._in_pipe + self._carry.count(b"\n")  # all it should read
         try:  # the rest of the lines, then the end of its stdin: the relay flushes Kafka's queue and exits
-            report, _ = self._relay.communicate(input=self._carry or None, timeout=timeout + 5)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            self._relay.kill()
-            self._dropped += self._carry.count(b"\n")
-            log.warning("the page events' relay process did not finish", extra={"error": str(exc)})
-            return
-        self._parse_reports((self._report_rest + report).split(b"\n"))
+            os.set_blocking(relay.stdin.fileno(), True)
+            report, _ = relay.communicate(input=self._carry or None,
+                                          timeout=(self.close_seconds if timeout is None else timeout) + 5)
+            self._parse_reports((self._report_rest + report).split(b"\n"))
+        except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+            relay.kill()
+            relay.wait()
+            self._read_reports()
+            log.warning("the page events' relay process did not finish; killed", extra={"error": str(exc)})
+        self._dropped += max(sent - self._relay_read, 0)  # lines it never read (it had exited, or was killed)
+        self._in_pipe = self._relay_read = 0
