@@ -192,6 +192,7 @@ docker-down: ## remove the docker scenario's containers and network, stop the en
 # (lint and the role runs moved to lane three, 1,062 s of it; back since): 2,895 s, the CPUs 94% busy over the
 # whole run and 95-99% in every part: the machine is saturated, so another order does not end
 # sooner, less work does (tests/ansible_plugins/callback/module_bytecode.py: less CPU per task).
+# CI run 45 (this layout, with that callback): 2,558 s, lanes 2,325, 2,494 and 523 s.
 # (The three scenarios side by side were tried, CI run 33: the cluster reached its second converge
 # 27 min in against 18.5, a slower longest lane than the upgrade's ~10 min alone at the end.)
 # The single-host suite runs in the docker scenario (Debian 12), with the checks that rerun the
