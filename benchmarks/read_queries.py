@@ -74,6 +74,8 @@ def reads(ch_sql: str) -> str:
              "a rollup (rows per hour or day and value, not per event)"]
     if "ROW_NUMBER" in ch_sql.upper() or "lagInFrame" in ch_sql or "OVER (" in ch_sql.upper():
         parts.append("window functions ordering each visitor's events")
+    if "arraySplit" in ch_sql:
+        parts.append("each visitor's events gathered and sorted into visits")
     if "uniqExact" in ch_sql:
         parts.append("exact sets of distinct visitors (they grow with the visitors)")
     return "reads " + "; ".join(parts)
