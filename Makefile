@@ -17,10 +17,10 @@ DEMO_HOST := footprint-demo
 DEMO_IP := 10.77.0.10
 DEMO_CA := footprint-demo-ca.crt
 
-.PHONY: help deps venv artifacts lint test test-testbed test-testbed-hosts test-testbed-roles test-testbed-ca test-testbed-local test-app molecule molecule-upgrade upgrade-previous molecule-docker molecule-cluster docker-down demo demo-down smoke backup restore upgrade rotate-certs docs fuzz bench
+.PHONY: help deps venv artifacts lint test test-day2 test-testbed test-testbed-hosts test-testbed-roles test-testbed-ca test-testbed-local test-app molecule molecule-upgrade upgrade-previous molecule-docker molecule-cluster docker-down demo demo-down smoke backup restore upgrade rotate-certs docs fuzz bench
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
 
 deps: ## install the machine packages the tests need (root; Debian/Ubuntu)
 	@echo "deps: apt-get update: refreshing the package lists (a few seconds to ~30 s)"
@@ -135,6 +135,12 @@ molecule: venv artifacts ## the nspawn single-host scenario (Debian 13): converg
 
 molecule-cluster: venv artifacts ## the cluster scenario: three hosts, Kafka grown from one node to three, ClickHouse and the app on two, a broker killed, a store and a consumer paused, certificates renewed under traffic (~23 min alone, ~28 beside the docker scenario); on demand, each not in make test for CI's time: FOOTPRINT_LOST_HOST=1 a lost Kafka voter replaced (~6 min more), FOOTPRINT_CA_ROTATION=1 the CA replaced in three steps under traffic (~10), FOOTPRINT_CLUSTER_UPGRADE=1 upgrade.yml across the cluster through a broker that cannot start (~16)
 	molecule test -s cluster
+
+# The day-two checks make test leaves out for CI's time (issue 32: the cluster upgrade and the CA
+# replaced under traffic do not fit the 45 minutes on 2 cores; the cluster scenario with them alone is
+# ~50 min): all three on demand, in one run of the cluster scenario.
+test-day2: venv artifacts ## the cluster scenario with every on-demand day-two check: a lost Kafka voter replaced, the CA replaced in three steps, upgrade.yml across the cluster through a broker that cannot start (~50 min; not in make test)
+	FOOTPRINT_LOST_HOST=1 FOOTPRINT_CA_ROTATION=1 FOOTPRINT_CLUSTER_UPGRADE=1 molecule test -s cluster
 
 molecule-upgrade: venv artifacts ## the upgrade scenario: release v0.1.0 deployed, upgrade.yml under traffic, a failed gate (~8 min)
 	molecule test -s upgrade

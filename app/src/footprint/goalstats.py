@@ -32,10 +32,13 @@ from footprint.stats import (
     raw_days,
     run_plan,
     run_plan_clickhouse,
+    visit_starts,
+    visitors_events,
 )
 
 GOALS, FUNNELS = "goals", "funnels"
 DAY_US = 86_400_000_000
+NEVER = 2**62  # a position past every part: once a step is not found, no later one is
 
 
 def percent(part: str, whole: str) -> tuple[str, str]:
@@ -64,69 +67,89 @@ def _goals(f: Filter, goals: tuple[Goal, ...]) -> tuple[str, str]:
             f" CROSS JOIN (SELECT uniqExact(visitor_id) AS visitors FROM events FINAL WHERE {ch}) AS t ORDER BY g.i")
 
 
-def _events(f: Filter, goals: tuple[Goal, ...], used: list[int]) -> tuple[str, str]:
-    """The filter's events, one row each: the visitor, the visit and the day, ``key`` (its order: the time in
-    microseconds, 20 digits, then its id; compared byte by byte) and ``m<i>``: whether it reaches goal i."""
-    pg, ch = raw_days(replace(f, type=""))
-    match_pg = ", ".join(f"{_match(goals[i], i)[0]} AS m{i}" for i in used)
-    match_ch = ", ".join(f"{_match(goals[i], i)[1]} AS m{i}" for i in used)
-    numbered_pg, numbered_ch = numbered_visits(
-        f"SELECT visitor_id, {VISIT_ORDER[0]}, {match_pg} FROM events WHERE {pg}",
-        f"SELECT visitor_id, {VISIT_ORDER[1]}, {match_ch} FROM events FINAL WHERE {ch}")
+def _events_pg(f: Filter, goals: tuple[Goal, ...], used: list[int]) -> str:
+    """PostgreSQL: the filter's events, one row each: the visitor, the visit and the day, ``key`` (its order: the
+    time in microseconds, 20 digits, then its id; compared byte by byte) and ``m<i>``: whether it reaches goal i."""
+    pg = raw_days(replace(f, type=""))[0]
+    match = ", ".join(f"{_match(goals[i], i)[0]} AS m{i}" for i in used)
     ms = ", ".join(f"m{i}" for i in used)
+    numbered = numbered_visits(f"SELECT visitor_id, {VISIT_ORDER[0]}, {match} FROM events WHERE {pg}")
     return (f"SELECT visitor_id, visit, div(us, {DAY_US}) AS day, (lpad(us::text, 20, '0') || id) COLLATE \"C\""
-            f" AS key, {ms} FROM {numbered_pg}",
-            f"SELECT visitor_id, visit, intDiv(us, {DAY_US}) AS day, concat(leftPad(toString(us), 20, '0'), id)"
-            f" AS key, {ms} FROM {numbered_ch}")
+            f" AS key, {ms} FROM {numbered}")
 
 
-def _steps(j: int, funnel: Funnel, index: dict[str, int]) -> tuple[list[str], list[str]]:
-    """Funnel ``j``'s steps as named subqueries ``f<j>s<k>``: per visitor and visit (or day) that reached step k,
-    the key of the earliest event reaching it after step k-1's (``vid``, ``grp``, ``at``)."""
+def _steps_pg(j: int, funnel: Funnel, index: dict[str, int]) -> list[str]:
+    """PostgreSQL: funnel ``j``'s steps as named subqueries ``f<j>s<k>``: per visitor and visit (or day) that
+    reached step k, the key of the earliest event reaching it after step k-1's (``vid``, ``grp``, ``at``)."""
     within = funnel.within
-    pg: list[str] = []
-    ch: list[str] = []
+    steps: list[str] = []
     for k, step in enumerate(funnel.steps):
         m = f"m{index[step]}"
         if k == 0:
-            pg.append(f"f{j}s0 AS (SELECT visitor_id AS vid, {within} AS grp, min(key) AS at FROM e WHERE {m}"
-                      f" GROUP BY visitor_id, {within})")
-            ch.append(pg[-1])
+            steps.append(f"f{j}s0 AS (SELECT visitor_id AS vid, {within} AS grp, min(key) AS at FROM e WHERE {m}"
+                         f" GROUP BY visitor_id, {within})")
             continue
-        joined = (f"f{j}s{k} AS (SELECT e.visitor_id AS vid, e.{within} AS grp, min(e.key) AS at FROM e"
-                  f" INNER JOIN f{j}s{k - 1} AS p ON e.visitor_id = p.vid AND e.{within} = p.grp WHERE e.{m}")
-        pg.append(f"{joined} AND e.key > p.at COLLATE \"C\" GROUP BY e.visitor_id, e.{within})")
-        ch.append(f"{joined} AND e.key > p.at GROUP BY e.visitor_id, e.{within})")
-    return pg, ch
+        steps.append(f"f{j}s{k} AS (SELECT e.visitor_id AS vid, e.{within} AS grp, min(e.key) AS at FROM e"
+                     f" INNER JOIN f{j}s{k - 1} AS p ON e.visitor_id = p.vid AND e.{within} = p.grp WHERE e.{m}"
+                     f" AND e.key > p.at COLLATE \"C\" GROUP BY e.visitor_id, e.{within})")
+    return steps
 
 
 def _funnels(f: Filter, goals: tuple[Goal, ...], funnels: tuple[Funnel, ...]) -> tuple[str, str]:
     index = {g.name: i for i, g in enumerate(goals)}
     used = sorted({index[step] for funnel in funnels for step in funnel.steps})
-    events_pg, events_ch = _events(f, goals, used)
-    named_pg, named_ch = [f"e AS ({events_pg})"], [f"e AS ({events_ch})"]
-    counted_pg, counted_ch = [], []
+    named_pg, counted_pg = [f"e AS ({_events_pg(f, goals, used)})"], []
     for j, funnel in enumerate(funnels):
-        steps_pg, steps_ch = _steps(j, funnel, index)
-        named_pg += steps_pg
-        named_ch += steps_ch
+        named_pg += _steps_pg(j, funnel, index)
         for k, step in enumerate(funnel.steps):
             counted_pg.append(f"SELECT {j} AS fi, %(fn{j})s::text AS funnel, {k + 1} AS step, %(gn{index[step]})s::text"
                               f" AS goal, count(DISTINCT vid) AS visitors FROM f{j}s{k}")
-            counted_ch.append(f"SELECT {j} AS fi, {{fn{j}:String}} AS funnel, {k + 1} AS step,"
-                              f" {{gn{index[step]}:String}} AS goal, uniqExact(vid) AS visitors FROM f{j}s{k}")
-    first_pg, first_ch = percent("visitors", "first_step")
-    drop_pg, drop_ch = percent("previous_step - visitors", "previous_step")
+    (first_pg, first_ch), (drop_pg, drop_ch) = percent("visitors", "first_step"), percent(
+        "previous_step - visitors", "previous_step")  # of the columns first_step and previous_step, both stores
     return (f"WITH {', '.join(named_pg)} SELECT funnel, step, goal, visitors, {first_pg}, {drop_pg}"
             " FROM (SELECT *, first_value(visitors) OVER w AS first_step,"
             " coalesce(lag(visitors) OVER w, visitors) AS previous_step"
             f" FROM ({' UNION ALL '.join(counted_pg)}) u WINDOW w AS (PARTITION BY fi ORDER BY step)) c"
             " ORDER BY fi, step",
-            f"WITH {', '.join(named_ch)} SELECT funnel, step, goal, visitors, {first_ch}, {drop_ch}"
-            " FROM (SELECT *, first_value(visitors) OVER w AS first_step,"
-            " lagInFrame(visitors, 1, visitors) OVER w AS previous_step"
-            f" FROM ({' UNION ALL '.join(counted_ch)})"
-            " WINDOW w AS (PARTITION BY fi ORDER BY step ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW))"
+            _funnels_ch(f, goals, funnels, index, used, f"{first_ch}, {drop_ch}"))
+
+
+def _funnels_ch(f: Filter, goals: tuple[Goal, ...], funnels: tuple[Funnel, ...], index: dict[str, int],
+                used: list[int], rates: str) -> str:
+    """ClickHouse's funnels in one pass over the filter's events: each visitor's events as one sorted array
+    (``visitors_events``, with ``m<i>``: whether the event reaches goal i), split into visits (``visit_starts``)
+    or UTC days, and in each part a fold over the funnel's steps that finds each step's event, the first after
+    the last step's that reaches its goal (a fold over the events instead costs the longest part's length for
+    every part: 43 s at 10M events, benchmarks/RESULTS.md section 23): the steps the visitor reached (``r<j>``,
+    the most of any part). Then the visitors who reached each step, all counted in one row and unfolded into
+    the funnels' rows. The same steps as PostgreSQL's joins (each the earliest event after the one before),
+    without reading the events per step. ``rates``: the two rates' columns, of ``first_step`` and
+    ``previous_step``."""
+    ch = raw_days(replace(f, type=""))[1]
+    match = ", ".join(f"{_match(goals[i], i)[1]} AS m{i}" for i in used)
+    element = {i: n for n, i in enumerate(used, start=3)}  # goal i -> its flag's element in an event's tuple
+    rows = f"SELECT visitor_id, {VISIT_ORDER[1]}, {match} FROM events FINAL WHERE {ch}"
+    starts = {"visit": visit_starts("evs"),
+              "day": f"arrayMap((d, i) -> i = 1 OR d != 0, arrayDifference(arrayMap(e -> intDiv(e.1, {DAY_US}), evs)),"
+                     " arrayEnumerate(evs))"}
+    reached, counts, unfolded = [], [], []
+    for j, funnel in enumerate(funnels):
+        steps = ", ".join(f"tupleElement(e, {element[index[step]]})" for step in funnel.steps)
+        # step k's event in part p: the first after the last step's (acc.1) that reaches step k's goal (NULL: none)
+        found = f"arrayFirstOrNull((i, e) -> i > acc.1 AND [{steps}][k], arrayEnumerate(p), p)"
+        fold = (f"arrayFold((acc, k) -> (toInt64(ifNull({found}, {NEVER})), acc.2 + toInt64(isNotNull({found}))),"
+                f" range(1, {len(funnel.steps) + 1}), (toInt64(0), toInt64(0))).2")  # the steps taken in part p
+        parts = f"arraySplit((e, s) -> s, evs, {starts[funnel.within]})"
+        reached.append(f"arrayMax(arrayMap(p -> {fold}, {parts})) AS r{j}")
+        for k, step in enumerate(funnel.steps):
+            counts.append(f"countIf(r{j} >= {k + 1}) AS c{j}_{k}")
+            unfolded.append(f"({j}, {{fn{j}:String}}, {k + 1}, {{gn{index[step]}:String}}, c{j}_{k}, c{j}_0,"
+                            f" c{j}_{max(k - 1, 0)})")
+    return (f"SELECT funnel, step, goal, visitors, {rates}"
+            " FROM (SELECT t.1 AS fi, t.2 AS funnel, t.3 AS step, t.4 AS goal, t.5 AS visitors, t.6 AS first_step,"
+            f" t.7 AS previous_step FROM (SELECT arrayJoin([{', '.join(unfolded)}]) AS t"
+            f" FROM (SELECT {', '.join(counts)} FROM (SELECT {', '.join(reached)}"
+            f" FROM ({visitors_events(rows, [f'm{i}' for i in used])})))))"
             " ORDER BY fi, step")
 
 

@@ -324,41 +324,45 @@ VISIT_ORDER = ("(extract(epoch FROM footprint_time) * 1000000)::bigint AS us, ev
                "toUnixTimestamp64Micro(footprint_time) AS us, toString(event_id) AS id")
 
 
-def numbered_visits(pg_rows: str, ch_rows: str) -> tuple[str, str]:
-    """Each row of ``pg_rows`` / ``ch_rows`` (a SELECT of ``visitor_id``, ``us``, ``id`` and more, one event
-    each) with ``starts`` and ``ends`` (its visit's first, last event) and ``visit`` (its number in the
-    visitor's visits): the visitor's events in the order of ``us``, then ``id``, each at most ``visit_gap_us``
-    after the one before make one visit."""
-    return (
-        "(SELECT *, count(*) FILTER (WHERE starts) OVER (PARTITION BY visitor_id ORDER BY us, id"
-        " ROWS UNBOUNDED PRECEDING) AS visit"
-        " FROM (SELECT *, coalesce(us - lag(us) OVER w > %(visit_gap_us)s, true) AS starts,"
-        " coalesce(lead(us) OVER w - us > %(visit_gap_us)s, true) AS ends"
-        f" FROM ({pg_rows}) e WINDOW w AS (PARTITION BY visitor_id ORDER BY us, id)) g) n",
-        "(SELECT *, sum(starts) OVER (PARTITION BY visitor_id ORDER BY us, id"
-        " ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS visit"
-        " FROM (SELECT *, ifNull(us - lagInFrame(toNullable(us)) OVER w > {visit_gap_us:Int64}, 1) AS starts,"
-        " ifNull(leadInFrame(toNullable(us)) OVER w - us > {visit_gap_us:Int64}, 1) AS ends"
-        f" FROM ({ch_rows})"
-        " WINDOW w AS (PARTITION BY visitor_id ORDER BY us, id ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING)))",
-    )
+def numbered_visits(rows: str) -> str:
+    """PostgreSQL: each row of ``rows`` (a SELECT of ``visitor_id``, ``us``, ``id`` and more, one event each) with
+    ``starts`` and ``ends`` (its visit's first, last event) and ``visit`` (its number in the visitor's visits):
+    the visitor's events in the order of ``us``, then ``id``, each at most ``visit_gap_us`` after the one before
+    make one visit. (ClickHouse: ``visitors_events``, ``visit_starts``.)"""
+    return ("(SELECT *, count(*) FILTER (WHERE starts) OVER (PARTITION BY visitor_id ORDER BY us, id"
+            " ROWS UNBOUNDED PRECEDING) AS visit"
+            " FROM (SELECT *, coalesce(us - lag(us) OVER w > %(visit_gap_us)s, true) AS starts,"
+            " coalesce(lead(us) OVER w - us > %(visit_gap_us)s, true) AS ends"
+            f" FROM ({rows}) e WINDOW w AS (PARTITION BY visitor_id ORDER BY us, id)) g) n")
 
 
 def visits_of_visitors(rows: str, columns: list[str]) -> str:
     """ClickHouse's visits of ``rows`` (a SELECT of ``visitor_id``, ``us``, ``id`` and ``columns``, ``link`` first,
     one event each), one row each: ``start_us``, ``duration_us``, ``pages``, ``exit_link`` and ``columns`` as they
     are on the visit's first event. Each visitor's events become one array, sorted by (``us``, ``id``, ...), split
-    before each event more than ``visit_gap_us`` after the one before: the visits ``numbered_visits`` numbers, from
-    one GROUP BY that runs on every core instead of a sort of all the rows for the window functions (~1.5x
-    faster; benchmarks/RESULTS.md, section 23)."""
-    event = ", ".join(["us", "id", *columns])  # tuple elements 1, 2, 3...: the sort's order, then what is kept
+    before each event more than ``visit_gap_us`` after the one before (``visit_starts``): the visits PostgreSQL's
+    ``numbered_visits`` numbers, from one GROUP BY that runs on every core instead of a sort of all the rows for
+    window functions (~1.5x faster; benchmarks/RESULTS.md, section 23)."""
     first = ", ".join(f"tupleElement(v[1], {i}) AS {c}" for i, c in enumerate(columns, start=3))
-    starts = ("arrayMap((d, i) -> i = 1 OR d > {visit_gap_us:Int64}, arrayDifference(arrayMap(e -> e.1, evs)),"
-              " arrayEnumerate(evs))")  # whether each event starts a visit
     return ("SELECT tupleElement(v[1], 1) AS start_us, tupleElement(v[-1], 1) - start_us AS duration_us,"
             f" length(v) AS pages, tupleElement(v[-1], 3) AS exit_link, {first}"
-            f" FROM (SELECT arrayJoin(arraySplit((e, s) -> s, evs, {starts})) AS v"
-            f" FROM (SELECT arraySort(groupArray(tuple({event}))) AS evs FROM ({rows}) GROUP BY visitor_id))")
+            f" FROM (SELECT arrayJoin(arraySplit((e, s) -> s, evs, {visit_starts('evs')})) AS v"
+            f" FROM ({visitors_events(rows, columns)}))")
+
+
+def visitors_events(rows: str, columns: list[str]) -> str:
+    """ClickHouse: one row per visitor of ``rows`` (a SELECT of ``visitor_id``, ``us``, ``id`` and ``columns``),
+    ``evs``: the visitor's events as tuples (``us``, ``id``, ``columns``...; elements 1, 2, 3...) in the order of
+    their own time, then their id."""
+    return (f"SELECT arraySort(groupArray(tuple({', '.join(['us', 'id', *columns])}))) AS evs"
+            f" FROM ({rows}) GROUP BY visitor_id")
+
+
+def visit_starts(events: str) -> str:
+    """ClickHouse: for each event of the array ``events`` (``visitors_events``' tuples), whether it starts a visit:
+    the first, and each more than ``visit_gap_us`` after the one before."""
+    return (f"arrayMap((d, i) -> i = 1 OR d > {{visit_gap_us:Int64}}, arrayDifference(arrayMap(e -> e.1, {events})),"
+            f" arrayEnumerate({events}))")
 
 
 def visit_rows(f: Filter) -> tuple[str, str, list[str]]:
@@ -395,8 +399,7 @@ def _visits(f: Filter) -> tuple[str, str]:
     link, audience = _link(f), _audience(f)  # on a visit's first event (the row that starts it)
     chosen_pg = " AND ".join(["starts", *link[0], *audience[0]])
     chosen_ch = " AND ".join(["start_us >= {since_us:Int64}", "start_us < {until_us:Int64}", *link[1], *audience[1]])
-    numbered_pg, _ = numbered_visits(rows_pg, rows_ch)
-    visits_ch = visits_of_visitors(rows_ch, columns)
+    numbered_pg, visits_ch = numbered_visits(rows_pg), visits_of_visitors(rows_ch, columns)
     return (
         "(SELECT min(us) AS start_us, max(us) - min(us) AS duration_us, count(*) AS pages,"
         " max(link) FILTER (WHERE starts) AS entry_link, max(link) FILTER (WHERE ends) AS exit_link"

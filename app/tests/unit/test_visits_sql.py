@@ -71,3 +71,22 @@ def test_the_figures_keep_their_decimals_and_whole_numbers_stay_integers() -> No
     assert normalize([(5, 2, 40, 840, Decimal("1.80"))]) == [(5, 2, 40, 840, 1.8)]
     assert normalize([(1, 0, 0, Decimal("1800"), Decimal("2.00"))]) == [(1, 0, 0, 1800, 2)]
     assert isinstance(normalize([(Decimal("2.00"),)])[0][0], int)
+
+
+def test_clickhouse_funnels_read_the_events_once_and_split_them_as_the_visits() -> None:
+    from footprint.goals import Funnel, Goal
+    from footprint.goalstats import _funnels
+    from footprint.stats import visit_starts
+
+    goals = (Goal(name="Pricing", page="/pricing*"), Goal(name="Signed up", event="Signed Up"))
+    funnels = (Funnel(name="Trial", steps=("Pricing", "Signed up", "Pricing")),
+               Funnel(name="Daily", steps=("Signed up", "Pricing"), within="day"))
+    pg, ch = _funnels(Filter(), goals, funnels)
+    assert ch.count("FROM events") == 1 and "JOIN" not in ch  # one pass, no join per step (PostgreSQL: joins)
+    assert pg.count("INNER JOIN") == 3
+    assert visit_starts("evs") in ch and "intDiv(e.1, 86400000000)" in ch  # within a visit, within a UTC day
+    # a goal that comes back is the same flag at two steps, each step looked for after the one before (a fold over
+    # the steps, not the events: its cost is not the longest visit's); each step's count in one row, in order
+    assert "[tupleElement(e, 3), tupleElement(e, 4), tupleElement(e, 3)][k], arrayEnumerate(p), p)" in ch
+    assert "range(1, 4)" in ch and "range(1, 3)" in ch
+    assert all(f"countIf(r{j} >= {k})" in ch for j, n in ((0, 3), (1, 2)) for k in range(1, n + 1))
