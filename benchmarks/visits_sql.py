@@ -15,8 +15,10 @@ the consumer's sink up to each size; then each query of both runs once to warm a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -109,7 +111,8 @@ def main() -> int:
               for label, fields in FILTERS.items()}
     f = stats.Filter(since=since, until=until)
     params["page"] = goalstats.planned(f, defined, stats.Params.of(f))[-1].params.ch  # the goals' values too
-    with local_stores(base) as (settings, _ch):
+    with contextlib.ExitStack() as cleanup, local_stores(base) as (settings, _ch):
+        cleanup.callback(shutil.rmtree, base, ignore_errors=True)  # the reference's sources too
         client, loaded = stats.ch_client(settings, "reader"), 0
         for size in (int(x) for x in args.sizes.split(",")):
             sink, t0 = ClickHouseSink(settings), time.perf_counter()
