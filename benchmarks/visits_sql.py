@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: ClickHouse's queries that order each visitor's events (the dashboard's visits, entry and exit
-pages, and the funnels) as this tree builds them beside a reference revision's, same data, same run, and
-whether the two answer the same.
+pages, and the funnels) and the goals as this tree builds them beside a reference revision's, same data, same
+run, and whether the two answer the same.
 
 The reference's SQL comes from its own ``footprint.stats`` and ``footprint.goalstats`` (``git archive`` of its
 ``app/src``, imported in a child process); by default ``4ca2b0b``, the last revision whose ClickHouse queries
@@ -54,6 +54,7 @@ for label, fields in asked["filters"].items():
 goals = tuple(Goal(**g) for g in asked["goals"])
 funnels = tuple(Funnel(**u) for u in asked["funnels"])
 out["page|funnels"] = goalstats._funnels(stats.Filter(since=since, until=until), goals, funnels)[1]
+out["page|goals"] = goalstats._goals(stats.Filter(since=since, until=until), goals)[1]
 print(json.dumps(out))
 """
 
@@ -93,7 +94,7 @@ def main() -> int:
     ap.add_argument("--sizes", default="2000000")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--reference", default="4ca2b0b")
-    ap.add_argument("--only", default="", help="the queries named (visits,entry_pages,exit_pages,funnels; all)")
+    ap.add_argument("--only", default="", help="the queries named (visits,entry_pages,exit_pages,funnels,goals; all)")
     args = ap.parse_args()
     from footprint import goalstats, stats
     from footprint.contract import encode_event

@@ -57,14 +57,20 @@ def _goals(f: Filter, goals: tuple[Goal, ...]) -> tuple[str, str]:
     each_pg = " UNION ALL ".join(
         f"SELECT {i} AS i, %(gn{i})s::text AS goal, count(DISTINCT visitor_id) AS visitors, count(*) AS conversions"
         f" FROM events WHERE {pg} AND {_match(g, i)[0]}" for i, g in enumerate(goals))
-    each_ch = " UNION ALL ".join(
-        f"SELECT {i} AS i, {{gn{i}:String}} AS goal, uniqExact(visitor_id) AS visitors, count() AS conversions"
-        f" FROM events FINAL WHERE {ch} AND {_match(g, i)[1]}" for i, g in enumerate(goals))
-    rate_pg, rate_ch = percent("g.visitors", "t.visitors")
+    # ClickHouse: one pass over the events, every goal's visitors and conversions counted in one row, then
+    # unfolded into the goals' rows (a read per goal, as PostgreSQL's, took 895 ms at 2M events)
+    counted_ch = ", ".join(f"uniqExactIf(visitor_id, {_match(g, i)[1]}) AS v{i}, countIf({_match(g, i)[1]}) AS c{i}"
+                           for i, g in enumerate(goals))
+    unfolded_ch = ", ".join(f"({i}, {{gn{i}:String}}, v{i}, c{i})" for i in range(len(goals)))
+    rate_pg, _ = percent("g.visitors", "t.visitors")
+    _, rate_ch = percent("visitors", "everyone")
     return (f"SELECT g.goal, g.visitors, g.conversions, t.visitors, {rate_pg} FROM ({each_pg}) g"
             f" CROSS JOIN (SELECT count(DISTINCT visitor_id) AS visitors FROM events WHERE {pg}) t ORDER BY g.i",
-            f"SELECT g.goal, g.visitors, g.conversions, t.visitors, {rate_ch} FROM ({each_ch}) AS g"
-            f" CROSS JOIN (SELECT uniqExact(visitor_id) AS visitors FROM events FINAL WHERE {ch}) AS t ORDER BY g.i")
+            f"SELECT goal, visitors, conversions, everyone, {rate_ch}"
+            " FROM (SELECT t.1 AS i, t.2 AS goal, t.3 AS visitors, t.4 AS conversions, everyone"
+            f" FROM (SELECT arrayJoin([{unfolded_ch}]) AS t, everyone"
+            f" FROM (SELECT {counted_ch}, uniqExact(visitor_id) AS everyone FROM events FINAL WHERE {ch})))"
+            " ORDER BY i")
 
 
 def _events_pg(f: Filter, goals: tuple[Goal, ...], used: list[int]) -> str:

@@ -90,3 +90,16 @@ def test_clickhouse_funnels_read_the_events_once_and_split_them_as_the_visits() 
     assert "[tupleElement(e, 3), tupleElement(e, 4), tupleElement(e, 3)][k], arrayEnumerate(p), p)" in ch
     assert "range(1, 4)" in ch and "range(1, 3)" in ch
     assert all(f"countIf(r{j} >= {k})" in ch for j, n in ((0, 3), (1, 2)) for k in range(1, n + 1))
+
+
+def test_clickhouse_goals_read_the_events_once() -> None:
+    from footprint.goals import Goal
+    from footprint.goalstats import _goals
+
+    goals = (Goal(name="Pricing", page="/pricing*"), Goal(name="Signed up", event="Signed Up"),
+             Goal(name="B", page="/b"))
+    pg, ch = _goals(Filter(), goals)
+    assert ch.count("FROM events") == 1 and "UNION" not in ch  # every goal counted in one pass
+    assert pg.count("FROM events") == 4  # PostgreSQL: one read per goal and one for everyone
+    assert all(f"uniqExactIf(visitor_id, {goal.condition(f'g{i}')[1]}) AS v{i}" in ch for i, goal in enumerate(goals))
+    assert "[(0, {gn0:String}, v0, c0), (1, {gn1:String}, v1, c1), (2, {gn2:String}, v2, c2)]" in ch
