@@ -58,7 +58,7 @@ def _goals(f: Filter, goals: tuple[Goal, ...]) -> tuple[str, str]:
         f"SELECT {i} AS i, %(gn{i})s::text AS goal, count(DISTINCT visitor_id) AS visitors, count(*) AS conversions"
         f" FROM events WHERE {pg} AND {_match(g, i)[0]}" for i, g in enumerate(goals))
     # ClickHouse: one pass over the events, every goal's visitors and conversions counted in one row, then
-    # unfolded into the goals' rows (a read per goal, as PostgreSQL's, took 895 ms at 2M events)
+    # unfolded into the goals' rows (a read per goal, as PostgreSQL's, was 2.2x slower: RESULTS.md section 23)
     counted_ch = ", ".join(f"uniqExactIf(visitor_id, {_match(g, i)[1]}) AS v{i}, countIf({_match(g, i)[1]}) AS c{i}"
                            for i, g in enumerate(goals))
     unfolded_ch = ", ".join(f"({i}, {{gn{i}:String}}, v{i}, c{i})" for i in range(len(goals)))
