@@ -31,10 +31,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _generated import chunks
 from _services import machine, services
-from helpers import gen_events
 
-CHUNK = 200_000
 WINDOW = timedelta(hours=24)
 
 
@@ -42,14 +41,12 @@ def load(settings: Any, start: datetime, days: int, frm: int, to: int, since: da
          window: list[tuple[int, str, bytes]]) -> float:
     """Events [frm, to) into both stores; those received since ``since`` added to ``window``; seconds."""
     import psycopg
-    from footprint.contract import encode_event, kafka_timestamp, parse_time
+    from footprint.contract import kafka_timestamp, parse_time
     from footprint.sinks import ClickHouseSink, PostgresSink
 
     pg, ch = PostgresSink(settings.pg_dsn.get_secret_value()), ClickHouseSink(settings)
     t0 = time.perf_counter()
-    for offset in range(frm, to, CHUNK):
-        events = gen_events(min(CHUNK, to - offset), seed=offset + 7, start=start, days=days)
-        docs = {e["event_id"]: encode_event(e) for e in events}
+    for events, docs in chunks(start, days, frm, to):
         pg.write(docs)
         ch.write(docs)
         for e in events:

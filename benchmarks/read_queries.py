@@ -38,23 +38,17 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _figures import record
+from _generated import chunks
 from _services import machine, services
-from helpers import gen_events
-
-CHUNK = 200_000
 
 
 def load(settings: Any, start: datetime, days: int, frm: int, to: int) -> float:
     """Events [frm, to) of the generated stream into both stores; seconds taken."""
-    from footprint.contract import encode_event
     from footprint.sinks import ClickHouseSink, PostgresSink
 
     pg, ch = PostgresSink(settings.pg_dsn.get_secret_value()), ClickHouseSink(settings)
     t0 = time.perf_counter()
-    for offset in range(frm, to, CHUNK):
-        n = min(CHUNK, to - offset)
-        events = gen_events(n, seed=offset + 7, start=start, days=days)
-        docs = {e["event_id"]: encode_event(e) for e in events}
+    for _, docs in chunks(start, days, frm, to):
         pg.write(docs)
         ch.write(docs)
     pg.close()

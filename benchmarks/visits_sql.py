@@ -31,10 +31,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _generated import chunks
 from _services import REPO, local_stores, machine
-from helpers import gen_events
 
-CHUNK = 200_000
 VISITS = ("visits", "entry_pages", "exit_pages")
 # the filters: label -> Filter's fields besides the 30 days
 FILTERS: dict[str, dict[str, str]] = {"page": {}, "/blog": {"link": "/blog"}, "track": {"type": "track"},
@@ -97,7 +96,6 @@ def main() -> int:
     ap.add_argument("--only", default="", help="the queries named (visits,entry_pages,exit_pages,funnels,goals; all)")
     args = ap.parse_args()
     from footprint import goalstats, stats
-    from footprint.contract import encode_event
     from footprint.goals import Definitions, Funnel, Goal
     from footprint.sinks import ClickHouseSink
 
@@ -117,9 +115,8 @@ def main() -> int:
         client, loaded = stats.ch_client(settings, "reader"), 0
         for size in (int(x) for x in args.sizes.split(",")):
             sink, t0 = ClickHouseSink(settings), time.perf_counter()
-            for offset in range(loaded, size, CHUNK):
-                events = gen_events(min(CHUNK, size - offset), seed=offset + 7, start=start, days=30)
-                sink.write({e["event_id"]: encode_event(e) for e in events})
+            for _, docs in chunks(start, 30, loaded, size):
+                sink.write(docs)
             sink.close()
             loaded = size
             print(f"\n## {size:,} events (written to ClickHouse in {time.perf_counter() - t0:.0f} s)")

@@ -6,9 +6,9 @@ password, hence not in its arguments), then the events, one JSON line each: ``[e
 app received the request, seconds since 1970). It validates, enriches, encodes and produces each as the collector
 would take it (``PageProducer``), says ``ready`` on stdout once its producer exists, then writes there how many
 lines it has read and how many events it dropped so far (``READ DROPPED``), a line at most every 0.1 s while they
-change. It ignores SIGINT and SIGTERM, which
-reach it with the app's (Ctrl-C in a terminal, systemd's stop): it ends with its stdin, when the app closes the
-sender or exits, after waiting up to ``close_seconds`` for Kafka to take what is queued.
+change. It ignores SIGINT and SIGTERM, which reach it with the app's (Ctrl-C in a terminal, systemd's stop): it
+ends with its stdin, when the app closes the sender or exits, after waiting up to ``close_seconds`` for Kafka to
+take what is queued.
 """
 
 from __future__ import annotations
