@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 TICK = os.sysconf("SC_CLK_TCK")
 # (group, a part of the command line that marks it), first match wins
 GROUPS = (("Footprint consumer", "BatchConsumer"), ("Footprint collector", "footprint.cli serve"),
+          ("Footprint relay", "footprint.track.relay"), ("site app (uvicorn)", "siteapp:"),
           ("load generator (wrk)", "wrk "), ("Kafka broker", "kafka.Kafka"),
           ("ClickHouse stand-in", "standin"), ("PostgreSQL", "postgres"), ("this benchmark and its other children", ""))
 OTHER = "everything else on the machine"

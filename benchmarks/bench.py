@@ -132,10 +132,11 @@ def main() -> int:
     missed = [f["figure"] for f in figures if verdict(f) == "MISSED"]
     targets = sum(1 for f in figures if f["target"] is not None)
     print(f"\n{targets - len(missed)} of {targets} targets met" + ("" if not missed else
-          f"; {len(missed)} MISSED (above; what limits each: benchmarks/RESULTS.md; profile a run with its --profile)"))
-    limits = [f"  {f['figure']}: {f['limit']}" for f in figures if verdict(f) == "MISSED" and f.get("limit")]
-    if limits:
-        print("what this run measured that limits a missed figure:\n" + "\n".join(limits))
+          f"; {len(missed)} MISSED (above; history: benchmarks/RESULTS.md)"))
+    if missed:
+        print("what this run measured that limits each missed figure:\n" + "\n".join(
+            f"  {f['figure']}: {f.get('limit') or 'NOTHING MEASURED (a benchmark without its limit: a defect)'}"
+            for f in figures if verdict(f) == "MISSED"))
     if failed:
         print(f"bench: {', '.join(failed)} failed (see {log})", file=sys.stderr)
     return 1 if failed else 0
