@@ -106,7 +106,7 @@ def run_process(settings: Any, n: int, src: Any, label: str = "footprint") -> tu
     print(f"{label}: {shares.table(time.perf_counter() - start)}")
     print("\n".join(line for line in out.splitlines() if line.startswith("  ")))
     seconds, rss = next(line.split() for line in reversed(out.splitlines()) if len(line.split()) == 2)
-    LIMIT[label] = ceiling(shares.seconds(), n)
+    LIMIT[label] = ceiling(shares.seconds(), n, time.perf_counter() - start, out)
     print(f"  {LIMIT[label]}")
     return float(seconds), int(rss)
 
@@ -115,16 +115,25 @@ LIMIT: dict[str, str] = {}  # run label -> what limits it (``ceiling``)
 PIPELINE = ("PostgreSQL", "ClickHouse stand-in", "Footprint consumer", "Kafka broker")
 
 
-def ceiling(cpu: dict[str, float], n: int) -> str:
-    """The CPU each event costs the pipeline's processes, and the rate this machine's cores would give
-    at that cost if they did nothing else and never waited."""
+def ceiling(cpu: dict[str, float], n: int, wall: float, out: str) -> str:
+    """The CPU each event costs the pipeline's processes, the rate this machine's cores would give at that cost
+    if they did nothing else and never waited, and how busy the machine was: under ~80 % the cores are not what
+    limits the run, and the share of the run each store spent in its writes (``out``: the run's lines) says
+    which waits."""
     import os
+    import re
 
+    cores = os.cpu_count() or 1
     per_event = {group: 1e6 * cpu[group] / n for group in PIPELINE}
     total = sum(per_event.values())
     parts = ", ".join(f"{group} {us:.0f}" for group, us in per_event.items())
-    return (f"CPU per event {total:.0f} us ({parts}): {os.cpu_count()} cores busy with nothing else would store "
-            f"{(os.cpu_count() or 1) * 1e6 / total:,.0f} events/s")
+    busy = sum(cpu.values()) / (wall * cores)
+    writes = "; ".join(f"{m[1]} in its writes {m[2]} % of the run" for m in
+                       re.finditer(r"^\s+(\S+) sink: .* = (\d+) % of the run", out, re.M))
+    verdict = ("the cores are the limit" if busy >= 0.8 else
+               f"so the cores are not the limit: the batches wait ({writes or 'no store write timed'})")
+    return (f"CPU per event {total:.0f} us ({parts}): {cores} cores busy with nothing else would store "
+            f"{cores * 1e6 / total:,.0f} events/s; the machine was {busy:.0%} busy over the run, {verdict}")
 
 
 def run_reference(settings: Any, n: int, rev: str) -> tuple[float, int]:

@@ -34,6 +34,11 @@ from footprint.stores import StoreUnavailable
 log = logging.getLogger("footprint.consumer")
 
 RECONCILE_SECONDS = 5.0  # the pause state is applied to the assignment again this often
+# The steps pushing back for this long pause the partitions (before: the loop only stops taking messages).
+# A pause throws away what librdkafka prefetched, and its fetcher takes ~0.5 s to start again after the resume:
+# pausing at every push back (every few batches under load) left the stores idle that long each time
+# (benchmarks/RESULTS.md, section 24). Paused, the loop serves the group (rebalances) through a long outage.
+PAUSE_AFTER_SECONDS = 1.0
 LAG_EVERY_SECONDS = 10.0  # with nothing consumed or committed for this long, the lag is measured
 STUCK_LOG_EVERY_SECONDS = 60.0
 # Kafka refused the consumer's principal its group or its topic: no retry helps until an ACL is added
@@ -61,6 +66,7 @@ class Processor:
         self.assigned: list[Partition] = []
         self._held = Held()
         self._pause = PauseState(kafka)
+        self._pushed_back_since: float | None = None  # the steps refuse messages since (monotonic)
 
     def attach(self, head: Step[Msg], on_close: Callable[[], None]) -> None:
         """The steps to feed, and what to close after the Kafka client when the loop ends."""
@@ -108,12 +114,15 @@ class Processor:
             self.close()
 
     def _step(self, read: bool) -> None:
-        """One turn: let the steps progress, feed them held messages, read more unless paused."""
+        """One turn: let the steps progress, feed them held messages, read more unless they push back."""
         self.wake.clear()  # before looking: a worker finishing from now on wakes the wait below
         self._hand_over(read)
         if self.paused:
             # nothing to read: serve the group without blocking, then sleep until a worker is done
             msgs = self.kafka.consume(num_messages=self.settings.batch_max_events, timeout=0)
+            self.wake.wait(0.05)
+        elif self._held:  # pushed back, not paused yet: take nothing more (librdkafka keeps its prefetch)
+            msgs = []
             self.wake.wait(0.05)
         else:
             timeout = 0.005 if not self._steps.empty() else 0.2
@@ -132,12 +141,19 @@ class Processor:
                 self._held.messages.append(m)
 
     def _hand_over(self, read: bool) -> None:
-        """Let the steps progress and give them the held messages; pause while they cannot take one."""
+        """Let the steps progress and give them the held messages; pause once they have refused them for
+        ``PAUSE_AFTER_SECONDS``, resume when they take them all."""
         self._steps.poll()
-        if not self._held.hand_to(self._steps):
+        if self._held.hand_to(self._steps):
+            self._pushed_back_since = None
+            if read:
+                self._pause.want(False)
+            return
+        now = time.monotonic()
+        if self._pushed_back_since is None:
+            self._pushed_back_since = now
+        if now - self._pushed_back_since >= PAUSE_AFTER_SECONDS:
             self._pause.want(True)
-        elif read:
-            self._pause.want(False)
 
     def _drain(self) -> None:
         """On stop: finish what is in memory (held messages included), commit it, read nothing more."""

@@ -33,6 +33,7 @@ class Progress:
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)  # a test may pass its own
     last_turn: float = field(init=False)
     last_moved: float = field(init=False)
+    last_waited: float = field(init=False, default=float("-inf"))  # the last verdict that saw a write waited on
     lag: int | None = field(init=False, default=None)  # None: not measured since the last movement
     lag_measured: float = field(init=False, default=0.0)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
@@ -77,7 +78,9 @@ class Progress:
         if writing >= self.hang_after:
             return f"a store write has not returned for {writing:.0f} s"
         with self._lock:
-            lag, idle = self.lag, now - self.last_moved
+            if retrying > 0 or writing > 0:  # waiting on a store: the stuck_after window starts again
+                self.last_waited = now
+            lag, idle = self.lag, now - max(self.last_moved, self.last_waited)
         if retrying > 0 or writing > 0 or not lag or idle < self.stuck_after:
             return None
         return (f"{lag} messages wait in its partitions, but nothing was consumed or committed for "

@@ -52,6 +52,7 @@ class FakeKafka:
         self.position = dict.fromkeys(self.logs, 0)
         self.assigned: set[int] = set()
         self.paused: set[int] = set()
+        self.pauses = 0  # calls to pause
         self.committed_offsets: dict[int, int] = {}
         self.commits: list[list[tuple[int, int]]] = []
         self.callbacks: dict[str, Any] = {}
@@ -114,6 +115,7 @@ class FakeKafka:
         return [TopicPartition(self.topic, p) for p in sorted(self.assigned)]
 
     def pause(self, parts: list[TopicPartition]) -> None:
+        self.pauses += 1
         self.paused |= {tp.partition for tp in parts}
 
     def resume(self, parts: list[TopicPartition]) -> None:

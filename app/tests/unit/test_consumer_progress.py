@@ -135,6 +135,23 @@ def test_progress_verdicts() -> None:
     assert not p.lag_due(10) or p.idle_seconds() >= 10
 
 
+def test_the_stuck_window_starts_again_once_a_store_is_no_longer_waited_on() -> None:
+    """An outage longer than ``stuck_after`` ends: the write that was retried returns a moment before its batch
+    commits, and that moment is not "stuck" (nothing moved for 120 s, but the consumer waited on a store)."""
+    clock = Clock()
+    p = Progress(60, clock=clock)
+    p.measured(500)
+    clock.now += 120
+    p.turned()
+    assert p.verdict(retrying=120) is None  # the outage, retried
+    clock.now += 1
+    p.turned()
+    assert p.verdict() is None  # the write returned; its commit comes next turn
+    clock.now += 60
+    p.turned()
+    assert p.verdict() == "500 messages wait in its partitions, but nothing was consumed or committed for 61 s"
+
+
 def test_a_write_is_waited_for_until_it_hangs_and_a_blocked_loop_until_its_own_limit() -> None:
     clock = Clock()
     p = Progress(60, loop_after=135, hang_after=180, clock=clock)
