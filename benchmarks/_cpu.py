@@ -34,10 +34,15 @@ def postmaster(port: int) -> int:
     import glob
 
     for path in glob.glob("/tmp/fp-pg-*/data/postmaster.pid"):
-        with open(path) as f:
-            lines = f.read().splitlines()
-        if len(lines) > 3 and lines[3].strip() == str(port):
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()
+            alive = len(lines) > 3 and lines[3].strip() == str(port) and os.path.exists(f"/proc/{int(lines[0])}")
+        except (OSError, ValueError):  # removed or being written meanwhile
+            continue
+        if alive:
             return int(lines[0])
+    print(f"_cpu: no PostgreSQL found listening on port {port}: its CPU counts as the rest of the machine's")
     return 0
 
 
