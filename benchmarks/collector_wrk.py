@@ -277,6 +277,7 @@ def run_api(work: Path, env: dict[str, str], args: argparse.Namespace, label: st
 
 
 API_LIMIT: dict[str, str] = {}  # run label -> what limits the collector (run_api)
+RELAY = "footprint.track (this tree, relay)"  # the KafkaRelaySender: a relay process produces
 PAGE_CPU: dict[tuple[str, str], str] = {}  # (site app, paced load) -> who took the cores meanwhile (``busy``)
 SITE_GROUPS = ("site app (uvicorn)", "Footprint relay", "Kafka broker", "load generator (wrk)")
 
@@ -287,7 +288,6 @@ def busy(cpu: dict[str, float], wall: float) -> str:
     cores = os.cpu_count() or 1
     parts = ", ".join(f"{group} {cpu[group] / wall:.2f}" for group in SITE_GROUPS if cpu[group] > 0)
     return f"cores used: {parts}; the machine {100 * sum(cpu.values()) / (wall * cores):.0f} % busy of {cores} cores"
-RELAY = "footprint.track (this tree, relay)"  # the KafkaRelaySender: a relay process produces
 
 
 def run_pages(work: Path, env: dict[str, str], args: argparse.Namespace) -> dict[str, dict[str, dict[str, float]]]:

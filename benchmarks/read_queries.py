@@ -191,10 +191,10 @@ def drawn(settings: Any, f: Any, whole: dict[str, list[Any]], repeat: int, size:
         rows = run_clickhouse(settings, f, (name,), page=True)[name]
         same = rows == [r[:len(rows[0])] for r in whole[name]] if rows else not whole[name]
         print(f"{name:<26}{whole_ms:>10.1f}{ms:>10.1f}{len(rows):>6}  {'the same' if same else 'DIFFERENT'}")
+        page = planned_stat(settings, f, name, page=True)
         record(f"dashboard {name}, the page's chart (its drawn columns, exact), ClickHouse ({size:,} events)", ms,
                "ms", target=100, better="lower", note="" if same else "the page's rows DIFFER from the statistic's",
-               limit=limit(settings, planned_stat(settings, f, name, page=True), ms,
-                           reads(planned_stat(settings, f, name, page=True).ch_sql)))
+               limit=limit(settings, page, ms, reads(page.ch_sql)))
 
 
 def goals(settings: Any, today: datetime, repeat: int, size: int) -> None:
