@@ -46,6 +46,15 @@ def postmaster(port: int) -> int:
     return 0
 
 
+def run_queue(pid: int) -> tuple[int, int]:
+    """How long the thread ``pid`` has waited on a run queue for a core (ns; runnable, not running) and how many
+    time slices it has run, so far (/proc/PID/schedstat): a latency the CPU averages cannot show, the moments
+    when every core is taken."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        _running, waiting, slices = (int(x) for x in f.read().split())
+    return waiting, slices
+
+
 def _ticks(roots: frozenset[int]) -> dict[int, tuple[str, int]]:
     """pid -> (command line, user+system ticks so far) of every process readable now; the command line
     of a process that does not descend from this one is "" (it belongs to the rest of the machine, even

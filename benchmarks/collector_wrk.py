@@ -12,7 +12,8 @@ same machine; ``wrk`` (Debian's, C, one thread) with 16 keep-alive connections:
    ``--middleware-reference`` (default: the one that built and produced the event before calling the
    app): first saturated (wrk's closed loop: it measures the CPU each takes more than latency), then
    paced, an open loop at a fixed rate (PACED_LUA) of each of ``--paced`` percent of the plain app's
-   saturated req/s. Prints each run and the p99 each middleware adds at each load.
+   saturated req/s. Prints each run and the p99 each middleware adds at each load, and for each paced run the
+   cores each process used and how long the app's event loop waited for a core (``_cpu.run_queue``).
 
 Targets (issues 15, 33): >= 50,000 events/s through /v1/events with p99 <= 50 ms; middleware +p99 <= 1 ms.
 
@@ -35,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _cpu import cpu_shares
+from _cpu import cpu_shares, run_queue
 from _figures import record
 from _services import REPO, machine, reference_tree
 
@@ -290,6 +291,13 @@ def busy(cpu: dict[str, float], wall: float) -> str:
     return f"cores used: {parts}; the machine {100 * sum(cpu.values()) / (wall * cores):.0f} % busy of {cores} cores"
 
 
+def waited(before: tuple[int, int], after: tuple[int, int], wall: float) -> str:
+    """What the app's event loop (its main thread) waited for a core between two ``run_queue`` readings."""
+    ns, slices = after[0] - before[0], max(after[1] - before[1], 1)
+    return (f"the app's event loop waited for a core {ns / 1e6 / wall:.0f} ms per second, {ns / 1e3 / slices:.0f} us"
+            " per time slice on average")
+
+
 def run_pages(work: Path, env: dict[str, str], args: argparse.Namespace) -> dict[str, dict[str, dict[str, float]]]:
     """``GET /hello`` on the plain app, the app with ``args.middleware_reference``'s middleware and with
     this tree's: saturated (wrk's closed loop), then paced at each of ``args.paced`` of the plain
@@ -321,10 +329,12 @@ def run_pages(work: Path, env: dict[str, str], args: argparse.Namespace) -> dict
                     rate = capacity * share / 100
                     print(f"GET /hello {name}: {args.duration} s at {rate:,.0f} req/s ({share} % of the plain app's"
                           " capacity)", flush=True)
-                    t0 = time.perf_counter()
+                    t0, queued = time.perf_counter(), run_queue(proc.pid)
                     with cpu_shares() as shares:  # who takes the cores while the middleware adds its p99
                         runs[f"{share} %"] = wrk(url, paced, args.duration, args.connections, rate=rate)
-                    PAGE_CPU[name, f"{share} %"] = busy(shares.seconds(), time.perf_counter() - t0)
+                    PAGE_CPU[name, f"{share} %"] = (busy(shares.seconds(), time.perf_counter() - t0) + "; "
+                                                    + waited(queued, run_queue(proc.pid), time.perf_counter() - t0))
+                    print(f"  {PAGE_CPU[name, f'{share} %']}", flush=True)
             finally:
                 stop(proc)
     return out
