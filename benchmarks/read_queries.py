@@ -104,12 +104,6 @@ def limit(settings: Any, planned: Any, ms: float, what: str) -> str:
     return f"{what}; {profile(settings, planned)}" if ms > 100 else what
 
 
-def ch_sql_of(name: str, f: Any) -> str:
-    from footprint import stats
-
-    return stats.QUERIES[name](f)[1] if name in stats.QUERIES else ""
-
-
 def planned_stat(settings: Any, f: Any, name: str, page: bool = False) -> Any:
     """Statistic ``name`` of filter ``f`` as the stores panel runs it (``stats.plan``; ``page``: as the page asks)."""
     from footprint.stats import Params, plan
@@ -149,7 +143,7 @@ def dashboard(settings: Any, today: datetime, repeat: int, size: int) -> None:
             if label == "page, 30 days":  # the dashboard's view; the target is set at 10M events
                 record(f"dashboard {r.name}, ClickHouse ({size:,} events)", ch, "ms", target=100, better="lower",
                        note="" if same else "the stores' answers DIFFER",
-                       limit=limit(settings, planned_stat(settings, f, r.name), ch, reads(ch_sql_of(r.name, f))))
+                       limit=limit(settings, (p := planned_stat(settings, f, r.name)), ch, reads(p.ch_sql)))
         if label == "page, 30 days":
             estimates(settings, f, {r.name: r.ch_rows for r in runs[0]}, repeat, size)
             drawn(settings, f, {r.name: r.ch_rows for r in runs[0]}, repeat, size)

@@ -80,8 +80,9 @@ class Progress:
         with self._lock:
             if retrying > 0 or writing > 0:  # waiting on a store: the stuck_after window starts again
                 self.last_waited = now
-            lag, idle = self.lag, now - max(self.last_moved, self.last_waited)
-        if retrying > 0 or writing > 0 or not lag or idle < self.stuck_after:
+            lag, idle = self.lag, now - self.last_moved
+            unwaited = now - max(self.last_moved, self.last_waited)
+        if retrying > 0 or writing > 0 or not lag or unwaited < self.stuck_after:
             return None
         return (f"{lag} messages wait in its partitions, but nothing was consumed or committed for "
                 f"{idle:.0f} s")

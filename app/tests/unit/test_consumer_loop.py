@@ -206,7 +206,7 @@ def test_a_store_slower_than_reading_holds_messages_back_without_pausing() -> No
     with running(rig):
         wait(rig.caught_up, what="catch-up")
         assert rig.kafka.pauses == 0  # (stopping pauses: the loop drains what it holds and reads no more)
-    assert slow.writes >= 30  # 600 events in batches of at most 20: pushed back most of the time
+    assert slow.writes >= 30  # every event written, in batches of at most 20
     assert set(slow.rows) == set(rig.stores[0].rows) == set(ids)
 
 
