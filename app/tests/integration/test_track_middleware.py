@@ -31,16 +31,18 @@ BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.
 
 
 def _stored(settings: Settings, prefix: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """(method, link, bot) of the page events under ``prefix`` in PostgreSQL and in ClickHouse."""
+    """(method, link, bot, referrer_host, utm_source) of the page events under ``prefix`` in PostgreSQL and in
+    ClickHouse."""
     import psycopg
 
     with psycopg.connect(settings.pg_owner_dsn.get_secret_value()) as c:
-        pg = c.execute("SELECT method, link, bot FROM events WHERE link LIKE %s ORDER BY link, method, bot",
-                       (prefix + "%",)).fetchall()
+        pg = c.execute("SELECT method, link, bot, referrer_host, utm_source FROM events WHERE link LIKE %s"
+                       " ORDER BY link, method, bot", (prefix + "%",)).fetchall()
     ch = ch_client(settings)
     try:
-        rows = ch.query("SELECT method, link, bot FROM events FINAL WHERE startsWith(link, {p:String})"
-                        " ORDER BY link, method, bot", parameters={"p": prefix}).result_rows
+        rows = ch.query("SELECT method, link, bot, referrer_host, utm_source FROM events FINAL"
+                        " WHERE startsWith(link, {p:String}) ORDER BY link, method, bot",
+                        parameters={"p": prefix}).result_rows
     finally:
         ch.close()
     return [tuple(r) for r in pg], [tuple(r) for r in rows]  # type: ignore[misc]
@@ -61,14 +63,16 @@ def test_a_fastapi_app_sends_its_page_views_straight_to_kafka(settings: Settings
     sender = senders[kind](settings.kafka_bootstrap, settings.kafka_topic)
     tracked = FootprintASGI(app, sender, PageRecorder(site="shop", skip=("/static/",)))
     with TestClient(tracked) as client:
-        for path in (prefix, f"{prefix}pricing", "/static/x.css"):
+        assert client.get(f"{prefix}?utm_source=news", headers={"User-Agent": BROWSER,  # the relay makes the
+                                                                 "Referer": "https://news.example.com/a"}).is_success
+        for path in (f"{prefix}pricing", "/static/x.css"):  # event from the fields: both senders store the same
             assert client.get(path, headers={"User-Agent": BROWSER}).status_code == 200
         assert client.get(f"{prefix}pricing", headers={"User-Agent": "Googlebot/2.1"}).status_code == 200
         assert client.post(f"{prefix}signup", headers={"User-Agent": BROWSER}).status_code == 405  # recorded too
     sender.close()
     assert sender.dropped == 0
-    expected = [("GET", prefix, False), ("GET", f"{prefix}pricing", False), ("GET", f"{prefix}pricing", True),
-                ("POST", f"{prefix}signup", False)]  # the bot is stored, and flagged
+    expected = [("GET", prefix, False, "news.example.com", "news"), ("GET", f"{prefix}pricing", False, "", ""),
+                ("GET", f"{prefix}pricing", True, "", ""), ("POST", f"{prefix}signup", False, "", "")]  # a bot: flagged
     with RunningConsumer(settings):
         wait_for(lambda: _stored(settings, prefix) == (expected, expected), what="both stores")
 
@@ -97,7 +101,8 @@ def test_a_wsgi_app_sends_its_page_views_to_the_collector(settings: Settings, tm
         proc.terminate()
         proc.wait(30)
         log.close()
-    expected = [("GET", "/wsgi/", False), ("GET", "/wsgi/docs", False), ("GET", "/wsgi/docs", True)]
+    expected = [("GET", "/wsgi/", False, "", ""), ("GET", "/wsgi/docs", False, "", ""),
+                ("GET", "/wsgi/docs", True, "", "")]
     with RunningConsumer(settings):
         wait_for(lambda: _stored(settings, "/wsgi/") == (expected, expected), what="both stores")
 

@@ -14,10 +14,14 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from footprint.contract import canonical, validate_batch
 from footprint.enrich import enrich
 from footprint.track import FootprintASGI, FootprintWSGI, PageRecorder
+from footprint.track.record import Page, PageRequest
+from footprint.track.relay import page_line, read_line
 
 
 class ListSender:
@@ -35,14 +39,14 @@ class ListSender:
         pass
 
 
-def fastapi_app(sender: ListSender) -> Any:
+def fastapi_app(sender: ListSender, recorder: PageRecorder | None = None) -> Any:
     app = FastAPI()
 
     @app.get("/{path:path}")
     async def any_page(path: str) -> dict[str, str]:
         return {"path": path}
 
-    return FootprintASGI(app, sender, PageRecorder(site="shop", skip=("/static/", "/healthz")))
+    return FootprintASGI(app, sender, recorder or PageRecorder(site="shop", skip=("/static/", "/healthz")))
 
 
 def test_asgi_records_pages_skips_what_it_should_and_the_events_obey_the_contract() -> None:
@@ -183,6 +187,48 @@ def test_the_event_is_built_once_the_response_is_sent_and_also_when_the_app_fail
     assert wsgi_sender.events[0]["context"]["ip"] == "198.51.100.7"
 
 
+class PageLineSender(ListSender):
+    """A sender that takes the request itself, as ``KafkaRelaySender`` does: its lines, as the relay reads them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[bytes] = []
+
+    def send_request(self, request: PageRequest, recorder: PageRecorder) -> None:
+        self.lines.append(page_line(recorder.page_of(request), time.time()))
+
+
+_any_text = st.text(st.characters(blacklist_categories=()), max_size=40)  # surrogates, controls, NUL included
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.builds(Page, _any_text, _any_text, _any_text, _any_text, _any_text, st.none() | _any_text, _any_text,
+                 st.none() | _any_text, st.datetimes(timezones=st.just(UTC))),
+       st.floats(0, 4e9))
+def test_a_page_line_becomes_in_the_relay_the_event_the_apps_process_would_build(page: Page, received: float) -> None:
+    event, moment = read_line(page_line(page, received))
+    here = page.event()
+    assert event.pop("messageId") != here.pop("messageId")  # each event its own id (the relay's, once)
+    assert event == here
+    assert moment == datetime.fromtimestamp(received, UTC)
+
+
+def test_the_middleware_hands_the_request_to_a_sender_that_takes_it_and_the_relay_builds_the_same_event() -> None:
+    events, lines = ListSender(), PageLineSender()
+    recorder = PageRecorder(site="shop", skip=("/static/",))  # one salt: one visitor id
+    for sender in (events, lines):
+        with TestClient(fastapi_app(sender, recorder), base_url="http://shop.example") as c:
+            c.get("/a?utm_source=news", headers={"Referer": "https://news.example.com/x", "User-Agent": "UA"})
+            c.get("/static/app.css")  # skipped: no line either
+    assert lines.events == [] and len(lines.lines) == 1  # the request, not an event
+    [(built, received)] = [read_line(line) for line in lines.lines]
+    [a] = validate_batch({"batch": events.events}, received, 10, enrich)
+    [b] = validate_batch({"batch": [built]}, received, 10, enrich)
+    differ = {"event_id", "footprint_time"}  # a random id each; each request its own time
+    assert {k: v for k, v in a.items() if k not in differ} == {k: v for k, v in b.items() if k not in differ}
+    assert (b["link"], b["referrer_host"], b["utm_source"]) == ("/a", "news.example.com", "news")
+
+
 def test_the_kafka_senders_queue_is_bounded_and_what_it_cannot_deliver_is_counted() -> None:
     from footprint.track import KafkaSender
 
@@ -206,6 +252,7 @@ def test_the_relay_senders_queue_is_bounded_and_what_its_relay_cannot_deliver_is
     sender = KafkaRelaySender("127.0.0.1:9", "t", queue_max=2, flush_seconds=60, config={"log_level": 0},
                               close_seconds=0.5)
     relay = sender._relay
+    assert os.sched_getscheduler(relay.pid) == os.SCHED_IDLE  # on what the app leaves of the cores
     for _ in range(5):
         sender.send(event)
     assert sender.dropped == 3  # the queue holds 2 lines: the rest were dropped at once, counted
@@ -218,9 +265,11 @@ def test_a_relay_that_exits_is_started_again_and_the_lines_it_had_not_read_are_c
     from footprint.track import KafkaRelaySender
 
     event = PageRecorder(site="shop").page("GET", "/x", "198.51.100.7", None, "UA", None)
-    sender = KafkaRelaySender("127.0.0.1:9", "t", flush_seconds=0.05, config={"log_level": 0}, close_seconds=0.2)
+    sender = KafkaRelaySender("127.0.0.1:9", "t", flush_seconds=0.05, config={"log_level": 0}, close_seconds=0.2,
+                              idle=False)
     sender.restart_seconds = 0
     first = sender._relay
+    assert os.sched_getscheduler(first.pid) == os.SCHED_OTHER  # at the app's priority, as asked
     deadline = time.monotonic() + 20
 
     def wait(condition: Any) -> None:
@@ -247,6 +296,29 @@ def test_a_relay_that_exits_is_started_again_and_the_lines_it_had_not_read_are_c
     assert sender.dropped == 3  # and the new relay could not deliver its one either (no Kafka): it reported it
 
 
+def test_the_relay_sender_makes_the_requests_lines_in_its_thread_and_counts_one_it_cannot_make() -> None:
+    from footprint.track import KafkaRelaySender
+
+    class Breaks(PageRecorder):
+        def page_of(self, request: PageRequest) -> Page:
+            if request.path == "/boom":
+                raise RuntimeError("a page that cannot be made")
+            return super().page_of(request)
+
+    recorder = Breaks(site="shop")
+    sender = KafkaRelaySender("127.0.0.1:9", "t", flush_seconds=0.02, config={"log_level": 0}, close_seconds=0.2)
+    sender.chunk = 2  # the GIL let go between every two
+    now = datetime.now(UTC)
+    for path in ("/a", "/boom", "/b", "/c", "/d"):
+        recorder.hand_over(PageRequest("GET", path, "198.51.100.7", None, "UA", None, "", None, now), sender)
+    deadline = time.monotonic() + 20
+    while sender._relay_read < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert (sender._relay_read, sender.dropped) == (4, 1)  # four lines read by the relay; the broken one counted
+    sender.close(timeout=0.2)
+    assert sender.dropped == 5  # and no Kafka took the four: the relay reported them
+
+
 def test_a_relay_that_cannot_start_fails_the_constructor_naming_it() -> None:
     from footprint.track import KafkaRelaySender
 
@@ -267,7 +339,7 @@ def test_a_relay_that_falls_behind_bounds_the_queue_and_counts_the_rest() -> Non
         sender.send(event)
         time.sleep(0.001)
     time.sleep(0.2)
-    waiting = len(sender._lines) + sender._carry_lines
+    waiting = len(sender._queued) + sender._carry_lines
     assert waiting <= 50 and sender._in_pipe < 300
     assert sender.dropped == 300 - waiting - sender._in_pipe  # every event: waiting, in the pipe, or counted
     relay.kill()

@@ -2,13 +2,14 @@
 
 ``python -m footprint.track.relay``, started by the sender with pipes for stdin and stdout. It reads one JSON line
 of settings (``bootstrap``, ``topic``, ``queue_max``, ``config``: the producer's options, which may hold a
-password, hence not in its arguments), then the events, one JSON line each: ``[event, received]`` (the time the
-app received the request, seconds since 1970). It validates, enriches, encodes and produces each as the collector
-would take it (``PageProducer``), says ``ready`` on stdout once its producer exists, then writes there how many
-lines it has read and how many events it dropped so far (``READ DROPPED``), a line at most every 0.1 s while they
-change. It ignores SIGINT and SIGTERM, which reach it with the app's (Ctrl-C in a terminal, systemd's stop): it
-ends with its stdin, when the app closes the sender or exits, after waiting up to ``close_seconds`` for Kafka to
-take what is queued.
+password, hence not in its arguments; ``idle``: run at the lowest CPU priority, ``lowest_priority``), then the
+events, one JSON line each (``page_line``, ``event_line``): a page (``Page``: the request's fields, which this
+process builds the event from) or an event, with the time the app received it (seconds since 1970). It validates,
+enriches, encodes and produces each as the collector would take it (``PageProducer``), says ``ready`` on stdout
+once its producer exists, then writes there how many lines it has read and how many events it dropped so far
+(``READ DROPPED``), a line at most every 0.1 s while they change. It ignores SIGINT and SIGTERM, which reach it
+with the app's (Ctrl-C in a terminal, systemd's stop): it ends with its stdin, when the app closes the sender or
+exits, after waiting up to ``close_seconds`` for Kafka to take what is queued.
 """
 
 from __future__ import annotations
@@ -19,10 +20,39 @@ import select
 import signal
 import sys
 import time
-from datetime import UTC, datetime
-from typing import TextIO
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO
 
 from footprint.track.produce import PageProducer
+from footprint.track.record import Page
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # one encoder: json.dumps with options makes one per call
+
+
+def page_line(page: Page, received: float) -> bytes:
+    """A page's line: ``[received, visitor, client, method, path, user_agent, referrer, query, host, now]``, ``now``
+    in whole microseconds since 1970 (exact, where a float's would round). A flat list of strings: the least
+    encoding for the app's process (``KafkaRelaySender.send_page``), the event built here."""
+    return (_ENCODE([received, *page[:-1], (page.now - _EPOCH) // _MICROSECOND]) + "\n").encode()
+
+
+def event_line(event: dict[str, Any], received: float) -> bytes:
+    """An event's line, as given (``KafkaRelaySender.send``): ``[event, received]``."""
+    return (_ENCODE([event, received]) + "\n").encode()
+
+
+def read_line(line: bytes) -> tuple[dict[str, Any], datetime]:
+    """A line's inbound event and the time it was received (ValueError, TypeError or AttributeError: not a line the
+    sender writes)."""
+    items = json.loads(line)
+    if len(items) == 2:
+        event, received = items
+    else:
+        received, *fields, micros = items
+        event = Page._make([*fields, _EPOCH + micros * _MICROSECOND]).event()
+    return event, datetime.fromtimestamp(received, UTC)
 
 
 def main() -> int:
@@ -36,6 +66,8 @@ def main() -> int:
             return 2
         header += chunk
     settings = json.loads(header)
+    if settings.get("idle", True):
+        lowest_priority()  # before the producer: librdkafka's threads inherit it
     producer = PageProducer(settings["bootstrap"], settings["topic"], int(settings["queue_max"]),
                             settings.get("config"))
     reporting = report(stdout, "ready")  # the sender waits for this line
@@ -49,9 +81,8 @@ def main() -> int:
             read += len(lines)
             for line in lines:
                 try:
-                    event, received = json.loads(line)
-                    moment = datetime.fromtimestamp(received, UTC)
-                except (ValueError, TypeError, OverflowError, OSError):  # not what the sender writes
+                    event, moment = read_line(line)
+                except (ValueError, TypeError, AttributeError, OverflowError, OSError):  # not what the sender writes
                     producer.dropped += 1
                     continue
                 producer.produce(event, moment)
@@ -64,6 +95,15 @@ def main() -> int:
     if reporting:
         report(stdout, f"{read + unfinished} {producer.dropped + unfinished}")
     return 0
+
+
+def lowest_priority() -> None:
+    """Run on what the app leaves of the cores: Linux's SCHED_IDLE (a woken request preempts the relay at once),
+    elsewhere nice 19."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):  # not Linux
+        os.nice(19)
 
 
 def report(stdout: TextIO, line: str) -> bool:

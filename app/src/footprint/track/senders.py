@@ -9,7 +9,8 @@ dropped batch), never a silent drop.
 ``KafkaSender``: queues each event; its thread validates and enriches them as the collector does and
 produces the canonical form straight to the topic in bursts (``pip install footprint[kafka]``:
 confluent-kafka and the user-agent parsers), fire-and-forget. ``KafkaRelaySender``: the same work in a
-process of its own, the app's process only encoding each event as a line to its pipe.
+process of its own, which also builds the middleware's events: the request path only queues the request, the
+sender's thread writes each page's fields as a line to the relay's pipe.
 All count what they drop in ``dropped`` and never raise into the caller.
 """
 
@@ -29,14 +30,22 @@ import urllib.error
 import urllib.request
 from collections import deque
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from footprint.track.produce import PageProducer
+from footprint.track.relay import event_line, page_line
+
+if TYPE_CHECKING:
+    from footprint.track.record import PageRecorder, PageRequest
 
 log = logging.getLogger("footprint.track")
 
 
 class Sender(Protocol):
+    """Where the middleware's events go (``send``). A sender may also take the request itself,
+    ``send_request(request, recorder)``, to make its page and event later, elsewhere (``KafkaRelaySender``: in its
+    thread and its relay process); the middleware then calls that."""
+
     dropped: int
 
     def send(self, event: dict[str, Any]) -> None: ...
@@ -193,29 +202,36 @@ class KafkaRelaySender:
     """As ``KafkaSender``, but the validating, enriching, encoding and producing run in a process of its own, the
     relay (``python -m footprint.track.relay``, started here and waited for: one that cannot start, for instance
     without confluent-kafka, fails the constructor), so neither that work nor the GIL it holds is in the app's
-    process. ``send`` encodes the event as one JSON line and queues it (bounded: ``queue_max`` lines, those not
-    yet in the relay's pipe included, beyond which it is dropped and counted); a thread writes what is queued to
-    the relay's pipe every ``flush_seconds``, as far as the pipe has room. ``dropped`` adds the relay's drops (an
-    invalid event, Kafka not taking it), which it reports on its stdout with the lines it has read. A relay that
-    exits (killed, out of memory) is started again at the next write, at most once every ``restart_seconds``;
-    the lines written to it that it had not read are lost, counted, with a warning (those it had read and Kafka
-    had not yet taken cannot be told apart from the delivered: a relay killed outright loses them uncounted).
+    process; nor the middleware's events: ``send_request`` queues the request as it is, the thread makes its page
+    (the visitor's id, the client's address) and its line, the relay builds the event (``send`` queues an event's
+    line). The queue is bounded: ``queue_max`` lines, those not yet in the relay's pipe included, beyond which it
+    is dropped and counted. The thread writes what is queued to the relay's pipe every ``flush_seconds``, as far
+    as the pipe has room. ``dropped`` adds the relay's drops (an invalid event, Kafka not taking it), which it
+    reports on its stdout with the lines it has read. A relay that exits (killed, out of memory) is started again
+    at the next write, at most once every ``restart_seconds``; the lines written to it that it had not read are
+    lost, counted, with a warning (those it had read and Kafka had not yet taken cannot be told apart from the
+    delivered: a relay killed outright loses them uncounted). ``idle`` (the default): the relay runs at the lowest
+    CPU priority (Linux's SCHED_IDLE, elsewhere nice 19), on what the app leaves of the cores, so that its bursts
+    never hold up a request; an app that keeps every core busy for long makes its queue fill and its events be
+    dropped, counted, rather than its requests wait. ``idle=False``: at the app's priority.
     ``close`` ends the relay's stdin: it waits up to ``close_seconds`` for Kafka to take what is queued."""
 
     restart_seconds = 10.0
+    chunk = 64  # requests made into lines between two moments the writer lets go of the GIL
     start_seconds = 30.0  # for the relay to start (Python, confluent-kafka and the parsers imported)
 
     def __init__(self, bootstrap: str, topic: str = "web-logs-topic", queue_max: int = 100_000,
-                 config: dict[str, Any] | None = None, flush_seconds: float = 0.05, close_seconds: float = 10.0
-                 ) -> None:
+                 config: dict[str, Any] | None = None, flush_seconds: float = 0.05, close_seconds: float = 10.0,
+                 idle: bool = True) -> None:
         self.queue_max = queue_max
         self.flush_seconds = flush_seconds
         self.close_seconds = close_seconds
         self._settings = (json.dumps({"bootstrap": bootstrap, "topic": topic, "queue_max": queue_max,
-                                      "config": config or {}, "close_seconds": close_seconds}) + "\n").encode()
+                                      "config": config or {}, "close_seconds": close_seconds, "idle": idle})
+                          + "\n").encode()
         self._dropped = 0  # here: a full queue, lines lost with a relay that exited
         self._relay_dropped = 0  # reported by the relays that ended
-        self._lines: list[bytes] = []
+        self._queued: list[bytes | tuple[PageRequest, PageRecorder, float]] = []  # lines; requests to make lines of
         self._carry = b""  # what the writes left of the lines taken from the queue
         self._carry_lines = 0
         self._lock = threading.Lock()
@@ -236,12 +252,40 @@ class KafkaRelaySender:
             self._dropped = value - self._relay_dropped - self._reported
 
     def send(self, event: dict[str, Any]) -> None:
-        line = (json.dumps([event, time.time()], separators=(",", ":")) + "\n").encode()
+        self._queue(event_line(event, time.time()))
+
+    def send_request(self, request: PageRequest, recorder: PageRecorder) -> None:
+        """The middleware's request, queued as it is: this sender's thread makes its page (``recorder.page_of``)
+        and its line, many at a time; the relay builds the event. The least work on the app's request path."""
+        self._queue((request, recorder, time.time()))
+
+    def _queue(self, item: bytes | tuple[PageRequest, PageRecorder, float]) -> None:
         with self._lock:
-            if len(self._lines) + self._carry_lines >= self.queue_max:
+            if len(self._queued) + self._carry_lines >= self.queue_max:
                 self._dropped += 1
                 return
-            self._lines.append(line)
+            self._queued.append(item)
+
+    def _lines(self, items: list[bytes | tuple[PageRequest, PageRecorder, float]]) -> bytes:
+        """The queued items as lines (a request's page made here: one that fails is dropped, counted), the GIL let
+        go every ``chunk`` items so that the app's event loop waits for it at most that long."""
+        lines, failed = [], 0
+        for i, item in enumerate(items, 1):
+            if isinstance(item, bytes):
+                lines.append(item)
+            else:
+                request, recorder, received = item
+                try:
+                    lines.append(page_line(recorder.page_of(request), received))
+                except Exception:  # tracking must never fail: counted
+                    failed += 1
+                    log.exception("page event not recorded")
+            if i % self.chunk == 0:
+                time.sleep(0)
+        if failed:
+            with self._lock:
+                self._dropped += failed
+        return b"".join(lines)
 
     def _start(self) -> subprocess.Popen[bytes]:
         """A relay, started and ready (it says so once its producer exists); RuntimeError if it is not."""
@@ -286,9 +330,13 @@ class KafkaRelaySender:
         """What is queued, to the relay's pipe as far as it has room (the rest waits for the next write; new lines
         are taken once the earlier ones are all written). A relay that exited: the lines written to it and not
         read are lost, counted; the others go to the next relay."""
-        with self._lock:
-            if not self._carry:
-                self._carry, self._carry_lines, self._lines = b"".join(self._lines), len(self._lines), []
+        if not self._carry:  # (this thread's, and close's once it has ended)
+            with self._lock:
+                taken, self._queued = self._queued, []
+                self._carry_lines = len(taken)  # still counted in the queue's bound while made into lines
+            data = self._lines(taken)
+            with self._lock:
+                self._carry, self._carry_lines = data, data.count(b"\n")
         data = self._carry
         assert self._relay.stdin is not None
         sent = 0
@@ -348,7 +396,8 @@ class KafkaRelaySender:
         self._thread.join()
         self._write()
         with self._lock:  # all that is left, for the relay's stdin before its end
-            self._carry, self._lines = self._carry + b"".join(self._lines), []
+            taken, self._queued = self._queued, []
+        self._carry += self._lines(taken)
         relay = self._relay
         assert relay.stdin is not None
         sent = self._in_pipe + self._carry.count(b"\n")  # all it should read
