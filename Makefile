@@ -127,7 +127,7 @@ fuzz: venv artifacts ## schemathesis against a live collector and broker, 10,000
 BENCH_REFERENCE ?= c932c4a
 BENCH_ARGS ?=
 
-bench: venv artifacts ## the benchmarks with a target, one table with targets and ratios to BENCH_REFERENCE (~10 min here; needs wrk); BENCH_ARGS="--read-size 10000000" for the 10M dashboard
+bench: venv artifacts ## the benchmarks with a target, one table with targets and ratios to BENCH_REFERENCE (~13 min here; needs wrk); BENCH_ARGS="--read-size 10000000" for the 10M dashboard
 	$(PY) benchmarks/bench.py --reference $(BENCH_REFERENCE) $(BENCH_ARGS)
 
 molecule: venv artifacts ## the nspawn single-host scenario (Debian 13): converge site.yml, idempotence, check, the whole suite, a reboot (~22 min; not in make test)

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""`make bench`: the benchmarks that carry a target, at sizes that fit in about 10 minutes here, and one table.
+"""`make bench`: the benchmarks that carry a target, at sizes that fit in about 13 minutes here, and one table.
 
 Runs, one after the other (each starts its own throwaway services on this machine):
   consumer   consumer_throughput.py  events/s stored in both stores (target >= 50,000), and the reference's
   collector  collector_wrk.py        POST /v1/events under wrk (>= 50,000 events/s, p99 <= 50 ms) and the
                                      reference's; the page middleware's added p99 (<= 1 ms) saturated and paced
-                                     at 50 % and 80 % of the plain app's capacity, beside the old middleware's
+                                     at 50 % and 80 % of the plain app's capacity (median of 3 rounds), beside
+                                     the old middleware's
   middleware collector_overhead.py   where the middleware's time goes, per part; its added p99 in-process
   dashboard  read_queries.py         each dashboard query on ClickHouse (<= 100 ms; the target is set at 10M
                                      events, --read-size 10000000 loads that many: about 15 min more)
@@ -39,7 +40,7 @@ Args = argparse.Namespace
 RUNS: dict[str, tuple[str, Callable[[Args], list[str]]]] = {
     "consumer": ("consumer_throughput.py", lambda a: ["--events", str(a.consumer_events), "--baseline-events", "500"]
                  + (["--reference", a.reference] if a.reference else [])),
-    "collector": ("collector_wrk.py", lambda a: ["--duration", str(a.duration)]
+    "collector": ("collector_wrk.py", lambda a: ["--duration", str(a.duration), "--repeat", "3"]
                   + (["--reference", a.reference] if a.reference else [])),
     "middleware": ("collector_overhead.py", lambda a: ["--requests", "20000"]),
     "dashboard": ("read_queries.py", lambda a: ["--sizes", str(a.read_size), "--repeat", "2"]),

@@ -12,8 +12,9 @@ same machine; ``wrk`` (Debian's, C, one thread) with 16 keep-alive connections:
    ``--middleware-reference`` (default: the one that built and produced the event before calling the
    app): first saturated (wrk's closed loop: it measures the CPU each takes more than latency), then
    paced, an open loop at a fixed rate (PACED_LUA) of each of ``--paced`` percent of the plain app's
-   saturated req/s. Prints each run and the p99 each middleware adds at each load, and for each paced run the
-   cores each process used and how long the app's event loop waited for a core (``_cpu.run_queue``).
+   saturated req/s, ``--repeat`` rounds with the apps taking turns (the median round counts). Prints each run
+   and the p99 each middleware adds at each load, and for each paced run the cores each process used and how
+   long the app's event loop waited for a core (``_cpu.run_queue``).
 
 Targets (issues 15, 33): >= 50,000 events/s through /v1/events with p99 <= 50 ms; middleware +p99 <= 1 ms.
 
@@ -164,6 +165,8 @@ def main() -> int:
                          " the last whose middleware built the event before calling the app)")
     ap.add_argument("--paced", default="50,80", type=lambda v: [int(x) for x in v.split(",")], metavar="PCT,PCT",
                     help="also drive each site app at these shares of the plain app's saturated req/s (default 50,80)")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="paced runs: N rounds, the apps taking turns; each load's figure is its median run's (default 1)")
     ap.add_argument("--pages-only", action="store_true", help="only the page middleware's runs, not POST /v1/events")
     args = ap.parse_args()
     if not shutil.which("wrk"):
@@ -213,13 +216,16 @@ def main() -> int:
 
 def report_pages(pages: dict[str, dict[str, dict[str, float]]], old: str) -> None:
     """The site apps' table, and each load's p99 added by this tree's middleware and by ``old``'s."""
-    print(f"{'GET /hello':34} {'load':>10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'+p99 ms':>8} {'non-2xx':>8}")
+    print(f"{'GET /hello':34} {'load':>10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'+p99 ms':>8} {'non-2xx':>8}"
+          "  each round's p99 (the median's figures shown)")
     plain = pages["plain"]
     for name, runs in pages.items():
         for load, r in runs.items():
             added = r["p99"] - plain[load]["p99"]
+            p99s = PACED_P99.get((name, load), [])
+            rounds = " ".join(f"{p99:.2f}" for p99 in p99s) if len(p99s) > 1 else ""
             print(f"{name:34} {load:>10} {r['rps']:9,.0f} {r['p50']:8.2f} {r['p99']:8.2f} {added:+8.2f}"
-                  f" {r['non2xx']:8,.0f}")
+                  f" {r['non2xx']:8,.0f}  {rounds}")
     new, ref = pages["footprint.track (this tree)"], pages[f"footprint.track at {old}"]
     cost = 1e6 / new["saturated"]["rps"] - 1e6 / plain["saturated"]["rps"]
     limit = (f"the site app's process (one GIL) serves {new['saturated']['rps']:,.0f} req/s with the middleware,"
@@ -228,9 +234,9 @@ def report_pages(pages: dict[str, dict[str, dict[str, float]]], old: str) -> Non
     relay = pages[RELAY]
     relay_cost = 1e6 / relay["saturated"]["rps"] - 1e6 / plain["saturated"]["rps"]
     relay_limit = (f"the site app's process serves {relay['saturated']['rps']:,.0f} req/s with the relay's middleware,"
-                   f" {plain['saturated']['rps']:,.0f} without: +{relay_cost:.0f} us of it per request (the event built"
-                   " and its line written), and the relay process (validation, producing) shares the 2 cores with the"
-                   " app, the broker and wrk")
+                   f" {plain['saturated']['rps']:,.0f} without: +{relay_cost:.0f} us of it per request (the request"
+                   " queued, its page and line made by the sender's thread), and the relay process (building the"
+                   " event, validation, producing; at SCHED_IDLE) shares the 2 cores with the app, the broker and wrk")
     for load in plain:
         what = "saturated (closed loop)" if load == "saturated" else f"at {load} of capacity"
         during = {name: f"; at {load}, {PAGE_CPU[name, load]}" if (name, load) in PAGE_CPU else ""
@@ -280,15 +286,38 @@ def run_api(work: Path, env: dict[str, str], args: argparse.Namespace, label: st
 API_LIMIT: dict[str, str] = {}  # run label -> what limits the collector (run_api)
 RELAY = "footprint.track (this tree, relay)"  # the KafkaRelaySender: a relay process produces
 PAGE_CPU: dict[tuple[str, str], str] = {}  # (site app, paced load) -> who took the cores meanwhile (``busy``)
+PACED_P99: dict[tuple[str, str], list[float]] = {}  # (site app, paced load) -> each round's p99, ms
 SITE_GROUPS = ("site app (uvicorn)", "Footprint relay", "Kafka broker", "load generator (wrk)")
 
 
 def busy(cpu: dict[str, float], wall: float) -> str:
-    """The cores each process of a paced run used, and how busy the machine was: a p99 that grows while
-    the cores are nearly all taken is the cores' queue, not the middleware's own time."""
+    """The cores each group of processes used in a paced run (the site apps together: the others idle), and how
+    busy the machine was: a p99 that grows while the cores are nearly all taken is the cores' queue, not the
+    middleware's own time."""
     cores = os.cpu_count() or 1
     parts = ", ".join(f"{group} {cpu[group] / wall:.2f}" for group in SITE_GROUPS if cpu[group] > 0)
     return f"cores used: {parts}; the machine {100 * sum(cpu.values()) / (wall * cores):.0f} % busy of {cores} cores"
+
+
+def settle(idle: float = 0.15, timeout: float = 60.0) -> None:
+    """Wait until the machine is idle (under ``idle`` of its cores for half a second): the apps run side by side,
+    and one run's backlog (a relay or a broker still taking the events of the run before) must not fall on the
+    next app's run."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        t0 = time.perf_counter()
+        with cpu_shares() as shares:
+            time.sleep(0.5)
+        if sum(shares.seconds().values()) / (time.perf_counter() - t0) < idle * (os.cpu_count() or 1):
+            return
+    print(f"  (the machine was still busy after {timeout:.0f} s; measuring anyway)", flush=True)
+
+
+def own_cores(pid: int) -> float:
+    """CPU-seconds the process ``pid`` itself has used so far (its threads, not its children)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def waited(before: tuple[int, int], after: tuple[int, int], wall: float) -> str:
@@ -300,42 +329,60 @@ def waited(before: tuple[int, int], after: tuple[int, int], wall: float) -> str:
 
 def run_pages(work: Path, env: dict[str, str], args: argparse.Namespace) -> dict[str, dict[str, dict[str, float]]]:
     """``GET /hello`` on the plain app, the app with ``args.middleware_reference``'s middleware and with
-    this tree's: saturated (wrk's closed loop), then paced at each of ``args.paced`` of the plain
-    app's saturated requests/s. {app: {load: wrk's figures}}."""
+    this tree's, all started at once: each saturated (wrk's closed loop), then ``args.repeat`` rounds of each
+    app paced at each of ``args.paced`` of the plain app's saturated requests/s, the apps taking turns so that
+    a slow minute of the machine falls on all of them. {app: {load: wrk's figures}}; a paced load's are its
+    median run's by p99 (every run's p99 in ``PACED_P99``)."""
     (work / "siteapp.py").write_text(SITE_APP)
     script, paced = work / "page.lua", work / "paced.lua"
     script.write_text(PAGE_LUA)
     paced.write_text(PAGE_LUA + PACED_LUA)
     out: dict[str, dict[str, dict[str, float]]] = {}
+    procs: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+    labels: dict[str, str] = {}  # the profiles' file names (--profile)
     with reference_tree(args.middleware_reference) as old_src:
         apps = (("plain", "without_middleware", env),
                 (f"footprint.track at {args.middleware_reference}", "with_middleware", dict(env, PYTHONPATH=str(old_src))),
                 ("footprint.track (this tree)", "with_middleware", env),
                 (RELAY, "with_middleware", dict(env, FOOTPRINT_BENCH_SENDER="relay")))
-        for i, (name, factory, app_env) in enumerate(apps):
-            port = free_port()
-            proc = start([sys.executable, "-m", "uvicorn", f"siteapp:{factory}", "--factory", "--app-dir", str(work),
-                          "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"],
-                         app_env, work / f"{i}-{factory}.log")
-            url = f"http://127.0.0.1:{port}/hello"
-            try:
+        try:
+            for i, (name, factory, app_env) in enumerate(apps):
+                port = free_port()
+                procs[name] = (start([sys.executable, "-m", "uvicorn", f"siteapp:{factory}", "--factory", "--app-dir",
+                                      str(work), "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+                                      "--log-level", "warning"], app_env, work / f"{i}-{factory}.log"),
+                               f"http://127.0.0.1:{port}/hello")
+                labels[name] = (f"site-{name.split(' ')[0]}-{'tree' if 'tree' in name else factory}"
+                                f"{'-relay' if 'relay' in name else ''}")
+            for name, (proc, url) in procs.items():
                 wait_up(url, proc)
+                settle()
                 print(f"GET /hello {name}: warm-up 3 s, then {args.duration} s saturated", flush=True)
                 wrk(url, script, 3, args.connections)
-                label = f"site-{name.split(' ')[0]}-{'tree' if 'tree' in name else factory}{'-relay' if 'relay' in name else ''}"
-                runs = out[name] = {"saturated": measure(url, script, args, proc, label)}
-                capacity = out["plain"]["saturated"]["rps"]
+                out[name] = {"saturated": measure(url, script, args, proc, labels[name])}
+            capacity = out["plain"]["saturated"]["rps"]
+            paced_runs: dict[tuple[str, str], list[tuple[dict[str, float], str]]] = {}
+            for round_ in range(1, args.repeat + 1):
                 for share in args.paced:
-                    rate = capacity * share / 100
-                    print(f"GET /hello {name}: {args.duration} s at {rate:,.0f} req/s ({share} % of the plain app's"
-                          " capacity)", flush=True)
-                    t0, queued = time.perf_counter(), run_queue(proc.pid)
-                    with cpu_shares() as shares:  # who takes the cores while the middleware adds its p99
-                        runs[f"{share} %"] = wrk(url, paced, args.duration, args.connections, rate=rate)
-                    PAGE_CPU[name, f"{share} %"] = (busy(shares.seconds(), time.perf_counter() - t0) + "; "
-                                                    + waited(queued, run_queue(proc.pid), time.perf_counter() - t0))
-                    print(f"  {PAGE_CPU[name, f'{share} %']}", flush=True)
-            finally:
+                    rate, load = capacity * share / 100, f"{share} %"
+                    for name, (proc, url) in procs.items():
+                        print(f"GET /hello {name}: {args.duration} s at {rate:,.0f} req/s ({share} % of the plain app's"
+                              f" capacity), round {round_} of {args.repeat}", flush=True)
+                        settle()
+                        t0, queued, used = time.perf_counter(), run_queue(proc.pid), own_cores(proc.pid)
+                        with cpu_shares() as shares:  # who takes the cores while the middleware adds its p99
+                            figures = wrk(url, paced, args.duration, args.connections, rate=rate)
+                        wall = time.perf_counter() - t0
+                        cpu = (f"this app's process {(own_cores(proc.pid) - used) / wall:.2f} of a core; "
+                               + busy(shares.seconds(), wall) + "; " + waited(queued, run_queue(proc.pid), wall))
+                        print(f"  p99 {figures['p99']:.2f} ms; {cpu}", flush=True)
+                        paced_runs.setdefault((name, load), []).append((figures, cpu))
+            for (name, load), runs in paced_runs.items():
+                ordered = sorted(runs, key=lambda run: run[0]["p99"])
+                out[name][load], PAGE_CPU[name, load] = ordered[(len(ordered) - 1) // 2]  # the median (the lower)
+                PACED_P99[name, load] = [run[0]["p99"] for run in runs]
+        finally:
+            for proc, _ in procs.values():
                 stop(proc)
     return out
 

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from footprint.contract import canonical, validate_batch
 from footprint.enrich import enrich
 from footprint.track import FootprintASGI, FootprintWSGI, PageRecorder
+from footprint.track.lines import page_line, read_line
 from footprint.track.record import Page, PageRequest
-from footprint.track.relay import page_line, read_line
 
 
 class ListSender:

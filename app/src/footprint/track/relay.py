@@ -3,7 +3,7 @@
 ``python -m footprint.track.relay``, started by the sender with pipes for stdin and stdout. It reads one JSON line
 of settings (``bootstrap``, ``topic``, ``queue_max``, ``config``: the producer's options, which may hold a
 password, hence not in its arguments; ``idle``: run at the lowest CPU priority, ``lowest_priority``), then the
-events, one JSON line each (``page_line``, ``event_line``): a page (``Page``: the request's fields, which this
+events, one JSON line each (``footprint.track.lines``): a page (``Page``: the request's fields, which this
 process builds the event from) or an event, with the time the app received it (seconds since 1970). It validates,
 enriches, encodes and produces each as the collector would take it (``PageProducer``), says ``ready`` on stdout
 once its producer exists, then writes there how many lines it has read and how many events it dropped so far
@@ -20,39 +20,10 @@ import select
 import signal
 import sys
 import time
-from datetime import UTC, datetime, timedelta
-from typing import Any, TextIO
+from typing import TextIO
 
+from footprint.track.lines import read_line
 from footprint.track.produce import PageProducer
-from footprint.track.record import Page
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-_ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # one encoder: json.dumps with options makes one per call
-
-
-def page_line(page: Page, received: float) -> bytes:
-    """A page's line: ``[received, visitor, client, method, path, user_agent, referrer, query, host, now]``, ``now``
-    in whole microseconds since 1970 (exact, where a float's would round). A flat list of strings: the least
-    encoding for the app's process (``KafkaRelaySender.send_page``), the event built here."""
-    return (_ENCODE([received, *page[:-1], (page.now - _EPOCH) // _MICROSECOND]) + "\n").encode()
-
-
-def event_line(event: dict[str, Any], received: float) -> bytes:
-    """An event's line, as given (``KafkaRelaySender.send``): ``[event, received]``."""
-    return (_ENCODE([event, received]) + "\n").encode()
-
-
-def read_line(line: bytes) -> tuple[dict[str, Any], datetime]:
-    """A line's inbound event and the time it was received (ValueError, TypeError or AttributeError: not a line the
-    sender writes)."""
-    items = json.loads(line)
-    if len(items) == 2:
-        event, received = items
-    else:
-        received, *fields, micros = items
-        event = Page._make([*fields, _EPOCH + micros * _MICROSECOND]).event()
-    return event, datetime.fromtimestamp(received, UTC)
 
 
 def main() -> int:

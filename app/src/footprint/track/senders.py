@@ -32,8 +32,8 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from footprint.track.lines import event_line, page_line
 from footprint.track.produce import PageProducer
-from footprint.track.relay import event_line, page_line
 
 if TYPE_CHECKING:
     from footprint.track.record import PageRecorder, PageRequest
