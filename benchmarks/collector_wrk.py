@@ -37,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _cpu import cpu_shares, run_queue
+from _cpu import OTHER, cpu_shares, run_queue
 from _figures import record
 from _services import REPO, machine, reference_tree
 
@@ -300,15 +300,16 @@ def busy(cpu: dict[str, float], wall: float) -> str:
 
 
 def settle(idle: float = 0.15, timeout: float = 60.0) -> None:
-    """Wait until the machine is idle (under ``idle`` of its cores for half a second): the apps run side by side,
-    and one run's backlog (a relay or a broker still taking the events of the run before) must not fall on the
-    next app's run."""
+    """Wait until this benchmark's processes are idle (under ``idle`` of the machine's cores for half a second; the
+    rest of the machine is not waited for): the apps run side by side, and one run's backlog (a relay or a broker
+    still taking the events of the run before) must not fall on the next app's run."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         t0 = time.perf_counter()
         with cpu_shares() as shares:
             time.sleep(0.5)
-        if sum(shares.seconds().values()) / (time.perf_counter() - t0) < idle * (os.cpu_count() or 1):
+        ours = sum(cpu for group, cpu in shares.seconds().items() if group != OTHER)
+        if ours / (time.perf_counter() - t0) < idle * (os.cpu_count() or 1):
             return
     print(f"  (the machine was still busy after {timeout:.0f} s; measuring anyway)", flush=True)
 

@@ -99,7 +99,8 @@ class PageRecorder:
 
 class Page(NamedTuple):
     """What a page event is built from: the visitor's id and the client's address (``PageRecorder.page_of``), then
-    the request's fields as they came. Built in the app's process, or as a line in a relay's (``relay.py``)."""
+    the request's fields as they came. Made in the app's process (by ``KafkaRelaySender``'s thread, for its relay:
+    ``footprint.track.lines``); its event built there, or in the relay from the line."""
 
     visitor: str
     client: str

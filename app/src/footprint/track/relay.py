@@ -14,6 +14,7 @@ exits, after waiting up to ``close_seconds`` for Kafka to take what is queued.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -74,7 +75,8 @@ def lowest_priority() -> None:
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):  # not Linux
-        os.nice(19)
+        with contextlib.suppress(OSError):  # (at worst, the app's priority)
+            os.nice(19)
 
 
 def report(stdout: TextIO, line: str) -> bool:
