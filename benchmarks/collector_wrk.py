@@ -239,7 +239,9 @@ def report_pages(pages: dict[str, dict[str, dict[str, float]]], old: str) -> Non
                    " event, validation, producing; at SCHED_IDLE) shares the 2 cores with the app, the broker and wrk")
     for load in plain:
         what = "saturated (closed loop)" if load == "saturated" else f"at {load} of capacity"
-        during = {name: f"; at {load}, {PAGE_CPU[name, load]}" if (name, load) in PAGE_CPU else ""
+        plain_own = (f"the plain app's process {plain[load]['own_cores']:.2f} of a core and "
+                     if "own_cores" in plain[load] else "")
+        during = {name: f"; at {load}, {plain_own}{PAGE_CPU[name, load]}" if (name, load) in PAGE_CPU else ""
                   for name in pages}
         record(f"page middleware under wrk, {what}: p99 added", new[load]["p99"] - plain[load]["p99"], "ms",
                target=1.0, better="lower", reference=ref[load]["p99"] - plain[load]["p99"],
@@ -374,7 +376,8 @@ def run_pages(work: Path, env: dict[str, str], args: argparse.Namespace) -> dict
                         with cpu_shares() as shares:  # who takes the cores while the middleware adds its p99
                             figures = wrk(url, paced, args.duration, args.connections, rate=rate)
                         wall = time.perf_counter() - t0
-                        cpu = (f"this app's process {(own_cores(proc.pid) - used) / wall:.2f} of a core; "
+                        figures["own_cores"] = (own_cores(proc.pid) - used) / wall
+                        cpu = (f"this app's process {figures['own_cores']:.2f} of a core; "
                                + busy(shares.seconds(), wall) + "; " + waited(queued, run_queue(proc.pid), wall))
                         print(f"  p99 {figures['p99']:.2f} ms; {cpu}", flush=True)
                         paced_runs.setdefault((name, load), []).append((figures, cpu))
