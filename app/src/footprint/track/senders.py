@@ -212,7 +212,7 @@ class KafkaRelaySender:
     lost, counted, with a warning (those it had read and Kafka had not yet taken cannot be told apart from the
     delivered: a relay killed outright loses them uncounted). ``idle`` (the default): the relay runs at the lowest
     CPU priority (Linux's SCHED_IDLE, elsewhere nice 19), on what the app leaves of the cores, so that its bursts
-    never hold up a request; an app that keeps every core busy for long makes its queue fill and its events be
+    give way to the app's requests; an app that keeps every core busy for long makes its queue fill and its events be
     dropped, counted, rather than its requests wait. ``idle=False``: at the app's priority.
     ``close`` ends the relay's stdin: it waits up to ``close_seconds`` for Kafka to take what is queued."""
 
