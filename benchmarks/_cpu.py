@@ -55,6 +55,33 @@ def run_queue(pid: int) -> tuple[int, int]:
     return waiting, slices
 
 
+def settle(idle: float = 0.15, timeout: float = 60.0) -> None:
+    """Wait until this benchmark's processes are idle (under ``idle`` of the machine's cores for half a second; the
+    rest of the machine is not waited for): so that one run's backlog (a relay or a broker still taking the events
+    of the run before) does not fall on the next run."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        t0 = time.perf_counter()
+        with cpu_shares() as shares:
+            time.sleep(0.5)
+        ours = sum(cpu for group, cpu in shares.seconds().items() if group != OTHER)
+        if ours / (time.perf_counter() - t0) < idle * (os.cpu_count() or 1):
+            return
+    print(f"  (this benchmark's processes were still busy after {timeout:.0f} s; measuring anyway)", flush=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU-seconds the process ``pid`` itself has used so far (its threads, not its children)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return _parent_and_ticks(f.read())[1] / TICK
+
+
+def _parent_and_ticks(stat: str) -> tuple[int, int]:
+    """A process's parent and its user + system ticks so far, from its /proc/PID/stat (fields 4, 14 and 15)."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[1]), int(fields[11]) + int(fields[12])
+
+
 def _ticks(roots: frozenset[int]) -> dict[int, tuple[str, int]]:
     """pid -> (command line, user+system ticks so far) of every process readable now; the command line
     of a process that does not descend from this one is "" (it belongs to the rest of the machine, even
@@ -66,13 +93,13 @@ def _ticks(roots: frozenset[int]) -> dict[int, tuple[str, int]]:
             continue
         try:
             with open(f"/proc/{name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+                stat = f.read()
             with open(f"/proc/{name}/cmdline", "rb") as f:
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:  # gone meanwhile
             continue
-        seen[int(name)] = (cmd, int(fields[11]) + int(fields[12]))  # utime, stime (fields 14, 15)
-        parent[int(name)] = int(fields[1])
+        parent[int(name)], ticks = _parent_and_ticks(stat)
+        seen[int(name)] = (cmd, ticks)
     roots = roots | {os.getpid()}
     return {pid: (cmd if _descends(pid, parent, roots) else "", ticks) for pid, (cmd, ticks) in seen.items()}
 

@@ -37,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _cpu import OTHER, cpu_shares, run_queue
+from _cpu import cpu_seconds, cpu_shares, run_queue, settle
 from _figures import record
 from _services import REPO, machine, reference_tree
 
@@ -301,28 +301,6 @@ def busy(cpu: dict[str, float], wall: float) -> str:
     return f"cores used: {parts}; the machine {100 * sum(cpu.values()) / (wall * cores):.0f} % busy of {cores} cores"
 
 
-def settle(idle: float = 0.15, timeout: float = 60.0) -> None:
-    """Wait until this benchmark's processes are idle (under ``idle`` of the machine's cores for half a second; the
-    rest of the machine is not waited for): the apps run side by side, and one run's backlog (a relay or a broker
-    still taking the events of the run before) must not fall on the next app's run."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        t0 = time.perf_counter()
-        with cpu_shares() as shares:
-            time.sleep(0.5)
-        ours = sum(cpu for group, cpu in shares.seconds().items() if group != OTHER)
-        if ours / (time.perf_counter() - t0) < idle * (os.cpu_count() or 1):
-            return
-    print(f"  (the machine was still busy after {timeout:.0f} s; measuring anyway)", flush=True)
-
-
-def own_cores(pid: int) -> float:
-    """CPU-seconds the process ``pid`` itself has used so far (its threads, not its children)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def waited(before: tuple[int, int], after: tuple[int, int], wall: float) -> str:
     """What the app's event loop (its main thread) waited for a core between two ``run_queue`` readings."""
     ns, slices = after[0] - before[0], max(after[1] - before[1], 1)
@@ -372,11 +350,11 @@ def run_pages(work: Path, env: dict[str, str], args: argparse.Namespace) -> dict
                         print(f"GET /hello {name}: {args.duration} s at {rate:,.0f} req/s ({share} % of the plain app's"
                               f" capacity), round {round_} of {args.repeat}", flush=True)
                         settle()
-                        t0, queued, used = time.perf_counter(), run_queue(proc.pid), own_cores(proc.pid)
+                        t0, queued, used = time.perf_counter(), run_queue(proc.pid), cpu_seconds(proc.pid)
                         with cpu_shares() as shares:  # who takes the cores while the middleware adds its p99
                             figures = wrk(url, paced, args.duration, args.connections, rate=rate)
                         wall = time.perf_counter() - t0
-                        figures["own_cores"] = (own_cores(proc.pid) - used) / wall
+                        figures["own_cores"] = (cpu_seconds(proc.pid) - used) / wall
                         cpu = (f"this app's process {figures['own_cores']:.2f} of a core; "
                                + busy(shares.seconds(), wall) + "; " + waited(queued, run_queue(proc.pid), wall))
                         print(f"  p99 {figures['p99']:.2f} ms; {cpu}", flush=True)

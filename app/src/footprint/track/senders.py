@@ -36,7 +36,11 @@ from footprint.track.lines import event_line, page_line
 from footprint.track.produce import PageProducer
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from footprint.track.record import PageRecorder, PageRequest
+
+    Queued: TypeAlias = bytes | tuple[PageRequest, PageRecorder, float]  # a line; a request to make one of
 
 log = logging.getLogger("footprint.track")
 
@@ -231,7 +235,7 @@ class KafkaRelaySender:
                           + "\n").encode()
         self._dropped = 0  # here: a full queue, lines lost with a relay that exited
         self._relay_dropped = 0  # reported by the relays that ended
-        self._queued: list[bytes | tuple[PageRequest, PageRecorder, float]] = []  # lines; requests to make lines of
+        self._queued: list[Queued] = []
         self._carry = b""  # what the writes left of the lines taken from the queue
         self._carry_lines = 0
         self._lock = threading.Lock()
@@ -259,14 +263,14 @@ class KafkaRelaySender:
         and its line, many at a time; the relay builds the event. The least work on the app's request path."""
         self._queue((request, recorder, time.time()))
 
-    def _queue(self, item: bytes | tuple[PageRequest, PageRecorder, float]) -> None:
+    def _queue(self, item: Queued) -> None:
         with self._lock:
             if len(self._queued) + self._carry_lines >= self.queue_max:
                 self._dropped += 1
                 return
             self._queued.append(item)
 
-    def _lines(self, items: list[bytes | tuple[PageRequest, PageRecorder, float]]) -> bytes:
+    def _lines(self, items: list[Queued]) -> bytes:
         """The queued items as lines (a request's page made here: one that fails is dropped, counted), the GIL let
         go every ``chunk`` items so that the app's event loop waits for it at most that long."""
         lines, failed = [], 0
