@@ -265,6 +265,15 @@ def cmd_retention(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_close_visits(settings: Settings, args: argparse.Namespace) -> int:
+    from footprint.visitcloser import close_visits
+
+    report = close_visits(settings)
+    print(json.dumps({"made": report.made, "visits": report.visits, "verified": report.verified,
+                      "open": report.open}))
+    return 0
+
+
 def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
@@ -474,6 +483,16 @@ def _add_store_commands(sub: Commands[argparse.ArgumentParser]) -> None:
     s.add_argument("--dry-run", action="store_true", help="print what would be dropped and created; change nothing")
     s.add_argument("--today", type=_date, default=None, help=argparse.SUPPRESS)  # tests: another UTC day
     s.set_defaults(fn=cmd_retention)
+
+    s = sub.add_parser(
+        "close-visits", help="store the visits of the days that ended in ClickHouse (the dashboard reads them)",
+        description="As the ClickHouse writer: store each day's visits (sessions) per event type once no event can "
+                    "join them any more, so that the dashboard's visits, entry and exit pages read them instead of "
+                    "making them of the raw events; verify the days stored before (a day with an event stored "
+                    "since is made again, and read from the raw events until then). From the first event's day up "
+                    "to yesterday (UTC), with FOOTPRINT_SESSION_TIMEOUT_MINUTES. Prints what it did as JSON. Run "
+                    "hourly by the footprint-visits timer.")
+    s.set_defaults(fn=cmd_close_visits)
 
 
 def _add_report_commands(sub: Commands[argparse.ArgumentParser]) -> None:

@@ -12,7 +12,8 @@ A request is a row in PostgreSQL's ``erasure_requests`` (migration 0003). The jo
   rollups are rebuilt for the hours the user had events in (the hourly ``link_hourly`` and
   ``stats_hourly``; ``breakdowns_daily``, ``links_daily`` and ``visitors_daily`` for those hours' days): their
   visitor sets, sketches and sums cannot be subtracted, rebuilding those hours from ``events`` is exact (see
-  ``_rebuild_rollups`` for an insert running meanwhile).
+  ``_rebuild_rollups`` for an insert running meanwhile); the stored visits of those days and the days beside them
+  stop standing until ``footprint close-visits`` makes them again (``_reopen_visits``).
 
 Events still in Kafka: the request is kept until ``keep_until`` (``erasure_keep_seconds``, set to the
 topic's retention), and the consumer drops every event of a user with a kept request before writing
@@ -27,10 +28,11 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from footprint.batch import Docs
+from footprint.closedvisits import DAYS
 from footprint.contract import user_id_of
 from footprint.settings import Settings
 from footprint.stores import ch_client, ch_shard_clients, pg_connect
@@ -207,6 +209,7 @@ def _rebuild_rollups(client: Any, hours: list[datetime], suffix: str = "") -> No
     (uniqExact states and sums cannot be subtracted). Rows a concurrent insert adds through a view in between may
     count twice in the rollups that count events (the erasure's second pass rebuilds them again)."""
     days = sorted({hour.date() for hour in hours})
+    _reopen_visits(client, days, suffix)
     for table, rollup in _ROLLUPS.items():
         column, kind, of_event = rollup.key()
         keys: dict[str, Any] = {"keys": days if rollup.daily else hours}
@@ -216,6 +219,18 @@ def _rebuild_rollups(client: Any, hours: list[datetime], suffix: str = "") -> No
             f"INSERT INTO {table}{suffix} SELECT {rollup.select} FROM events{suffix} FINAL{rollup.join}"
             f" WHERE {rollup.where} AND has({{keys:Array({kind})}}, {of_event}) GROUP BY {rollup.group}",
             parameters=keys)
+
+
+def _reopen_visits(client: Any, days: list[date], suffix: str = "") -> None:
+    """The stored visits (``closedvisits``) of the days whose visits the erased events were in (the day before and
+    after each day of theirs: a visit reaches into the next day, and an event before midnight decides where the
+    next day's begin) no longer stand: each of their days gets a newer row, not closed (``footprint close-visits``
+    makes them again)."""
+    near = sorted({day + timedelta(days=shift) for day in days for shift in (-1, 0, 1)})
+    client.command(
+        f"INSERT INTO {DAYS}{suffix} (type, gap_us, day, closed_at, reach_us, verified_at)"
+        f" SELECT type, gap_us, day, toDateTime64(0, 6, 'UTC'), 0, now64(6) FROM {DAYS}{suffix}"
+        " WHERE has({days:Array(Date32)}, day) GROUP BY type, gap_us, day", parameters={"days": near})
 
 
 class ErasedUsers:

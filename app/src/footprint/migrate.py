@@ -129,7 +129,9 @@ def _pg_grants(conn: object, settings: Settings) -> None:
 # did. Raw events (and their ids) are sharded by event_id: a replayed event always meets its first
 # write on the same shard, where the ReplacingMergeTree and the event_ids lookup deduplicate it.
 # The rollups are filled by materialized views on each host's local events; their Distributed
-# tables have no sharding key and so refuse writes (only the views write them, locally).
+# tables have no sharding key and so refuse writes (only the views write them, locally). The closed
+# visits (footprint.visitcloser) are written through their Distributed tables, spread at random:
+# their readers take every shard's rows (closedvisits reads a day's newest row with argMax).
 CLUSTER_TABLES: dict[str, str] = {
     "events": "cityHash64(event_id)",
     "event_ids": "cityHash64(event_id)",
@@ -138,6 +140,8 @@ CLUSTER_TABLES: dict[str, str] = {
     "breakdowns_daily": "",
     "links_daily": "",
     "visitors_daily": "",
+    "visits_closed": "rand()",
+    "visits_days": "rand()",
 }
 REPLICA_PATH = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"
 _TABLE_REF = re.compile(r"\{db\}\.(" + "|".join(CLUSTER_TABLES) + r")\b")

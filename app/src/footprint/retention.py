@@ -47,7 +47,8 @@ _BOUND = re.compile(r"FROM \((MINVALUE|'[^']+')\) TO \('([^']+)'\)")
 # ClickHouse tables kept by month: (table, time column, which retention)
 CH_TABLES = (("events", "footprint_time", "raw"), ("link_hourly", "hour", "rollup"),
              ("stats_hourly", "hour", "rollup"), ("breakdowns_daily", "day", "rollup"),
-             ("links_daily", "day", "rollup"), ("visitors_daily", "day", "rollup"))
+             ("links_daily", "day", "rollup"), ("visitors_daily", "day", "rollup"),
+             ("visits_closed", "day", "rollup"), ("visits_days", "day", "rollup"))
 
 
 def month_start(day: date, months: int = 0) -> date:

@@ -31,6 +31,7 @@ from datetime import time as dtime
 from decimal import Decimal
 from typing import Any
 
+from footprint.closedvisits import DAY_US, closed_days, raw_from, stored_visits, type_condition
 from footprint.contract import EVENT_TYPES, SHORT_MAX_CHARS
 from footprint.goals import Goal
 from footprint.settings import SESSION_TIMEOUT_MINUTES, Settings
@@ -338,24 +339,25 @@ def numbered_visits(rows: str) -> str:
 
 def visits_of_visitors(rows: str, columns: list[str]) -> str:
     """ClickHouse's visits of ``rows`` (a SELECT of ``visitor_id``, ``us``, ``id`` and ``columns``, ``link`` first,
-    one event each), one row each: ``start_us``, ``duration_us``, ``pages``, ``exit_link`` and ``columns`` as they
+    one event each), one row each: ``visitor_id``, ``start_us``, ``duration_us``, ``pages``, ``exit_link`` and
+    ``columns`` as they
     are on the visit's first event. Each visitor's events become one array, sorted by (``us``, ``id``, ...), split
     before each event more than ``visit_gap_us`` after the one before (``visit_starts``): the visits PostgreSQL's
     ``numbered_visits`` numbers, from one GROUP BY that runs on every core instead of a sort of all the rows for
     window functions (~1.5x faster; benchmarks/RESULTS.md, section 23)."""
     first = ", ".join(f"tupleElement(v[1], {i}) AS {c}" for i, c in enumerate(columns, start=3))
-    return ("SELECT tupleElement(v[1], 1) AS start_us, tupleElement(v[-1], 1) - start_us AS duration_us,"
+    return ("SELECT visitor_id, tupleElement(v[1], 1) AS start_us, tupleElement(v[-1], 1) - start_us AS duration_us,"
             f" length(v) AS pages, tupleElement(v[-1], 3) AS exit_link, {first}"
-            f" FROM (SELECT arrayJoin(arraySplit((e, s) -> s, evs, {visit_starts('evs')})) AS v"
+            f" FROM (SELECT visitor_id, arrayJoin(arraySplit((e, s) -> s, evs, {visit_starts('evs')})) AS v"
             f" FROM ({visitors_events(rows, columns)}))")
 
 
 def visitors_events(rows: str, columns: list[str]) -> str:
-    """ClickHouse: one row per visitor of ``rows`` (a SELECT of ``visitor_id``, ``us``, ``id`` and ``columns``),
-    ``evs``: the visitor's events as tuples (``us``, ``id``, ``columns``...; elements 1, 2, 3...) in the order of
-    their own time, then their id."""
-    return (f"SELECT arraySort(groupArray(tuple({', '.join(['us', 'id', *columns])}))) AS evs"
-            f" FROM ({rows}) GROUP BY visitor_id")
+    """ClickHouse: one row per visitor of ``rows`` (a SELECT of ``visitor_id``, ``us``, ``id`` and ``columns``):
+    ``visitor_id`` and ``evs``, the visitor's events as tuples (``us``, ``id``, ``columns``...; elements 1, 2,
+    3...) in the order of their own time, then their id."""
+    events = ", ".join(["us", "id", *columns])
+    return f"SELECT visitor_id, arraySort(groupArray(tuple({events}))) AS evs FROM ({rows}) GROUP BY visitor_id"
 
 
 def visit_starts(events: str) -> str:
@@ -365,20 +367,21 @@ def visit_starts(events: str) -> str:
             f" arrayEnumerate({events}))")
 
 
-def visit_rows(f: Filter) -> tuple[str, str, list[str]]:
+def visit_rows(f: Filter, columns: list[str] | None = None,
+               from_ch: str = "footprint_time >= {visits_from:DateTime64(6, 'UTC')}") -> tuple[str, str, list[str]]:
     """The events the filter's visits are made of, one row each, in each store's dialect (``visitor_id``, ``us``,
     ``id`` and the columns last), and those columns: the link and the audience's, which the conditions on a visit's
-    first event read. The filter's type, human events only, the goal's visitors whole; from ``visit_gap_us`` before
-    the first day to ``VISIT_FOLLOWED`` past the last."""
-    kind = f" AND type = '{f.type}'" if f.type else ""  # validated against EVENT_TYPES (as in _where)
+    first event read (or ``columns``, ``link`` first). The filter's type, human events only, the goal's visitors
+    whole; from ``visit_gap_us`` before the first day (ClickHouse: or ``from_ch``) to ``VISIT_FOLLOWED`` past the
+    last."""
+    kind = type_condition(f.type)  # validated against EVENT_TYPES (as in _where)
     goal_pg, goal_ch = ("".join(f" AND {c}" for c in conditions) for conditions in _goal(f))  # whole visitors
-    columns = ["link", *f.audience()]
+    columns = columns or ["link", *f.audience()]
     return (f"SELECT visitor_id, {VISIT_ORDER[0]}, {', '.join(columns)} FROM events"
             f" WHERE NOT synthetic AND NOT bot{kind}{goal_pg}"
             " AND footprint_time >= %(visits_from)s AND footprint_time < %(visits_to)s",
             f"SELECT visitor_id, {VISIT_ORDER[1]}, {', '.join(columns)} FROM events FINAL"
-            f" WHERE NOT synthetic AND NOT bot{kind}{goal_ch}"
-            " AND footprint_time >= {visits_from:DateTime64(6, 'UTC')}"
+            f" WHERE NOT synthetic AND NOT bot{kind}{goal_ch} AND {from_ch}"
             " AND footprint_time < {visits_to:DateTime64(6, 'UTC')}",
             columns)
 
@@ -394,12 +397,22 @@ def _visits(f: Filter) -> tuple[str, str]:
     first day a start?) to ``VISIT_FOLLOWED`` past the last (the rest of a visit that started on it). The link
     prefix and the audience choose visits by their first event: where the visit entered, from which referrer, on
     which device, browser and OS (only a visit's first page has a referrer: the site's own pages are no source). A
-    goal chooses visitors (``_goal``), so their visits whole."""
+    goal chooses visitors (``_goal``), so their visits whole.
+
+    Without a goal ClickHouse reads the stored visits of the filter's first days as far as they stand
+    (``closedvisits``: the days ``footprint close-visits`` closed, unchanged since) and makes only the rest of the
+    raw events."""
     rows_pg, rows_ch, columns = visit_rows(f)
     link, audience = _link(f), _audience(f)  # on a visit's first event (the row that starts it)
     chosen_pg = " AND ".join(["starts", *link[0], *audience[0]])
     chosen_ch = " AND ".join(["start_us >= {since_us:Int64}", "start_us < {until_us:Int64}", *link[1], *audience[1]])
     numbered_pg, visits_ch = numbered_visits(rows_pg), visits_of_visitors(rows_ch, columns)
+    if f.goal is None:
+        stands, closed_until = closed_days(f.type)
+        raw = visits_of_visitors(visit_rows(f, from_ch=raw_from("footprint_time"))[1], columns)
+        named = ", ".join(["start_us", "duration_us", "pages", "exit_link", *columns])
+        visits_ch = (f"WITH {stands}, {closed_until} SELECT {named} FROM ({stored_visits(f.type, columns)}"
+                     f" UNION ALL SELECT {named} FROM ({raw}) WHERE start_us >= closed_until * {DAY_US})")
     return (
         "(SELECT min(us) AS start_us, max(us) - min(us) AS duration_us, count(*) AS pages,"
         " max(link) FILTER (WHERE starts) AS entry_link, max(link) FILTER (WHERE ends) AS exit_link"

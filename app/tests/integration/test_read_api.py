@@ -21,6 +21,7 @@ from footprint.erasure import ErasedUsers
 from footprint.settings import Settings
 from footprint.sinks import ClickHouseSink, PostgresSink
 from footprint.stats import run_stats
+from footprint.visitcloser import close_visits
 from helpers import RunningConsumer, ch_client, produce, wait_for
 
 PRIVATE = {"Authorization": "Bearer private-key"}
@@ -282,6 +283,11 @@ def test_erasure_removes_the_user_from_both_stores_and_the_rollup_stays_consiste
     assert _user_counts(read_settings, user)[0] == len(theirs)
     assert _event_ids_held(read_settings, theirs) == len(theirs)
     others_before = len([e for e in events if e["user_id"] != user])
+    # their visits stored too (footprint close-visits): the erasure must stop ClickHouse reading them
+    day = START.date()
+    closed = close_visits(read_settings, days=(day - timedelta(days=1), day + timedelta(days=5)),
+                          under_way=timedelta(0))
+    assert closed.made and closed.visits, closed
 
     r = api.delete(f"/v1/users/{user}", headers=PRIVATE)
     assert r.status_code == 202, r.text
@@ -299,8 +305,8 @@ def test_erasure_removes_the_user_from_both_stores_and_the_rollup_stays_consiste
     assert _event_ids_held(read_settings, theirs) == 0
     assert len(_get_all(api, {"properties.run": run})) + len(
         [e for e in events if e["type"] == "identify" and e["user_id"] != user]) == others_before
-    # the ClickHouse rollup (page views, visitors per link and hour) answers as PostgreSQL's raw rows
-    day = START.date()
+    # the ClickHouse rollups (page views, visitors per link and hour...) and its visits answer as PostgreSQL's raw
+    # rows: the visits of the erased user's days are made of the raw events again
     results = run_stats(read_settings, day, day + timedelta(days=4))
     assert all(r.same for r in results), [(r.name, r.pg_rows, r.ch_rows) for r in results if not r.same]
 

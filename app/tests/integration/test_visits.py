@@ -20,7 +20,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from fractions import Fraction
 from typing import Any
@@ -29,9 +29,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from footprint.closedvisits import TYPES, closed_days
 from footprint.contract import make_event
 from footprint.settings import Settings
-from footprint.stats import Filter, run_stats
+from footprint.stats import Filter, Params, run_stats
+from footprint.stores import ch_client
+from footprint.visitcloser import close_visits
 from helpers import own_stores, write_batches
 
 MINUTE = timedelta(minutes=1)
@@ -148,8 +151,61 @@ def test_both_stores_count_the_visits_of_the_reference(stores: tuple[Settings, l
     s = s.model_copy(update={"session_timeout_minutes": timeout})
     hits, batches, filters = drawn
     write_batches(sinks, batches)
+    _same_as_the_reference(s, hits, filters)
+
+
+def _same_as_the_reference(s: Settings, hits: list[Hit], filters: list[Filter]) -> None:
     for f in filters:
         expected = reference(hits, f, timedelta(minutes=s.session_timeout_minutes))
         for r in run_stats(s, f.since, f.until, f=f, names=tuple(expected)):
             assert r.pg_rows == r.ch_rows == expected[r.name], (r.name, f, r.pg_rows, r.ch_rows, expected[r.name],
                                                                 hits)
+
+
+def _closed_until(s: Settings, f: Filter) -> date:
+    """The first day of ``f`` whose visits ClickHouse makes of the raw events (the days before: stored)."""
+    stands, closed_until = closed_days(f.type)
+    client = ch_client(s, "reader")
+    try:
+        params = Params.of(f, session_timeout_minutes=s.session_timeout_minutes).ch
+        day = client.query(f"WITH {stands}, {closed_until} SELECT closed_until", parameters=params).result_rows[0][0]
+    finally:
+        client.close()
+    return date(1970, 1, 1) + timedelta(days=day)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(drawn=traffic(), timeout=st.sampled_from([30, 31]))
+def test_stored_visits_of_closed_days_give_the_same_answers_and_late_events_reopen_them(
+        stores: tuple[Settings, list[Any]], drawn: tuple[list[Hit], list[list[Hit]], list[Filter]],
+        timeout: int) -> None:
+    """``footprint close-visits`` (visitcloser) stores the visits of the block's days once its first batch is
+    written: ClickHouse then reads them (its stored days reach past the filters' first days), and every answer
+    stays the reference's. The second batch (events late for those days, replays) is written after: the days it
+    changes are read from the raw events again until the next run makes them again, and the answers stay the
+    reference's throughout. The other timeout's stored visits are never read."""
+    s, sinks = stores
+    s = s.model_copy(update={"session_timeout_minutes": timeout})
+    hits, batches, filters = drawn
+    first = filters[-1].since
+    block = (first, first + timedelta(days=4))
+    future = datetime.now(UTC) + timedelta(days=3650)  # the block's days are in 2030: settled as of then
+    # (and every write below has returned before the run it precedes: no insert is under way)
+    write_batches(sinks, batches[:1])
+    written = {h.event_id for h in batches[0]}
+    close_visits(s.model_copy(update={"session_timeout_minutes": 61 - timeout}), days=block, settled=future,
+                 under_way=timedelta(0))
+    report = close_visits(s, days=block, settled=future, under_way=timedelta(0))
+    assert report.made == 4 * len(TYPES) and report.verified == 0, report
+    for f in filters:
+        assert _closed_until(s, f) == f.until, f  # every day of every filter read from the stored visits
+    _same_as_the_reference(s, [h for h in hits if h.event_id in written], filters)
+    write_batches(sinks, batches[1:])
+    _same_as_the_reference(s, hits, filters)
+    again = close_visits(s, days=block, settled=future, under_way=timedelta(0))
+    assert again.made + again.verified == 4 * len(TYPES), again
+    late = {h for h in batches[1] if h.event_id not in written and not h.left_out}
+    assert (again.made > 0) == bool(late), (again, late)  # a late human event makes its days again, only then
+    for f in filters:
+        assert _closed_until(s, f) == f.until, f
+    _same_as_the_reference(s, hits, filters)

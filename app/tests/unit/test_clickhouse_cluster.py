@@ -35,7 +35,8 @@ def test_a_cluster_gets_replicated_local_tables_and_distributed_tables_under_the
     assert set(creates) == {"events", "events_local", "event_ids", "event_ids_local",
                             "link_hourly", "link_hourly_local", "stats_hourly", "stats_hourly_local",
                             "breakdowns_daily", "breakdowns_daily_local", "links_daily", "links_daily_local",
-                            "visitors_daily", "visitors_daily_local"}
+                            "visitors_daily", "visitors_daily_local", "visits_closed", "visits_closed_local",
+                            "visits_days", "visits_days_local"}
     events_engine = f"ENGINE = ReplicatedReplacingMergeTree({PATH})\nPARTITION BY toYYYYMM(footprint_time)"
     assert events_engine in creates["events_local"]
     assert f"ENGINE = ReplicatedReplacingMergeTree({PATH})\nORDER BY event_id" in creates["event_ids_local"]
@@ -52,6 +53,10 @@ def test_a_cluster_gets_replicated_local_tables_and_distributed_tables_under_the
     assert creates["link_hourly"].endswith("Distributed('footprint', 'fp', 'link_hourly_local')")
     assert creates["breakdowns_daily"].endswith("Distributed('footprint', 'fp', 'breakdowns_daily_local')")
     assert creates["links_daily"].endswith("Distributed('footprint', 'fp', 'links_daily_local')")
+    # the closed visits are written through their Distributed tables (footprint close-visits), spread at random
+    assert f"ENGINE = ReplicatedReplacingMergeTree({PATH})" in creates["visits_closed_local"]
+    assert creates["visits_closed"].endswith("Distributed('footprint', 'fp', 'visits_closed_local', rand())")
+    assert creates["visits_days"].endswith("Distributed('footprint', 'fp', 'visits_days_local', rand())")
     # each local table before its Distributed table
     assert every.index(creates["events_local"]) < every.index(creates["events"])
     assert not any("ON CLUSTER" in s for s in every)
@@ -67,7 +72,7 @@ def test_shards_without_replicas_keep_the_migrations_engines_and_only_that_chang
             assert "Replicated" not in p
             assert engine.sub(r"ENGINE = \1", r) == p
             changed += r != p
-    assert changed == 7  # the seven local tables; their Distributed tables and everything else as before
+    assert changed == 9  # the nine local tables; their Distributed tables and everything else as before
 
 
 def test_views_indexes_and_backfills_work_on_the_local_tables() -> None:
