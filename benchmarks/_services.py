@@ -17,6 +17,15 @@ from footprint.migrate import migrate_clickhouse, migrate_postgres  # noqa: E402
 from footprint.settings import Settings  # noqa: E402
 from services import CH_PASSWORDS, LocalPostgres, private_kafka, start_clickhouse  # noqa: E402
 
+# the stand-in of the stores running now (local_stores), for a benchmark's own figures (admin_query)
+_RUNNING: dict[str, Any] = {}
+
+
+def admin_query(sql: str) -> str:
+    """``sql`` on the running ClickHouse stand-in as its default user (the system tables, which the app's users may
+    not read), its answer as TSV text."""
+    return str(_RUNNING["ch"].query(sql + " FORMAT TSV"))
+
 
 @contextlib.contextmanager
 def local_stores(base: Path) -> Iterator[tuple[Settings, Any]]:
@@ -38,8 +47,10 @@ def local_stores(base: Path) -> Iterator[tuple[Settings, Any]]:
         )
         migrate_postgres(s)
         migrate_clickhouse(s)
+        _RUNNING["ch"] = ch
         yield s, ch
     finally:
+        _RUNNING.pop("ch", None)
         if ch is not None:
             ch.stop()  # type: ignore[attr-defined]
         pg.destroy()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark (read side): every dashboard query on both stores, and the read API's queries, at each size.
 
-Generated events (benchmarks' usual traffic: 85 % page events over --days days) are written straight
+Generated events (benchmarks' usual traffic: 85 % page events over the --days days up to now) are written straight
 into both stores with the consumer's own sinks (PostgreSQL COPY, ClickHouse JSONEachRow) up to each
 size. Then, REPEAT times each, median printed:
 
@@ -10,6 +10,8 @@ size. Then, REPEAT times each, median printed:
 - the charts the page asks for fewer columns than their statistic has (``footprint.stats.DRAWN``: the top links'
   and the countries' views without their visitor counts) beside the whole statistic: both times, and whether the
   page's rows are the statistic's rows with those columns;
+- the visits, entry and exit pages on ClickHouse before and after ``footprint close-visits`` stored the visits of
+  the days that ended, and that run's time and the stored visits' size on disk;
 - every ``footprint.stats`` query (the dashboard's charts and stores panel) on PostgreSQL and
   ClickHouse, for three filters the dashboard offers: 30 days of page events, the same under a link
   prefix, and 30 days of track events (ClickHouse reads its rollup for page events, ``events FINAL``
@@ -21,7 +23,7 @@ size. Then, REPEAT times each, median printed:
   property, the second page by cursor) and a ``POST /v1/queries`` example, on ClickHouse (the API
   reads ClickHouse only).
 
-  python benchmarks/read_queries.py [--sizes 1000000,10000000] [--repeat 5] [--days 30]
+  python benchmarks/read_queries.py [--sizes 1000000,10000000] [--repeat 5] [--days 30] [--only visits]
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _cpu import cpu_shares
 from _figures import record
 from _generated import chunks
-from _services import machine, services
+from _services import admin_query, machine, services
 
 
 def load(settings: Any, start: datetime, days: int, frm: int, to: int) -> float:
@@ -71,8 +73,11 @@ def reads(ch_sql: str) -> str:
              "a rollup (rows per hour or day and value, not per event)"]
     if "ROW_NUMBER" in ch_sql.upper() or "lagInFrame" in ch_sql or "OVER (" in ch_sql.upper():
         parts.append("window functions ordering each visitor's events")
+    if "visits_closed" in ch_sql:
+        parts.append("the stored visits of the days footprint close-visits closed, counted per entry, exit and"
+                     " audience; the raw events of the days after them (today's: not closed yet)")
     if "arraySplit" in ch_sql:
-        parts.append("each visitor's events gathered and sorted into visits (no visits are stored at insert time)")
+        parts.append("each visitor's events of those days gathered and sorted into visits")
     if "uniqExact" in ch_sql:
         parts.append("exact sets of distinct visitors (they grow with the visitors)")
     return "reads " + "; ".join(parts)
@@ -191,6 +196,51 @@ def drawn(settings: Any, f: Any, whole: dict[str, list[Any]], repeat: int, size:
                limit=limit(settings, page, ms, reads(page.ch_sql)))
 
 
+VISIT_STATS = ("visits", "entry_pages", "exit_pages")
+
+
+def closed_visits(settings: Any, today: datetime, repeat: int, size: int) -> None:
+    """``footprint close-visits`` (``footprint.visitcloser``) on the loaded events: the visits, entry and exit pages
+    of 30 days of page events on ClickHouse before it (every day made of the raw events: a size loaded after a
+    smaller one's run changed every day) and after it (the closed days' stored visits, today's made of the raw
+    events), both times and whether the answers are the same; the run's time (making the days, then verifying
+    them) and the stored visits' size on disk beside the raw events'. The dashboard's queries that follow read
+    the stored visits, compared with PostgreSQL there."""
+    from footprint.stats import Filter, run_clickhouse, run_stats
+    from footprint.visitcloser import close_visits
+
+    f = Filter(since=(today - timedelta(days=29)).date(), until=(today + timedelta(days=1)).date())
+    raw = run_clickhouse(settings, f, VISIT_STATS)
+    raw_ms = {name: timed(partial(run_clickhouse, settings, f, (name,)), repeat) for name in VISIT_STATS}
+    runs = []
+    for _ in range(2):  # the first run makes the days, the second verifies them
+        t0 = time.perf_counter()
+        report = close_visits(settings, under_way=timedelta(0))  # the load has returned: no insert is under way
+        runs.append((time.perf_counter() - t0, report))
+    stored = run_clickhouse(settings, f, VISIT_STATS)
+    stored_ms = {name: timed(partial(run_clickhouse, settings, f, (name,)), repeat) for name in VISIT_STATS}
+    compared = {r.name: r for r in run_stats(settings, f.since, f.until, f=f, names=VISIT_STATS)}  # PostgreSQL too
+    parts = admin_query("SELECT table, sum(bytes_on_disk) FROM system.parts WHERE active"
+                        f" AND database = '{settings.ch_database}'"
+                        " AND table IN ('events', 'visits_closed', 'visits_days') GROUP BY table")
+    disk = {table: int(n) for table, n in (line.split("\t") for line in parts.splitlines() if line)}
+    print(f"\n### closed visits (footprint close-visits), page events, 30 days, ClickHouse\n{'query':<26}"
+          f"{'raw ms':>10}{'stored ms':>11}  answers (raw, stored; PostgreSQL's)")
+    for name in VISIT_STATS:
+        same = raw[name] == stored[name] == compared[name].pg_rows == compared[name].ch_rows
+        print(f"{name:<26}{raw_ms[name]:>10.1f}{stored_ms[name]:>11.1f}  {'the same' if same else 'DIFFERENT'}"
+              f" (PostgreSQL {compared[name].pg_ms:,.0f} ms)")
+        record(f"dashboard {name} from the raw events alone, ClickHouse ({size:,} events)", raw_ms[name], "ms",
+               note="before footprint close-visits: every day made of the raw events")
+    for (secs, report), what in zip(runs, ("makes the days", "verifies them"), strict=True):
+        print(f"close-visits {what}: {secs:.1f} s, {report.line()}")
+        record(f"footprint close-visits, a run that {what} ({size:,} events)", secs, "s",
+               note=report.line())
+    stored_bytes = disk.get("visits_closed", 0) + disk.get("visits_days", 0)
+    print(f"on disk: the stored visits {stored_bytes / 2**20:.1f} MiB, the raw events "
+          f"{disk.get('events', 0) / 2**20:.1f} MiB ({stored_bytes / max(disk.get('events', 1), 1):.1%})")
+
+
 def goals(settings: Any, today: datetime, repeat: int, size: int) -> None:
     """The goals and funnels and three charts under the goal filter, 30 days, on both stores."""
     from footprint import goalstats
@@ -270,17 +320,23 @@ def main() -> int:
     ap.add_argument("--sizes", default="1000000")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--days", type=int, default=30, help="the generated traffic spans this many days up to now")
+    ap.add_argument("--only", choices=["all", "visits"], default="all",
+                    help="visits: the closed visits' figures alone (footprint close-visits, before and after)")
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     print(machine())
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    start = today - timedelta(days=args.days - 1)
+    now = datetime.now(UTC)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    start = now - timedelta(days=args.days)  # the traffic of the last --days days up to now (none yet to come)
     with services() as s:
         loaded = 0
         for size in sizes:
             secs = load(s, start, args.days, loaded, size)
             loaded = size
             print(f"\n## {size:,} events (written to both stores in {secs:.0f} s)")
+            closed_visits(s, today, args.repeat, size)
+            if args.only == "visits":
+                continue
             dashboard(s, today, args.repeat, size)
             goals(s, today, args.repeat, size)
             api(s, args.repeat)

@@ -9,6 +9,7 @@ where it sets none (conftest).
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,22 @@ def test_retention_timer_is_daily_and_its_job_runs(host: Any, hostvars: dict[str
     months = int(setting(hostvars, "footprint_retention_months"))
     assert f'"raw_months": {months}' in log, log[-2000:]
     assert '"pg_dropped": []' in log, "a young host has no expired month"
+
+
+def test_visits_timer_is_hourly_and_its_job_runs(host: Any) -> None:
+    """The timer is on; a run of its job now succeeds as the ClickHouse writer and reports in the journal what
+    it did: every day it went over (from the first event's day to yesterday), for each of the five types (each
+    event type's visits and all types together), made, verified or left to the raw events."""
+    timer = host.service("footprint-visits.timer")
+    assert timer.is_enabled and timer.is_running
+    assert "OnCalendar=*-*-* *:20:00 UTC" in host.file("/etc/systemd/system/footprint-visits.timer").content_string
+    since = host.check_output("date +%s")
+    run = host.run("systemctl start footprint-visits.service")
+    assert run.rc == 0, run.stderr
+    assert host.check_output("systemctl show footprint-visits.service -p Result --value") == "success"
+    log = host.check_output(f"journalctl -u footprint-visits.service --since @{since} -o cat --no-pager")
+    report = json.loads(next(line for line in log.splitlines() if line.startswith('{"made"')))
+    assert (report["made"] + report["verified"] + report["open"]) % 5 == 0, report
 
 
 def test_collector_runs_the_configured_workers(host: Any, hostvars: dict[str, Any]) -> None:

@@ -485,13 +485,13 @@ def _add_store_commands(sub: Commands[argparse.ArgumentParser]) -> None:
     s.set_defaults(fn=cmd_retention)
 
     s = sub.add_parser(
-        "close-visits", help="store the visits of the days that ended in ClickHouse (the dashboard reads them)",
+        "close-visits", help="store the visits that have ended in ClickHouse (the dashboard reads them)",
         description="As the ClickHouse writer: store each day's visits (sessions) per event type once no event can "
                     "join them any more, so that the dashboard's visits, entry and exit pages read them instead of "
                     "making them of the raw events; verify the days stored before (a day with an event stored "
                     "since is made again, and read from the raw events until then). From the first event's day up "
-                    "to yesterday (UTC), with FOOTPRINT_SESSION_TIMEOUT_MINUTES. Prints what it did as JSON. Run "
-                    "hourly by the footprint-visits timer.")
+                    "to today (UTC; today's visits that have ended), with FOOTPRINT_SESSION_TIMEOUT_MINUTES. Prints "
+                    "what it did as JSON. Run hourly by the footprint-visits timer.")
     s.set_defaults(fn=cmd_close_visits)
 
 

@@ -222,15 +222,12 @@ def _rebuild_rollups(client: Any, hours: list[datetime], suffix: str = "") -> No
 
 
 def _reopen_visits(client: Any, days: list[date], suffix: str = "") -> None:
-    """The stored visits (``closedvisits``) of the days whose visits the erased events were in (the day before and
-    after each day of theirs: a visit reaches into the next day, and an event before midnight decides where the
-    next day's begin) no longer stand: each of their days gets a newer row, not closed (``footprint close-visits``
-    makes them again)."""
-    near = sorted({day + timedelta(days=shift) for day in days for shift in (-1, 0, 1)})
+    """The stored visits (``closedvisits``) of the days of the erased events (midnight ends every visit) no longer
+    stand: each of those days gets a newer row, not closed (``footprint close-visits`` makes them again)."""
     client.command(
         f"INSERT INTO {DAYS}{suffix} (type, gap_us, day, closed_at, reach_us, verified_at)"
         f" SELECT type, gap_us, day, toDateTime64(0, 6, 'UTC'), 0, now64(6) FROM {DAYS}{suffix}"
-        " WHERE has({days:Array(Date32)}, day) GROUP BY type, gap_us, day", parameters={"days": near})
+        " WHERE has({days:Array(Date32)}, day) GROUP BY type, gap_us, day", parameters={"days": days})
 
 
 class ErasedUsers:

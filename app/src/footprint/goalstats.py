@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from footprint.closedvisits import DAY_US
 from footprint.goals import Definitions, Funnel, Goal
 from footprint.settings import Settings
 from footprint.stats import (
@@ -37,7 +38,6 @@ from footprint.stats import (
 )
 
 GOALS, FUNNELS = "goals", "funnels"
-DAY_US = 86_400_000_000
 NEVER = 2**62  # a position past every part: once a step is not found, no later one is
 
 

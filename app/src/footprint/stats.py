@@ -31,7 +31,7 @@ from datetime import time as dtime
 from decimal import Decimal
 from typing import Any
 
-from footprint.closedvisits import DAY_US, closed_days, raw_from, stored_visits, type_condition
+from footprint.closedvisits import DAY_US, bind, day_number, micros, raw_values, stored_visits, type_condition
 from footprint.contract import EVENT_TYPES, SHORT_MAX_CHARS
 from footprint.goals import Goal
 from footprint.settings import SESSION_TIMEOUT_MINUTES, Settings
@@ -47,9 +47,6 @@ ROLLUP_END = date(2106, 2, 7)
 # the filter's audience fields -> the enrichment column each matches exactly ("" = nothing known: no referrer,
 # no user agent); None, the default, matches every value
 AUDIENCE = {"source": "referrer_host", "device": "device", "browser": "browser", "os": "os", "country": "country"}
-# how far past the filter's last day a visit that started in it is followed (its later events: duration, pages,
-# exit page); a visit still going on after that (events never further apart than the timeout for a day) is cut
-VISIT_FOLLOWED = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -328,13 +325,14 @@ VISIT_ORDER = ("(extract(epoch FROM footprint_time) * 1000000)::bigint AS us, ev
 def numbered_visits(rows: str) -> str:
     """PostgreSQL: each row of ``rows`` (a SELECT of ``visitor_id``, ``us``, ``id`` and more, one event each) with
     ``starts`` and ``ends`` (its visit's first, last event) and ``visit`` (its number in the visitor's visits):
-    the visitor's events in the order of ``us``, then ``id``, each at most ``visit_gap_us`` after the one before
-    make one visit. (ClickHouse: ``visitors_events``, ``visit_starts``.)"""
+    the visitor's events of one UTC day in the order of ``us``, then ``id``, each at most ``visit_gap_us`` after
+    the one before make one visit. (ClickHouse: ``visitors_events``, ``visit_starts``.)"""
     return ("(SELECT *, count(*) FILTER (WHERE starts) OVER (PARTITION BY visitor_id ORDER BY us, id"
             " ROWS UNBOUNDED PRECEDING) AS visit"
-            " FROM (SELECT *, coalesce(us - lag(us) OVER w > %(visit_gap_us)s, true) AS starts,"
-            " coalesce(lead(us) OVER w - us > %(visit_gap_us)s, true) AS ends"
-            f" FROM ({rows}) e WINDOW w AS (PARTITION BY visitor_id ORDER BY us, id)) g) n")
+            " FROM (SELECT *, coalesce(us - lag(us) OVER w > %(visit_gap_us)s"
+            f" OR us / {DAY_US} <> lag(us) OVER w / {DAY_US}, true) AS starts,"
+            f" coalesce(lead(us) OVER w - us > %(visit_gap_us)s OR lead(us) OVER w / {DAY_US} <> us / {DAY_US}, true)"
+            f" AS ends FROM ({rows}) e WINDOW w AS (PARTITION BY visitor_id ORDER BY us, id)) g) n")
 
 
 def visits_of_visitors(rows: str, columns: list[str]) -> str:
@@ -355,16 +353,21 @@ def visits_of_visitors(rows: str, columns: list[str]) -> str:
 def visitors_events(rows: str, columns: list[str]) -> str:
     """ClickHouse: one row per visitor of ``rows`` (a SELECT of ``visitor_id``, ``us``, ``id`` and ``columns``):
     ``visitor_id`` and ``evs``, the visitor's events as tuples (``us``, ``id``, ``columns``...; elements 1, 2,
-    3...) in the order of their own time, then their id."""
+    3...) in the order of their own time, then their id, each id once: ``rows`` may read ``events`` without
+    ``FINAL`` (which costs 10x the read itself at 10M events; a copy of an event, which the consumer's id lookup
+    does not let in, sorts beside it and is dropped here)."""
     events = ", ".join(["us", "id", *columns])
-    return f"SELECT visitor_id, arraySort(groupArray(tuple({events}))) AS evs FROM ({rows}) GROUP BY visitor_id"
+    return (f"SELECT visitor_id, arrayFilter((e, i) -> i = 1 OR e.2 != sorted[i - 1].2, sorted,"
+            f" arrayEnumerate(sorted)) AS evs FROM (SELECT visitor_id, arraySort(groupArray(tuple({events})))"
+            f" AS sorted FROM ({rows}) GROUP BY visitor_id)")
 
 
 def visit_starts(events: str) -> str:
     """ClickHouse: for each event of the array ``events`` (``visitors_events``' tuples), whether it starts a visit:
-    the first, and each more than ``visit_gap_us`` after the one before."""
-    return (f"arrayMap((d, i) -> i = 1 OR d > {{visit_gap_us:Int64}}, arrayDifference(arrayMap(e -> e.1, {events})),"
-            f" arrayEnumerate({events}))")
+    the first, each more than ``visit_gap_us`` after the one before, and each on another UTC day than it."""
+    return (f"arrayMap((d, k, i) -> i = 1 OR d > {{visit_gap_us:Int64}} OR k != 0,"
+            f" arrayDifference(arrayMap(e -> e.1, {events})),"
+            f" arrayDifference(arrayMap(e -> intDiv(e.1, {DAY_US}), {events})), arrayEnumerate({events}))")
 
 
 def visit_rows(f: Filter, columns: list[str] | None = None,
@@ -372,29 +375,30 @@ def visit_rows(f: Filter, columns: list[str] | None = None,
     """The events the filter's visits are made of, one row each, in each store's dialect (``visitor_id``, ``us``,
     ``id`` and the columns last), and those columns: the link and the audience's, which the conditions on a visit's
     first event read (or ``columns``, ``link`` first). The filter's type, human events only, the goal's visitors
-    whole; from ``visit_gap_us`` before the first day (ClickHouse: or ``from_ch``) to ``VISIT_FOLLOWED`` past the
-    last."""
+    whole; of the filter's days (ClickHouse: from ``from_ch``, within them)."""
     kind = type_condition(f.type)  # validated against EVENT_TYPES (as in _where)
     goal_pg, goal_ch = ("".join(f" AND {c}" for c in conditions) for conditions in _goal(f))  # whole visitors
     columns = columns or ["link", *f.audience()]
     return (f"SELECT visitor_id, {VISIT_ORDER[0]}, {', '.join(columns)} FROM events"
             f" WHERE NOT synthetic AND NOT bot{kind}{goal_pg}"
             " AND footprint_time >= %(visits_from)s AND footprint_time < %(visits_to)s",
-            f"SELECT visitor_id, {VISIT_ORDER[1]}, {', '.join(columns)} FROM events FINAL"
+            f"SELECT visitor_id, {VISIT_ORDER[1]}, {', '.join(columns)} FROM events"  # each id once: visitors_events
             f" WHERE NOT synthetic AND NOT bot{kind}{goal_ch} AND {from_ch}"
             " AND footprint_time < {visits_to:DateTime64(6, 'UTC')}",
             columns)
 
 
 def _visits(f: Filter) -> tuple[str, str]:
-    """The filter's visits (sessions), one row each, as a subquery in each store's dialect: ``start_us``,
-    ``duration_us`` (first to last event, microseconds), ``pages`` (its events), ``entry_link``, ``exit_link``.
+    """The filter's visits (sessions) as a subquery in each store's dialect. PostgreSQL: one row each,
+    ``start_us``, ``duration_us`` (first to last event, microseconds), ``pages`` (its events), ``entry_link``,
+    ``exit_link``. ClickHouse: rows of visits counted, ``visits``, ``bounces`` (of one event), ``duration_us`` and
+    ``pages`` (their sums), ``entry_link``, ``exit_link`` (a visit made of the raw events: a row of its own).
 
-    A visit is a visitor's run of the filter's events (its type; human, never synthetic) in the order of their
-    own time (``footprint_time``, then ``event_id``: never the order they arrived in), each at most
-    ``visit_gap_us`` after the one before (PostgreSQL: ``numbered_visits``; ClickHouse: ``visits_of_visitors``).
-    It belongs to the day it starts, so it is read from ``visit_gap_us`` before the first day (is an event of the
-    first day a start?) to ``VISIT_FOLLOWED`` past the last (the rest of a visit that started on it). The link
+    A visit is a visitor's run of the filter's events (its type; human, never synthetic) of one UTC day in the
+    order of their own time (``footprint_time``, then ``event_id``: never the order they arrived in), each at most
+    ``visit_gap_us`` after the one before (PostgreSQL: ``numbered_visits``; ClickHouse: ``visits_of_visitors``):
+    midnight ends every visit (as it changes every anonymous visitor's id), so the filter's days hold their visits
+    whole and read no event outside them. The link
     prefix and the audience choose visits by their first event: where the visit entered, from which referrer, on
     which device, browser and OS (only a visit's first page has a referrer: the site's own pages are no source). A
     goal chooses visitors (``_goal``), so their visits whole.
@@ -405,20 +409,25 @@ def _visits(f: Filter) -> tuple[str, str]:
     rows_pg, rows_ch, columns = visit_rows(f)
     link, audience = _link(f), _audience(f)  # on a visit's first event (the row that starts it)
     chosen_pg = " AND ".join(["starts", *link[0], *audience[0]])
-    chosen_ch = " AND ".join(["start_us >= {since_us:Int64}", "start_us < {until_us:Int64}", *link[1], *audience[1]])
-    numbered_pg, visits_ch = numbered_visits(rows_pg), visits_of_visitors(rows_ch, columns)
-    if f.goal is None:
-        stands, closed_until = closed_days(f.type)
-        raw = visits_of_visitors(visit_rows(f, from_ch=raw_from("footprint_time"))[1], columns)
-        named = ", ".join(["start_us", "duration_us", "pages", "exit_link", *columns])
-        visits_ch = (f"WITH {stands}, {closed_until} SELECT {named} FROM ({stored_visits(f.type, columns)}"
-                     f" UNION ALL SELECT {named} FROM ({raw}) WHERE start_us >= closed_until * {DAY_US})")
+    named = ", ".join(["visits", "bounces", "duration_us", "pages", "exit_link", *columns])
+    one_each = "1 AS visits, toUInt64(pages = 1) AS bounces, duration_us, pages, exit_link"  # a raw visit
+    if f.goal is None:  # the stored visits of the days that stand, the rest made of the raw events
+        raw = visits_of_visitors(visit_rows(f, from_ch="footprint_time >= {raw_from:DateTime64(6, 'UTC')}")[1],
+                                 columns)
+        visits_ch = (f"SELECT {named} FROM ({stored_visits(f.type, columns)}) UNION ALL SELECT {one_each},"
+                     f" {', '.join(columns)} FROM ({raw})"
+                     " WHERE start_us >= {raw_since_us:Int64} AND start_us < {until_us:Int64}")
+    else:
+        visits_ch = (f"SELECT {one_each}, {', '.join(columns)} FROM ({visits_of_visitors(rows_ch, columns)})"
+                     " WHERE start_us >= {since_us:Int64} AND start_us < {until_us:Int64}")
+    chosen_ch = " AND ".join(["true", *link[1], *audience[1]])
+    numbered_pg = numbered_visits(rows_pg)
     return (
         "(SELECT min(us) AS start_us, max(us) - min(us) AS duration_us, count(*) AS pages,"
         " max(link) FILTER (WHERE starts) AS entry_link, max(link) FILTER (WHERE ends) AS exit_link"
         f" FROM {numbered_pg} GROUP BY visitor_id, visit"
         f" HAVING min(us) >= %(since_us)s AND min(us) < %(until_us)s AND bool_or({chosen_pg})) v",
-        "(SELECT start_us, duration_us, pages, link AS entry_link, exit_link"
+        "(SELECT visits, bounces, duration_us, pages, link AS entry_link, exit_link"
         f" FROM ({visits_ch}) WHERE {chosen_ch})",
     )
 
@@ -433,7 +442,7 @@ def _visit_figures(f: Filter) -> tuple[str, str]:
             " div(2 * coalesce(sum(duration_us), 0) + 1000000 * count(*), 2000000 * greatest(count(*), 1)),"
             " round(div(200 * coalesce(sum(pages), 0) + count(*), 2 * greatest(count(*), 1)) / 100, 2)"
             f" FROM {pg}",
-            "SELECT count() AS n, countIf(pages = 1) AS bounces, intDiv(200 * bounces + n, 2 * greatest(n, 1)),"
+            "SELECT sum(visits) AS n, sum(bounces) AS b, intDiv(200 * b + n, 2 * greatest(n, 1)),"
             " intDiv(2 * sum(duration_us) + 1000000 * n, 2000000 * greatest(n, 1)),"
             " toDecimal64(intDiv(200 * sum(pages) + n, 2 * greatest(n, 1)), 2) / 100"
             f" FROM {ch}")
@@ -442,7 +451,7 @@ def _visit_figures(f: Filter) -> tuple[str, str]:
 def _visit_pages(column: str) -> Callable[[Filter], tuple[str, str]]:
     """Visits per entry or exit page (``column``), most first."""
     def build(f: Filter) -> tuple[str, str]:
-        return _most(column, *_visits(f))
+        return _most(column, *_visits(f), ch_count="sum(visits)")
     return build
 
 
@@ -552,15 +561,25 @@ class Params:
                   "live_until": live_since + timedelta(minutes=LIVE_MINUTES),  # the minute after now's
                   **f.audience(), **({"goal": f.goal_definition.bound()} if f.goal_definition else {}),
                   "visit_gap_us": gap // timedelta(microseconds=1),
-                  "since_us": _micros(since), "until_us": _micros(until), "visits_from": since - gap,
-                  "visits_to": until + VISIT_FOLLOWED}
+                  "since_us": micros(since), "until_us": micros(until), "visits_from": since,
+                  "visits_to": until}
+        ch: dict[str, Any] = {**common, "since": since, "until": until, "visit_type": f.type}
+        # no stored visits read (``closedvisits.bind`` finds those that stand when the query runs)
         return cls(pg={**common, "since": f.since, "until": f.until},
-                   ch={**common, "since": since, "until": until})
+                   ch={**ch, **raw_values(micros(since), ch), "closed_until": day_number(f.since), "closed_days": [],
+                       "closed_micros": []})
 
 
-def _micros(moment: datetime) -> int:
-    """Microseconds since 1970 (UTC), as both stores count a visit's times."""
-    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+def bound(client: Any, planned: Planned, found: dict[tuple[Any, ...], dict[str, Any]]) -> dict[str, Any]:
+    """The ClickHouse values of ``planned``, with the days of stored visits that stand (``closedvisits.bind``) if
+    its query reads them; ``found``: those already found for the same filter (one look per filter and run)."""
+    ch = planned.params.ch
+    if "{closed_until:Int32}" not in planned.ch_sql:
+        return ch
+    key = (ch["visit_type"], ch["visit_gap_us"], ch["since"], ch["until"])
+    if key not in found:
+        found[key] = bind(client, ch["visit_type"], ch)
+    return {**ch, **found[key]}
 
 
 def normalize(rows: Any) -> Rows:
@@ -606,11 +625,12 @@ def run_plan(settings: Settings, planned: list[Planned]) -> list[QueryResult]:
     with pg_connect(settings.pg_reader_dsn.get_secret_value(), "reader") as conn:
         client = ch_client(settings, "reader")
         try:
+            found: dict[tuple[Any, ...], dict[str, Any]] = {}
             for p in planned:
                 t0 = time.perf_counter()
                 pg_rows = conn.execute(p.pg_sql, p.params.pg).fetchall()
                 t1 = time.perf_counter()
-                ch_rows = client.query(p.ch_sql, parameters=p.params.ch).result_rows
+                ch_rows = client.query(p.ch_sql, parameters=bound(client, p, found)).result_rows
                 t2 = time.perf_counter()
                 pg_ms, ch_ms = (t1 - t0) * 1000, (t2 - t1) * 1000
                 results.append(QueryResult(p.name, normalize(pg_rows), normalize(ch_rows), pg_ms, ch_ms))
@@ -624,7 +644,9 @@ def run_plan_clickhouse(settings: Settings, planned: list[Planned]) -> dict[str,
     """Each planned statistic on ClickHouse alone (the dashboard's charts)."""
     client = ch_client(settings, "reader")
     try:
-        return {p.name: normalize(client.query(p.ch_sql, parameters=p.params.ch).result_rows) for p in planned}
+        found: dict[tuple[Any, ...], dict[str, Any]] = {}
+        return {p.name: normalize(client.query(p.ch_sql, parameters=bound(client, p, found)).result_rows)
+                for p in planned}
     finally:
         client.close()
 

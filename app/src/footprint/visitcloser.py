@@ -1,16 +1,16 @@
 """``footprint close-visits``: the visits of the days that ended, stored in ClickHouse (``closedvisits``).
 
 One run, for each type of ``closedvisits.TYPES`` and the configured session timeout, over the days from
-ClickHouse's first human event up to yesterday (UTC):
+ClickHouse's first human event up to today (UTC):
 
 - a day already closed whose stored visits still stand (no event that could change them stored since) is
   verified: it gets a new row in ``visits_days``, verified as of the run's start (less ``UNDER_WAY``, for an
   insert under way), so that readers look for late events among the granules stored since then only;
 - any other day is made: its visits of the raw events (``stats.visits_of_visitors``, as the dashboard makes them)
-  are stored with their first event's link and audience, and its row says so. A day is left to the raw events
-  while a visit of it may still go on (its last event is not yet ``settle`` plus the timeout in the past), and for
-  good if a visit of it goes on into the day after the next (events never further apart than the timeout for a
-  day: the dashboard's visits follow one only as far as the filter's end plus a day).
+  are stored, counted per entry page, exit page and the entry's audience, and its row says so. A day not over
+  yet (today; yesterday a while after midnight, for an event on its way) is stored in part: its visits that start
+  before the first of them still going on (its last event not yet ``SETTLE`` plus the timeout in the past),
+  made again at each run until the whole day is stored.
 
 Runs as the writer (INSERT and SELECT): a day made again leaves its older rows in ``visits_closed`` unread (a
 day's row names the ``closed_at`` of its visits); retention drops them with their month. Several runs at once do
@@ -24,21 +24,23 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from footprint.closedvisits import DAY_US, DAYS, TYPES, VISITS, markers, standing
+from footprint.closedvisits import AUDIENCE, DAYS, EPOCH, TYPES, VISITS, micros, standing
 from footprint.settings import Settings
 from footprint.stats import Filter, Params, visit_rows, visits_of_visitors
 from footprint.stores import ch_client
 
 log = logging.getLogger("footprint.visitcloser")
 
-# the audience columns a stored visit keeps of its first event (every filter's: stats.AUDIENCE)
-COLUMNS = ["link", "referrer_host", "device", "browser", "os", "country"]
+# what a stored row keeps of its visits' first event: the entry page and the audience
+COLUMNS = ["link", *AUDIENCE]
 # a day's visits are closed once their last event plus the timeout is this far in the past (an event still on its
 # way through Kafka is found later as a late one, and the day made again)
 SETTLE = timedelta(minutes=15)
 # an insert that began this long before a run may not be seen by it yet: its events count as stored after the run
 UNDER_WAY = timedelta(minutes=1)
-_DAY_ROWS = ("type", "gap_us", "day", "closed_at", "reach_us", "verified_at")
+_DAY_ROWS = ("type", "gap_us", "day", "closed_at", "through_us", "reach_us", "verified_at")
+# a cluster's Distributed tables write to every shard before the insert returns (the day's row after its visits)
+_FOREGROUND = {"distributed_foreground_insert": 1}
 
 
 @dataclass
@@ -51,27 +53,23 @@ class Report:
     visits: int = 0  # visits stored
 
     def line(self) -> str:
-        return (f"close-visits: {self.made} day(s) made ({self.visits} visits), {self.verified} verified,"
-                f" {self.open} left to the raw events")
+        return (f"{self.made} day(s) made ({self.visits} visits), {self.verified} verified, {self.open} left to the"
+                " raw events")
 
 
 def _day_visits(kind: str, day: date, timeout_minutes: int) -> tuple[str, dict[str, Any]]:
-    """ClickHouse: the visits of type ``kind`` that start on ``day`` (``COLUMNS`` on their first event), and the
-    values it binds."""
+    """ClickHouse: the visits of type ``kind`` that start on ``day``, one row each (``COLUMNS`` on their first
+    event), and the values it binds."""
     f = Filter(since=day, until=day + timedelta(days=1), type=kind)
     sql = (f"SELECT * FROM ({visits_of_visitors(visit_rows(f, COLUMNS)[1], COLUMNS)})"
            " WHERE start_us >= {since_us:Int64} AND start_us < {until_us:Int64}")
     return sql, Params.of(f, session_timeout_minutes=timeout_minutes).ch
 
 
-def _span(start: date, end: date) -> dict[str, Any]:
-    return {"since": datetime.combine(start, datetime.min.time(), UTC),
-            "until": datetime.combine(end, datetime.min.time(), UTC)}
-
-
 def close_visits(settings: Settings, days: tuple[date, date] | None = None, settled: datetime | None = None,
                  under_way: timedelta = UNDER_WAY) -> Report:
-    """One run (see the module) over ``days`` ([first, end), default: the first human event's day to today),
+    """One run (see the module) over ``days`` ([first, end), default: the first human event's day to today, today
+    included),
     closing the days whose visits end (their last event plus the timeout) before ``settled`` (default: ``SETTLE``
     before now); ``under_way``: how long an insert may take to be seen (tests that wrote before: none)."""
     timeout = settings.session_timeout_minutes
@@ -85,21 +83,19 @@ def close_visits(settings: Settings, days: tuple[date, date] | None = None, sett
             first = client.query("SELECT count(), min(day) FROM visitors_daily").result_rows[0]
             if not first[0]:
                 return report
-            days = (first[1], now.date())
+            days = (first[1], now.date() + timedelta(days=1))  # today too: its visits that have ended
         start, end = days
-        span = {**_span(start, end), "visit_gap_us": gap_us}
+        span = {"since": datetime.combine(start, datetime.min.time(), UTC),
+                "until": datetime.combine(end, datetime.min.time(), UTC)}
         for kind in TYPES:
-            stand = {row[0]: row[1] for row in client.query(
-                standing(kind, "day >= toDate32({since:DateTime}) AND day < toDate32({until:DateTime})"),
-                parameters=span).result_rows}
-            reach = {row[0]: row[2] for row in client.query(
-                markers(kind, "day >= toDate32({since:DateTime}) AND day < toDate32({until:DateTime})"),
-                parameters=span).result_rows}
-            rows = [(kind, gap_us, day, closed, reach[day], verified_at) for day, closed in stand.items()]
+            stand, _ = standing(client, kind, gap_us, span)
+            whole = {d: m for d, m in stand.items() if m.whole}
+            rows = [(kind, gap_us, EPOCH.date() + timedelta(days=m.day), m.closed, m.through, m.reach, verified_at)
+                    for m in whole.values()]
             report.verified += len(rows)
             day = start
             while day < end:
-                if day not in stand:
+                if (day - EPOCH.date()).days not in whole:  # a day stored in part: as far as it can be now
                     made = _make(client, kind, day, timeout, settled or now - SETTLE, verified_at)
                     if made is None:
                         report.open += 1
@@ -117,28 +113,30 @@ def close_visits(settings: Settings, days: tuple[date, date] | None = None, sett
     return report
 
 
-# a cluster's Distributed tables write to every shard before the insert returns (the day's row after its visits)
-_FOREGROUND = {"distributed_foreground_insert": 1}
-
-
 def _make(client: Any, kind: str, day: date, timeout: int, settled: datetime, verified_at: datetime
           ) -> tuple[tuple[Any, ...], int] | None:
-    """Store the visits of type ``kind`` of ``day`` if no event can join them any more (its row in
-    ``visits_days`` and how many visits), else None."""
+    """Store the visits of type ``kind`` of ``day`` that no event can join any more: all of them once the day
+    has ended (midnight ends every visit), else those that start before the first still going on (its row in
+    ``visits_days`` and how many visits); None if there are none such yet."""
     sql, params = _day_visits(kind, day, timeout)
-    n, last = client.query(f"SELECT count(), max(start_us + duration_us) FROM ({sql})", parameters=params
-                           ).result_rows[0]
-    gap_us = params["visit_gap_us"]
-    end_us = params["until_us"]
-    reach = max(end_us, last + gap_us) if n else end_us
-    settled_us = (settled - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
-    if reach > settled_us or (n and last >= end_us + DAY_US - gap_us):
-        return None  # a visit may still go on, or goes on past the day the dashboard follows it to
-    closed_at = verified_at
-    if n:
+    since_us, end_us, settled_us = params["since_us"], params["until_us"], micros(settled)
+    n, going = client.query(
+        "SELECT count(), min(if(start_us + duration_us + {visit_gap_us:Int64}"
+        f" > {settled_us}, start_us, {end_us})) FROM ({sql})", parameters=params).result_rows[0]
+    through = min(end_us, settled_us, going if n else end_us)
+    if through <= since_us:
+        return None  # nothing has ended yet
+    # a whole day's visits end with it; a part's have all ended by ``settled``
+    reach = end_us if through == end_us else settled_us
+    audience = ", ".join(AUDIENCE)
+    stored = client.query(f"SELECT count() FROM ({sql}) WHERE start_us < {through}", parameters=params
+                          ).result_rows[0][0] if through < end_us else n
+    if stored:
         client.command(
-            f"INSERT INTO {VISITS} (type, gap_us, day, closed_at, visitor_id, start_us, duration_us, pages,"
-            f" exit_link, entry_link, {', '.join(COLUMNS[1:])}) SELECT {{kind:String}}, {{visit_gap_us:Int64}},"
-            " toDate32({since:DateTime}), {closed_at:DateTime64(6, 'UTC')}, *"
-            f" FROM ({sql})", parameters={**params, "kind": kind, "closed_at": closed_at}, settings=_FOREGROUND)
-    return (kind, gap_us, day, closed_at, reach, verified_at), n
+            f"INSERT INTO {VISITS} (type, gap_us, day, closed_at, entry_link, exit_link, {audience}, visits,"
+            " bounces, duration_us, pages) SELECT {kind:String}, {visit_gap_us:Int64}, toDate32({since:DateTime}),"
+            f" {{closed_at:DateTime64(6, 'UTC')}}, link, exit_link, {audience}, count(), countIf(pages = 1),"
+            f" sum(duration_us), sum(pages) FROM ({sql}) WHERE start_us < {through}"
+            f" GROUP BY link, exit_link, {audience}",
+            parameters={**params, "kind": kind, "closed_at": verified_at}, settings=_FOREGROUND)
+    return (kind, params["visit_gap_us"], day, verified_at, through, reach, verified_at), stored

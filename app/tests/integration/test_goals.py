@@ -112,12 +112,12 @@ def reaches(goal: Goal, h: Hit) -> bool:
 
 
 def _groups(events: list[Hit], within: str, timeout: timedelta) -> list[list[Hit]]:
-    """Each visitor's events (in time order) in visits or days."""
+    """Each visitor's events (in time order) in visits or days (midnight ends a visit too)."""
     groups: list[list[Hit]] = []
     for h in events:
         last = groups[-1][-1] if groups else None
-        if (last is None or last.visitor != h.visitor
-                or (h.time - last.time > timeout if within == "visit" else h.time.date() != last.time.date())):
+        if (last is None or last.visitor != h.visitor or h.time.date() != last.time.date()
+                or (within == "visit" and h.time - last.time > timeout)):
             groups.append([])
         groups[-1].append(h)
     return groups
