@@ -12,8 +12,8 @@ A request is a row in PostgreSQL's ``erasure_requests`` (migration 0003). The jo
   rollups are rebuilt for the hours the user had events in (the hourly ``link_hourly`` and
   ``stats_hourly``; ``breakdowns_daily``, ``links_daily`` and ``visitors_daily`` for those hours' days): their
   visitor sets, sketches and sums cannot be subtracted, rebuilding those hours from ``events`` is exact (see
-  ``_rebuild_rollups`` for an insert running meanwhile); the stored visits of those days and the days beside them
-  stop standing until ``footprint close-visits`` makes them again (``_reopen_visits``).
+  ``_rebuild_rollups`` for an insert running meanwhile); the stored visits of those days stop standing until
+  ``footprint close-visits`` makes them again (``_reopen_visits``).
 
 Events still in Kafka: the request is kept until ``keep_until`` (``erasure_keep_seconds``, set to the
 topic's retention), and the consumer drops every event of a user with a kept request before writing

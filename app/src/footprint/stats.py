@@ -15,10 +15,11 @@ visitors per day draws an estimate (``APPROXIMATE``: the daily HyperLogLog sketc
 exactly; its charts of the top links and the countries ask for the views alone, which they draw (``DRAWN``: exact,
 without merging visitor sets). The rollup holds no audience columns and no visitor's goals: a filter on the audience
 or a goal makes ClickHouse build the rollup's rows of those events from the raw table instead (the same query over
-them), so every statistic takes every filter in both stores. The visits (sessions: a visitor's events at most
-``session_timeout_minutes`` apart) come from the raw tables in both, in the order of the events' own time: window
-functions over each visitor's events in PostgreSQL, each visitor's events as one sorted array split at the gaps in
-ClickHouse (``_visits``).
+them), so every statistic takes every filter in both stores. The visits (sessions: a visitor's events of one UTC
+day at most ``session_timeout_minutes`` apart) come from the raw tables in both, in the order of the events' own
+time: window functions over each visitor's events in PostgreSQL, each visitor's events as one sorted array split
+at the gaps in ClickHouse (``_visits``), which reads the visits that have ended from those ``footprint
+close-visits`` stored where they still stand (``closedvisits``).
 """
 
 from __future__ import annotations
@@ -338,11 +339,11 @@ def numbered_visits(rows: str) -> str:
 def visits_of_visitors(rows: str, columns: list[str]) -> str:
     """ClickHouse's visits of ``rows`` (a SELECT of ``visitor_id``, ``us``, ``id`` and ``columns``, ``link`` first,
     one event each), one row each: ``visitor_id``, ``start_us``, ``duration_us``, ``pages``, ``exit_link`` and
-    ``columns`` as they
-    are on the visit's first event. Each visitor's events become one array, sorted by (``us``, ``id``, ...), split
-    before each event more than ``visit_gap_us`` after the one before (``visit_starts``): the visits PostgreSQL's
-    ``numbered_visits`` numbers, from one GROUP BY that runs on every core instead of a sort of all the rows for
-    window functions (~1.5x faster; benchmarks/RESULTS.md, section 23)."""
+    ``columns`` as they are on the visit's first event. Each visitor's events become one array, sorted by (``us``,
+    ``id``, ...), split before each event more than ``visit_gap_us`` after the one before or on another day
+    (``visit_starts``): the visits PostgreSQL's ``numbered_visits`` numbers, from one GROUP BY that runs on every
+    core instead of a sort of all the rows for window functions (~1.5x faster; benchmarks/RESULTS.md, section
+    23)."""
     first = ", ".join(f"tupleElement(v[1], {i}) AS {c}" for i, c in enumerate(columns, start=3))
     return ("SELECT visitor_id, tupleElement(v[1], 1) AS start_us, tupleElement(v[-1], 1) - start_us AS duration_us,"
             f" length(v) AS pages, tupleElement(v[-1], 3) AS exit_link, {first}"

@@ -1,4 +1,4 @@
-"""``footprint close-visits``: the visits of the days that ended, stored in ClickHouse (``closedvisits``).
+"""``footprint close-visits``: the visits that have ended, stored in ClickHouse (``closedvisits``).
 
 One run, for each type of ``closedvisits.TYPES`` and the configured session timeout, over the days from
 ClickHouse's first human event up to today (UTC):
@@ -49,7 +49,7 @@ class Report:
 
     made: int = 0  # days whose visits were stored
     verified: int = 0  # days found standing
-    open: int = 0  # days left to the raw events (a visit may go on)
+    open: int = 0  # days left to the raw events (none of their visits has ended yet)
     visits: int = 0  # visits stored
 
     def line(self) -> str:
@@ -68,10 +68,9 @@ def _day_visits(kind: str, day: date, timeout_minutes: int) -> tuple[str, dict[s
 
 def close_visits(settings: Settings, days: tuple[date, date] | None = None, settled: datetime | None = None,
                  under_way: timedelta = UNDER_WAY) -> Report:
-    """One run (see the module) over ``days`` ([first, end), default: the first human event's day to today, today
-    included),
-    closing the days whose visits end (their last event plus the timeout) before ``settled`` (default: ``SETTLE``
-    before now); ``under_way``: how long an insert may take to be seen (tests that wrote before: none)."""
+    """One run (see the module) over ``days`` ([first, end); default: from the first human event's day, today
+    included), storing the visits that end (their last event plus the timeout) before ``settled`` (default:
+    ``SETTLE`` before now); ``under_way``: how long an insert may take to be seen (tests that wrote before: none)."""
     timeout = settings.session_timeout_minutes
     gap_us = timeout * 60_000_000
     report = Report()
