@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from footprint.closedvisits import AUDIENCE, DAYS, EPOCH, TYPES, VISITS, micros, standing
+from footprint.closedvisits import AUDIENCE, DAYS, EPOCH, TYPES, VISITS, day_number, micros, standing
 from footprint.settings import Settings
 from footprint.stats import Filter, Params, visit_rows, visits_of_visitors
 from footprint.stores import ch_client
@@ -94,7 +94,7 @@ def close_visits(settings: Settings, days: tuple[date, date] | None = None, sett
             report.verified += len(rows)
             day = start
             while day < end:
-                if (day - EPOCH.date()).days not in whole:  # a day stored in part: as far as it can be now
+                if day_number(day) not in whole:  # a day stored in part: as far as it can be now
                     made = _make(client, kind, day, timeout, settled or now - SETTLE, verified_at)
                     if made is None:
                         report.open += 1
