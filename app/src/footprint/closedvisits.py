@@ -14,10 +14,12 @@ audience (``visits_closed``: visits, bounces, the sums of their durations and pa
   it finds such events among the granules stored since).
 
 The days before ClickHouse's first human event stand too: they have no visits. A filter's visits are the stored
-visits of its days from its first up to the first day that does not stand or is stored only in part (today's,
-up to its first visit still going on), and the visits from there made of the raw events, as before: the same
-visits as making all of them of the raw events (PostgreSQL's way; the stores panel compares the two). ``bind``
-finds those days before the query runs (two small queries), so that the query itself reads them as constants.
+visits of its days from its first up to the first day that does not stand or is stored only in part (today's:
+its visits that had ended when it was stored), and the visits from there made of the raw events, as before: the
+same visits as making all of them of the raw events (PostgreSQL's way; the stores panel compares the two). On a day
+stored in part only the visitors with an event since its stored visits' end (``through``) have their events read:
+their visits that had not ended then. ``bind`` finds those days before the query runs (two small queries), so that
+the query itself reads them as constants.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ class Marker:
 
     day: int  # days since 1970
     closed: datetime  # when its stored visits were made (1970: not closed)
-    through: int  # microseconds since 1970: its visits that start before it are stored (the day's end: all)
+    through: int  # microseconds since 1970: its visits whose last event is before it are stored (the day's end: all)
     reach: int  # microseconds since 1970: no later event can change them (the day's end, for a whole day)
     verified: datetime  # when its events were last found unchanged
 
@@ -100,7 +102,9 @@ def standing(client: Any, kind: str, gap_us: int, span: dict[str, Any]) -> tuple
     """The days of ``span`` whose stored visits of type ``kind`` stand (see the module), by number; and the day
     of ClickHouse's first human event (``markers``)."""
     rows, first = markers(client, kind, gap_us, span)
-    closed = [m for m in rows if m.closed > EPOCH]
+    # a day stored in part ends its stored visits the timeout before its reach (the first close-visits' rows did
+    # not: their part was the visits that start before ``through``, which the raw part would count again)
+    closed = [m for m in rows if m.closed > EPOCH and (m.whole or m.reach - m.through == gap_us)]
     if not closed:
         return {}, first
     late = client.query(
@@ -110,8 +114,8 @@ def standing(client: Any, kind: str, gap_us: int, span: dict[str, Any]) -> tuple
         " AND footprint_time >= {start:DateTime64(6, 'UTC')} AND footprint_time <= {reach:DateTime64(6, 'UTC')}"
         " GROUP BY minute",
         parameters={"verified": min(m.verified for m in closed),
-                    "start": EPOCH + timedelta(microseconds=closed[0].day * DAY_US),
-                    "reach": EPOCH + timedelta(microseconds=max(m.reach for m in closed))}).result_rows
+                    "start": _moment(closed[0].day * DAY_US),
+                    "reach": _moment(max(m.reach for m in closed))}).result_rows
     return {m.day: m for m in closed
             if not any(m.changed_by(minute, stored.replace(tzinfo=UTC)) for minute, stored in late)}, first
 
@@ -120,8 +124,8 @@ def bind(client: Any, kind: str, params: dict[str, Any]) -> dict[str, Any]:
     """For a filter's ClickHouse values ``params`` (``stats.Params``), the stored visits' own: ``closed_days`` and
     ``closed_micros`` (the standing days read from the stored visits, from the filter's first up to the first day
     that does not stand or is not whole, that one included if it stands: its visits stored so far; and their
-    rows' ``closed_at``), ``closed_until`` (the day after the last of them, as a number), ``raw_since_us`` and
-    ``raw_from`` (where the visits made of the raw events, and their events, begin)."""
+    rows' ``closed_at``), ``closed_until`` (the day after the last of them, as a number) and the ``raw_values``
+    of the visits made of the raw events."""
     since, until = day_number(params["since"].date()), day_number(params["until"].date())
     stand, first = standing(client, kind, params["visit_gap_us"], {"since": params["since"], "until": params["until"]})
     day = min(until, since if first is None else max(since, first))  # the days before the first event: no visits
@@ -137,12 +141,20 @@ def bind(client: Any, kind: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def raw_values(boundary_us: int, params: dict[str, Any]) -> dict[str, Any]:
-    """The values that make the visits made of the raw events begin at ``boundary_us`` (microseconds since 1970;
-    those before it read from the stored visits), or at the filter's own first day if later: their events from
-    the timeout before it (does an event there start a visit?), within its day."""
-    start_us = max(params["since_us"], boundary_us)
-    read_us = max(start_us - params["visit_gap_us"], start_us // DAY_US * DAY_US)
-    return {"raw_since_us": start_us, "raw_from": EPOCH + timedelta(microseconds=read_us)}
+    """The values that make the visits made of the raw events those whose last event is at ``boundary_us``
+    (microseconds since 1970) or later, or in the filter's days if they begin later (``raw_open_us``, ``raw_open``):
+    the visits before it are the stored ones. Their events are read from the midnight before it (``raw_from``:
+    midnight ends every visit); on that day, up to the next midnight (``raw_whole_from``; none if ``boundary_us``
+    is a midnight), only a visitor's with an event since ``boundary_us``."""
+    open_us = max(params["since_us"], boundary_us)
+    day_us = open_us // DAY_US * DAY_US
+    whole_us = day_us if open_us == day_us else day_us + DAY_US
+    return {"raw_open_us": open_us, "raw_open": _moment(open_us), "raw_from": _moment(day_us),
+            "raw_whole_from": _moment(whole_us)}
+
+
+def _moment(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us)
 
 
 def stored_visits(kind: str, columns: list[str]) -> str:

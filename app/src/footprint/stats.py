@@ -99,8 +99,10 @@ def _goal(f: Filter, bots: bool = False) -> tuple[list[str], list[str]]:
     flag = "bot" if bots else "NOT bot"
     return ([f"visitor_id IN (SELECT visitor_id FROM events WHERE NOT synthetic AND {flag}"
              f" AND footprint_time >= %(since)s AND footprint_time < %(until)s AND {match_pg})"],
-            [f"visitor_id IN (SELECT visitor_id FROM events WHERE NOT synthetic AND {flag}"  # no FINAL: a copy is no
-             " AND footprint_time >= {since:DateTime} AND footprint_time < {until:DateTime}"  # other visitor
+            # GLOBAL: on a cluster a visitor's events lie on every shard (a plain IN over the Distributed table is
+            # refused); no FINAL: a copy is no other visitor
+            [f"visitor_id GLOBAL IN (SELECT visitor_id FROM events WHERE NOT synthetic AND {flag}"
+             " AND footprint_time >= {since:DateTime} AND footprint_time < {until:DateTime}"
              f" AND {match_ch})"])
 
 
@@ -389,6 +391,14 @@ def visit_rows(f: Filter, columns: list[str] | None = None,
             columns)
 
 
+# the raw events of the visits not stored (``closedvisits.raw_values``): from the midnight before the stored visits'
+# end; on that day only a visitor's with an event since (GLOBAL: on a cluster the visitor's events are on every shard)
+_RAW_FROM = ("footprint_time >= {{raw_from:DateTime64(6, 'UTC')}} AND (footprint_time >= {{raw_whole_from:DateTime64(6,"
+             " 'UTC')}} OR visitor_id GLOBAL IN (SELECT visitor_id FROM events WHERE NOT synthetic AND NOT bot{kind}"
+             " AND footprint_time >= {{raw_open:DateTime64(6, 'UTC')}}"
+             " AND footprint_time < {{raw_whole_from:DateTime64(6, 'UTC')}}))")
+
+
 def _visits(f: Filter) -> tuple[str, str]:
     """The filter's visits (sessions) as a subquery in each store's dialect. PostgreSQL: one row each,
     ``start_us``, ``duration_us`` (first to last event, microseconds), ``pages`` (its events), ``entry_link``,
@@ -413,11 +423,10 @@ def _visits(f: Filter) -> tuple[str, str]:
     named = ", ".join(["visits", "bounces", "duration_us", "pages", "exit_link", *columns])
     one_each = "1 AS visits, toUInt64(pages = 1) AS bounces, duration_us, pages, exit_link"  # a raw visit
     if f.goal is None:  # the stored visits of the days that stand, the rest made of the raw events
-        raw = visits_of_visitors(visit_rows(f, from_ch="footprint_time >= {raw_from:DateTime64(6, 'UTC')}")[1],
-                                 columns)
+        raw = visits_of_visitors(visit_rows(f, from_ch=_RAW_FROM.format(kind=type_condition(f.type)))[1], columns)
         visits_ch = (f"SELECT {named} FROM ({stored_visits(f.type, columns)}) UNION ALL SELECT {one_each},"
                      f" {', '.join(columns)} FROM ({raw})"
-                     " WHERE start_us >= {raw_since_us:Int64} AND start_us < {until_us:Int64}")
+                     " WHERE start_us + duration_us >= {raw_open_us:Int64} AND start_us < {until_us:Int64}")
     else:
         visits_ch = (f"SELECT {one_each}, {', '.join(columns)} FROM ({visits_of_visitors(rows_ch, columns)})"
                      " WHERE start_us >= {since_us:Int64} AND start_us < {until_us:Int64}")

@@ -8,9 +8,9 @@ ClickHouse's first human event up to today (UTC):
   insert under way), so that readers look for late events among the granules stored since then only;
 - any other day is made: its visits of the raw events (``stats.visits_of_visitors``, as the dashboard makes them)
   are stored, counted per entry page, exit page and the entry's audience, and its row says so. A day not over
-  yet (today; yesterday a while after midnight, for an event on its way) is stored in part: its visits that start
-  before the first of them still going on (its last event not yet ``SETTLE`` plus the timeout in the past),
-  made again at each run until the whole day is stored.
+  yet (today; yesterday a while after midnight, for an event on its way) is stored in part: its visits that have ended
+  (their last event more than the timeout before ``SETTLE`` ago), made again at each run until the whole day
+  is stored.
 
 Runs as the writer (INSERT and SELECT): a day made again leaves its older rows in ``visits_closed`` unread (a
 day's row names the ``closed_at`` of its visits); retention drops them with their month. Several runs at once do
@@ -114,28 +114,24 @@ def close_visits(settings: Settings, days: tuple[date, date] | None = None, sett
 
 def _make(client: Any, kind: str, day: date, timeout: int, settled: datetime, verified_at: datetime
           ) -> tuple[tuple[Any, ...], int] | None:
-    """Store the visits of type ``kind`` of ``day`` that no event can join any more: all of them once the day
-    has ended (midnight ends every visit), else those that start before the first still going on (its row in
-    ``visits_days`` and how many visits); None if there are none such yet."""
+    """Store the visits of type ``kind`` of ``day`` that no event can join any more: all of them once ``settled``
+    is past the day (midnight ends every visit), else those whose last event is more than the timeout before it
+    (its row in ``visits_days`` and how many visits); None while the day has none such yet."""
     sql, params = _day_visits(kind, day, timeout)
     since_us, end_us, settled_us = params["since_us"], params["until_us"], micros(settled)
-    n, going = client.query(
-        "SELECT count(), min(if(start_us + duration_us + {visit_gap_us:Int64}"
-        f" > {settled_us}, start_us, {end_us})) FROM ({sql})", parameters=params).result_rows[0]
-    through = min(end_us, settled_us, going if n else end_us)
+    through = end_us if settled_us >= end_us else settled_us - params["visit_gap_us"]
     if through <= since_us:
-        return None  # nothing has ended yet
-    # a whole day's visits end with it; a part's have all ended by ``settled``
+        return None  # none of its visits can have ended yet
+    # a whole day's visits end with it; a part's have all ended by ``settled`` (an event up to it could join one)
     reach = end_us if through == end_us else settled_us
+    ended = f"SELECT * FROM ({sql}) WHERE start_us + duration_us < {through}"
     audience = ", ".join(AUDIENCE)
-    stored = client.query(f"SELECT count() FROM ({sql}) WHERE start_us < {through}", parameters=params
-                          ).result_rows[0][0] if through < end_us else n
+    stored = client.query(f"SELECT count() FROM ({ended})", parameters=params).result_rows[0][0]
     if stored:
         client.command(
             f"INSERT INTO {VISITS} (type, gap_us, day, closed_at, entry_link, exit_link, {audience}, visits,"
             " bounces, duration_us, pages) SELECT {kind:String}, {visit_gap_us:Int64}, toDate32({since:DateTime}),"
             f" {{closed_at:DateTime64(6, 'UTC')}}, link, exit_link, {audience}, count(), countIf(pages = 1),"
-            f" sum(duration_us), sum(pages) FROM ({sql}) WHERE start_us < {through}"
-            f" GROUP BY link, exit_link, {audience}",
+            f" sum(duration_us), sum(pages) FROM ({ended}) GROUP BY link, exit_link, {audience}",
             parameters={**params, "kind": kind, "closed_at": verified_at}, settings=_FOREGROUND)
     return (kind, params["visit_gap_us"], day, verified_at, through, reach, verified_at), stored

@@ -188,38 +188,65 @@ def _closed_until(s: Settings, f: Filter) -> date:
     return date(1970, 1, 1) + timedelta(days=day)
 
 
+def _stored_until(f: Filter, settled: datetime, gap: timedelta) -> date:
+    """``_closed_until`` once the block was closed as of ``settled``: its days before ``settled``'s are whole, that
+    day is stored in part if a visit can have ended (its visits' last events more than ``gap`` before ``settled``),
+    the days after it are left to the raw events."""
+    day = settled.date()
+    partial = day + timedelta(days=1) if settled - gap > datetime.combine(day, dtime(), UTC) else day
+    return min(f.until, max(f.since, partial))
+
+
+def _joining(hits: list[Hit], gap: timedelta, index: int) -> Hit:
+    """One of the human events that join a visit (each type's together), by ``index``, or of all if none does: a
+    run that takes its time for the end of the visits it stores cuts that visit."""
+    human = sorted((h for h in hits if not h.left_out), key=lambda h: (h.visitor, h.time, h.event_id))
+    joining = [b for a, b in itertools.pairwise(human) if a.visitor == b.visitor
+               and b.time - a.time <= gap and a.time.date() == b.time.date()] or hits
+    return joining[index % len(joining)]
+
+
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(drawn=traffic(), timeout=st.sampled_from([30, 31]))
+@given(drawn=traffic(), timeout=st.sampled_from([30, 31]),
+       settled_at=st.one_of(st.none(), st.tuples(st.integers(0, 100), st.integers(-2, 1))))
 def test_stored_visits_of_closed_days_give_the_same_answers_and_late_events_reopen_them(
         stores: tuple[Settings, list[Any]], drawn: tuple[list[Hit], list[list[Hit]], list[Filter]],
-        timeout: int) -> None:
+        timeout: int, settled_at: tuple[int, int] | None) -> None:
     """``footprint close-visits`` (visitcloser) stores the visits of the block's days once its first batch is
     written: ClickHouse then reads them (its stored days reach past the filters' first days), and every answer
-    stays the reference's. The second batch (events late for those days, replays) is written after: the days it
-    changes are read from the raw events again until the next run makes them again, and the answers stay the
-    reference's throughout. The other timeout's stored visits are never read."""
+    stays the reference's. ``settled_at`` (None: long after the block) chooses the time the run takes for now
+    less ``SETTLE``: the timeout and a few minutes (the tuple's second) after an event that joins a visit
+    (``_joining``, its first), so that the end of the visits the run stores may cut one. The day it falls in is
+    stored in part (the visits that had ended then), the later days are not stored. The second batch (events
+    late for those days, replays) is written after: the days it changes are read from the raw events again until
+    the next run makes them again, and the answers stay the reference's throughout. The other timeout's stored
+    visits are never read."""
     s, sinks = stores
     s = s.model_copy(update={"session_timeout_minutes": timeout})
     hits, batches, filters = drawn
     first = filters[-1].since
     block = (first, first + timedelta(days=4))
-    future = datetime.now(UTC) + timedelta(days=3650)  # the block's days are in 2030: settled as of then
+    gap = timedelta(minutes=timeout)
+    # the block's days are in 2030: with settled_at None, settled as of ten years from now
+    settled = (datetime.now(UTC) + timedelta(days=3650) if settled_at is None
+               else _joining(hits, gap, settled_at[0]).time + gap + settled_at[1] * MINUTE)
     # (and every write below has returned before the run it precedes: no insert is under way)
     write_batches(sinks, batches[:1])
     written = {h.event_id for h in batches[0]}
-    close_visits(s.model_copy(update={"session_timeout_minutes": 61 - timeout}), days=block, settled=future,
+    close_visits(s.model_copy(update={"session_timeout_minutes": 61 - timeout}), days=block, settled=settled,
                  under_way=timedelta(0))
-    report = close_visits(s, days=block, settled=future, under_way=timedelta(0))
-    assert report.made == 4 * len(TYPES) and report.verified == 0, report
+    report = close_visits(s, days=block, settled=settled, under_way=timedelta(0))
+    assert report.made + report.open == 4 * len(TYPES) and report.verified == 0, report
     for f in filters:
-        assert _closed_until(s, f) == f.until, f  # every day of every filter read from the stored visits
+        assert _closed_until(s, f) == _stored_until(f, settled, gap), f  # the filter's stored days
     _same_as_the_reference(s, [h for h in hits if h.event_id in written], filters)
     write_batches(sinks, batches[1:])
     _same_as_the_reference(s, hits, filters)
-    again = close_visits(s, days=block, settled=future, under_way=timedelta(0))
-    assert again.made + again.verified == 4 * len(TYPES), again
+    again = close_visits(s, days=block, settled=settled, under_way=timedelta(0))
+    assert again.made + again.verified + again.open == 4 * len(TYPES), again
     late = {h for h in batches[1] if h.event_id not in written and not h.left_out}
-    assert (again.made > 0) == bool(late), (again, late)  # a late human event makes its days again, only then
+    if settled_at is None:
+        assert (again.made > 0) == bool(late), (again, late)  # a late human event makes its days again, only then
     for f in filters:
-        assert _closed_until(s, f) == f.until, f
+        assert _closed_until(s, f) == _stored_until(f, settled, gap), f
     _same_as_the_reference(s, hits, filters)

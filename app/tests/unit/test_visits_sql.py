@@ -63,7 +63,9 @@ def test_the_link_prefix_and_the_audience_choose_visits_by_their_first_event() -
                 " AND device = %(device)s)") in pg, name
         assert ("tupleElement(v[1], 3) AS link, tupleElement(v[1], 4) AS referrer_host, tupleElement(v[1], 5) AS device"
                 in ch), name  # the visit's first event's
-        assert "WHERE start_us >= {raw_since_us:Int64} AND start_us < {until_us:Int64}" in ch, name  # the raw visits
+        # the raw visits: those not stored, their events from the midnight before, that day's of the visitors since
+        assert "WHERE start_us + duration_us >= {raw_open_us:Int64} AND start_us < {until_us:Int64}" in ch, name
+        assert "OR visitor_id GLOBAL IN (SELECT visitor_id FROM events WHERE NOT synthetic AND NOT bot AND" in ch, name
         # the stored visits' rows keep the first event's: chosen as the raw visits, on the same columns
         assert "SELECT visits, bounces, duration_us, pages, exit_link, entry_link AS link, referrer_host, device" in ch
         assert ("WHERE true AND startsWith(link, {link:String}) AND referrer_host = {referrer_host:String}"

@@ -25,6 +25,7 @@ interserver fetches, ON CLUSTER, TLS between the nodes.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import re
 import sys
@@ -45,11 +46,15 @@ sys.path.insert(0, str(ROOT / "app" / "src"))  # this checkout's app
 from chstandin import StandIn, StandInUser  # noqa: E402
 from chstandin.fixture import free_port  # noqa: E402
 from footprint import migrate  # noqa: E402
+from footprint.closedvisits import TYPES, bind, day_number, micros  # noqa: E402
 from footprint.erasure import Eraser  # noqa: E402
+from footprint.goals import Goal  # noqa: E402
 from footprint.schema import dumps, make_event  # noqa: E402
 from footprint.settings import Settings  # noqa: E402
 from footprint.sinks import ClickHouseSink  # noqa: E402
+from footprint.stats import Filter, Params, run_clickhouse  # noqa: E402
 from footprint.stores import StoreUnavailable, ch_client  # noqa: E402
+from footprint.visitcloser import close_visits  # noqa: E402
 
 ENGINES = ["MergeTree", "ReplacingMergeTree", "AggregatingMergeTree", "Distributed"]
 # the role's grants in a cluster (roles/clickhouse/vars/main.yml)
@@ -271,3 +276,60 @@ def test_an_erasure_deletes_the_user_on_every_shard_and_rebuilds_each_shard_s_ro
     for ch in shards:
         assert scalar(ch, f"SELECT sum(events) FROM footprint.stats_hourly WHERE {day}") == "40"
         assert scalar(ch, f"SELECT uniqExactMerge(views) FROM footprint.link_hourly WHERE {day}") == "40"
+
+
+def test_the_visits_read_through_the_distributed_tables_stored_in_part_and_made_of_the_rest(
+    shards: list[StandIn], migrated: list[str]
+) -> None:
+    """The dashboard's visits on two shards: ``footprint close-visits`` stores a day's visits that have ended
+    (in part, then whole) through the Distributed tables, and the visits read the stored ones and make the rest of
+    the raw events, whose visitors' events lie on both shards (the raw part's ``GLOBAL IN``)."""
+    day = datetime(2026, 11, 20, tzinfo=UTC)
+    batch = {}
+    for k in range(13):  # visitor k: two pages at 10:k, and for an even k one more at 13:k (a second visit)
+        times = [day + timedelta(hours=10, minutes=k), day + timedelta(hours=10, minutes=k, seconds=30)]
+        for t in times + ([day + timedelta(hours=13, minutes=k)] if k % 2 == 0 else []):
+            event = make_event(type="page", link=f"/v{k}", anonymous_id=f"visitor-{k}", method="GET",
+                               footprint_time=t, received_at=t)
+            batch[event["event_id"]] = dumps(event)
+    write_all(shards, batch)
+    s = settings_for(shards)
+    f = Filter(since=day.date(), until=day.date() + timedelta(days=1), type="page")
+    assert run_clickhouse(s, f, ("visits",))["visits"] == [(20, 7, 35, 20, 1.65)]  # of the raw events alone
+    # ended by each settled time less the 30-minute timeout: 10:05 -> 5 visits stored; 13:10 -> 13 + 5; the day's
+    for settled, stored in ((day + timedelta(hours=10, minutes=35), 5), (day + timedelta(hours=13, minutes=40), 18),
+                            (day + timedelta(days=2), 20)):
+        report = close_visits(s, days=(f.since, f.until), settled=settled, under_way=timedelta(0))
+        assert report.made == len(TYPES), report
+        client = ch_client(s, "reader")
+        try:
+            kept = client.query("SELECT argMax(closed_at, verified_at) FROM visits_days WHERE type = 'page'"
+                                " AND day = {day:Date32}", parameters={"day": day.date()}).result_rows[0][0]
+            assert client.query("SELECT sum(visits) FROM visits_closed WHERE type = 'page'"
+                                " AND closed_at = {at:DateTime64(6)}", parameters={"at": kept}).result_rows[0][0] == stored
+        finally:
+            client.close()
+        assert run_clickhouse(s, f, ("visits",))["visits"] == [(20, 7, 35, 20, 1.65)], settled
+    # a part stored by the first close-visits (the visits that start before ``through``, 10:00; reach 13:40: not the
+    # timeout after it), naming the visits stored last, is not read: they would count again in the raw part
+    client = ch_client(s, "writer")
+    try:
+        client.insert("visits_days", [("page", 1_800_000_000, day.date(), kept, micros(day) + 10 * 3_600_000_000,
+                                       micros(day + timedelta(hours=13, minutes=40)), datetime.now(UTC))],
+                      column_names=["type", "gap_us", "day", "closed_at", "through_us", "reach_us", "verified_at"])
+    finally:
+        client.close()
+    assert _bound(s, f)["closed_until"] == day_number(day.date())
+    assert run_clickhouse(s, f, ("visits",))["visits"] == [(20, 7, 35, 20, 1.65)]
+    # a goal chooses visitors by their events on both shards too (GLOBAL IN; a plain IN is refused on a cluster)
+    third = dataclasses.replace(f, goal="Third", goal_definition=Goal(name="Third", page="/v3"))
+    assert run_clickhouse(s, third, ("visits",))["visits"] == [(1, 0, 0, 30, 2)]
+
+
+def _bound(s: Settings, f: Filter) -> dict[str, Any]:
+    """``closedvisits.bind``'s values for ``f`` (what the visits read of the stored ones)."""
+    client = ch_client(s, "reader")
+    try:
+        return bind(client, f.type, Params.of(f).ch)
+    finally:
+        client.close()
