@@ -177,16 +177,18 @@ docker-down: ## remove the docker scenario's containers and network, stop the en
 # leaves much of the machine idle alone (the app's suite waits on its services: 77% idle; the
 # docker scenario's single host converges one task at a time: 47%), and no two parts side by side
 # share a port, host, network or database (the nspawn NAT works beside dockerd's, see
-# testbed/tests/test_docker.py). Lane one: lint, the app's suite, then the cluster scenario (three
+# testbed/tests/test_docker.py). Lane one: the app's suite, then the cluster scenario (three
 # hosts, its certificate rotation); lane two: the test-host tool's own checks (test hosts and dockerd),
 # the role runs on test hosts of their own, then the docker and the upgrade scenarios; lane three,
 # once the host checks have ended: the upgrade scenario's previous release deployed and kept
 # (`upgrade-previous`, ~3 min alone when its cache key is new, ~30 s when kept; the upgrade scenario,
 # last in lane two, then boots that disk instead of deploying it there), the pki role's CA steps and
-# the rest of the test bed's checks. The test hosts of the cluster and of `upgrade-previous` come up
+# the rest of the test bed's checks, then lint. The test hosts of the cluster and of `upgrade-previous` come up
 # only once the host checks have ended (`@test-testbed-hosts`: test_host.py's last check wants no
-# other test host). Lint does not run alone first (~1 min of one core): a lint failure still fails
-# `make test`, once the lanes have ended. The closing table gives each part's seconds and how busy
+# other test host). Lint does not run alone first (~1-2 min of one core): a lint failure still fails
+# `make test`, once the lanes have ended. Since CI run 52 it runs last in lane three (not first: a
+# failed part ends its lane, and the upgrade scenario waits for the previous release's deploy there),
+# so that the cluster scenario, at the end of lane one, starts that much sooner. The closing table gives each part's seconds and how busy
 # the CPUs were meanwhile.
 # Measured (`.ci/run` from a clean clone, this 2-core machine, nothing else running): CI run 41
 # (two lanes, the CA steps in lane one, the test bed's other checks and a cold deploy of the
@@ -205,8 +207,8 @@ docker-down: ## remove the docker scenario's containers and network, stop the en
 # roles' playbooks; Debian 13 under nspawn converges in the upgrade scenario (one host) and the
 # cluster scenario (three). The nspawn single-host scenario (`make molecule`) repeats the docker
 # scenario's work on Debian 13: on demand, for CI's time.
-TEST_PARTS := lint,test-app,@test-testbed-hosts,molecule-cluster+test-testbed-hosts,test-testbed-roles,molecule-docker,@upgrade-previous,molecule-upgrade+@test-testbed-hosts,upgrade-previous,test-testbed-ca,test-testbed-local
-test: venv artifacts ## everything CI runs in three lanes (lint, the app's suite, the cluster scenario; the test-host tool's checks, the role runs on test hosts, the docker then the upgrade scenario; the upgrade's previous release kept, the pki role's CA steps, the test bed's other checks), closing with each part's seconds and how busy the CPUs were (tools/timed-parts)
+TEST_PARTS := test-app,@test-testbed-hosts,molecule-cluster+test-testbed-hosts,test-testbed-roles,molecule-docker,@upgrade-previous,molecule-upgrade+@test-testbed-hosts,upgrade-previous,test-testbed-ca,test-testbed-local,lint
+test: venv artifacts ## everything CI runs in three lanes (the app's suite, the cluster scenario; the test-host tool's checks, the role runs on test hosts, the docker then the upgrade scenario; lint, the upgrade's previous release kept, the pki role's CA steps, the test bed's other checks), closing with each part's seconds and how busy the CPUs were (tools/timed-parts)
 	tools/timed-parts $(TEST_PARTS)
 
 demo: venv artifacts ## deploy the whole stack into the local demo host and say where it is
