@@ -8,9 +8,9 @@ ClickHouse's first human event up to today (UTC):
   insert under way), so that readers look for late events among the granules stored since then only;
 - any other day is made: its visits of the raw events (``stats.visits_of_visitors``, as the dashboard makes them)
   are stored, counted per entry page, exit page and the entry's audience, and its row says so. A day not over
-  yet (today; yesterday a while after midnight, for an event on its way) is stored in part: its visits that have ended
-  (their last event more than the timeout before ``SETTLE`` ago), made again at each run until the whole day
-  is stored.
+  yet (today; yesterday for ``SETTLE`` after midnight, for an event on its way) is stored in part: its visits
+  that have ended, whenever they started (their last event more than the timeout before ``SETTLE`` ago), made
+  again at each run until the whole day is stored.
 
 Runs as the writer (INSERT and SELECT): a day made again leaves its older rows in ``visits_closed`` unread (a
 day's row names the ``closed_at`` of its visits); retention drops them with their month. Several runs at once do

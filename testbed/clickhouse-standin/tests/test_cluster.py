@@ -316,7 +316,8 @@ def test_the_visits_read_through_the_distributed_tables_stored_in_part_and_made_
     try:
         client.insert("visits_days", [("page", 1_800_000_000, day.date(), kept, micros(day) + 10 * 3_600_000_000,
                                        micros(day + timedelta(hours=13, minutes=40)), datetime.now(UTC))],
-                      column_names=["type", "gap_us", "day", "closed_at", "through_us", "reach_us", "verified_at"])
+                      column_names=["type", "gap_us", "day", "closed_at", "through_us", "reach_us", "verified_at"],
+                      settings={"distributed_foreground_insert": 1})  # on its shard before it returns (as the closer)
     finally:
         client.close()
     assert _bound(s, f)["closed_until"] == day_number(day.date())
