@@ -182,14 +182,15 @@ docker-down: ## remove the docker scenario's containers and network, stop the en
 # the role runs on test hosts of their own, then the docker and the upgrade scenarios; lane three,
 # once the host checks have ended: the upgrade scenario's previous release deployed and kept
 # (`upgrade-previous`, ~3 min alone when its cache key is new, ~30 s when kept; the upgrade scenario,
-# last in lane two, then boots that disk instead of deploying it there), the pki role's CA steps and
-# the rest of the test bed's checks, then lint. The test hosts of the cluster and of `upgrade-previous` come up
-# only once the host checks have ended (`@test-testbed-hosts`: test_host.py's last check wants no
-# other test host). Lint does not run alone first (~1-2 min of one core): a lint failure still fails
-# `make test`, once the lanes have ended. Since CI run 52 it runs last in lane three (not first: a
-# failed part ends its lane, and the upgrade scenario waits for the previous release's deploy there),
-# so that the cluster scenario, at the end of lane one, starts that much sooner. The closing table gives each part's seconds and how busy
-# the CPUs were meanwhile.
+# last in lane two, then boots that disk instead of deploying it there), the pki role's CA steps,
+# the rest of the test bed's checks, then lint. The test hosts of the cluster and of
+# `upgrade-previous` come up only once the host checks have ended (`@test-testbed-hosts`:
+# test_host.py's last check wants no other test host). Lint does not run alone first (~1-2 min of
+# one core): a lint failure still fails `make test`, once the lanes have ended. Since CI run 52 it
+# runs last in lane three (not first: a failed part ends its lane, and the upgrade scenario waits
+# for the previous release's deploy there), so that the cluster scenario, at the end of lane one,
+# starts that much sooner. The closing table gives each part's seconds and how busy the CPUs were
+# meanwhile.
 # Measured (`.ci/run` from a clean clone, this 2-core machine, nothing else running): CI run 41
 # (two lanes, the CA steps in lane one, the test bed's other checks and a cold deploy of the
 # previous release (483 s) in lane two): 2,886 s to a failure; CI run 42 (this layout, the deploy
