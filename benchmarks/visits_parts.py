@@ -21,9 +21,7 @@ the rows the query reads.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,16 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _services import machine, services
 from read_queries import load
+from read_queries import timed as median_ms
 
 
 def timed(fn: Callable[[], Any], repeat: int) -> float:
+    """``read_queries.timed`` after one warm run."""
     fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+    return median_ms(fn, repeat)
 
 
 def measure(settings: Any, f: Any, name: str, repeat: int) -> tuple[list[float], str]:

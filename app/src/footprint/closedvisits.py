@@ -1,7 +1,7 @@
-"""The visits of the days that ended, as ClickHouse keeps them (migration 0011): which of a filter's days they
+"""The visits that have ended, as ClickHouse keeps them (migration 0011): which of a filter's days they
 stand for, and the filter's visits read from them there (``footprint.stats._visits``).
 
-``footprint close-visits`` (``footprint.visitcloser``) stores each ended day's visits, per event type (``''``:
+``footprint close-visits`` (``footprint.visitcloser``) stores each day's visits, per event type (``''``:
 every type together) and session timeout, once no event can join one of them any more: the visits
 ``stats.visits_of_visitors`` makes of the day's raw events, counted per entry page, exit page and the entry's
 audience (``visits_closed``: visits, bounces, the sums of their durations and pages). A day's stored visits

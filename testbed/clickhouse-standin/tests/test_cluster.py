@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT / "app" / "src"))  # this checkout's app
 from chstandin import StandIn, StandInUser  # noqa: E402
 from chstandin.fixture import free_port  # noqa: E402
 from footprint import migrate  # noqa: E402
-from footprint.closedvisits import TYPES, bind, day_number, micros  # noqa: E402
+from footprint.closedvisits import EPOCH, TYPES, bind, day_number, micros  # noqa: E402
 from footprint.erasure import Eraser  # noqa: E402
 from footprint.goals import Goal  # noqa: E402
 from footprint.schema import dumps, make_event  # noqa: E402
@@ -314,8 +314,9 @@ def test_the_visits_read_through_the_distributed_tables_stored_in_part_and_made_
     # timeout after it), naming the visits stored last, is not read: they would count again in the raw part
     client = ch_client(s, "writer")
     try:
-        client.insert("visits_days", [("page", 1_800_000_000, day.date(), kept, micros(day) + 10 * 3_600_000_000,
-                                       micros(day + timedelta(hours=13, minutes=40)), datetime.now(UTC))],
+        client.insert("visits_days", [("page", micros(EPOCH + timedelta(minutes=30)), day.date(), kept,
+                                       micros(day + timedelta(hours=10)), micros(day + timedelta(hours=13, minutes=40)),
+                                       datetime.now(UTC))],
                       column_names=["type", "gap_us", "day", "closed_at", "through_us", "reach_us", "verified_at"],
                       settings={"distributed_foreground_insert": 1})  # on its shard before it returns (as the closer)
     finally:
