@@ -136,6 +136,7 @@ def _phase(variable: str) -> str:
 ON_DEMAND = {
     "lost_host": "FOOTPRINT_LOST_HOST",  # a Kafka voter lost for good and replaced (~6 min)
     "ca_rotation": "FOOTPRINT_CA_ROTATION",  # the CA replaced in three steps under traffic
+    "cert_renewal": "FOOTPRINT_CERT_RENEWAL",  # every host certificate re-issued under traffic (~4 min)
     "cluster_upgrade": "FOOTPRINT_CLUSTER_UPGRADE",  # upgrade.yml on the cluster through a failure
 }
 

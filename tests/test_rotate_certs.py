@@ -1,10 +1,12 @@
 """Certificates renewed while events keep coming (playbooks/rotate-certs.yml).
 
-- `destructive`, on an inventory with two app hosts or more (the cluster scenario: three Kafka
-  nodes, two ClickHouse hosts, two app hosts): every host certificate re-issued by
-  `rotate-certs.yml` while both collectors take events. Afterwards every service presents its new
-  certificate (a new serial, a later expiry, verified against the deploy's CA): each Kafka node,
-  PostgreSQL, each collector's nginx (and ClickHouse where it serves TLS); the certificate metric
+- `destructive`, and on demand since stop 55 (`cert_renewal`: FOOTPRINT_CERT_RENEWAL=1 make
+  molecule-cluster, or `make test-day2`; ~4 min, out of `make test` for CI's time), on an
+  inventory with two app hosts or more (the cluster scenario: three Kafka nodes, two ClickHouse
+  hosts, two app hosts): every host certificate re-issued by `rotate-certs.yml` while both
+  collectors take events. Afterwards every service presents its new certificate (a new serial, a
+  later expiry, verified against the deploy's CA): each Kafka node, PostgreSQL, each collector's
+  nginx (and ClickHouse where it serves TLS); the certificate metric
   (footprint_certificate_expiry_timestamp_seconds) reports the new expiry; every accepted event
   is in PostgreSQL and ClickHouse exactly once; no collector refused events for longer than
   REFUSED_MAX_S in a row (the app hosts restart one at a time). With one app host it is skipped
@@ -97,6 +99,7 @@ def app_hosts_to_roll(host: Any, groups: dict[str, list[str]]) -> list[str]:
 
 
 @pytest.mark.destructive
+@pytest.mark.cert_renewal  # ~4 min beside the docker scenario: FOOTPRINT_CERT_RENEWAL=1 make molecule-cluster
 def test_host_certificates_are_renewed_one_host_at_a_time_under_traffic(
     host: Any, hostvars: dict[str, Any], component: Component, request: pytest.FixtureRequest, tmp_path: Path,
 ) -> None:

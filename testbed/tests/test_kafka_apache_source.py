@@ -105,5 +105,6 @@ def test_the_published_checksum_verifies_the_download(archive: Path, tmp_path: P
     # the tools' class-data archive (roles/kafka/vars/main.yml, __kafka_tool_env), written once
     cds = tool("exec", NAME, "sh", "-c", "ls /opt/kafka/current/.footprint-tools-java-*.jsa").stdout.split()
     assert len(cds) == 1, cds
-    again = converge(archive, tmp_path)
-    assert again.returncode == 0 and "changed=0" in again.stdout, again.stdout[-3000:]
+    # A second run (changed=0) is left to the scenarios since stop 55 (~65 s of CI's longest lane):
+    # they run the same install tasks (the `local` source: the checksum read from the file beside the
+    # archive instead of the published one); reading either file changes nothing on the host.
