@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from footprint.settings import Settings
 from helpers import settings_env, wait_for
@@ -74,17 +74,29 @@ def _ready(port: int) -> bool:
         return False
 
 
-def _events(settings: Settings, seconds: float = 1.0) -> list[dict[str, Any]]:
+def _events(settings: Settings, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Every event on the topic so far: read from the start of each partition up to its end as it was at the call
+    (not for a fixed time: under load a new consumer may take longer than that to get its first record)."""
     c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"read-{uuid.uuid4()}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    c.subscribe([settings.kafka_topic])
+                  "enable.auto.commit": False})
     out = []
-    end = time.monotonic() + seconds
     try:
-        while time.monotonic() < end:
+        partitions = c.list_topics(settings.kafka_topic, timeout=10).topics[settings.kafka_topic].partitions
+        ends = {p: c.get_watermark_offsets(TopicPartition(settings.kafka_topic, p), timeout=10)[1] for p in partitions}
+        left = {p for p, end in ends.items() if end > 0}
+        c.assign([TopicPartition(settings.kafka_topic, p, OFFSET_BEGINNING) for p in left])
+        deadline = time.monotonic() + timeout
+        while left:
+            assert time.monotonic() < deadline, f"the topic's records up to {ends} not read within {timeout} s"
             m = c.poll(0.2)
-            if m is not None and m.error() is None:
-                out.append(json.loads(m.value()))
+            if m is None or m.error():
+                continue
+            value, offset, partition = m.value(), m.offset(), m.partition()
+            if value is None or offset is None or partition is None:
+                continue
+            out.append(json.loads(value))
+            if offset + 1 >= ends[partition]:
+                left.discard(partition)
     finally:
         c.close()
     return out
