@@ -82,8 +82,9 @@ def _events(settings: Settings, timeout: float = 30.0) -> list[dict[str, Any]]:
     out = []
     try:
         partitions = c.list_topics(settings.kafka_topic, timeout=10).topics[settings.kafka_topic].partitions
-        ends = {p: c.get_watermark_offsets(TopicPartition(settings.kafka_topic, p), timeout=10)[1] for p in partitions}
-        left = {p for p, end in ends.items() if end > 0}
+        marks = {p: c.get_watermark_offsets(TopicPartition(settings.kafka_topic, p), timeout=10) for p in partitions}
+        ends = {p: high for p, (_, high) in marks.items()}
+        left = {p for p, (low, high) in marks.items() if high > low}  # no record left in it: nothing to wait for
         c.assign([TopicPartition(settings.kafka_topic, p, OFFSET_BEGINNING) for p in left])
         deadline = time.monotonic() + timeout
         while left:
